@@ -1,0 +1,60 @@
+# DiffuseLoco-ROS: the two commands users need are `make demo` and `make test`; each sets the project up first.
+# Set-up is incremental: every step is a stamp file in .venv that is redone only when its inputs change,
+# so a second run with nothing changed is a no-op.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMPS := $(VENV)/.stamps
+# Tests and the demo never leave this machine and never meet other ROS graphs.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export MUJOCO_GL ?= egl
+
+MSG_PACKAGES := diffuseloco_msgs cyberdog_msgs
+PY_PACKAGES := diffuseloco_policy diffuseloco_bringup
+msg_inputs = $(wildcard src/$(1)/msg/*.msg src/$(1)/srv/*.srv) src/$(1)/CMakeLists.txt src/$(1)/package.xml \
+             src/$(1)/pyproject.toml cmake/ros_wheels_prefix.cmake
+
+.PHONY: setup demo test bench lock clean
+.SECONDEXPANSION:
+setup: $(STAMPS)/python-packages
+
+$(STAMPS)/system: scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/venv: $(STAMPS)/system
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/requirements: requirements.lock $(STAMPS)/venv
+	$(PIP) install -q -r requirements.lock
+	@touch $@
+
+$(STAMPS)/msg-%: $(STAMPS)/requirements $$(call msg_inputs,$$*)
+	$(PIP) install -q --no-build-isolation ./src/$*
+	@touch $@
+
+$(STAMPS)/python-packages: $(foreach p,$(MSG_PACKAGES),$(STAMPS)/msg-$(p)) \
+                           $(foreach p,$(PY_PACKAGES),src/$(p)/setup.py src/$(p)/package.xml)
+	$(PIP) install -q --no-build-isolation --no-deps $(foreach p,$(PY_PACKAGES),-e ./src/$(p))
+	@touch $@
+
+demo: setup
+	$(PY) -m diffuseloco_bringup.demo
+
+test: setup
+	$(PY) -m pytest tests
+
+bench: setup
+	$(PY) bench/bench_sampler.py
+
+# Re-pin every dependency after editing requirements.in (needs the package index).
+lock:
+	rm -rf /tmp/diffuseloco-lock && $(PYTHON) -m venv /tmp/diffuseloco-lock
+	/tmp/diffuseloco-lock/bin/pip install -q -r requirements.in
+	/tmp/diffuseloco-lock/bin/pip freeze | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
+
+clean:
+	rm -rf $(VENV) src/*/build build

@@ -1,0 +1,264 @@
+"""The one typed configuration of the stack, loaded from YAML.
+
+Every number that describes the robot, the observation layout, the action and the skills lives in a YAML file
+(`configs/cyberdog2.yaml` for the shipped robot) and is read into frozen dataclasses here. Code asks the config
+instead of hard-coding joint order, scales or rates, so a model file can carry the config it was trained with
+and the node can compare it with the robot it is about to drive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_ROBOT_CONFIG = PACKAGE_CONFIG_DIR / "cyberdog2.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file or dictionary does not describe a valid setup."""
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    """Body, joint conventions, motor limits and the PD gains shared by experts, data and policy."""
+
+    name: str
+    joint_names: tuple[str, ...]
+    sdk_sign: tuple[float, ...]
+    default_pose: tuple[float, ...]
+    position_lower: tuple[float, ...]
+    position_upper: tuple[float, ...]
+    velocity_limit: float
+    torque_limit: float
+    kp: float
+    kd: float
+    kp_range: tuple[float, float]
+    kd_range: tuple[float, float]
+    max_target_step_deg: tuple[float, float, float]
+    limit_margin: float
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    def __post_init__(self) -> None:
+        n = len(self.joint_names)
+        for name in ("sdk_sign", "default_pose", "position_lower", "position_upper"):
+            if len(getattr(self, name)) != n:
+                raise ConfigError(f"robot.{name} has {len(getattr(self, name))} entries, expected {n} (one per joint)")
+        if any(s not in (1.0, -1.0) for s in self.sdk_sign):
+            raise ConfigError("robot.sdk_sign entries must be +1 or -1")
+        for j, (lo, q0, hi) in enumerate(zip(self.position_lower, self.default_pose, self.position_upper)):
+            if not lo < q0 < hi:
+                raise ConfigError(f"default pose of {self.joint_names[j]} ({q0}) is outside its limits [{lo}, {hi}]")
+
+
+@dataclass(frozen=True)
+class RatesConfig:
+    """Control and joint-loop rates; the model's tick must equal the robot's."""
+
+    control_hz: float
+    joint_loop_hz: float
+
+    @property
+    def control_dt(self) -> float:
+        return 1.0 / self.control_hz
+
+
+@dataclass(frozen=True)
+class TermConfig:
+    """One named slice of the observation (or goal) vector with its scale."""
+
+    name: str
+    size: int
+    scale: Union[float, tuple[float, ...]] = 1.0
+
+    def __post_init__(self) -> None:
+        if self.size <= 0:
+            raise ConfigError(f"observation term {self.name!r} must have a positive size")
+        if isinstance(self.scale, tuple) and len(self.scale) != self.size:
+            raise ConfigError(f"observation term {self.name!r}: {len(self.scale)} scales for size {self.size}")
+
+
+@dataclass(frozen=True)
+class ObservationConfig:
+    """Layout of the proprioceptive observation and the goal (command + skill), and the history length To."""
+
+    history: int
+    terms: tuple[TermConfig, ...]
+    goal_terms: tuple[TermConfig, ...]
+
+    @property
+    def obs_dim(self) -> int:
+        return sum(t.size for t in self.terms)
+
+    @property
+    def goal_dim(self) -> int:
+        return sum(t.size for t in self.goal_terms)
+
+    def slices(self) -> dict[str, slice]:
+        """Where each proprioceptive term sits in the observation vector."""
+        return _slices(self.terms)
+
+    def goal_slices(self) -> dict[str, slice]:
+        return _slices(self.goal_terms)
+
+
+def _slices(terms: tuple[TermConfig, ...]) -> dict[str, slice]:
+    out, start = {}, 0
+    for term in terms:
+        out[term.name] = slice(start, start + term.size)
+        start += term.size
+    return out
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """Action chunk geometry and how an action maps to a joint target."""
+
+    horizon: int
+    execute_index: int
+    scale: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.execute_index < self.horizon:
+            raise ConfigError(f"action.execute_index {self.execute_index} outside the horizon {self.horizon}")
+
+
+@dataclass(frozen=True)
+class SkillConfig:
+    """A skill the policy ships, its message id and its command range."""
+
+    name: str
+    id: int
+    vx: tuple[float, float]
+    vy: tuple[float, float]
+    yaw_rate: tuple[float, float]
+
+    def clamp_command(self, vx: float, vy: float, yaw_rate: float) -> tuple[float, float, float]:
+        """The command limited to this skill's range: what the expert and policy were trained on."""
+        return (_clip(vx, self.vx), _clip(vy, self.vy), _clip(yaw_rate, self.yaw_rate))
+
+
+def _clip(value: float, bounds: tuple[float, float]) -> float:
+    return float(min(max(value, bounds[0]), bounds[1]))
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything a policy, a simulator or a node needs to agree on."""
+
+    robot: RobotConfig
+    rates: RatesConfig
+    observation: ObservationConfig
+    action: ActionConfig
+    skills: tuple[SkillConfig, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        ids = [s.id for s in self.skills]
+        if ids != list(range(len(ids))):
+            raise ConfigError(f"skill ids must be 0..{len(ids) - 1} in order, got {ids}")
+        skill_term = self.observation.goal_slices().get("skill")
+        if skill_term is not None and skill_term.stop - skill_term.start != len(self.skills):
+            raise ConfigError(
+                f"goal term 'skill' has size {skill_term.stop - skill_term.start} but {len(self.skills)} skills are listed"
+            )
+
+    def skill(self, key: Union[int, str]) -> SkillConfig:
+        """Look a skill up by id or name; unknown skills are a clear error, not an IndexError."""
+        for s in self.skills:
+            if s.id == key or s.name == key:
+                return s
+        raise ConfigError(f"unknown skill {key!r}; known: {[s.name for s in self.skills]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and dicts, as YAML or JSON would hold them (for model metadata and checkpoints)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass `cls` from plain YAML data, refusing unknown or missing keys with the key's path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing key {name!r}")
+            continue
+        kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - dataclass signature errors are programming errors
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                return _convert(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} matches none of {hint}: {errors}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def load_config(path: Union[str, Path, None] = None) -> StackConfig:
+    """Read a stack config from YAML (the shipped CyberDog 2 config by default)."""
+    path = Path(path) if path is not None else DEFAULT_ROBOT_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    return from_dict(StackConfig, data, where=path.name)
+
+
+def config_from_dict(data: dict[str, Any]) -> StackConfig:
+    """Rebuild a config, for example the one embedded in a model file."""
+    return from_dict(StackConfig, data)

@@ -1,0 +1,92 @@
+"""Robot state -> the policy's observation and goal vectors, following the layout in the config.
+
+The same builder serves the simulator's dataset generator, the bag converter and the policy node, so a model
+sees identical numbers in training and on the robot. Joint values here are in model convention (see joints.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .config import ConfigError, StackConfig, TermConfig
+
+
+@dataclass(frozen=True)
+class RobotState:
+    """One proprioceptive sample in model convention.
+
+    quaternion is (w, x, y, z) of the body in the world frame, as the CyberDog state estimator reports it;
+    angular_velocity is the body-frame gyro reading (rad/s).
+    """
+
+    joint_position: np.ndarray
+    joint_velocity: np.ndarray
+    quaternion: np.ndarray
+    angular_velocity: np.ndarray
+
+
+def projected_gravity(quaternion_wxyz: np.ndarray) -> np.ndarray:
+    """World gravity direction (0, 0, -1) expressed in the body frame: encodes roll and pitch, not heading."""
+    w, x, y, z = np.asarray(quaternion_wxyz, dtype=np.float64) / np.linalg.norm(quaternion_wxyz)
+    # Third row of the world-from-body rotation matrix, negated: R^T @ (0, 0, -1).
+    return -np.array([2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)])
+
+
+class ObservationBuilder:
+    """Assembles observation and goal vectors term by term, as the config lays them out."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.default_pose = np.asarray(config.robot.default_pose, dtype=np.float64)
+        self.num_skills = len(config.skills)
+        self._obs_terms = [(t, self._state_term(t)) for t in config.observation.terms]
+        self._goal_names = [t.name for t in config.observation.goal_terms]
+        unknown = set(self._goal_names) - {"command", "skill"}
+        if unknown:
+            raise ConfigError(f"unknown goal terms {sorted(unknown)}; supported: command, skill")
+        self._goal_scales = {t.name: np.asarray(t.scale, dtype=np.float64) for t in config.observation.goal_terms}
+
+    def _state_term(self, term: TermConfig) -> Callable[[RobotState, np.ndarray], np.ndarray]:
+        readers: dict[str, Callable[[RobotState, np.ndarray], np.ndarray]] = {
+            "projected_gravity": lambda s, a: projected_gravity(s.quaternion),
+            "base_angular_velocity": lambda s, a: np.asarray(s.angular_velocity, dtype=np.float64),
+            "joint_position": lambda s, a: np.asarray(s.joint_position, dtype=np.float64) - self.default_pose,
+            "joint_velocity": lambda s, a: np.asarray(s.joint_velocity, dtype=np.float64),
+            "last_action": lambda s, a: np.asarray(a, dtype=np.float64),
+        }
+        if term.name not in readers:
+            raise ConfigError(f"unknown observation term {term.name!r}; supported: {sorted(readers)}")
+        return readers[term.name]
+
+    def observation(self, state: RobotState, last_action: np.ndarray) -> np.ndarray:
+        """The proprioceptive observation (float32) for one tick."""
+        parts = []
+        for term, read in self._obs_terms:
+            value = read(state, last_action)
+            if value.shape != (term.size,):
+                raise ValueError(f"observation term {term.name!r} has shape {value.shape}, expected ({term.size},)")
+            parts.append(value * np.asarray(term.scale, dtype=np.float64))
+        return np.concatenate(parts).astype(np.float32)
+
+    def goal(self, command: np.ndarray, skill_id: int) -> np.ndarray:
+        """The goal vector (float32): scaled (vx, vy, yaw rate) and a one-hot skill."""
+        if not 0 <= int(skill_id) < self.num_skills:
+            raise ConfigError(f"skill id {skill_id} outside 0..{self.num_skills - 1}")
+        parts = []
+        for name in self._goal_names:
+            if name == "command":
+                parts.append(np.asarray(command, dtype=np.float64).reshape(3) * self._goal_scales[name])
+            else:
+                parts.append(np.eye(self.num_skills)[int(skill_id)])
+        return np.concatenate(parts).astype(np.float32)
+
+    def action_to_target(self, action: np.ndarray) -> np.ndarray:
+        """Policy action -> joint position target in model convention."""
+        return self.default_pose + self.config.action.scale * np.asarray(action, dtype=np.float64)
+
+    def target_to_action(self, joint_target: np.ndarray) -> np.ndarray:
+        """Inverse of action_to_target: how the dataset stores an expert's joint targets as actions."""
+        return (np.asarray(joint_target, dtype=np.float64) - self.default_pose) / self.config.action.scale

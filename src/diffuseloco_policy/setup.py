@@ -1,0 +1,29 @@
+"""ament_python package: built by colcon on the robot, or `pip install -e` into the project's virtual env."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "diffuseloco_policy"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "tests"]),
+    package_data={PACKAGE: ["configs/*.yaml", "assets/*.xml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/configs", glob(f"{PACKAGE}/configs/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="DiffuseLoco-ROS maintainers",
+    maintainer_email="maintainers@diffuseloco-ros.dev",
+    description="DiffuseLoco diffusion locomotion policy, simulator and ROS 2 nodes for the CyberDog 2",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+        ],
+    },
+)
