@@ -50,11 +50,11 @@ test: setup
 bench: setup
 	$(PY) bench/bench_sampler.py
 
-# Re-pin every dependency after editing requirements.in (needs the package index).
-lock:
-	rm -rf /tmp/diffuseloco-lock && $(PYTHON) -m venv /tmp/diffuseloco-lock
-	/tmp/diffuseloco-lock/bin/pip install -q -r requirements.in
-	/tmp/diffuseloco-lock/bin/pip freeze | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
+# Re-pin every dependency after editing requirements.in (needs the package index). pip's resolver report lists
+# exactly the distributions it would install; `pip freeze` would also list the egg-info names inside ROS wheels.
+lock: $(STAMPS)/venv
+	$(PIP) install -q --dry-run --ignore-installed --report .venv/lock-report.json -r requirements.in
+	$(PY) scripts/write_lock.py .venv/lock-report.json requirements.lock
 
 clean:
 	rm -rf $(VENV) src/*/build build
