@@ -10,7 +10,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "tests"]),
-    package_data={PACKAGE: ["configs/*.yaml", "assets/*.xml"]},
+    package_data={PACKAGE: ["configs/*.yaml", "sim/assets/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

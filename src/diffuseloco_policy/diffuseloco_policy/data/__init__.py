@@ -1,0 +1,1 @@
+"""Expert dataset generation and zarr storage."""

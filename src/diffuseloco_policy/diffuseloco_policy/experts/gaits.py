@@ -1,0 +1,66 @@
+"""Gait timing tables (period, duty, per-leg phase offsets) and the smooth blend between them.
+
+A gait is a phase clock plus one phase offset per leg (FR, FL, RR, RL); a leg is in stance while its phase is
+below the duty factor. Trot moves diagonal pairs together, pace lateral pairs, bound front/rear pairs. Skill
+switches blend offsets and period at a bounded rate so every leg's phase keeps moving forward: no leg is ever
+thrown from swing back into stance, which is what makes mid-motion switches safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GaitParams:
+    """Timing and swing shape of one periodic gait."""
+
+    period: float
+    duty: float
+    offsets: tuple[float, float, float, float]
+    swing_height: float
+
+
+STAND = "stand"
+GAITS: dict[str, GaitParams] = {
+    "trot": GaitParams(period=0.30, duty=0.5, offsets=(0.0, 0.5, 0.5, 0.0), swing_height=0.06),
+    "pace": GaitParams(period=0.30, duty=0.5, offsets=(0.0, 0.5, 0.0, 0.5), swing_height=0.06),
+    "bound": GaitParams(period=0.40, duty=0.5, offsets=(0.0, 0.0, 0.5, 0.5), swing_height=0.06),
+}
+
+
+class GaitClock:
+    """Phase clock whose offsets, period and swing height glide toward the active gait's values."""
+
+    def __init__(self, gait: GaitParams, offset_rate: float = 1.0, period_rate: float = 0.5) -> None:
+        self.offset_rate = offset_rate      # phase units per second the offsets may move
+        self.period_rate = period_rate      # seconds per second the period may change
+        self.target = gait
+        self.offsets = np.array(gait.offsets, dtype=np.float64)
+        self.period = gait.period
+        self.swing_height = gait.swing_height
+        self.duty = gait.duty
+        self.phase = 0.0
+
+    def restart(self, gait: GaitParams) -> None:
+        """Jump to a gait (from standing): the first-listed leg's swing starts now, its partners' stance."""
+        self.target = gait
+        self.offsets = np.array(gait.offsets, dtype=np.float64)
+        self.period, self.swing_height, self.duty = gait.period, gait.swing_height, gait.duty
+        self.phase = (gait.duty - gait.offsets[0]) % 1.0
+
+    def advance(self, dt: float) -> None:
+        """Move the blend one tick toward the target gait, then advance the phase."""
+        t = self.target
+        delta = (np.array(t.offsets) - self.offsets + 0.5) % 1.0 - 0.5     # shortest way round the circle
+        delta[np.isclose(np.abs(delta), 0.5)] = -0.5                          # ties: slow the leg, never skip
+        self.offsets = (self.offsets + np.clip(delta, -self.offset_rate * dt, self.offset_rate * dt)) % 1.0
+        self.period += float(np.clip(t.period - self.period, -self.period_rate * dt, self.period_rate * dt))
+        self.swing_height += float(np.clip(t.swing_height - self.swing_height, -0.2 * dt, 0.2 * dt))
+        self.phase = (self.phase + dt / self.period) % 1.0
+
+    def leg_phases(self, lookahead: float = 0.0) -> np.ndarray:
+        """Each leg's phase in [0, 1), optionally a little ahead in time (to lead the PD lag)."""
+        return (self.phase + lookahead / self.period + self.offsets) % 1.0

@@ -1,0 +1,109 @@
+"""Expert-in-the-loop episodes: a random skill/command schedule driving the simulator at 50 Hz.
+
+Shared by the dataset generator and the evaluator so both see the same closed loop: at tick t the expert reads
+the robot's measured state (plus the true body velocity it is allowed), returns joint targets, the simulator
+runs one 0.02 s control period of the 500 Hz joint law. One `Tick` record holds exactly what the dataset stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from ..config import StackConfig
+from ..observation import ObservationBuilder, RobotState
+from ..sim import CyberDogSim, SimConfig
+from .controller import ExpertController, ExpertParams
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of an episode with one skill and one command."""
+
+    skill: int
+    command: tuple[float, float, float]
+    ticks: int
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One control tick: what the robot measured, what it was asked, what the expert sent."""
+
+    state: RobotState
+    observation: np.ndarray
+    goal: np.ndarray
+    action: np.ndarray
+    target: np.ndarray
+    skill: int
+    command: np.ndarray
+
+
+def sample_command(config: StackConfig, skill: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """A command inside the skill's range: uniform, with some pure-axis and zero commands mixed in."""
+    s = config.skill(skill)
+    cmd = np.array([rng.uniform(*s.vx), rng.uniform(*s.vy), rng.uniform(*s.yaw_rate)])
+    kind = rng.random()
+    if kind < 0.1:
+        cmd[:] = 0.0
+    elif kind < 0.4:
+        keep = rng.integers(3)
+        cmd[np.arange(3) != keep] = 0.0
+    return tuple(float(c) for c in s.clamp_command(*cmd))
+
+
+def random_schedule(config: StackConfig, rng: np.random.Generator, total_ticks: int,
+                    skills: Optional[Sequence[int]] = None, segment_s: tuple[float, float] = (2.0, 6.0),
+                    lead_in_s: float = 0.5) -> list[Segment]:
+    """Segments of random skill and command filling an episode; starts standing for lead_in_s."""
+    skills = list(range(len(config.skills))) if skills is None else list(skills)
+    hz = config.rates.control_hz
+    stand = config.skill("stand").id
+    segments = [Segment(stand, (0.0, 0.0, 0.0), int(lead_in_s * hz))]
+    used = segments[0].ticks
+    while used < total_ticks:
+        skill = int(rng.choice(skills))
+        ticks = min(int(rng.uniform(*segment_s) * hz), total_ticks - used)
+        segments.append(Segment(skill, sample_command(config, skill, rng), ticks))
+        used += ticks
+    return segments
+
+
+class ExpertRollout:
+    """Simulator + expert + observation builder, stepped one 50 Hz tick at a time."""
+
+    def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
+                 expert_params: Optional[ExpertParams] = None) -> None:
+        self.config = config
+        self.sim = CyberDogSim(config, sim_config, seed=seed)
+        self.expert = ExpertController(config, expert_params)
+        self.builder = ObservationBuilder(config)
+        self.last_action = np.zeros(config.robot.num_joints)
+
+    def reset(self, seed: Optional[int] = None) -> None:
+        self.sim.reset(seed=seed)
+        self.expert.reset()
+        self.last_action = np.zeros(self.config.robot.num_joints)
+
+    def tick(self, skill: int, command: Sequence[float]) -> Tick:
+        """Observe (state at t, action of t-1), act, advance the simulator one control period."""
+        state = self.sim.robot_state()
+        command = np.asarray(command, dtype=np.float64)
+        observation = self.builder.observation(state, self.last_action)
+        velocity = self.sim.base_velocity_body()[:2]
+        target = self.expert.act(state, velocity, command, skill)
+        action = self.builder.target_to_action(target)
+        record = Tick(state, observation, self.builder.goal(command, skill), action, target, skill, command)
+        self.sim.command_position(target)
+        self.sim.step()
+        self.last_action = action
+        return record
+
+    def run(self, segments: Sequence[Segment]) -> Iterator[Tick]:
+        """Ticks along a schedule; stops early (after yielding) when the robot falls."""
+        for segment in segments:
+            for _ in range(segment.ticks):
+                yield self.tick(segment.skill, segment.command)
+                if self.sim.fallen():
+                    return

@@ -1,0 +1,70 @@
+"""The CyberDog 2 motor firmware's protection in motor mode, so the simulator reacts to commands as the robot.
+
+From the motor SDK (see shared reference cyberdog.md): q_des is clamped 0.04 rad inside the joint limits and may
+move at most 8/10/12 degrees (abad/hip/knee) per frame; a command gap over 10 ms scales qd_des and tau_des down;
+over 500 ms the motors go to high damping; before the first command the motors are passive. A policy stack that
+is safe on the simulator without relying on this layer is safe on the robot: our own safety layer is stricter.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..config import RobotConfig
+from ..joints import JointConvention
+from .interfaces import MotorCommand
+
+GAP_SCALE_S = 0.010        # command older than this: feed-forward terms scaled down
+GAP_DAMPING_S = 0.500      # command older than this: high damping
+GAP_FEEDFORWARD_SCALE = 0.0
+DAMPING_KD = 5.0           # "high damping" gain of the firmware's fallback, N m s / rad
+
+
+class MotorFirmware:
+    """Accepts command frames as the firmware does and says what the motors execute (SDK convention)."""
+
+    def __init__(self, robot: RobotConfig) -> None:
+        convention = JointConvention(robot)
+        lower, upper = convention.limits_sdk(robot)
+        self.lower, self.upper = lower + robot.limit_margin, upper - robot.limit_margin
+        step = np.deg2rad(np.asarray(robot.max_target_step_deg, dtype=np.float64))
+        self.max_step = np.tile(step, robot.num_joints // 3)
+        self.kp_max, self.kd_max = robot.kp_range[1], robot.kd_range[1]
+        self.torque_limit = robot.torque_limit
+        self.reset()
+
+    def reset(self) -> None:
+        self._accepted: Optional[MotorCommand] = None
+        self._fallback = False  # in high damping after a long gap, until the next frame
+
+    def receive(self, cmd: MotorCommand, measured_q: np.ndarray) -> None:
+        """One command frame: non-finite frames are dropped; targets are step-limited and kept off the limits."""
+        if not _finite(cmd):
+            return
+        fresh = self._accepted is None or self._fallback
+        reference = measured_q if fresh else self._accepted.q_des
+        self._fallback = False
+        q_des = np.clip(np.asarray(cmd.q_des, dtype=np.float64), reference - self.max_step, reference + self.max_step)
+        self._accepted = MotorCommand(
+            np.clip(q_des, self.lower, self.upper), np.asarray(cmd.qd_des, dtype=np.float64),
+            np.clip(cmd.kp, 0.0, self.kp_max), np.clip(cmd.kd, 0.0, self.kd_max),
+            np.clip(cmd.tau, -self.torque_limit, self.torque_limit))
+
+    def execute(self, age_s: float, num_joints: int = 12) -> MotorCommand:
+        """What the joint loop runs, given the age of the newest accepted frame."""
+        if self._accepted is None:
+            return MotorCommand.passive(num_joints)
+        if age_s > GAP_DAMPING_S or self._fallback:
+            self._fallback = True   # the next frame re-seeds the step limit from the measured pose
+            z = np.zeros(num_joints)
+            return MotorCommand(z, z, z, np.full(num_joints, DAMPING_KD), z)
+        if age_s > GAP_SCALE_S:
+            c = self._accepted
+            return MotorCommand(c.q_des, c.qd_des * GAP_FEEDFORWARD_SCALE, c.kp, c.kd, c.tau * GAP_FEEDFORWARD_SCALE)
+        return self._accepted
+
+
+def _finite(cmd: MotorCommand) -> bool:
+    return all(np.all(np.isfinite(a)) for a in (cmd.q_des, cmd.qd_des, cmd.kp, cmd.kd, cmd.tau))

@@ -1,0 +1,74 @@
+"""Simulator options: latency, sensor noise and domain randomization, one dataclass each.
+
+Defaults describe an ideal robot (no latency, noise or randomization) so that tests are exact; the dataset
+generator and the evaluator switch on `SimConfig.randomized()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Standard deviations of zero-mean Gaussian sensor noise, drawn fresh at each reading."""
+
+    joint_position: float = 0.0      # rad
+    joint_velocity: float = 0.0      # rad/s
+    gyro: float = 0.0                # rad/s
+    accelerometer: float = 0.0       # m/s^2
+    orientation: float = 0.0         # rad, small random rotation applied to the quaternion
+
+
+@dataclass(frozen=True)
+class RandomizationConfig:
+    """Ranges (uniform) of per-episode physical parameters; (1, 1) or (0, 0) switches a term off."""
+
+    friction: tuple[float, float] = (0.9, 0.9)
+    payload_mass: tuple[float, float] = (0.0, 0.0)        # kg added to the trunk
+    payload_com_shift: float = 0.0                          # m, max |shift| of the payload in x and y
+    kp_scale: tuple[float, float] = (1.0, 1.0)
+    kd_scale: tuple[float, float] = (1.0, 1.0)
+    motor_strength: tuple[float, float] = (1.0, 1.0)      # scales delivered torque and its limit
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Random shoves: an instantaneous change of the trunk's horizontal velocity every interval."""
+
+    enabled: bool = False
+    interval_s: tuple[float, float] = (4.0, 8.0)
+    max_velocity: float = 0.4       # m/s, magnitude of the horizontal velocity change
+    max_yaw_rate: float = 0.3       # rad/s
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything that makes the simulated robot differ from the ideal model."""
+
+    sensor_latency_s: float = 0.0      # age of the joint and IMU data the robot reports
+    actuation_latency_s: float = 0.0   # delay before a motor command takes effect
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    pushes: PushConfig = field(default_factory=PushConfig)
+
+    @staticmethod
+    def randomized() -> "SimConfig":
+        """The setting used for the dataset and the evaluation: realistic latency, noise, randomization, pushes."""
+        return SimConfig(
+            sensor_latency_s=0.004,
+            actuation_latency_s=0.002,
+            noise=NoiseConfig(joint_position=0.005, joint_velocity=0.1, gyro=0.02, accelerometer=0.1, orientation=0.01),
+            randomization=RandomizationConfig(
+                friction=(0.5, 1.2),
+                payload_mass=(0.0, 1.0),
+                payload_com_shift=0.03,
+                kp_scale=(0.9, 1.1),
+                kd_scale=(0.9, 1.1),
+                motor_strength=(0.9, 1.1),
+            ),
+            pushes=PushConfig(enabled=True),
+        )
+
+    def without_pushes(self) -> "SimConfig":
+        return replace(self, pushes=replace(self.pushes, enabled=False))
