@@ -24,6 +24,11 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "sim_node = diffuseloco_policy.nodes.sim_node:main",
+            "policy_node = diffuseloco_policy.nodes.policy_node:main",
+            "teleop_node = diffuseloco_policy.nodes.teleop_node:main",
+            "keyboard_teleop = diffuseloco_policy.nodes.keyboard_teleop:main",
+            "script_teleop = diffuseloco_policy.nodes.script_teleop:main",
         ],
     },
 )

@@ -126,6 +126,10 @@ class ActionConfig:
     horizon: int
     execute_index: int
     scale: float
+    # Send the plan's velocity (next action minus this one, per tick) as qd_des. With the joint law
+    # kp (q_des - q) + kd (qd_des - qd) this is the velocity feed-forward a PD-tracked gait needs, without
+    # moving q_des ahead of the trajectory (which the firmware's per-frame step limit would cut).
+    velocity_feedforward: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.execute_index < self.horizon:
@@ -152,6 +156,64 @@ def _clip(value: float, bounds: tuple[float, float]) -> float:
 
 
 @dataclass(frozen=True)
+class SafetyConfig:
+    """Deployment safety limits: the SafetyFilter and the SensorMonitor read them.
+
+    The command limits may only tighten what `robot` says the hardware and firmware allow: the filter uses the
+    stricter of the two (smaller caps, steps and limits; the larger joint-limit margin). The defaults are the
+    CyberDog 2 firmware's own numbers, so leaving the section out is never looser than the firmware.
+    """
+
+    limit_margin: float = 0.04                     # rad kept inside the joint limits (firmware: 0.04)
+    max_target_step_deg: tuple[float, float, float] = (8.0, 10.0, 12.0)  # per 50 Hz tick (abad, hip, knee)
+    kp_max: float = 200.0                          # N m/rad
+    kd_max: float = 10.0                           # N m s/rad
+    torque_limit: float = 12.0                     # N m, bounds tau_des and the commanded PD torque
+    velocity_limit: float = 38.19                  # rad/s, bounds qd_des
+    sensor_timeout: float = 0.05                   # s since a sensor sample was received
+    quaternion_tolerance: float = 0.02             # allowed |norm(q) - 1|
+    max_tilt: float = 1.0                          # rad, roll or pitch beyond this is a fault
+    joint_velocity_fault: float = 38.19            # rad/s, measured |qd| beyond this is a fault
+
+    def __post_init__(self) -> None:
+        positive = ("kp_max", "kd_max", "torque_limit", "velocity_limit", "sensor_timeout",
+                    "quaternion_tolerance", "max_tilt", "joint_velocity_fault")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"safety.{name} must be positive, got {getattr(self, name)}")
+        if not self.limit_margin >= 0:
+            raise ConfigError(f"safety.limit_margin must be >= 0, got {self.limit_margin}")
+        if not all(s > 0 for s in self.max_target_step_deg):
+            raise ConfigError("safety.max_target_step_deg entries must be positive")
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """The controller state machine: passive behaviour, stand-up / get-down timing, gains and the lying pose."""
+
+    passive_mode: str = "damping"        # "damping" or "zero_torque" in PASSIVE
+    passive_kd: float = 1.0              # N m s/rad, PASSIVE damping
+    damping_kd: float = 3.0              # N m s/rad, DAMPING and ESTOP
+    stand_up_duration: float = 2.0       # s, measured pose -> default pose
+    get_down_duration: float = 2.0       # s, measured pose -> lying pose
+    stand_kp: float = 30.0               # gains while standing up, holding and getting down
+    stand_kd: float = 3.0
+    # Folded legs, body a few cm above the ground (model convention, abad/hip/knee per leg).
+    lying_pose: tuple[float, ...] = (0.0, -1.1, 2.4) * 4
+    auto_run: bool = False               # enter RUNNING as soon as the stand-up completes
+
+    def __post_init__(self) -> None:
+        if self.passive_mode not in ("damping", "zero_torque"):
+            raise ConfigError(f"controller.passive_mode must be 'damping' or 'zero_torque', got {self.passive_mode!r}")
+        for name in ("stand_up_duration", "get_down_duration"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"controller.{name} must be positive, got {getattr(self, name)}")
+        for name in ("passive_kd", "damping_kd", "stand_kp", "stand_kd"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"controller.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything a policy, a simulator or a node needs to agree on."""
 
@@ -160,8 +222,11 @@ class StackConfig:
     observation: ObservationConfig
     action: ActionConfig
     skills: tuple[SkillConfig, ...] = field(default_factory=tuple)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
 
     def __post_init__(self) -> None:
+        self._check_lying_pose()
         ids = [s.id for s in self.skills]
         if ids != list(range(len(ids))):
             raise ConfigError(f"skill ids must be 0..{len(ids) - 1} in order, got {ids}")
@@ -170,6 +235,14 @@ class StackConfig:
             raise ConfigError(
                 f"goal term 'skill' has size {skill_term.stop - skill_term.start} but {len(self.skills)} skills are listed"
             )
+
+    def _check_lying_pose(self) -> None:
+        pose, robot = self.controller.lying_pose, self.robot
+        if len(pose) != robot.num_joints:
+            raise ConfigError(f"controller.lying_pose has {len(pose)} entries, expected {robot.num_joints}")
+        for j, (lo, q, hi) in enumerate(zip(robot.position_lower, pose, robot.position_upper)):
+            if not lo < q < hi:
+                raise ConfigError(f"lying pose of {robot.joint_names[j]} ({q}) is outside its limits [{lo}, {hi}]")
 
     def skill(self, key: Union[int, str]) -> SkillConfig:
         """Look a skill up by id or name; unknown skills are a clear error, not an IndexError."""
@@ -234,6 +307,10 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if len(args) != len(value):
             raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
         return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")

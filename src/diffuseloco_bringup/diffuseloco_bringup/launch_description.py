@@ -1,0 +1,44 @@
+"""launch_ros actions built from graph.py. Imported only by the launch files (launch_ros exists on the robot
+and in any ROS 2 install; the dev runner does not need it)."""
+
+from __future__ import annotations
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from .graph import TELEOP_KINDS, graph, params_file
+
+RECORD_CHOICES = ("none", "recorder", "ros2bag")
+RECORDED_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/motor_cmd", "/diffuseloco/skill_cmd",
+                   "/diffuseloco/status", "/joy"]
+
+
+def _actions(context: LaunchContext, target: str) -> list:
+    model = LaunchConfiguration("model").perform(context)
+    teleop = LaunchConfiguration("teleop").perform(context)
+    record = LaunchConfiguration("record").perform(context)
+    if record not in RECORD_CHOICES:
+        raise ValueError(f"record must be one of {RECORD_CHOICES}, got {record!r}")
+    params = str(params_file(target))
+    actions = [
+        Node(package=spec.package, executable=spec.executable, name=spec.name,
+             parameters=[params, spec.params], output="screen", emulate_tty=True)
+        for spec in graph(target, model=model, teleop=teleop, record=record == "recorder")
+    ]
+    if record == "ros2bag":
+        actions.append(ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", *RECORDED_TOPICS], output="screen"))
+    return actions
+
+
+def describe(target: str) -> LaunchDescription:
+    """The launch description for 'sim' or 'robot', with the arguments model, teleop and record."""
+    return LaunchDescription([
+        DeclareLaunchArgument("model", default_value="", description="ONNX model file (default: the shipped one)"),
+        DeclareLaunchArgument("teleop", default_value="joy", choices=list(TELEOP_KINDS),
+                              description="how commands are given"),
+        DeclareLaunchArgument("record", default_value="none", choices=list(RECORD_CHOICES),
+                              description="record a bag with our recorder or with `ros2 bag record`"),
+        OpaqueFunction(function=_actions, kwargs={"target": target}),
+    ])

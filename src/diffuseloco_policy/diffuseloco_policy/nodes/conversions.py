@@ -1,0 +1,73 @@
+"""ROS message <-> core data conversions, in one module so every node converts the same way.
+
+Joint arrays in cyberdog_msgs are in SDK order and SDK sign convention; the core's model-convention values
+are converted with joints.JointConvention, never here by hand. Quaternions: ROS stores (x, y, z, w); the core
+and the CyberDog state estimator use (w, x, y, z).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from cyberdog_msgs.msg import LegState, MotorCommand
+from sensor_msgs.msg import Imu
+
+from ..sim.interfaces import ImuReading, JointState
+from ..sim.interfaces import MotorCommand as SdkMotorCommand
+
+NUM_JOINTS = 12
+
+
+def stamp_to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    sec = int(np.floor(seconds))
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def leg_state_msg(state: JointState, stamp: Time, frame_id: str = "base") -> LegState:
+    msg = LegState()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.q, msg.qd, msg.tau_est = (np.asarray(a, dtype=np.float32) for a in (state.q, state.qd, state.tau_est))
+    return msg
+
+
+def joint_state_from_msg(msg: LegState) -> JointState:
+    """LegState -> SDK-convention arrays (float64). Wrong lengths raise ValueError: the caller reports it."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in (msg.q, msg.qd, msg.tau_est)]
+    if any(a.shape != (NUM_JOINTS,) for a in arrays):
+        raise ValueError(f"LegState arrays must have {NUM_JOINTS} entries, got {[a.shape for a in arrays]}")
+    return JointState(*arrays)
+
+
+def imu_msg(reading: ImuReading, stamp: Time, frame_id: str = "imu_link") -> Imu:
+    msg = Imu()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    w, x, y, z = (float(v) for v in reading.quaternion)
+    msg.orientation.w, msg.orientation.x, msg.orientation.y, msg.orientation.z = w, x, y, z
+    msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (float(v) for v in reading.gyro)
+    a = reading.accelerometer
+    msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (float(v) for v in a)
+    return msg
+
+
+def imu_reading_from_msg(msg: Imu) -> ImuReading:
+    o, g, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+    return ImuReading(np.array([o.w, o.x, o.y, o.z]), np.array([g.x, g.y, g.z]), np.array([a.x, a.y, a.z]))
+
+
+def motor_command_msg(cmd: SdkMotorCommand, stamp: Time) -> MotorCommand:
+    msg = MotorCommand()
+    msg.header.stamp = stamp
+    msg.q_des, msg.qd_des, msg.kp_des, msg.kd_des, msg.tau_des = (
+        np.asarray(a, dtype=np.float32) for a in (cmd.q_des, cmd.qd_des, cmd.kp, cmd.kd, cmd.tau))
+    return msg
+
+
+def motor_command_from_msg(msg: MotorCommand) -> SdkMotorCommand:
+    arrays = [np.asarray(a, dtype=np.float64) for a in (msg.q_des, msg.qd_des, msg.kp_des, msg.kd_des, msg.tau_des)]
+    if any(a.shape != (NUM_JOINTS,) for a in arrays):
+        raise ValueError(f"MotorCommand arrays must have {NUM_JOINTS} entries")
+    return SdkMotorCommand(*arrays)

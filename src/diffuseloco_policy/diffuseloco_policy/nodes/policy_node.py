@@ -1,0 +1,158 @@
+"""The policy node: CyberDog joint state + IMU + skill commands in, PD targets out, at the control rate.
+
+All decisions live in policy_loop.PolicyLoop (ROS-free); this node converts messages, keeps the newest sensor
+samples with their receive times, runs the 50 Hz timer, and publishes the command, PolicyStatus and diagnostics.
+The model file carries its own config; it is checked against the robot config at start and a mismatch stops the
+node with the reason (it never drives the robot with a model trained for another layout).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from cyberdog_msgs.msg import LegState, MotorCommand
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
+from diffuseloco_msgs.srv import SetControllerState
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Imu
+
+from ..config import ConfigError, StackConfig, load_config
+from ..controller import ControllerState
+from ..joints import JointConvention
+from ..model_file import ModelMismatchError
+from ..policy_loop import PolicyLoop, TickReport
+from ..runtime import load_runtime
+from ..safety import ImuSample, JointSample, PDCommand
+from ..sim.interfaces import MotorCommand as SdkMotorCommand
+from .spin import run_node
+from .conversions import joint_state_from_msg, imu_reading_from_msg, motor_command_msg, stamp_to_seconds
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[4] / "models" / "diffuseloco_cyberdog2.onnx"
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("diffuseloco_policy")
+        p = self._declare_parameters()
+        self.config: StackConfig = load_config(p["config"] or None)
+        self.convention = JointConvention(self.config.robot)
+        self.model_path = Path(p["model"]) if p["model"] else DEFAULT_MODEL
+        runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
+                               warm_start_steps=p["warm_start_steps"] or None,
+                               intra_op_threads=p["intra_op_threads"] or None)
+        self.loop = PolicyLoop(self.config, runtime.predict, inference_wait_s=p["inference_wait_ms"] / 1000.0)
+        self._joints: Optional[JointSample] = None
+        self._imu: Optional[ImuSample] = None
+        self._last_tick_wall: Optional[float] = None
+        self._jitter_ms = 0.0
+
+        self.command_pub = self.create_publisher(MotorCommand, p["motor_command_topic"], 1)
+        self.status_pub = self.create_publisher(PolicyStatus, p["status_topic"], 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(LegState, p["leg_state_topic"], self._on_leg_state, qos_profile_sensor_data)
+        self.create_subscription(Imu, p["imu_topic"], self._on_imu, qos_profile_sensor_data)
+        self.create_subscription(SkillCommand, p["skill_command_topic"], self._on_skill_command, 10)
+        self.create_service(SetControllerState, p["state_service"], self._on_state_request)
+        self.period = 1.0 / self.config.rates.control_hz
+        self.create_timer(self.period, self._on_tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(f"policy {self.model_path.name} loaded ({p['backend']}), "
+                               f"{self.config.rates.control_hz:.0f} Hz, state PASSIVE")
+
+    def _declare_parameters(self) -> dict:
+        defaults = {
+            "model": "", "config": "", "backend": "onnx", "warm_start_steps": 0, "intra_op_threads": 0,
+            "inference_wait_ms": 0.0, "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
+            "motor_command_topic": "/cyberdog/motor_cmd", "skill_command_topic": "/diffuseloco/skill_cmd",
+            "status_topic": "/diffuseloco/status", "state_service": "/diffuseloco/set_state",
+        }
+        return {name: self.declare_parameter(name, value).value for name, value in defaults.items()}
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ------------------------------------------------------------------------------------------- callbacks
+    def _on_leg_state(self, msg: LegState) -> None:
+        try:
+            state = joint_state_from_msg(msg)
+        except ValueError as exc:  # malformed: keep the old sample, which goes stale -> damping
+            self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
+            return
+        self._joints = JointSample(self.convention.to_model(state.q), self.convention.to_model(state.qd),
+                                   self._now(), stamp_to_seconds(msg.header.stamp))
+
+    def _on_imu(self, msg: Imu) -> None:
+        reading = imu_reading_from_msg(msg)
+        self._imu = ImuSample(reading.quaternion, reading.gyro, self._now(), stamp_to_seconds(msg.header.stamp))
+
+    def _on_skill_command(self, msg: SkillCommand) -> None:
+        state = self.loop.set_skill_command(int(msg.skill), msg.vx, msg.vy, msg.yaw_rate)
+        if state.note:
+            self.get_logger().warning(f"{state.note} (from {msg.source or 'unknown'})", throttle_duration_sec=1.0)
+
+    def _on_state_request(self, request, response):
+        response.accepted, response.message = self.loop.request(int(request.request), source="service")
+        response.state = int(self.loop.controller.state)
+        return response
+
+    def _on_tick(self) -> None:
+        wall = time.perf_counter()
+        if self._last_tick_wall is not None:
+            self._jitter_ms = abs(wall - self._last_tick_wall - self.period) * 1000.0
+        self._last_tick_wall = wall
+        report = self.loop.tick(self._now(), self._joints, self._imu)
+        stamp = self.get_clock().now().to_msg()
+        self.command_pub.publish(motor_command_msg(self._to_sdk(report.command), stamp))
+        self.status_pub.publish(self._status(report, stamp))
+
+    # -------------------------------------------------------------------------------------------- outputs
+    def _to_sdk(self, cmd: PDCommand) -> SdkMotorCommand:
+        c = self.convention
+        return SdkMotorCommand(c.to_sdk(cmd.q), c.to_sdk(cmd.dq), np.asarray(cmd.kp), np.asarray(cmd.kd),
+                               c.to_sdk(cmd.tau))
+
+    def _status(self, report: TickReport, stamp) -> PolicyStatus:
+        msg = PolicyStatus()
+        msg.header.stamp = stamp
+        msg.state = int(report.state)
+        msg.state_name = ControllerState(report.state).name
+        msg.active_skill = int(self.loop.skill.skill)
+        msg.command = np.asarray(self.loop.skill.command, dtype=np.float32)
+        msg.inference_latency_ms = float(report.inference_latency_s * 1000.0)
+        msg.tick_jitter_ms = float(self._jitter_ms)
+        msg.ticks = int(self.loop.ticks)
+        msg.deadline_misses = int(self.loop.deadline_misses)
+        msg.model = str(self.model_path)
+        msg.last_fault = self.loop.last_fault
+        return msg
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name="diffuseloco_policy", hardware_id=self.config.robot.name)
+        state = self.loop.controller.state
+        status.level = DiagnosticStatus.ERROR if state in (ControllerState.DAMPING, ControllerState.ESTOP) \
+            else DiagnosticStatus.OK
+        status.message = self.loop.last_fault or ControllerState(state).name
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in (
+            ("state", ControllerState(state).name), ("ticks", self.loop.ticks),
+            ("deadline_misses", self.loop.deadline_misses),
+            ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path))]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(array)
+
+    def destroy_node(self) -> None:
+        self.loop.close()
+        super().destroy_node()
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    run_node(PolicyNode, args, refuse=(ModelMismatchError, ConfigError, FileNotFoundError, OSError))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""What every teleop node shares: publishing SkillCommand at a steady rate and asking the policy node for
+controller state changes through its service (asynchronously: a teleop must never block on the robot)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from diffuseloco_msgs.msg import SkillCommand
+from diffuseloco_msgs.srv import SetControllerState
+from rclpy.node import Node
+
+from ..config import StackConfig, load_config
+from ..controller import ControllerRequest
+from ..teleop import TeleopCommand
+
+
+class TeleopNode(Node):
+    """Base class: parameters, the SkillCommand publisher and the state-request client."""
+
+    def __init__(self, name: str, extra_parameters: Optional[dict] = None) -> None:
+        super().__init__(name)
+        defaults = {"config": "", "skill_command_topic": "/diffuseloco/skill_cmd",
+                    "state_service": "/diffuseloco/set_state", "publish_rate_hz": 20.0, **(extra_parameters or {})}
+        self.params = {k: self.declare_parameter(k, v).value for k, v in defaults.items()}
+        self.stack: StackConfig = load_config(self.params["config"] or None)
+        self.command_pub = self.create_publisher(SkillCommand, self.params["skill_command_topic"], 10)
+        self.state_client = self.create_client(SetControllerState, self.params["state_service"])
+
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def publish_command(self, command: TeleopCommand) -> None:
+        msg = SkillCommand(skill=int(command.skill), vx=float(command.vx), vy=float(command.vy),
+                           yaw_rate=float(command.yaw_rate), source=command.source)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.command_pub.publish(msg)
+
+    def send_request(self, request: ControllerRequest) -> None:
+        if not self.state_client.service_is_ready():
+            self.get_logger().warning(f"{request.name} not sent: the policy node's state service is not available")
+            return
+        future = self.state_client.call_async(SetControllerState.Request(request=int(request)))
+        future.add_done_callback(lambda f, r=request: self._log_response(r, f))
+
+    def _log_response(self, request: ControllerRequest, future) -> None:
+        response = future.result()
+        if response is None:
+            self.get_logger().error(f"{request.name}: no answer from the policy node")
+        elif response.accepted:
+            self.get_logger().info(f"{request.name}: {response.message}")
+        else:
+            self.get_logger().warning(f"{request.name} refused: {response.message}")

@@ -1,0 +1,156 @@
+"""One control tick of the deployed policy, without ROS: sensors -> observation history -> sampler -> safety ->
+PD targets. The policy node feeds it messages and publishes what it returns; tests drive it directly.
+
+Timing of tick t (delayed inputs, receding horizon):
+  1. take the chunk the worker computed during the last period from s[t-8..t-1]; execute its index To
+     (with the next entry as the plan's velocity). If it is late, count a deadline miss and follow the previous
+     chunk one step further (the plan it already made for this tick).
+  2. the controller state machine turns it into a command (or stands up, gets down, damps); the safety filter
+     has the last word.
+  3. build s[t] from the sensors and the action actually applied at t-1, push it, and submit s[t-7..t] so the
+     worker computes tick t+1's action during this period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .config import StackConfig
+from .controller import Controller, ControllerRequest, ControllerState
+from .history import ObservationHistory
+from .inference import InferenceWorker, Sampler
+from .observation import ObservationBuilder, RobotState
+from .pd_targets import ActionDecoder
+from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor
+
+
+@dataclass
+class SkillCommandState:
+    """The skill and velocity in effect, after clamping to the skill's trained range."""
+
+    skill: int = 0
+    command: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """What one tick did: the command to send (model convention) and what PolicyStatus reports."""
+
+    command: PDCommand
+    state: ControllerState
+    clamps: tuple[str, ...]
+    fault: Optional[str]
+    inference_latency_s: float
+    deadline_missed: bool
+
+
+class PolicyLoop:
+    """Owns the per-tick pipeline and its state; not thread-safe: call from the control timer only."""
+
+    def __init__(self, config: StackConfig, sampler: Sampler, inference_wait_s: float = 0.0) -> None:
+        self.config = config
+        self.builder = ObservationBuilder(config)
+        self.history = ObservationHistory.from_config(config)
+        self.decoder = ActionDecoder(config)
+        self.controller = Controller(config)
+        self.safety = SafetyFilter(config)
+        self.monitor = SensorMonitor(config)
+        self.worker = InferenceWorker(sampler)
+        self.inference_wait_s = inference_wait_s
+        self.skill = SkillCommandState()
+        self.ticks = 0
+        self.deadline_misses = 0
+        self.last_fault = ""
+        self.last_latency_s = 0.0
+        self._plan: Optional[np.ndarray] = None     # the chunk being executed
+        self._plan_index = config.action.execute_index
+        self._submitted_for: Optional[int] = None
+        self._last_q_des: Optional[np.ndarray] = None
+        self._last_action = np.zeros(len(config.robot.joint_names))
+
+    # ------------------------------------------------------------------------------------------------ inputs
+    def set_skill_command(self, skill: int, vx: float, vy: float, yaw_rate: float) -> SkillCommandState:
+        """Accept a teleop command: unknown skills are refused (the previous one stays), speeds clamped."""
+        values = np.array([vx, vy, yaw_rate], dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            self.skill.note = "refused a command with non-finite velocity"
+            return self.skill
+        ids = [s.id for s in self.config.skills]
+        if skill not in ids:
+            self.skill.note = f"refused unknown skill id {skill}"
+            return self.skill
+        clamped = np.array(self.config.skill(skill).clamp_command(*values))
+        note = "velocity clamped to the skill's range" if not np.allclose(clamped, values) else ""
+        self.skill = SkillCommandState(skill, clamped, note)
+        return self.skill
+
+    def request(self, request: int, source: str = "") -> tuple[bool, str]:
+        accepted, message = self.controller.request(request, source)
+        if accepted and request == ControllerRequest.RUN:
+            self._plan = None
+        return accepted, message
+
+    # ------------------------------------------------------------------------------------------------- tick
+    def tick(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample]) -> TickReport:
+        fault = self.monitor.check(now, joints, imu)
+        latency, missed = self._collect_plan()
+        target = self._planned_targets() if fault is None else None
+        command = self.controller.tick(now, None if joints is None else joints.q,
+                                       None if target is None else target[0], fault)
+        if target is not None and self.controller.state == ControllerState.RUNNING:
+            command = command.replace(dq=target[1])
+        safe, clamps = self.safety.filter(command, self._last_q_des, None if joints is None else joints.q)
+        if fault is not None:
+            self.last_fault = fault
+        elif self.controller.state in (ControllerState.DAMPING, ControllerState.ESTOP) and self.controller.last_fault:
+            self.last_fault = self.controller.last_fault
+        self._advance(now, joints, imu, safe, fault)
+        self.ticks += 1
+        return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed)
+
+    def _collect_plan(self) -> tuple[float, bool]:
+        """Swap in the chunk computed for this tick, or step along the old plan if it is late."""
+        if self._submitted_for is None:
+            return 0.0, False
+        result = self.worker.take(self._submitted_for, self.inference_wait_s)
+        self._submitted_for = None
+        if result is None:
+            self.deadline_misses += 1
+            self._plan_index += 1
+            return self.last_latency_s, True
+        self.last_latency_s = result.latency_s
+        if result.error:
+            self.last_fault = result.error
+            self._plan = None
+            return result.latency_s, False
+        self._plan, self._plan_index = result.chunk, self.config.action.execute_index
+        return result.latency_s, False
+
+    def _planned_targets(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        if self._plan is None or self._plan_index >= len(self._plan):
+            return None
+        return self.decoder.chunk_targets(self._plan, self._plan_index)
+
+    def _advance(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample], applied: PDCommand,
+                 fault: Optional[str]) -> None:
+        """Record s[t] with the previous action, remember this tick's action, start the next inference."""
+        self._last_q_des = applied.q
+        if fault is not None or joints is None or imu is None:
+            return
+        state = RobotState(np.asarray(joints.q, dtype=np.float64), np.asarray(joints.dq, dtype=np.float64),
+                           np.asarray(imu.quaternion, dtype=np.float64),
+                           np.asarray(imu.angular_velocity, dtype=np.float64))
+        obs = self.builder.observation(state, self._last_action)
+        goal = self.builder.goal(self.skill.command, self.skill.skill)
+        self._last_action = self.decoder.action(applied.q)
+        self.history.push(obs, goal)
+        obs_window, goal_window = self.history.window()  # s[t-7..t]: the input for tick t+1, never for t
+        self.worker.submit(self.ticks + 1, obs_window, goal_window)
+        self._submitted_for = self.ticks + 1
+
+    def close(self) -> None:
+        self.worker.close()

@@ -1,0 +1,412 @@
+"""The last line of defence before a motor command leaves the stack, and the sensor checks that feed the controller.
+
+Everything here is plain Python and numpy so the policy node, the simulator runner and the tests share one
+implementation. Joint values are in model convention (see joints.py); the node converts to the SDK convention
+after filtering. The filter is deliberately at least as strict as the CyberDog 2 firmware's motor-mode protection
+(q_des step per frame, 0.04 rad inside the joint limits, |tau| <= 12 N m): the firmware would otherwise clip
+silently and the stack would believe it sent something it did not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from .config import StackConfig
+
+ArrayLike = Union[np.ndarray, Sequence[float]]
+JOINTS_PER_LEG = 3
+_FIELDS = ("q", "dq", "kp", "kd", "tau")
+
+
+@dataclass(frozen=True, eq=False)
+class PDCommand:
+    """One PD command for all joints, model convention: tau = tau + kp (q - q_meas) + kd (dq - dq_meas).
+
+    Arrays are copied to read-only float64 so a command cannot change after it was filtered. Values are not
+    required to be finite here: the SafetyFilter is the place that decides what to do with bad numbers.
+    """
+
+    q: np.ndarray
+    dq: np.ndarray
+    kp: np.ndarray
+    kd: np.ndarray
+    tau: np.ndarray
+
+    def __post_init__(self) -> None:
+        lengths = set()
+        for name in _FIELDS:
+            try:
+                value = np.array(getattr(self, name), dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"PDCommand.{name} is not numeric: {exc}") from exc
+            if value.ndim != 1:
+                raise ValueError(f"PDCommand.{name} must be one-dimensional, got shape {value.shape}")
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+            lengths.add(value.size)
+        if len(lengths) != 1:
+            raise ValueError(f"PDCommand fields have different lengths {sorted(lengths)}")
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.q.size)
+
+    @classmethod
+    def position(cls, q: ArrayLike, kp: Union[float, ArrayLike], kd: Union[float, ArrayLike]) -> "PDCommand":
+        """Track joint targets q with the given gains, no velocity target and no feed-forward torque."""
+        q = np.asarray(q, dtype=np.float64)
+        return cls(q=q, dq=np.zeros_like(q), kp=np.broadcast_to(kp, q.shape), kd=np.broadcast_to(kd, q.shape),
+                   tau=np.zeros_like(q))
+
+    @classmethod
+    def damping(cls, kd: Union[float, ArrayLike], q: Optional[ArrayLike] = None, num_joints: int = 12) -> "PDCommand":
+        """Pure damping (kp = 0, dq = 0, tau = 0): the joints resist motion but hold no position.
+
+        q does not affect the torque (kp is 0). Pass the measured pose anyway: the firmware rate-limits q_des
+        against the previous frame, so a damping command with q = 0 would make the next position command start
+        its ramp from the zero pose instead of from where the legs are.
+        """
+        q = np.zeros(num_joints) if q is None else np.asarray(q, dtype=np.float64)
+        return cls(q=q, dq=np.zeros_like(q), kp=np.zeros_like(q), kd=np.broadcast_to(kd, q.shape),
+                   tau=np.zeros_like(q))
+
+    @classmethod
+    def zero_torque(cls, q: Optional[ArrayLike] = None, num_joints: int = 12) -> "PDCommand":
+        """No torque at all (every gain and feed-forward 0). q only keeps the firmware's reference continuous."""
+        return cls.damping(0.0, q=q, num_joints=num_joints)
+
+    def is_finite(self) -> bool:
+        return all(bool(np.all(np.isfinite(getattr(self, name)))) for name in _FIELDS)
+
+    def replace(self, **changes: ArrayLike) -> "PDCommand":
+        values = {name: getattr(self, name) for name in _FIELDS}
+        values.update(changes)
+        return PDCommand(**values)
+
+
+class SafetyFilter:
+    """Clamps every command into what is safe to send; reports what it changed.
+
+    Limits are the stricter of `config.robot` (hardware, firmware) and `config.safety` (deployment caps).
+    """
+
+    def __init__(self, config: StackConfig) -> None:
+        robot, safety = config.robot, config.safety
+        n = robot.num_joints
+        if n % JOINTS_PER_LEG:
+            raise ValueError(f"{n} joints are not whole legs of {JOINTS_PER_LEG}")
+        self.joint_names = robot.joint_names
+        self.num_joints = n
+        margin = max(robot.limit_margin, safety.limit_margin)
+        self.lower = np.asarray(robot.position_lower, dtype=np.float64) + margin
+        self.upper = np.asarray(robot.position_upper, dtype=np.float64) - margin
+        if np.any(self.lower >= self.upper):
+            raise ValueError(f"a joint-limit margin of {margin} rad leaves no room for some joint")
+        step_deg = np.minimum(robot.max_target_step_deg, safety.max_target_step_deg)
+        self.max_step = np.tile(np.radians(step_deg), n // JOINTS_PER_LEG)
+        self.kp_max = min(robot.kp_range[1], safety.kp_max)
+        self.kd_max = min(robot.kd_range[1], safety.kd_max)
+        self.kp_min = min(max(robot.kp_range[0], 0.0), self.kp_max)
+        self.kd_min = min(max(robot.kd_range[0], 0.0), self.kd_max)
+        self.torque_limit = min(robot.torque_limit, safety.torque_limit)
+        self.velocity_limit = min(robot.velocity_limit, safety.velocity_limit)
+        self.fallback_kd = float(np.clip(config.controller.damping_kd, self.kd_min, self.kd_max))
+        self.fallback_q = np.clip(np.asarray(robot.default_pose, dtype=np.float64), self.lower, self.upper)
+
+    # -------------------------------------------------------------------------------------------- public
+    def filter(self, cmd: PDCommand, previous_q_des: Optional[ArrayLike] = None,
+               measured_q: Optional[ArrayLike] = None,
+               measured_dq: Optional[ArrayLike] = None) -> tuple[PDCommand, list[str]]:
+        """Return (safe command, what was changed and why).
+
+        previous_q_des: the q_des of the last command actually sent (None before the first one); the step limit
+        is measured from it, like the firmware's. If it is None the measured pose is the reference.
+        measured_q: the latest measured joint positions. With it the commanded PD torque
+        |tau + kp (q_des - q) + kd dq_des| is kept within the torque limit (first by pulling q_des toward q,
+        then by lowering kp); the term -kd * dq_measured is left out because it always opposes motion.
+        Pass it whenever it is known. A position command with neither reference is refused (damping).
+        measured_dq (optional, with measured_q): the latest measured joint velocities. The torque bound then also
+        accepts a q_des whose true PD torque |tau + kp (q_des - q) + kd (dq_des - dq)|, the one the joint law
+        computes, is within the limit: the window only widens (never pushes q_des past the command), so a tracked
+        velocity feed-forward (dq_des ~ dq) is not cut, while braking is never reduced (|dq| > 2 limit / kd: ignored).
+        """
+        if not isinstance(cmd, PDCommand):
+            raise TypeError(f"SafetyFilter.filter expects a PDCommand, got {type(cmd).__name__}")
+        reasons: list[str] = []
+        previous, why = self._vector(previous_q_des, "previous_q_des")
+        if why:
+            reasons.append(f"{why}: ignored, the measured pose is the step reference")
+        measured, why = self._vector(measured_q, "measured_q")
+        if why:
+            return self._fallback(previous, reasons + [f"{why}: cannot bound the PD torque, damping instead"])
+        reference = previous if previous is not None else measured
+        if cmd.num_joints != self.num_joints:
+            return self._fallback(reference, reasons + [f"command has {cmd.num_joints} joints, expected {self.num_joints}"])
+        if not cmd.is_finite():
+            bad = [name for name in _FIELDS if not np.all(np.isfinite(getattr(cmd, name)))]
+            return self._fallback(reference, reasons + [f"non-finite {', '.join(bad)}: damping instead"])
+        kp = self._clip(cmd.kp, self.kp_min, self.kp_max, "kp", reasons)
+        if reference is None and np.any(kp > 0):
+            return self._fallback(None, reasons + ["position command without previous_q_des or measured_q: damping"])
+        kd = self._clip(cmd.kd, self.kd_min, self.kd_max, "kd", reasons)
+        tau = self._clip(cmd.tau, -self.torque_limit, self.torque_limit, "tau_des", reasons)
+        velocity = None
+        if measured is not None:
+            velocity, why = self._vector(measured_dq, "measured_dq")
+            if why:
+                reasons.append(f"{why}: ignored in the torque bound")
+        dq = self._limit_velocity(cmd.dq, kd, tau, reasons, velocity)
+        low, high = self._position_window(reference, cmd.q, reasons)
+        q = np.clip(cmd.q, low, high)
+        if measured is not None:
+            q, kp = self._bound_pd_torque(q, kp, kd, dq, tau, measured, low, high, reasons, velocity)
+        return PDCommand(q=q, dq=dq, kp=kp, kd=kd, tau=tau), reasons
+
+    # ----------------------------------------------------------------------------------------- internals
+    def _vector(self, value: Optional[ArrayLike], name: str) -> tuple[Optional[np.ndarray], str]:
+        """A finite joint vector, or (None, why not)."""
+        if value is None:
+            return None, ""
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None, f"{name} is not numeric"
+        if array.shape != (self.num_joints,):
+            return None, f"{name} has shape {array.shape}, expected ({self.num_joints},)"
+        if not np.all(np.isfinite(array)):
+            return None, f"{name} is not finite"
+        return array, ""
+
+    def _fallback(self, reference: Optional[np.ndarray], reasons: list[str]) -> tuple[PDCommand, list[str]]:
+        """Pure damping; q_des stays at the reference so the firmware's own step limit sees no jump."""
+        q = self.fallback_q if reference is None else np.clip(reference, self.lower, self.upper)
+        return PDCommand.damping(self.fallback_kd, q=q), reasons
+
+    def _names(self, mask: np.ndarray) -> str:
+        return ", ".join(name for name, hit in zip(self.joint_names, mask) if hit)
+
+    def _clip(self, value: np.ndarray, low: Union[float, np.ndarray], high: Union[float, np.ndarray], label: str,
+              reasons: list[str]) -> np.ndarray:
+        clipped = np.clip(value, low, high)
+        changed = clipped != value
+        if np.any(changed):
+            reasons.append(f"{label} clamped: {self._names(changed)}")
+        return clipped
+
+    def _limit_velocity(self, dq: np.ndarray, kd: np.ndarray, tau: np.ndarray, reasons: list[str],
+                        measured_dq: Optional[np.ndarray] = None) -> np.ndarray:
+        """|dq_des| <= velocity limit and |tau_des + kd dq_des| <= torque limit (both windows contain 0).
+
+        With measured_dq the torque window is widened to also accept |tau_des + kd (dq_des - dq)| <= limit (the
+        joint law's true damping torque) where the two windows overlap: never clips less safely than the command.
+        """
+        dq = self._clip(dq, -self.velocity_limit, self.velocity_limit, "dq_des", reasons)
+        safe_kd = np.where(kd > 0, kd, 1.0)
+        with np.errstate(over="ignore"):  # a tiny kd gives an infinite window, which is right
+            low = np.where(kd > 0, (-self.torque_limit - tau) / safe_kd, -np.inf)
+            high = np.where(kd > 0, (self.torque_limit - tau) / safe_kd, np.inf)
+        if measured_dq is not None:
+            true_low, true_high = low + measured_dq, high + measured_dq
+            overlap = (true_low <= high) & (low <= true_high)
+            low = np.where(overlap, np.minimum(low, true_low), low)
+            high = np.where(overlap, np.maximum(high, true_high), high)
+        return self._clip(dq, low, high, "dq_des (torque limit)", reasons)
+
+    def _position_window(self, reference: Optional[np.ndarray], q: np.ndarray,
+                         reasons: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Joint limits intersected with the per-tick step around the (limit-clipped) reference."""
+        outside = (q < self.lower) | (q > self.upper)
+        if np.any(outside):
+            reasons.append(f"q_des clamped to joint limits: {self._names(outside)}")
+        if reference is None:
+            return self.lower, self.upper
+        ref = np.clip(reference, self.lower, self.upper)
+        low = np.maximum(self.lower, ref - self.max_step)
+        high = np.minimum(self.upper, ref + self.max_step)
+        stepped = ~outside & ((q < low) | (q > high))
+        if np.any(stepped):
+            reasons.append(f"q_des step limited: {self._names(stepped)}")
+        return low, high
+
+    def _bound_pd_torque(self, q: np.ndarray, kp: np.ndarray, kd: np.ndarray, dq: np.ndarray, tau: np.ndarray,
+                         measured: np.ndarray, low: np.ndarray, high: np.ndarray,
+                         reasons: list[str], measured_dq: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Keep |tau + kp (q - measured) + kd dq| <= limit: move q toward measured, else lower kp.
+
+        With measured_dq, a q also passes when the true PD torque (with -kd measured_dq) is within the limit and the
+        two windows overlap (the union is used, so the bound only ever gets looser than without measured_dq).
+        """
+        limit = self.torque_limit
+        feeds = [tau + kd * dq]
+        if measured_dq is not None:
+            feeds.append(tau + kd * (dq - measured_dq))
+        # A window is usable where its feed-forward alone is within the limit; _limit_velocity guarantees one is.
+        valid = [np.abs(f) <= limit for f in feeds]
+        valid[0] = valid[0] | ~np.any(valid[1:], axis=0) if len(feeds) > 1 else np.ones(kp.shape, dtype=bool)
+        safe_kp = np.where(kp > 0, kp, 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            t_low, t_high = np.full(kp.shape, np.inf), np.full(kp.shape, -np.inf)
+            for f, ok in zip(feeds, valid):
+                f_low = np.where(kp > 0, measured + (-limit - f) / safe_kp, -np.inf)
+                f_high = np.where(kp > 0, measured + (limit - f) / safe_kp, np.inf)
+                t_low = np.where(ok, np.minimum(t_low, f_low), t_low)
+                t_high = np.where(ok, np.maximum(t_high, f_high), t_high)
+            bounded = np.clip(np.clip(q, t_low, t_high), low, high)
+            moved = bounded != q
+            if np.any(moved):
+                reasons.append(f"q_des pulled toward the measured pose (torque limit): {self._names(moved)}")
+            error = bounded - measured
+            abs_error = np.abs(error)
+            allowed = np.zeros_like(kp)
+            for i, feed in enumerate(feeds):
+                headroom = np.maximum(limit - feed * np.sign(error), 0.0)
+                ok = valid[i]
+                allowed_i = np.where(abs_error > 0, headroom / np.where(abs_error > 0, abs_error, 1.0), np.inf)
+                allowed = np.maximum(allowed, np.where(ok, allowed_i, 0.0))
+        lowered = kp > allowed
+        if np.any(lowered):
+            reasons.append(f"kp lowered (torque limit): {self._names(lowered)}")
+        return bounded, np.where(lowered, allowed, kp)
+
+
+# ------------------------------------------------------------------------------------------------ sensors
+@dataclass(frozen=True)
+class JointSample:
+    """The latest joint state (model convention) and when it arrived (node clock, s).
+
+    stamp is the sender's time (message header); it defaults to the receive time and must never go backwards.
+    """
+
+    q: ArrayLike
+    dq: ArrayLike
+    received: float
+    stamp: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ImuSample:
+    """The latest body orientation (quaternion w, x, y, z) and gyro (rad/s), with receive time and stamp."""
+
+    quaternion: ArrayLike
+    angular_velocity: ArrayLike
+    received: float
+    stamp: Optional[float] = None
+
+
+def roll_pitch(quaternion_wxyz: ArrayLike) -> tuple[float, float]:
+    """Roll and pitch (rad, ZYX Euler) of a body-in-world quaternion; the heading does not matter here."""
+    w, x, y, z = np.asarray(quaternion_wxyz, dtype=np.float64) / np.linalg.norm(quaternion_wxyz)
+    roll = math.atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
+    pitch = math.asin(min(1.0, max(-1.0, 2.0 * (w * y - z * x))))
+    return roll, pitch
+
+
+@dataclass
+class _StreamClock:
+    last_stamp: float = -math.inf
+
+
+class SensorMonitor:
+    """Decides each tick whether the sensors can be trusted; returns the first fault found, or None.
+
+    It remembers the newest stamp of each stream so a sample older than one already seen is a fault (a replayed
+    or reordered message must not drive the legs).
+    """
+
+    def __init__(self, config: StackConfig) -> None:
+        self.num_joints = config.robot.num_joints
+        safety = config.safety
+        self.timeout = safety.sensor_timeout
+        self.quaternion_tolerance = safety.quaternion_tolerance
+        self.max_tilt = safety.max_tilt
+        self.joint_velocity_fault = safety.joint_velocity_fault
+        self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock()}
+
+    def reset(self) -> None:
+        """Forget the stamps seen (after a deliberate restart of a sensor source)."""
+        for clock in self._clocks.values():
+            clock.last_stamp = -math.inf
+
+    def check(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample]) -> Optional[str]:
+        """The first fault among: missing, malformed, stale, out of order, implausible values; None if healthy."""
+        if not _is_finite_number(now):
+            return f"invalid clock reading {now!r}"
+        return self._check_joints(now, joints) or self._check_imu(now, imu)
+
+    def _check_joints(self, now: float, sample: Optional[JointSample]) -> Optional[str]:
+        if sample is None:
+            return "no joint state received"
+        fault = self._timing(now, "joint state", sample.received, sample.stamp)
+        if fault:
+            return fault
+        q, fault = _finite_vector(sample.q, self.num_joints, "joint positions")
+        if fault:
+            return fault
+        dq, fault = _finite_vector(sample.dq, self.num_joints, "joint velocities")
+        if fault:
+            return fault
+        fast = np.abs(dq) > self.joint_velocity_fault
+        if np.any(fast):
+            j = int(np.argmax(np.abs(dq)))
+            return f"joint velocity {dq[j]:.1f} rad/s at joint {j} beyond {self.joint_velocity_fault:.1f}"
+        return None
+
+    def _check_imu(self, now: float, sample: Optional[ImuSample]) -> Optional[str]:
+        if sample is None:
+            return "no IMU sample received"
+        fault = self._timing(now, "IMU", sample.received, sample.stamp)
+        if fault:
+            return fault
+        quat, fault = _finite_vector(sample.quaternion, 4, "IMU quaternion")
+        if fault:
+            return fault
+        _, fault = _finite_vector(sample.angular_velocity, 3, "IMU angular velocity")
+        if fault:
+            return fault
+        with np.errstate(over="ignore"):  # a huge quaternion has an infinite norm: still a fault, not a warning
+            norm = float(np.linalg.norm(quat))
+        if abs(norm - 1.0) > self.quaternion_tolerance:
+            return f"IMU quaternion norm {norm:.3f} is not 1 (tolerance {self.quaternion_tolerance})"
+        roll, pitch = roll_pitch(quat)
+        if abs(roll) > self.max_tilt or abs(pitch) > self.max_tilt:
+            return f"attitude beyond {self.max_tilt} rad: roll {roll:.2f}, pitch {pitch:.2f}"
+        return None
+
+    def _timing(self, now: float, stream: str, received: float, stamp: Optional[float]) -> Optional[str]:
+        """Staleness from the receive time; ordering from the sender's stamp (or the receive time)."""
+        if not _is_finite_number(received):
+            return f"{stream} receive time {received!r} is invalid"
+        age = now - received
+        if age > self.timeout:
+            return f"{stream} stale: {age * 1000:.0f} ms old (limit {self.timeout * 1000:.0f} ms)"
+        if age < -self.timeout:
+            return f"{stream} received {-age * 1000:.0f} ms in the future: clock jump?"
+        stamp = received if stamp is None else stamp
+        if not _is_finite_number(stamp):
+            return f"{stream} stamp {stamp!r} is invalid"
+        clock = self._clocks[stream]
+        if stamp < clock.last_stamp:
+            return f"{stream} out of order: stamp {stamp:.3f} older than {clock.last_stamp:.3f}"
+        clock.last_stamp = stamp
+        return None
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
+        and math.isfinite(float(value))
+
+
+def _finite_vector(value: ArrayLike, size: int, label: str) -> tuple[np.ndarray, Optional[str]]:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.zeros(size), f"{label} are not numeric"
+    if array.shape != (size,):
+        return np.zeros(size), f"{label} have shape {array.shape}, expected ({size},)"
+    if not np.all(np.isfinite(array)):
+        return array, f"{label} contain NaN or inf"
+    return array, None

@@ -1,0 +1,313 @@
+"""SafetyFilter and SensorMonitor: whatever comes in, what goes out is within the robot's and firmware's limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from diffuseloco_policy.config import ConfigError, config_from_dict, load_config
+from diffuseloco_policy.safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, roll_pitch
+
+CONFIG = load_config()
+ROBOT = CONFIG.robot
+FILTER = SafetyFilter(CONFIG)
+N = ROBOT.num_joints
+DEFAULT = np.asarray(ROBOT.default_pose)
+FIRMWARE_STEP = np.tile(np.radians([8.0, 10.0, 12.0]), 4)
+TOL = 1e-9
+
+
+def assert_within_limits(cmd: PDCommand, flt: SafetyFilter, reference=None, measured=None) -> None:
+    """Every invariant the filter promises, checked independently of how it gets there."""
+    assert cmd.is_finite()
+    assert cmd.num_joints == flt.num_joints
+    assert np.all(cmd.q >= flt.lower - TOL) and np.all(cmd.q <= flt.upper + TOL)
+    assert np.all(cmd.kp >= 0) and np.all(cmd.kp <= flt.kp_max + TOL)
+    assert np.all(cmd.kd >= 0) and np.all(cmd.kd <= flt.kd_max + TOL)
+    assert np.all(np.abs(cmd.tau) <= flt.torque_limit + TOL)
+    assert np.all(np.abs(cmd.dq) <= flt.velocity_limit + TOL)
+    assert np.all(np.abs(cmd.tau + cmd.kd * cmd.dq) <= flt.torque_limit + 1e-6)
+    if reference is not None:
+        ref = np.clip(reference, flt.lower, flt.upper)
+        assert np.all(np.abs(cmd.q - ref) <= flt.max_step + TOL)
+    if measured is not None:
+        pd = cmd.tau + cmd.kp * (cmd.q - measured) + cmd.kd * cmd.dq
+        assert np.all(np.abs(pd) <= flt.torque_limit + 1e-6), pd
+
+
+def position(q, kp=30.0, kd=3.0) -> PDCommand:
+    return PDCommand.position(q, kp, kd)
+
+
+# ------------------------------------------------------------------------------------------- PDCommand
+def test_damping_and_zero_torque_constructors():
+    cmd = PDCommand.damping(2.0)
+    assert cmd.num_joints == 12
+    assert np.all(cmd.kp == 0) and np.all(cmd.kd == 2.0)
+    assert np.all(cmd.q == 0) and np.all(cmd.dq == 0) and np.all(cmd.tau == 0)
+    zero = PDCommand.zero_torque()
+    for name in ("q", "dq", "kp", "kd", "tau"):
+        assert np.all(getattr(zero, name) == 0)
+    held = PDCommand.damping(1.0, q=DEFAULT)
+    assert np.array_equal(held.q, DEFAULT) and np.all(held.kp == 0)
+
+
+def test_pd_command_is_immutable_and_checks_shapes():
+    cmd = position(DEFAULT)
+    with pytest.raises(ValueError):
+        cmd.q[0] = 1.0
+    with pytest.raises(ValueError, match="different lengths"):
+        PDCommand(q=np.zeros(12), dq=np.zeros(11), kp=np.zeros(12), kd=np.zeros(12), tau=np.zeros(12))
+    with pytest.raises(ValueError, match="not numeric"):
+        PDCommand(q=["a"] * 12, dq=np.zeros(12), kp=np.zeros(12), kd=np.zeros(12), tau=np.zeros(12))
+
+
+# ---------------------------------------------------------------------------------------- SafetyFilter
+def test_shipped_filter_is_at_least_as_strict_as_the_firmware():
+    assert np.all(FILTER.max_step <= FIRMWARE_STEP + 1e-12)
+    assert np.all(FILTER.lower >= np.asarray(ROBOT.position_lower) + 0.04 - 1e-12)
+    assert np.all(FILTER.upper <= np.asarray(ROBOT.position_upper) - 0.04 + 1e-12)
+    assert FILTER.kp_max <= 200 and FILTER.kd_max <= 10 and FILTER.torque_limit <= 12
+    assert FILTER.velocity_limit <= 38.19
+
+
+def test_a_safe_command_passes_unchanged():
+    cmd = position(DEFAULT)
+    safe, reasons = FILTER.filter(cmd, previous_q_des=DEFAULT, measured_q=DEFAULT)
+    assert reasons == []
+    for name in ("q", "dq", "kp", "kd", "tau"):
+        assert np.array_equal(getattr(safe, name), getattr(cmd, name))
+
+
+@pytest.mark.parametrize("field", ["q", "dq", "kp", "kd", "tau"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_values_give_damping_with_a_reason(field, bad):
+    values = {name: getattr(position(DEFAULT), name).copy() for name in ("q", "dq", "kp", "kd", "tau")}
+    values[field][4] = bad
+    safe, reasons = FILTER.filter(PDCommand(**values), previous_q_des=DEFAULT, measured_q=DEFAULT)
+    assert np.all(safe.kp == 0) and np.all(safe.kd == FILTER.fallback_kd) and np.all(safe.tau == 0)
+    assert np.array_equal(safe.q, DEFAULT)  # the firmware's reference stays where it was
+    assert any("non-finite" in r and field in r for r in reasons)
+
+
+def test_step_limit_per_tick_is_8_10_12_degrees():
+    target = DEFAULT + 1.0
+    safe, reasons = FILTER.filter(position(target, kp=0.0, kd=1.0), previous_q_des=DEFAULT)
+    assert np.allclose(safe.q - DEFAULT, FIRMWARE_STEP)
+    assert any("step limited" in r for r in reasons)
+    down, _ = FILTER.filter(position(DEFAULT - 1.0, kp=0.0, kd=1.0), previous_q_des=DEFAULT)
+    assert np.allclose(DEFAULT - down.q, FIRMWARE_STEP)
+
+
+def test_joint_limits_are_clamped_with_the_margin():
+    upper = np.asarray(ROBOT.position_upper)
+    safe, reasons = FILTER.filter(position(upper + 5.0, kp=0.0, kd=1.0), previous_q_des=upper)
+    assert np.allclose(safe.q, upper - 0.04)
+    assert any("joint limits" in r for r in reasons)
+
+
+def test_gains_torque_and_velocity_are_capped():
+    cmd = PDCommand(q=DEFAULT, dq=np.full(N, 100.0), kp=np.full(N, 500.0), kd=np.full(N, -2.0), tau=np.full(N, -50.0))
+    safe, reasons = FILTER.filter(cmd, previous_q_des=DEFAULT, measured_q=DEFAULT)
+    assert np.all(safe.kp == CONFIG.safety.kp_max) and np.all(safe.kd == 0.0)
+    assert np.all(safe.tau == -12.0) and np.all(safe.dq == FILTER.velocity_limit)
+    assert {r.split(" ")[0] for r in reasons} >= {"kp", "kd", "tau_des", "dq_des"}
+
+
+def test_damping_velocity_target_is_bounded_by_the_torque_limit():
+    cmd = PDCommand(q=DEFAULT, dq=np.full(N, 30.0), kp=np.zeros(N), kd=np.full(N, 5.0), tau=np.full(N, 2.0))
+    safe, _ = FILTER.filter(cmd, previous_q_des=DEFAULT)
+    assert np.allclose(safe.tau + safe.kd * safe.dq, 12.0)
+
+
+def test_pd_torque_bound_pulls_the_target_toward_the_measured_pose():
+    measured = DEFAULT.copy()
+    target = DEFAULT + 0.1  # 100 N m/rad * 0.1 rad = 10 N m: fine; 0.2 rad would be 20 N m
+    cmd = position(target + 0.1, kp=100.0, kd=1.0)
+    safe, reasons = FILTER.filter(cmd, previous_q_des=target, measured_q=measured)
+    torque = safe.kp * (safe.q - measured)
+    assert np.all(np.abs(torque) <= 12.0 + 1e-9)
+    assert np.allclose(safe.q, measured + 0.12)
+    assert any("measured pose" in r for r in reasons)
+
+
+def test_pd_torque_bound_lowers_kp_when_the_step_limit_keeps_the_target_far():
+    measured = DEFAULT - 0.5     # the legs were pushed far from the previous target
+    safe, reasons = FILTER.filter(position(DEFAULT, kp=100.0), previous_q_des=DEFAULT, measured_q=measured)
+    assert np.all(np.abs(safe.q - DEFAULT) <= FILTER.max_step + 1e-12)   # step limit kept
+    assert np.all(np.abs(safe.kp * (safe.q - measured)) <= 12.0 + 1e-9)   # torque kept
+    assert any("kp lowered" in r for r in reasons)
+
+
+def test_wrong_length_or_missing_reference_gives_damping():
+    short = PDCommand.position(np.zeros(11), 30.0, 3.0)
+    safe, reasons = FILTER.filter(short, previous_q_des=DEFAULT)
+    assert safe.num_joints == N and np.all(safe.kp == 0) and "11 joints" in reasons[0]
+    safe, reasons = FILTER.filter(position(DEFAULT))
+    assert np.all(safe.kp == 0) and "without previous_q_des or measured_q" in reasons[-1]
+    damping, reasons = FILTER.filter(PDCommand.damping(1.0, q=DEFAULT))
+    assert reasons == [] and np.all(damping.kd == 1.0)
+
+
+def test_invalid_measured_or_previous_pose_is_handled():
+    safe, reasons = FILTER.filter(position(DEFAULT), previous_q_des=DEFAULT, measured_q=[math.nan] * N)
+    assert np.all(safe.kp == 0) and "measured_q is not finite" in reasons[0]
+    assert np.array_equal(safe.q, DEFAULT)  # q_des stays at the previous one
+    safe, reasons = FILTER.filter(position(DEFAULT), previous_q_des=[0.0] * 3, measured_q=DEFAULT)
+    assert np.all(safe.kp == 30.0) and "previous_q_des has shape (3,)" in reasons[0]
+    with pytest.raises(TypeError):
+        FILTER.filter("not a command", previous_q_des=DEFAULT)
+
+
+def test_the_stricter_of_robot_and_safety_sections_wins():
+    data = CONFIG.to_dict()
+    data["safety"].update(max_target_step_deg=[2.0, 2.0, 2.0], kp_max=500.0, limit_margin=0.1, torque_limit=20.0)
+    flt = SafetyFilter(config_from_dict(data))
+    assert np.allclose(flt.max_step, np.radians(2.0))
+    assert flt.kp_max == 200.0 and flt.torque_limit == 12.0
+    assert np.allclose(flt.upper, np.asarray(ROBOT.position_upper) - 0.1)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("kp_max", 0.0, "kp_max must be positive"),
+    ("sensor_timeout", -1.0, "sensor_timeout must be positive"),
+    ("max_target_step_deg", [8.0, 0.0, 12.0], "max_target_step_deg"),
+    ("limit_margin", -0.1, "limit_margin must be >= 0"),
+    ("max_tilt", "big", "expected a number"),
+])
+def test_invalid_safety_config_is_refused(key, value, message):
+    data = CONFIG.to_dict()
+    data["safety"][key] = value
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+wild = st.floats(allow_nan=True, allow_infinity=True, width=64)
+joint_arrays = hnp.arrays(np.float64, N, elements=wild)
+# Finite but anything from tiny to 1e308, mixed with values in the working range so both paths are exercised.
+finite = st.floats(allow_nan=False, allow_infinity=False) | st.floats(-300.0, 300.0)
+finite_arrays = hnp.arrays(np.float64, N, elements=finite)
+poses = hnp.arrays(np.float64, N, elements=st.floats(-4.0, 4.0))
+
+
+@settings(max_examples=250, deadline=None)
+@given(q=finite_arrays, dq=finite_arrays, kp=finite_arrays, kd=finite_arrays, tau=finite_arrays,
+       previous=st.none() | poses, measured=st.none() | poses)
+def test_any_finite_input_is_clamped_within_limits(q, dq, kp, kd, tau, previous, measured):
+    cmd = PDCommand(q=q, dq=dq, kp=kp, kd=kd, tau=tau)
+    safe, _ = FILTER.filter(cmd, previous_q_des=previous, measured_q=measured)
+    reference = previous if previous is not None else measured
+    assert_within_limits(safe, FILTER, reference=reference, measured=measured)
+
+
+@settings(max_examples=100, deadline=None)
+@given(q=joint_arrays, dq=joint_arrays, kp=joint_arrays, kd=joint_arrays, tau=joint_arrays,
+       previous=st.none() | poses, measured=st.none() | poses)
+def test_any_input_leaves_the_filter_within_limits(q, dq, kp, kd, tau, previous, measured):
+    cmd = PDCommand(q=q, dq=dq, kp=kp, kd=kd, tau=tau)
+    safe, reasons = FILTER.filter(cmd, previous_q_des=previous, measured_q=measured)
+    reference = previous if previous is not None else measured
+    assert_within_limits(safe, FILTER, reference=reference, measured=measured)
+    if not cmd.is_finite():
+        assert np.all(safe.kp == 0) and reasons
+
+
+@settings(max_examples=100, deadline=None)
+@given(q=poses, previous=poses)
+def test_filtering_twice_changes_nothing_more(q, previous):
+    """A filtered command is a fixed point: the node may filter again (e.g. on re-send) without drift."""
+    once, _ = FILTER.filter(position(q), previous_q_des=previous)
+    twice, reasons = FILTER.filter(once, previous_q_des=previous)
+    assert reasons == [] and np.array_equal(once.q, twice.q)
+
+
+# ---------------------------------------------------------------------------------------- SensorMonitor
+def quat_from_rpy(roll: float, pitch: float, yaw: float = 0.0) -> np.ndarray:
+    cr, sr, cp, sp = math.cos(roll / 2), math.sin(roll / 2), math.cos(pitch / 2), math.sin(pitch / 2)
+    cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
+    return np.array([cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy,
+                     cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy])
+
+
+def healthy(now: float = 10.0):
+    joints = JointSample(q=DEFAULT, dq=np.zeros(N), received=now - 0.01)
+    imu = ImuSample(quaternion=[1.0, 0.0, 0.0, 0.0], angular_velocity=[0.0, 0.0, 0.0], received=now - 0.005)
+    return joints, imu
+
+
+def test_healthy_sensors_give_no_fault():
+    joints, imu = healthy()
+    assert SensorMonitor(CONFIG).check(10.0, joints, imu) is None
+
+
+def test_roll_pitch_matches_the_construction():
+    roll, pitch = roll_pitch(quat_from_rpy(0.3, -0.2, 1.0))
+    assert roll == pytest.approx(0.3) and pitch == pytest.approx(-0.2)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda j, i: (None, i), "no joint state"),
+    (lambda j, i: (j, None), "no IMU"),
+    (lambda j, i: (dataclasses.replace(j, q=[math.nan] * N), i), "NaN or inf"),
+    (lambda j, i: (dataclasses.replace(j, dq=[math.inf] * N), i), "NaN or inf"),
+    (lambda j, i: (dataclasses.replace(j, q=[0.0] * 11), i), r"shape \(11,\)"),
+    (lambda j, i: (dataclasses.replace(j, q="twelve"), i), "shape|numeric"),
+    (lambda j, i: (j, dataclasses.replace(i, quaternion=[1.0, 0.0, 0.0])), r"shape \(3,\)"),
+    (lambda j, i: (j, dataclasses.replace(i, angular_velocity=[0.0, math.nan, 0.0])), "angular velocity"),
+    (lambda j, i: (j, dataclasses.replace(i, quaternion=[1.1, 0.0, 0.0, 0.0])), "norm 1.100"),
+    (lambda j, i: (j, dataclasses.replace(i, quaternion=[0.0, 0.0, 0.0, 0.0])), "norm 0.000"),
+    (lambda j, i: (dataclasses.replace(j, received=9.9), i), "joint state stale: 100 ms"),
+    (lambda j, i: (j, dataclasses.replace(i, received=9.94)), "IMU stale: 60 ms"),
+    (lambda j, i: (j, dataclasses.replace(i, received=11.0)), "future"),
+    (lambda j, i: (dataclasses.replace(j, received=math.nan), i), "receive time"),
+    (lambda j, i: (j, dataclasses.replace(i, quaternion=quat_from_rpy(1.2, 0.0))), "attitude.*roll 1.20"),
+    (lambda j, i: (j, dataclasses.replace(i, quaternion=quat_from_rpy(0.0, -1.1))), "attitude.*pitch -1.10"),
+    (lambda j, i: (dataclasses.replace(j, dq=np.full(N, 40.0)), i), "joint velocity 40.0"),
+])
+def test_each_sensor_fault_is_named(change, message):
+    joints, imu = change(*healthy())
+    fault = SensorMonitor(CONFIG).check(10.0, joints, imu)
+    assert fault is not None
+    assert re.search(message, fault), fault
+
+
+def test_out_of_order_stamps_are_a_fault_until_a_newer_sample_arrives():
+    monitor = SensorMonitor(CONFIG)
+    joints, imu = healthy()
+    assert monitor.check(10.0, dataclasses.replace(joints, stamp=5.0), imu) is None
+    assert monitor.check(10.0, dataclasses.replace(joints, stamp=5.0), imu) is None  # same sample again is fine
+    fault = monitor.check(10.0, dataclasses.replace(joints, stamp=4.9), imu)
+    assert fault and "joint state out of order" in fault
+    assert monitor.check(10.0, dataclasses.replace(joints, stamp=5.02), imu) is None
+    assert monitor.check(10.0, joints, dataclasses.replace(imu, stamp=20.0)) is None  # each stream has its own
+    fault = monitor.check(10.0, joints, dataclasses.replace(imu, stamp=19.5))
+    assert fault and "IMU out of order" in fault
+
+
+def test_invalid_clock_and_configurable_limits():
+    joints, imu = healthy()
+    assert "invalid clock" in SensorMonitor(CONFIG).check(math.nan, joints, imu)
+    data = CONFIG.to_dict()
+    data["safety"].update(sensor_timeout=0.2, max_tilt=1.5)
+    relaxed = SensorMonitor(config_from_dict(data))
+    assert relaxed.check(10.0, dataclasses.replace(joints, received=9.9),
+                         dataclasses.replace(imu, quaternion=quat_from_rpy(1.2, 0.0))) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(q=joint_arrays, dq=joint_arrays, quat=hnp.arrays(np.float64, 4, elements=wild),
+       gyro=hnp.arrays(np.float64, 3, elements=wild), age=wild)
+def test_monitor_never_raises_and_flags_every_non_finite_input(q, dq, quat, gyro, age):
+    joints = JointSample(q=q, dq=dq, received=10.0 - age if math.isfinite(age) else age)
+    imu = ImuSample(quaternion=quat, angular_velocity=gyro, received=10.0)
+    fault = SensorMonitor(CONFIG).check(10.0, joints, imu)
+    if not all(np.all(np.isfinite(a)) for a in (q, dq, quat, gyro)) or not math.isfinite(age):
+        assert fault is not None
+    assert fault is None or isinstance(fault, str)
