@@ -183,12 +183,13 @@ class Controller:
 
     # --------------------------------------------------------------------------------------------- tick
     def tick(self, now: float, measured_q: Optional[ArrayLike], policy_target_q: Optional[ArrayLike] = None,
-             fault: Optional[str] = None) -> PDCommand:
+             fault: Optional[str] = None, policy_target_dq: Optional[ArrayLike] = None) -> PDCommand:
         """One control tick: the command to send (still to be passed through the SafetyFilter).
 
         measured_q: joint positions (model convention); invalid ones count as a sensor fault.
         policy_target_q: the policy's joint target for this tick, or None if no action is ready (RUNNING then
-        holds the last target). fault: the SensorMonitor's verdict (None = healthy).
+        holds the last target). fault: the SensorMonitor's verdict (None = healthy). policy_target_dq: the plan's
+        joint velocity (the velocity feed-forward, see pd_targets.py), used with policy_target_q.
         """
         q = self._valid_vector(measured_q)
         if not _is_time(now):
@@ -202,21 +203,21 @@ class Controller:
         if fault is not None and self._state in ACTIVE_STATES:
             self._enter(S.DAMPING, fault=fault)
         if self._state == S.STANDING_UP:
-            return self._tick_stand_up(policy_target_q)
+            return self._tick_stand_up(policy_target_q, policy_target_dq)
         if self._state == S.RUNNING:
-            return self._tick_running(policy_target_q)
+            return self._tick_running(policy_target_q, policy_target_dq)
         if self._state == S.GETTING_DOWN:
             return self._tick_get_down()
         return self._passive_command()
 
-    def _tick_stand_up(self, policy_target_q: Optional[ArrayLike]) -> PDCommand:
+    def _tick_stand_up(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike]) -> PDCommand:
         target = self._interpolate(self.default_pose, self.cc.stand_up_duration)
         if self.cc.auto_run and self.stand_complete:
             self._enter(S.RUNNING)
-            return self._tick_running(policy_target_q)
+            return self._tick_running(policy_target_q, policy_target_dq)
         return self._hold(target)
 
-    def _tick_running(self, policy_target_q: Optional[ArrayLike]) -> PDCommand:
+    def _tick_running(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike]) -> PDCommand:
         if policy_target_q is None:
             return self._hold(self._target if self._target is not None else self._last_q)
         target = self._valid_vector(policy_target_q)
@@ -224,7 +225,9 @@ class Controller:
             self._enter(S.DAMPING, fault="policy target missing, malformed or not finite")
             return self._passive_command()
         self._target = target
-        return PDCommand.position(target, self.config.robot.kp, self.config.robot.kd)
+        command = PDCommand.position(target, self.config.robot.kp, self.config.robot.kd)
+        dq = self._valid_vector(policy_target_dq)
+        return command if dq is None else command.replace(dq=dq)
 
     def _tick_get_down(self) -> PDCommand:
         target = self._interpolate(self.lying_pose, self.cc.get_down_duration)

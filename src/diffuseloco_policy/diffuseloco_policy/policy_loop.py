@@ -99,10 +99,8 @@ class PolicyLoop:
         fault = self.monitor.check(now, joints, imu)
         latency, missed = self._collect_plan()
         target = self._planned_targets() if fault is None else None
-        command = self.controller.tick(now, None if joints is None else joints.q,
-                                       None if target is None else target[0], fault)
-        if target is not None and self.controller.state == ControllerState.RUNNING:
-            command = command.replace(dq=target[1])
+        q_target, dq_target = (None, None) if target is None else target
+        command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target)
         safe, clamps = self.safety.filter(command, self._last_q_des, None if joints is None else joints.q)
         if fault is not None:
             self.last_fault = fault

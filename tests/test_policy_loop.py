@@ -1,0 +1,152 @@
+"""The policy node's ROS-free pipeline on the simulated robot: delayed inputs, off-tick inference, state machine,
+safety, deadline accounting. The samplers are stand-ins with known behaviour, so every assertion is about the
+loop itself."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.controller import ControllerRequest, ControllerState
+from diffuseloco_policy.policy_loop import PolicyLoop
+from diffuseloco_policy.safety import ImuSample, JointSample
+from diffuseloco_policy.sim import CyberDogSim
+
+CONFIG = load_config()
+DT = CONFIG.rates.control_dt
+HORIZON, JOINTS = CONFIG.action.horizon, CONFIG.robot.num_joints
+
+
+def zero_sampler(obs, goal):
+    """Actions 0 = the default pose: a 'policy' that stands still."""
+    return np.zeros((HORIZON, JOINTS))
+
+
+def samples(sim: CyberDogSim, now: float) -> tuple[JointSample, ImuSample]:
+    state = sim.robot_state()
+    return (JointSample(state.joint_position, state.joint_velocity, now, now),
+            ImuSample(state.quaternion, state.angular_velocity, now, now))
+
+
+def run(loop: PolicyLoop, sim: CyberDogSim, ticks: int, t0: float = 0.0, wait: float = 0.0):
+    reports = []
+    for k in range(ticks):
+        now = t0 + k * DT
+        report = loop.tick(now, *samples(sim, now))
+        sim.command_position(report.command.q, kp=report.command.kp, kd=report.command.kd)
+        sim.step()
+        reports.append(report)
+        time.sleep(wait)
+    return reports
+
+
+@pytest.fixture
+def sim():
+    return CyberDogSim(CONFIG, seed=0)
+
+
+def test_stand_up_then_run_keeps_the_dog_standing_within_limits(sim):
+    loop = PolicyLoop(CONFIG, zero_sampler, inference_wait_s=0.05)
+    try:
+        run(loop, sim, 2)
+        assert loop.request(ControllerRequest.STAND_UP)[0]
+        run(loop, sim, int(CONFIG.controller.stand_up_duration / DT) + 5, t0=2 * DT)
+        assert loop.request(ControllerRequest.RUN)[0]
+        reports = run(loop, sim, 100, t0=10.0)
+        assert loop.controller.state == ControllerState.RUNNING
+        assert not sim.fallen() and sim.base_height() > 0.2
+        step = np.deg2rad(np.tile(CONFIG.robot.max_target_step_deg, 4)) + 1e-9
+        q = np.array([r.command.q for r in reports])
+        assert np.all(np.abs(np.diff(q, axis=0)) <= step)
+        np.testing.assert_allclose(q[-1], CONFIG.robot.default_pose, atol=1e-6)
+    finally:
+        loop.close()
+
+
+def test_the_sampler_never_sees_the_current_frame(sim):
+    """Each window handed to the sampler ends with the frame of the tick it was submitted at, and its action is
+    used one tick later: the action for tick t is computed from s[t-8..t-1]."""
+    seen = []
+
+    def recording_sampler(obs, goal):
+        seen.append(obs[-1].copy())
+        return np.zeros((HORIZON, JOINTS))
+
+    loop = PolicyLoop(CONFIG, recording_sampler, inference_wait_s=0.05)
+    frames = []
+    original = loop.builder.observation
+
+    def spy(state, last_action):
+        frames.append(original(state, last_action))
+        return frames[-1]
+
+    loop.builder.observation = spy
+    try:
+        run(loop, sim, 12)
+    finally:
+        loop.close()
+    assert len(seen) >= 11
+    for k, last in enumerate(seen):  # the k-th sampler call was submitted at tick k, for tick k + 1
+        np.testing.assert_array_equal(last, frames[k])
+        assert not np.array_equal(last, frames[k + 1]) if k + 1 < len(frames) else True
+
+
+def test_a_slow_sampler_counts_deadline_misses_and_follows_the_old_plan(sim):
+    release = threading.Event()
+
+    def slow_sampler(obs, goal):
+        release.wait(timeout=1.0)
+        return np.zeros((HORIZON, JOINTS))
+
+    loop = PolicyLoop(CONFIG, slow_sampler, inference_wait_s=0.0)
+    try:
+        run(loop, sim, 5)
+        assert loop.deadline_misses >= 3
+    finally:
+        release.set()
+        loop.close()
+
+
+def test_a_failing_sampler_is_a_reported_fault_not_a_crash(sim):
+    def broken_sampler(obs, goal):
+        raise RuntimeError("onnxruntime exploded")
+
+    loop = PolicyLoop(CONFIG, broken_sampler, inference_wait_s=0.05)
+    try:
+        reports = run(loop, sim, 5)
+    finally:
+        loop.close()
+    assert "onnxruntime exploded" in loop.last_fault
+    assert all(r.command.is_finite() for r in reports)
+
+
+def test_stale_sensors_lead_to_damping_with_the_reason(sim):
+    loop = PolicyLoop(CONFIG, zero_sampler, inference_wait_s=0.05)
+    try:
+        run(loop, sim, 2)
+        loop.request(ControllerRequest.STAND_UP)
+        run(loop, sim, 10, t0=2 * DT)
+        joints, imu = samples(sim, 0.0)
+        report = loop.tick(5.0, joints, imu)  # samples received 5 s ago
+    finally:
+        loop.close()
+    assert report.state == ControllerState.DAMPING
+    assert "stale" in (report.fault or "") or "old" in (report.fault or "")
+    assert np.all(report.command.kp == 0)
+
+
+def test_unknown_skills_and_out_of_range_speeds_are_refused_or_clamped():
+    loop = PolicyLoop(CONFIG, zero_sampler)
+    try:
+        assert loop.set_skill_command(99, 0.1, 0, 0).note.startswith("refused unknown skill")
+        assert loop.skill.skill == 0
+        trot = CONFIG.skill("trot")
+        state = loop.set_skill_command(trot.id, 5.0, 0.0, -9.0)
+        assert state.command[0] == trot.vx[1] and state.command[2] == trot.yaw_rate[0]
+        assert loop.set_skill_command(trot.id, float("nan"), 0, 0).note.startswith("refused")
+    finally:
+        loop.close()
