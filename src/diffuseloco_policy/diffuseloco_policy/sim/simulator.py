@@ -140,6 +140,17 @@ class CyberDogSim:
         kd = self.config.robot.kd if kd is None else kd
         self.command(MotorCommand.position(self.convention.to_sdk(q_des_model), kp, kd))
 
+    def command_pd(self, q_des_model: np.ndarray, qd_des_model: np.ndarray, kp=None, kd=None, tau_model=None) -> None:
+        """A model-convention PD command (q_des, qd_des, optional gains and feed-forward torque; the config's gains
+        by default), converted to the SDK convention with JointConvention and sent as one motor frame."""
+        q = np.asarray(q_des_model, dtype=np.float64)
+        kp = self.config.robot.kp if kp is None else kp
+        kd = self.config.robot.kd if kd is None else kd
+        tau = np.zeros_like(q) if tau_model is None else np.asarray(tau_model, dtype=np.float64)
+        to_sdk = self.convention.to_sdk
+        self.command(MotorCommand(to_sdk(q), to_sdk(qd_des_model), np.broadcast_to(np.asarray(kp, float), q.shape).copy(),
+                                  np.broadcast_to(np.asarray(kd, float), q.shape).copy(), to_sdk(tau)))
+
     def _effective(self, cmd: MotorCommand) -> tuple[np.ndarray, ...]:
         """The command in model convention with the episode's gain scaling folded in (what the motors really do)."""
         to_model = self.convention.to_model
