@@ -29,6 +29,8 @@ setup(
             "teleop_node = diffuseloco_policy.nodes.teleop_node:main",
             "keyboard_teleop = diffuseloco_policy.nodes.keyboard_teleop:main",
             "script_teleop = diffuseloco_policy.nodes.script_teleop:main",
+            "recorder = diffuseloco_policy.nodes.recorder:main",
+            "bag2dataset = diffuseloco_policy.data.bag2dataset:main",
         ],
     },
 )

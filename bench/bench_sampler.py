@@ -1,0 +1,146 @@
+"""Sampler latency, batch 1, one run: the reference-style loop versus our torch path, ONNX graph and warm starts.
+
+Not a test. Usage: .venv/bin/python bench/bench_sampler.py [--runs 300] [--presets paper small]
+
+"Reference-style" reproduces how the original DiffuseLoco code samples: torch eager, a transformer built from
+nn.TransformerDecoder (TransformerForDiffusion layout, same sizes as ours), and a Python loop over diffusers'
+DDPMScheduler.step that recomputes the whole network (time token, cond encoder, cross-attention memory) every
+step. Random weights: latency does not depend on them. Threads: the ONNX default per model size (2 for width 256,
+1 for smaller, performance.md) and the same count for every torch path of that model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, PolicyDims, build_policy
+from diffuseloco_policy.export import export_onnx
+from diffuseloco_policy.model_file import read_onnx_info
+from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime
+
+
+class ReferenceTransformer(nn.Module):
+    """The original TransformerForDiffusion structure (obs-as-cond, causal masks, norm_first decoder)."""
+
+    def __init__(self, cfg: DenoiserConfig, d: PolicyDims) -> None:
+        super().__init__()
+        w, t_cond = cfg.width, 1 + 2 * d.history
+        self.width = w
+        self.input_emb = nn.Linear(d.action_dim, w)
+        self.pos_emb = nn.Parameter(torch.zeros(1, d.horizon, w))
+        self.obs_emb = nn.Linear(d.obs_dim, w)
+        self.goal_emb = nn.Linear(d.goal_dim, w)
+        self.cond_pos_emb = nn.Parameter(torch.zeros(1, t_cond, w))
+        self.encoder = nn.Sequential(nn.Linear(w, 4 * w), nn.Mish(), nn.Linear(4 * w, w))
+        layer = nn.TransformerDecoderLayer(w, cfg.heads, 4 * w, cfg.dropout_attn, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, cfg.layers)
+        t = torch.arange(d.horizon)[:, None]
+        self.register_buffer("mask", torch.zeros(d.horizon, d.horizon).masked_fill(t < t.T, float("-inf")))
+        s = torch.arange(t_cond)[None, :]
+        obs_slot = torch.where(s > d.history, s - d.history, s)
+        self.register_buffer("memory_mask", torch.zeros(d.horizon, t_cond).masked_fill(t < obs_slot - 1, float("-inf")))
+        self.ln_f = nn.LayerNorm(w)
+        self.head = nn.Linear(w, d.action_dim)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        half = self.width // 2
+        freqs = torch.exp(torch.arange(half) * (-math.log(10000.0) / (half - 1)))
+        args = timestep.float().reshape(-1)[:, None] * freqs[None]
+        time_emb = torch.cat([args.sin(), args.cos()], -1)[:, None].expand(sample.shape[0], -1, -1)
+        cond = torch.cat([time_emb, self.obs_emb(obs), self.goal_emb(goal)], dim=1) + self.cond_pos_emb
+        memory = self.encoder(cond)
+        x = self.input_emb(sample) + self.pos_emb
+        x = self.decoder(x, memory, tgt_mask=self.mask, memory_mask=self.memory_mask)
+        return self.head(self.ln_f(x))
+
+
+def reference_loop(cfg: DenoiserConfig, d: PolicyDims) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """predict_action as in the original code: normalize, loop diffusers DDPMScheduler.step, unnormalize."""
+    from diffusers import DDPMScheduler
+
+    model = ReferenceTransformer(cfg, d).eval()
+    sched = DDPMScheduler(num_train_timesteps=10, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                          prediction_type="epsilon", variance_type="fixed_small")
+    g = torch.Generator().manual_seed(0)
+    scale, offset = torch.full((d.action_dim,), 2.0), torch.zeros(d.action_dim)
+
+    @torch.no_grad()
+    def predict(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        o = torch.from_numpy(obs)[None] * 0.5
+        gl = torch.from_numpy(goal)[None] * 0.5
+        traj = torch.randn((1, d.horizon, d.action_dim), generator=g)
+        sched.set_timesteps(10)
+        for t in sched.timesteps:
+            traj = sched.step(model(traj, t, o, gl), t, traj, generator=g).prev_sample
+        return ((traj - offset) / scale).numpy()
+
+    return predict
+
+
+def measure(fn: Callable[[], object], runs: int, warmup: int = 20) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - t0
+    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def bench_preset(preset: str, runs: int, workdir: Path) -> list[tuple[str, float, float]]:
+    config = load_config()
+    torch.manual_seed(0)
+    spec = ModelSpec(denoiser=DenoiserConfig.preset(preset))
+    policy = build_policy(config, spec).eval()
+    path = export_onnx(policy, config, workdir / f"{preset}.onnx", warm_steps=(2, 3))[0]
+    info = read_onnx_info(path, config)
+    threads = 2 if spec.denoiser.width >= 256 else 1
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((config.observation.history, config.observation.obs_dim)).astype(np.float32)
+    goal = rng.standard_normal((config.observation.history, config.observation.goal_dim)).astype(np.float32)
+
+    rows = []
+    ref = reference_loop(spec.denoiser, policy.dims)
+    rows.append(("reference-style loop (torch eager + diffusers)", *measure(lambda: ref(obs, goal), runs)))
+    for label, runtime in (("torch", lambda k: TorchRuntime(policy, info, warm_start_steps=k)),
+                           ("onnx", lambda k: OnnxRuntime(path, config, warm_start_steps=k, intra_op_threads=threads))):
+        rt = runtime(2)
+        rows.append((f"ours {label}, full 10-step", *measure(lambda: rt.predict(obs, goal, rng, warm=False), runs)))
+        for k in (2, 3):
+            rt = runtime(k)
+            rt.predict(obs, goal, rng, warm=False)
+            rows.append((f"ours {label}, warm start {k} steps", *measure(lambda: rt.predict(obs, goal, rng, warm=True), runs)))
+    print(f"\n{preset} preset ({sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M params), {threads} thread(s), "
+          f"batch 1, {runs} runs")
+    base = rows[0][1]
+    print(f"  {'path':48s} {'median ms':>10s} {'p99 ms':>8s} {'speed-up':>9s}")
+    for name, med, p99 in rows:
+        print(f"  {name:48s} {med:10.2f} {p99:8.2f} {base / med:8.1f}x")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--presets", nargs="+", default=["paper", "small"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets:
+            bench_preset(preset, args.runs, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

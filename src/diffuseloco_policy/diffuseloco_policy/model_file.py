@@ -1,0 +1,203 @@
+"""What a model file carries, and the check that it fits the robot it is about to drive.
+
+Why: a policy is only valid for the exact joint order, observation layout and scales, history length, action
+scale, control rate, default pose and gains it was trained with. Every model file (exported ONNX graph or torch
+checkpoint) therefore embeds the full StackConfig and the model's own settings as JSON strings, and loading
+compares them with the robot's config and refuses with a ModelMismatchError listing every difference. Weights
+are stored without pickle: ONNX initializers, or safetensors for torch checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import torch
+
+from .config import ConfigError, StackConfig, TermConfig, config_from_dict
+from .diffusion.policy import ModelSpec, Policy, PolicyDims, build_policy
+from .normalizer import PolicyNormalizer
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+PREFIX = "diffuseloco."
+KEYS = ("format_version", "stack_config", "model", "normalizer", "observation_layout", "joint_order", "rates",
+        "scheduler", "graph")
+
+
+class ModelMismatchError(ValueError):
+    """The model file is unreadable, of an unknown version, or was trained for a different robot setup."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything a loader learns from a model file's metadata."""
+
+    format_version: int
+    config: StackConfig
+    spec: ModelSpec
+    normalizer: PolicyNormalizer
+    graph: dict[str, Any]
+
+    @property
+    def dims(self) -> PolicyDims:
+        return PolicyDims.from_config(self.config)
+
+
+def observation_layout(config: StackConfig) -> dict[str, Any]:
+    """Human-readable layout: term names, sizes and scales, in order, and the history length."""
+    def terms(ts: tuple[TermConfig, ...]) -> list[dict[str, Any]]:
+        return [{"name": t.name, "size": t.size, "scale": t.scale} for t in ts]
+
+    obs = config.observation
+    return {"history": obs.history, "obs_dim": obs.obs_dim, "goal_dim": obs.goal_dim, "terms": terms(obs.terms),
+            "goal_terms": terms(obs.goal_terms)}
+
+
+def build_metadata(policy: Policy, config: StackConfig, graph: Optional[dict[str, Any]] = None) -> dict[str, str]:
+    """The metadata_props / safetensors metadata of a model file: JSON strings under 'diffuseloco.*' keys."""
+    spec = policy.spec
+    scheduler = {**spec.scheduler.to_dict(), "timesteps": getattr(getattr(policy, "scheduler", None), "timesteps", [])}
+    values: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "stack_config": config.to_dict(),
+        "model": spec.to_dict(),
+        "normalizer": policy.normalizer.to_dict(),
+        "observation_layout": observation_layout(config),
+        "joint_order": list(config.robot.joint_names),
+        "rates": {"control_hz": config.rates.control_hz, "joint_loop_hz": config.rates.joint_loop_hz},
+        "scheduler": scheduler if spec.kind == "diffusion" else None,
+        "graph": graph or {},
+    }
+    return {PREFIX + k: json.dumps(v) for k, v in values.items()}
+
+
+def parse_metadata(metadata: Mapping[str, str], source: str = "model file") -> ModelInfo:
+    """Read and cross-check a model file's metadata; any problem is a ModelMismatchError naming the file."""
+    missing = [PREFIX + k for k in KEYS if PREFIX + k not in metadata]
+    if missing:
+        raise ModelMismatchError(f"{source}: missing metadata {missing}; not a DiffuseLoco-ROS model file "
+                                 "or written by an incompatible exporter")
+    try:
+        values = {k: json.loads(metadata[PREFIX + k]) for k in KEYS}
+    except json.JSONDecodeError as exc:
+        raise ModelMismatchError(f"{source}: corrupt metadata: {exc}") from exc
+    version = values["format_version"]
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise ModelMismatchError(f"{source}: unknown model format version {version!r}; this loader reads "
+                                 f"{list(SUPPORTED_FORMAT_VERSIONS)}")
+    try:
+        config = config_from_dict(values["stack_config"])
+        spec = ModelSpec.from_dict(values["model"])
+        normalizer = PolicyNormalizer.from_dict(values["normalizer"])
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise ModelMismatchError(f"{source}: corrupt metadata: {exc}") from exc
+    _check_redundant(values, config, normalizer, source)
+    return ModelInfo(version, config, spec, normalizer, values["graph"])
+
+
+def _check_redundant(values: dict[str, Any], config: StackConfig, normalizer: PolicyNormalizer, source: str) -> None:
+    """The readable copies must agree with the embedded config, or the file was edited inconsistently."""
+    expected = {"joint_order": list(config.robot.joint_names),
+                "observation_layout": json.loads(json.dumps(observation_layout(config))),
+                "rates": {"control_hz": config.rates.control_hz, "joint_loop_hz": config.rates.joint_loop_hz}}
+    bad = [k for k, v in expected.items() if values[k] != v]
+    dims = PolicyDims.from_config(config)
+    if (normalizer.obs.dim, normalizer.goal.dim, normalizer.action.dim) != (dims.obs_dim, dims.goal_dim, dims.action_dim):
+        bad.append("normalizer")
+    if bad:
+        raise ModelMismatchError(f"{source}: corrupt metadata: {bad} disagree with the embedded stack config")
+
+
+def _close(a: Any, b: Any, tol: float = 1e-6) -> bool:
+    a, b = (a,) if not isinstance(a, tuple) else a, (b,) if not isinstance(b, tuple) else b
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=0.0, abs_tol=tol) for x, y in zip(a, b))
+
+
+def compatibility_problems(model: StackConfig, robot: StackConfig) -> list[str]:
+    """Every way the model's training setup differs from the robot's in something the policy depends on."""
+    problems: list[str] = []
+    mr, rr = model.robot, robot.robot
+    if mr.joint_names != rr.joint_names:
+        problems.append(f"joint order/names differ: model {list(mr.joint_names)} vs robot {list(rr.joint_names)}")
+    mo, ro = model.observation, robot.observation
+    if mo.history != ro.history:
+        problems.append(f"observation history length differs: model {mo.history} vs robot {ro.history}")
+    for label, a, b in (("observation", mo.terms, ro.terms), ("goal", mo.goal_terms, ro.goal_terms)):
+        if [(t.name, t.size) for t in a] != [(t.name, t.size) for t in b]:
+            problems.append(f"{label} layout differs: model {[(t.name, t.size) for t in a]} vs robot "
+                            f"{[(t.name, t.size) for t in b]} (sizes {sum(t.size for t in a)} vs {sum(t.size for t in b)})")
+        else:
+            for ta, tb in zip(a, b):
+                if not _close(ta.scale, tb.scale):
+                    problems.append(f"{label} term {ta.name!r} scale differs: model {ta.scale} vs robot {tb.scale}")
+    ma, ra = model.action, robot.action
+    if ma.horizon != ra.horizon or ma.execute_index != ra.execute_index:
+        problems.append(f"action horizon/execute index differ: model {ma.horizon}/{ma.execute_index} vs robot "
+                        f"{ra.horizon}/{ra.execute_index}")
+    if not _close(ma.scale, ra.scale):
+        problems.append(f"action scale differs: model {ma.scale} vs robot {ra.scale}")
+    if not _close(model.rates.control_hz, robot.rates.control_hz):
+        problems.append(f"control rate differs: model {model.rates.control_hz} Hz vs robot {robot.rates.control_hz} Hz")
+    if not _close(mr.default_pose, rr.default_pose):
+        problems.append(f"default pose differs: model {list(mr.default_pose)} vs robot {list(rr.default_pose)}")
+    if not (_close(mr.kp, rr.kp) and _close(mr.kd, rr.kd)):
+        problems.append(f"PD gains differ: model kp {mr.kp} kd {mr.kd} vs robot kp {rr.kp} kd {rr.kd}")
+    if [(s.id, s.name) for s in model.skills] != [(s.id, s.name) for s in robot.skills]:
+        problems.append(f"skills differ: model {[s.name for s in model.skills]} vs robot {[s.name for s in robot.skills]}")
+    return problems
+
+
+def check_compatible(model: StackConfig, robot: StackConfig, source: str = "model file") -> None:
+    """Refuse (ModelMismatchError listing all differences) unless the model was trained for this robot setup."""
+    problems = compatibility_problems(model, robot)
+    if problems:
+        raise ModelMismatchError(f"{source} was trained for a different setup than robot {robot.robot.name!r}:\n - "
+                                 + "\n - ".join(problems))
+
+
+def read_onnx_info(path: Union[str, Path], robot: Optional[StackConfig] = None) -> ModelInfo:
+    """Metadata of an exported ONNX model, validated against `robot` when given."""
+    import onnx  # local: only needed where ONNX files are handled
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the same to the caller
+        raise ModelMismatchError(f"{path}: cannot read ONNX model: {exc}") from exc
+    info = parse_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
+    if robot is not None:
+        check_compatible(info.config, robot, source=str(path))
+    return info
+
+
+def save_checkpoint(path: Union[str, Path], policy: Policy, config: StackConfig,
+                    extra: Optional[dict[str, str]] = None) -> Path:
+    """Torch weights as safetensors (no pickle) with the same metadata an ONNX export carries."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    save_file(tensors, str(path), metadata={**build_metadata(policy, config, {"sampler": "torch"}), **(extra or {})})
+    return path
+
+
+def load_checkpoint(path: Union[str, Path], robot: Optional[StackConfig] = None) -> tuple[Policy, ModelInfo]:
+    """Rebuild a policy from a safetensors checkpoint, validated against `robot` when given (eval mode)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001
+        raise ModelMismatchError(f"{path}: cannot read checkpoint: {exc}") from exc
+    info = parse_metadata(metadata, source=str(path))
+    if robot is not None:
+        check_compatible(info.config, robot, source=str(path))
+    policy = build_policy(info.config, info.spec, info.normalizer)
+    policy.load_state_dict(load_file(str(path)))
+    return policy.eval(), info

@@ -1,0 +1,220 @@
+"""Run a trained policy: one interface, two backends (ONNX Runtime by default, torch for debugging/training).
+
+Why an interface: the node, the evaluator and the benchmarks should not care whether actions come from an
+exported graph or from the torch module, and both must give the same numbers for the same noise (a core test
+holds them to 1e-4). The runtime owns the warm-start state: after each prediction it keeps the clean normalized
+chunk, and the next `predict` starts from it (shifted by one tick) when warm start is enabled.
+
+Inputs are raw (unnormalized) histories for ticks t-To..t-1 (see history.py), unbatched (To, dim) or batched
+(B, To, dim); the output chunk has the same batching, and `action_for_tick(chunk)` picks the action for tick t.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .config import StackConfig
+from .diffusion.policy import Policy
+from .export import INPUT_GOAL, INPUT_NOISE, INPUT_OBS, INPUT_PREV, OUTPUT_ACTIONS, OUTPUT_CLEAN, warm_path
+from .model_file import ModelInfo, ModelMismatchError, load_checkpoint, read_onnx_info
+
+NoiseSource = Union[np.random.Generator, np.ndarray, None]
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+class PolicyRuntime(ABC):
+    """predict(obs_hist, goal_hist, rng_or_noise) -> action chunk, with optional warm start between calls."""
+
+    def __init__(self, info: ModelInfo, warm_start_steps: Optional[int] = None, seed: int = 0) -> None:
+        self.info = info
+        self.dims = info.dims
+        self.is_diffusion = info.spec.kind == "diffusion"
+        self.warm_start_steps = warm_start_steps if self.is_diffusion else None
+        self._rng = np.random.default_rng(seed)
+        self._prev_clean: Optional[np.ndarray] = None
+
+    # -- backend hooks: batched float32 arrays in, (actions, clean) out -------------------------------------
+    @abstractmethod
+    def sample_full(self, obs: np.ndarray, goal: np.ndarray, noise: Optional[np.ndarray]) -> Pair:
+        """Full sampler; noise (B, S + 1, horizon, action_dim) or None for a deterministic policy."""
+
+    @abstractmethod
+    def sample_warm(self, obs: np.ndarray, goal: np.ndarray, prev_clean: np.ndarray, noise: np.ndarray) -> Pair:
+        """Warm-start sampler with `warm_start_steps` steps from the previous clean chunk (unshifted)."""
+
+    # -- stateful convenience -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the previous chunk: the next predict runs the full sampler."""
+        self._prev_clean = None
+
+    def noise_shape(self, batch: int, warm: bool) -> Optional[tuple[int, int, int, int]]:
+        if not self.is_diffusion:
+            return None
+        steps = self.warm_start_steps if warm else len(self._full_timesteps())
+        return (batch, steps + 1, self.dims.horizon, self.dims.action_dim)
+
+    def _full_timesteps(self) -> list[int]:
+        from .diffusion.schedulers import inference_timesteps
+
+        s = self.info.spec.scheduler
+        return inference_timesteps(s.num_train_steps, s.num_inference_steps)
+
+    def predict(self, obs_hist: np.ndarray, goal_hist: np.ndarray, rng_or_noise: NoiseSource = None,
+                warm: Optional[bool] = None) -> np.ndarray:
+        """Action chunk (horizon, action_dim), or (B, horizon, action_dim) for batched input.
+
+        warm=None warm-starts whenever it is enabled and a previous chunk of the same batch exists; True
+        requires it (raises if impossible), False forces the full sampler. rng_or_noise is a numpy Generator,
+        an explicit noise array of `noise_shape`, or None for the runtime's own generator.
+        """
+        obs, goal, batched = self._batch(obs_hist, goal_hist)
+        b = obs.shape[0]
+        can_warm = self.warm_start_steps is not None and self._prev_clean is not None and self._prev_clean.shape[0] == b
+        if warm and not can_warm:
+            raise RuntimeError("warm start requested but not enabled or no previous chunk of this batch size")
+        use_warm = can_warm if warm is None else bool(warm)
+        noise = self._noise(rng_or_noise, self.noise_shape(b, use_warm))
+        if use_warm:
+            actions, clean = self.sample_warm(obs, goal, self._prev_clean, noise)
+        else:
+            actions, clean = self.sample_full(obs, goal, noise)
+        self._prev_clean = clean
+        return actions if batched else actions[0]
+
+    def action_for_tick(self, chunk: np.ndarray) -> np.ndarray:
+        """Receding horizon: the action for the current tick, chunk[..., execute_index, :]."""
+        return chunk[..., self.dims.execute_index, :]
+
+    def _batch(self, obs: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        obs, goal = np.asarray(obs, dtype=np.float32), np.asarray(goal, dtype=np.float32)
+        batched = obs.ndim == 3
+        if not batched:
+            obs, goal = obs[None], goal[None]
+        d = self.dims
+        if obs.shape[1:] != (d.history, d.obs_dim) or goal.shape[1:] != (d.history, d.goal_dim):
+            raise ValueError(f"expected histories (B, {d.history}, {d.obs_dim}) and (B, {d.history}, {d.goal_dim}), "
+                             f"got {obs.shape} and {goal.shape}")
+        return obs, goal, batched
+
+    def _noise(self, source: NoiseSource, shape: Optional[tuple[int, ...]]) -> Optional[np.ndarray]:
+        if shape is None:
+            return None
+        if isinstance(source, np.ndarray):
+            if source.shape != shape:
+                raise ValueError(f"noise has shape {source.shape}, expected {shape}")
+            return source.astype(np.float32, copy=False)
+        rng = source if source is not None else self._rng
+        return rng.standard_normal(shape, dtype=np.float32)
+
+
+class OnnxRuntime(PolicyRuntime):
+    """ONNX Runtime sessions for the full-sampler graph and (optionally) one warm-start graph."""
+
+    def __init__(self, path: Union[str, Path], robot: Optional[StackConfig] = None,
+                 warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None, seed: int = 0) -> None:
+        info = read_onnx_info(path, robot)
+        super().__init__(info, warm_start_steps, seed)
+        self.intra_op_threads = intra_op_threads or default_threads(info)
+        self.session = self._open(path, self.intra_op_threads)
+        self.warm_session = None
+        if self.warm_start_steps is not None:
+            wpath = warm_path(path, self.warm_start_steps)
+            if not wpath.exists():
+                raise ModelMismatchError(f"{path}: no warm-start graph for {self.warm_start_steps} steps ({wpath})")
+            winfo = read_onnx_info(wpath, robot)
+            if winfo.graph.get("steps") != self.warm_start_steps or winfo.config != info.config:
+                raise ModelMismatchError(f"{wpath}: warm-start graph does not belong to {path}")
+            self.warm_session = self._open(wpath, self.intra_op_threads)
+
+    @staticmethod
+    def _open(path: Union[str, Path], threads: int) -> object:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # the Mish constant-folding warning is expected and harmless
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise ModelMismatchError(f"{path}: cannot load ONNX model: {exc}") from exc
+        return session
+
+    def sample_full(self, obs: np.ndarray, goal: np.ndarray, noise: Optional[np.ndarray]) -> Pair:
+        feed = {INPUT_OBS: obs, INPUT_GOAL: goal}
+        if noise is not None:
+            feed[INPUT_NOISE] = noise
+        actions, clean = self.session.run([OUTPUT_ACTIONS, OUTPUT_CLEAN], feed)
+        return actions, clean
+
+    def sample_warm(self, obs: np.ndarray, goal: np.ndarray, prev_clean: np.ndarray, noise: np.ndarray) -> Pair:
+        if self.warm_session is None:
+            raise RuntimeError("this runtime was opened without a warm-start graph")
+        feed = {INPUT_OBS: obs, INPUT_GOAL: goal, INPUT_PREV: prev_clean, INPUT_NOISE: noise}
+        actions, clean = self.warm_session.run([OUTPUT_ACTIONS, OUTPUT_CLEAN], feed)
+        return actions, clean
+
+
+class TorchRuntime(PolicyRuntime):
+    """The torch module itself (eval mode, no grad), e.g. straight from training or a checkpoint."""
+
+    def __init__(self, policy: Policy, info: ModelInfo, warm_start_steps: Optional[int] = None,
+                 threads: Optional[int] = None, seed: int = 0) -> None:
+        super().__init__(info, warm_start_steps, seed)
+        self.policy = policy.eval()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self._full_time = self._warm_time = None
+        if self.is_diffusion:  # weights are frozen here, so the timestep tokens' keys/values are constants
+            with torch.no_grad():
+                self._full_time = policy.time_table(policy.full_indices())
+                if self.warm_start_steps is not None:
+                    self._warm_time = policy.time_table(policy.warm_indices(self.warm_start_steps))
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, Path], robot: Optional[StackConfig] = None,
+                        warm_start_steps: Optional[int] = None, seed: int = 0) -> "TorchRuntime":
+        policy, info = load_checkpoint(path, robot)
+        return cls(policy, info, warm_start_steps, seed=seed)
+
+    @torch.no_grad()
+    def sample_full(self, obs: np.ndarray, goal: np.ndarray, noise: Optional[np.ndarray]) -> Pair:
+        if not self.is_diffusion:
+            return _numpy(self.policy.sample(*_tensors(obs, goal)))
+        return _numpy(self.policy.sample(*_tensors(obs, goal, noise), time=self._full_time))
+
+    @torch.no_grad()
+    def sample_warm(self, obs: np.ndarray, goal: np.ndarray, prev_clean: np.ndarray, noise: np.ndarray) -> Pair:
+        o, g, p, n = _tensors(obs, goal, prev_clean, noise)
+        return _numpy(self.policy.sample_warm(o, g, p, n, steps=self.warm_start_steps, time=self._warm_time))
+
+
+def _tensors(*arrays: Optional[np.ndarray]) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays if a is not None]
+
+
+def _numpy(pair: tuple[torch.Tensor, torch.Tensor]) -> Pair:
+    return pair[0].numpy(), pair[1].numpy()
+
+
+def default_threads(info: ModelInfo) -> int:
+    """2 intra-op threads pay off for width-256 transformers, 1 is faster for smaller ones (performance.md)."""
+    return 2 if info.spec.kind == "diffusion" and info.spec.denoiser.width >= 256 else 1
+
+
+def load_runtime(path: Union[str, Path], robot: Optional[StackConfig] = None, backend: str = "onnx",
+                 warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None,
+                 seed: int = 0) -> PolicyRuntime:
+    """Open a model file (.onnx -> OnnxRuntime, .safetensors -> TorchRuntime), validated against `robot`."""
+    if backend == "onnx":
+        return OnnxRuntime(path, robot, warm_start_steps, intra_op_threads, seed)
+    if backend == "torch":
+        return TorchRuntime.from_checkpoint(path, robot, warm_start_steps, seed)
+    raise ValueError(f"unknown backend {backend!r}; use 'onnx' or 'torch'")

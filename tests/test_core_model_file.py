@@ -1,0 +1,155 @@
+"""Model files refuse to drive a robot they were not trained for, one mismatch kind per case."""
+
+import dataclasses
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from diffuseloco_policy.config import TermConfig, load_config
+from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, build_policy
+from diffuseloco_policy.export import export_onnx
+from diffuseloco_policy.model_file import (ModelMismatchError, load_checkpoint, read_onnx_info, save_checkpoint)
+from diffuseloco_policy.runtime import OnnxRuntime
+
+torch.set_num_threads(1)
+CFG = load_config()
+SPEC = ModelSpec(denoiser=DenoiserConfig(width=32, heads=2, layers=1, dropout_attn=0.0))
+
+
+def with_robot(**kw):
+    return dataclasses.replace(CFG, robot=dataclasses.replace(CFG.robot, **kw))
+
+
+def with_terms(terms):
+    return dataclasses.replace(CFG, observation=dataclasses.replace(CFG.observation, terms=tuple(terms)))
+
+
+def rescaled(name, scale):
+    return [dataclasses.replace(t, scale=scale) if t.name == name else t for t in CFG.observation.terms]
+
+
+def swap_front_legs(values):
+    return tuple(values[3:6]) + tuple(values[0:3]) + tuple(values[6:])
+
+
+MISMATCHES = {
+    "joint_order": (with_robot(joint_names=swap_front_legs(CFG.robot.joint_names)), "joint order"),
+    "obs_size": (with_terms(CFG.observation.terms[:-1]), "observation layout differs"),
+    "obs_term_name": (with_terms([dataclasses.replace(t, name="joint_vel") if t.name == "joint_velocity" else t
+                                  for t in CFG.observation.terms]), "observation layout differs"),
+    "obs_term_order": (with_terms([CFG.observation.terms[1], CFG.observation.terms[0], *CFG.observation.terms[2:]]),
+                       "observation layout differs"),
+    "obs_scale": (with_terms(rescaled("joint_velocity", 0.1)), "'joint_velocity' scale differs"),
+    "goal_scale": (dataclasses.replace(CFG, observation=dataclasses.replace(CFG.observation, goal_terms=(
+        TermConfig("command", 3, (1.0, 1.0, 1.0)), CFG.observation.goal_terms[1]))), "'command' scale differs"),
+    "history": (dataclasses.replace(CFG, observation=dataclasses.replace(CFG.observation, history=4)),
+                "history length differs"),
+    "action_scale": (dataclasses.replace(CFG, action=dataclasses.replace(CFG.action, scale=0.5)), "action scale"),
+    "horizon": (dataclasses.replace(CFG, action=dataclasses.replace(CFG.action, horizon=12)), "action horizon"),
+    "control_rate": (dataclasses.replace(CFG, rates=dataclasses.replace(CFG.rates, control_hz=100.0)), "control rate"),
+    "default_pose": (with_robot(default_pose=(0.1,) + CFG.robot.default_pose[1:]), "default pose"),
+    "kp": (with_robot(kp=40.0), "PD gains"),
+    "kd": (with_robot(kd=1.0), "PD gains"),
+    "skills": (dataclasses.replace(CFG, skills=(dataclasses.replace(CFG.skills[0], name="sit"), *CFG.skills[1:])),
+               "skills differ"),
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    policy = build_policy(CFG, SPEC)
+    onnx_path = export_onnx(policy, CFG, d / "policy.onnx", warm_steps=(2,))[0]
+    return {"onnx": onnx_path, "ckpt": save_checkpoint(d / "policy.safetensors", policy, CFG)}
+
+
+def load(kind, path, robot):
+    return read_onnx_info(path, robot) if kind == "onnx" else load_checkpoint(path, robot)[1]
+
+
+@pytest.mark.parametrize("kind", ["onnx", "ckpt"])
+def test_matching_robot_loads_and_non_policy_fields_may_differ(files, kind):
+    info = load(kind, files[kind], CFG)
+    assert info.config == CFG and info.spec == SPEC
+    # limits and protections are the safety layer's business, not the policy's: no refusal
+    load(kind, files[kind], with_robot(torque_limit=10.0, limit_margin=0.05))
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+def test_each_mismatch_is_refused_with_a_clear_message(files, case):
+    robot, message = MISMATCHES[case]
+    for kind in ("onnx", "ckpt"):
+        with pytest.raises(ModelMismatchError, match=message):
+            load(kind, files[kind], robot)
+
+
+def test_runtime_refuses_mismatched_robot(files):
+    with pytest.raises(ModelMismatchError, match="control rate"):
+        OnnxRuntime(files["onnx"], robot=MISMATCHES["control_rate"][0], warm_start_steps=2)
+
+
+def rewrite_onnx(src, dst, edit):
+    model = onnx.load(str(src))
+    meta = {p.key: p.value for p in model.metadata_props}
+    edit(meta)
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def set_version(meta):
+    meta["diffuseloco.format_version"] = json.dumps(99)
+
+
+def drop_config(meta):
+    del meta["diffuseloco.stack_config"]
+
+
+def tamper_joint_order(meta):
+    meta["diffuseloco.joint_order"] = json.dumps(list(swap_front_legs(CFG.robot.joint_names)))
+
+
+@pytest.mark.parametrize("edit,message", [(set_version, "unknown model format version 99"),
+                                          (drop_config, "missing metadata"),
+                                          (lambda m: m.clear(), "missing metadata"),
+                                          (tamper_joint_order, "corrupt metadata")])
+def test_bad_metadata_is_refused(files, tmp_path, edit, message):
+    path = rewrite_onnx(files["onnx"], tmp_path / "bad.onnx", edit)
+    with pytest.raises(ModelMismatchError, match=message):
+        read_onnx_info(path, CFG)
+    with safe_meta(files["ckpt"]) as (tensors, meta):
+        edit(meta)
+        save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(ModelMismatchError, match=message):
+        load_checkpoint(tmp_path / "bad.safetensors", CFG)
+
+
+class safe_meta:
+    """Context manager yielding a checkpoint's tensors and a mutable copy of its metadata."""
+
+    def __init__(self, path):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            self.meta = dict(f.metadata())
+        self.tensors = load_file(str(path))
+
+    def __enter__(self):
+        return self.tensors, self.meta
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_not_a_model_file_is_refused(tmp_path):
+    path = tmp_path / "junk.onnx"
+    path.write_bytes(np.random.default_rng(0).bytes(100))
+    with pytest.raises(ModelMismatchError):
+        read_onnx_info(path, CFG)
