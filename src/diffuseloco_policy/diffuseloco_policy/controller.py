@@ -11,14 +11,13 @@ same in tests, in simulation and on the robot.
 
 from __future__ import annotations
 
-import math
 from enum import IntEnum
 from typing import Optional, Union
 
 import numpy as np
 
 from .config import StackConfig
-from .safety import ArrayLike, PDCommand
+from .safety import is_finite_number, ArrayLike, PDCommand
 
 
 class ControllerState(IntEnum):
@@ -192,7 +191,7 @@ class Controller:
         joint velocity (the velocity feed-forward, see pd_targets.py), used with policy_target_q.
         """
         q = self._valid_vector(measured_q)
-        if not _is_time(now):
+        if not is_finite_number(now):
             fault = fault or f"invalid time {now!r}"
         elif q is None:
             fault = fault or "measured joint positions missing, malformed or not finite"
@@ -286,13 +285,3 @@ class _Move:
 
     def remaining(self, now: Optional[float]) -> float:
         return (1.0 - self.fraction(now)) * self.duration
-
-
-def _is_time(value: object) -> bool:
-    """A finite number (bools and strings are not times)."""
-    if isinstance(value, (bool, str, bytes)) or value is None:
-        return False
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False

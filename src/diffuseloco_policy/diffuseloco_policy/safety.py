@@ -263,7 +263,7 @@ class SensorMonitor:
 
     def check(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample]) -> Optional[str]:
         """The first fault among: missing, malformed, stale, out of order, implausible values; None if healthy."""
-        if not _is_finite_number(now):
+        if not is_finite_number(now):
             return f"invalid clock reading {now!r}"
         return self._check_joints(now, joints) or self._check_imu(now, imu)
 
@@ -308,7 +308,7 @@ class SensorMonitor:
 
     def _timing(self, now: float, stream: str, received: float, stamp: Optional[float]) -> Optional[str]:
         """Staleness from the receive time; ordering from the sender's stamp (or the receive time)."""
-        if not _is_finite_number(received):
+        if not is_finite_number(received):
             return f"{stream} receive time {received!r} is invalid"
         age = now - received
         if age > self.timeout:
@@ -316,7 +316,7 @@ class SensorMonitor:
         if age < -self.timeout:
             return f"{stream} received {-age * 1000:.0f} ms in the future: clock jump?"
         stamp = received if stamp is None else stamp
-        if not _is_finite_number(stamp):
+        if not is_finite_number(stamp):
             return f"{stream} stamp {stamp!r} is invalid"
         clock = self._clocks[stream]
         if stamp < clock.last_stamp:
@@ -325,7 +325,7 @@ class SensorMonitor:
         return None
 
 
-def _is_finite_number(value: object) -> bool:
+def is_finite_number(value: object) -> bool:
     return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
         and math.isfinite(float(value))
 

@@ -24,6 +24,7 @@ import yaml
 
 from .config import ConfigError, SkillConfig, StackConfig, from_dict
 from .controller import ControllerRequest
+from .safety import is_finite_number
 
 
 # ------------------------------------------------------------------------------------------- commands
@@ -53,7 +54,7 @@ def make_command(stack: StackConfig, skill: Union[int, str], vx: float, vy: floa
     except ConfigError as exc:
         return None, str(exc)
     values = (vx, vy, yaw_rate)
-    if not all(_finite(v) for v in values):
+    if not all(is_finite_number(v) for v in values):
         return None, f"velocity {values!r} refused: not finite numbers"
     clamped = spec.clamp_command(*(float(v) for v in values))
     note = ""
@@ -61,14 +62,6 @@ def make_command(stack: StackConfig, skill: Union[int, str], vx: float, vy: floa
         note = f"velocity clamped to the {spec.name} range: {tuple(round(c, 3) for c in clamped)}"
     return TeleopCommand(spec.id, *clamped, source=source), note
 
-
-def _finite(value: object) -> bool:
-    if isinstance(value, (bool, str, bytes)) or value is None:
-        return False
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _request(name: str, where: str) -> ControllerRequest:
@@ -196,7 +189,7 @@ class GamepadTeleop:
     def on_joy(self, axes: Sequence[float], buttons: Sequence[float], received: float) -> JoyResult:
         """Handle one Joy message (its axes, buttons and the node's receive time in seconds)."""
         state = self._state
-        if not _finite(received):
+        if not is_finite_number(received):
             return JoyResult(warnings=(f"joystick message with invalid receive time {received!r} ignored",))
         if state.received is not None and received < state.received:
             return JoyResult(warnings=("joystick message older than the previous one ignored",))
@@ -220,7 +213,7 @@ class GamepadTeleop:
         """The command to publish now: zero velocity without a recent message or without the dead-man."""
         state = self._state
         stopped = TeleopCommand(self._skill.id, source=self.mapping.source)
-        if state.received is None or not _finite(now) or now - state.received > self.mapping.timeout:
+        if state.received is None or not is_finite_number(now) or now - state.received > self.mapping.timeout:
             return stopped
         if not state.deadman:
             return stopped
@@ -231,14 +224,14 @@ class GamepadTeleop:
     def _read_buttons(self, buttons: Sequence[float]) -> tuple[list[bool], Optional[str]]:
         if len(buttons) < self.mapping.button_count:
             return [], f"joystick has {len(buttons)} buttons, the mapping needs {self.mapping.button_count}"
-        if not all(_finite(b) for b in buttons):
+        if not all(is_finite_number(b) for b in buttons):
             return [], "joystick buttons are not numbers"
         return [float(b) > 0.5 for b in buttons], None
 
     def _stick(self, axes: Sequence[float], axis: AxisMapping, warnings: list[str]) -> float:
         """Axis value in [-1, 1] after the deadzone (rescaled so the output still starts at 0)."""
         value = axes[axis.index]
-        if not _finite(value):
+        if not is_finite_number(value):
             warnings.append(f"axis {axis.index} is not finite: treated as centred")
             return 0.0
         value = max(-1.0, min(1.0, float(value))) * (-1.0 if axis.invert else 1.0)

@@ -39,7 +39,7 @@ from ..config import StackConfig, load_config
 from ..joints import JointConvention
 from ..observation import ObservationBuilder, RobotState
 from ..pd_targets import ActionDecoder
-from .dataset import write_dataset
+from .dataset import jsonable, write_dataset
 
 STATE_RUNNING = 2  # diffuseloco_msgs/PolicyStatus.STATE_RUNNING
 
@@ -316,19 +316,10 @@ def convert(bags: Sequence[Path], out: Path, config: Optional[StackConfig] = Non
                                              f"{settings.min_episode_ticks} ticks" for b in per_bag))
     stats = {"transitions": int(sum(len(e["obs"]) for e in episodes)), "episodes": len(episodes), "bags": per_bag}
     attrs = {"config": config.to_dict(), "source": "robot_bags",
-             "converter": _jsonable(dataclasses.asdict(settings)), "stats": _jsonable(stats)}
+             "converter": jsonable(dataclasses.asdict(settings)), "stats": jsonable(stats)}
     write_dataset(out, episodes, attrs)
     return stats
 
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -23,7 +23,7 @@ from ..config import StackConfig, load_config
 from ..experts.controller import ExpertParams
 from ..experts.rollout import ExpertRollout, random_schedule
 from ..sim import SimConfig
-from .dataset import EpisodeArrays, write_dataset
+from .dataset import EpisodeArrays, jsonable, write_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,19 +90,8 @@ def generate(config: StackConfig, out: Path, transitions: int, settings: Generat
     attrs = {"config": config.to_dict(), "generator": dataclasses.asdict(settings), "stats": stats,
              "expert": dataclasses.asdict(ExpertParams()),
              "sim": dataclasses.asdict(SimConfig.randomized() if settings.randomize else SimConfig())}
-    write_dataset(out, collected, _jsonable(attrs))
+    write_dataset(out, collected, jsonable(attrs))
     return stats
-
-
-def _jsonable(value):
-    """Tuples -> lists, numpy scalars -> Python, for zarr's JSON attrs."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def main(argv: Optional[list[str]] = None) -> None:
