@@ -137,9 +137,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--presets", nargs="+", default=["paper", "small"])
     args = parser.parse_args()
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
-            bench_preset(preset, args.runs, Path(tmp))
+            results[preset] = {name: (med, p99) for name, med, p99 in bench_preset(preset, args.runs, Path(tmp))}
+    if "paper" in results:
+        r = results["paper"]
+        ref = r["reference-style loop (torch eager + diffusers)"][0]
+        full_med, full_p99 = r["ours onnx, full 10-step"]
+        warm = max(r[f"ours onnx, warm start {k} steps"][0] for k in (2, 3))
+        print("\ntargets (paper preset, ONNX):")
+        print(f"  full 10-step >= 3x faster than reference: {ref / full_med:.1f}x  {'met' if ref / full_med >= 3 else 'MISSED'}")
+        print(f"  full 10-step p99 < 20 ms: {full_p99:.1f} ms  {'met' if full_p99 < 20 else 'MISSED'}")
+        print(f"  warm start <= 3 steps >= 8x faster: {ref / warm:.1f}x  {'met' if ref / warm >= 8 else 'MISSED'}")
 
 
 if __name__ == "__main__":

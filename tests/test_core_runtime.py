@@ -95,3 +95,17 @@ def test_runtime_state_and_rng(runtimes):
     np.testing.assert_array_equal(onnx_rt.action_for_tick(a), a[8])
     with pytest.raises(ValueError):
         onnx_rt.predict(obs[:4], goal)
+
+
+def test_export_of_a_training_mode_policy_with_dropout(tmp_path):
+    """Export must sample with dropout off (verify compares with torch in eval mode) and restore the mode."""
+    torch.manual_seed(0)
+    policy = build_policy(CFG, ModelSpec(denoiser=DenoiserConfig(width=32, heads=2, layers=1, dropout_attn=0.3)))
+    assert policy.training
+    path = export_onnx(policy, CFG, tmp_path / "p.onnx", warm_steps=(2,), verify=True)[0]
+    assert policy.training
+    obs, goal = histories(2)
+    noise = np.random.default_rng(0).standard_normal((2, 11, 16, 12)).astype(np.float32)
+    a_onnx, _ = OnnxRuntime(path, CFG).sample_full(obs, goal, noise)
+    a_torch, _ = TorchRuntime(policy, read_onnx_info(path)).sample_full(obs, goal, noise)
+    np.testing.assert_allclose(a_onnx, a_torch, rtol=0, atol=TOL)

@@ -92,9 +92,10 @@ def warm_path(path: Union[str, Path], steps: int) -> Path:
 
 
 def _export_graph(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], path: Path,
-                  metadata: dict[str, str]) -> Path:
+                  metadata: dict[str, str], verify: bool) -> Path:
     import onnx
 
+    module.eval()  # torch.onnx.export restores the module's mode afterwards: a fresh wrapper would be training
     outputs = [OUTPUT_ACTIONS, OUTPUT_CLEAN]
     dynamic = {n: {0: "batch"} for n in names + outputs}
     with warnings.catch_warnings():
@@ -107,12 +108,36 @@ def _export_graph(module: nn.Module, args: tuple[torch.Tensor, ...], names: list
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
+    if verify:
+        _verify(module, names, path)
     return path
 
 
+def _verify(module: nn.Module, names: list[str], path: Path, batch: int = 2, tol: float = 1e-4) -> None:
+    """Run the written graph once on random inputs and compare with torch: catches export bugs at export time
+    rather than on the robot."""
+    import onnxruntime as ort
+
+    module.eval()
+    g = torch.Generator().manual_seed(0)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shapes = {i.name: [batch] + list(i.shape[1:]) for i in session.get_inputs()}
+    args = [torch.randn(shapes[n], generator=g) for n in names]
+    if INPUT_PREV in names:  # a clean chunk lives in [-1, 1]
+        i = names.index(INPUT_PREV)
+        args[i] = args[i].clamp(-1, 1)
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(*args)]
+    got = session.run([OUTPUT_ACTIONS, OUTPUT_CLEAN], {n: a.numpy() for n, a in zip(names, args)})
+    err = max(float(abs(a - b).max()) for a, b in zip(got, expected))
+    if not err <= tol:
+        raise RuntimeError(f"{path}: ONNX graph differs from torch by {err:.2e} (> {tol:.0e}); export is broken")
+
+
 def export_onnx(policy: Policy, config: StackConfig, path: Union[str, Path], warm_steps: Sequence[int] = (),
-                batch: int = 1) -> list[Path]:
-    """Write the full-sampler graph to `path` and one warm-start graph per entry of `warm_steps`."""
+                batch: int = 1, verify: bool = True) -> list[Path]:
+    """Write the full-sampler graph to `path` and one warm-start graph per entry of `warm_steps` (the batch
+    axis stays dynamic). With `verify`, each graph is run once in ONNX Runtime and compared with torch."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = policy.training
@@ -124,18 +149,19 @@ def export_onnx(policy: Policy, config: StackConfig, path: Union[str, Path], war
         with torch.no_grad():
             if isinstance(policy, BCPolicy):
                 meta = build_metadata(policy, config, _graph_info("bc", 0, [INPUT_OBS, INPUT_GOAL]))
-                return [_export_graph(DeterministicSampler(policy), (obs, goal), [INPUT_OBS, INPUT_GOAL], path, meta)]
+                return [_export_graph(DeterministicSampler(policy), (obs, goal), [INPUT_OBS, INPUT_GOAL], path, meta,
+                                      verify)]
             names = [INPUT_OBS, INPUT_GOAL, INPUT_NOISE]
             noise = torch.zeros(policy.noise_shape(batch))
             meta = build_metadata(policy, config, _graph_info("full", policy.num_steps, names))
-            written.append(_export_graph(FullSampler(policy), (obs, goal, noise), names, path, meta))
+            written.append(_export_graph(FullSampler(policy), (obs, goal, noise), names, path, meta, verify))
             for k in warm_steps:
                 names = [INPUT_OBS, INPUT_GOAL, INPUT_PREV, INPUT_NOISE]
                 noise = torch.zeros(policy.noise_shape(batch, k))
                 prev = torch.zeros(batch, d.horizon, d.action_dim)
                 meta = build_metadata(policy, config, _graph_info("warm", k, names))
                 written.append(_export_graph(WarmSampler(policy, k), (obs, goal, prev, noise), names,
-                                             warm_path(path, k), meta))
+                                             warm_path(path, k), meta, verify))
     finally:
         policy.train(was_training)
     return written

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-import torch
 
 from .config import ConfigError, StackConfig, TermConfig, config_from_dict
 from .diffusion.policy import ModelSpec, Policy, PolicyDims, build_policy

@@ -20,6 +20,7 @@ import torch
 
 from .config import StackConfig
 from .diffusion.policy import Policy
+from .diffusion.schedulers import inference_timesteps
 from .export import INPUT_GOAL, INPUT_NOISE, INPUT_OBS, INPUT_PREV, OUTPUT_ACTIONS, OUTPUT_CLEAN, warm_path
 from .model_file import ModelInfo, ModelMismatchError, load_checkpoint, read_onnx_info
 
@@ -59,8 +60,6 @@ class PolicyRuntime(ABC):
         return (batch, steps + 1, self.dims.horizon, self.dims.action_dim)
 
     def _full_timesteps(self) -> list[int]:
-        from .diffusion.schedulers import inference_timesteps
-
         s = self.info.spec.scheduler
         return inference_timesteps(s.num_train_steps, s.num_inference_steps)
 
@@ -180,9 +179,10 @@ class TorchRuntime(PolicyRuntime):
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], robot: Optional[StackConfig] = None,
-                        warm_start_steps: Optional[int] = None, seed: int = 0) -> "TorchRuntime":
+                        warm_start_steps: Optional[int] = None, threads: Optional[int] = None,
+                        seed: int = 0) -> "TorchRuntime":
         policy, info = load_checkpoint(path, robot)
-        return cls(policy, info, warm_start_steps, seed=seed)
+        return cls(policy, info, warm_start_steps, threads=threads, seed=seed)
 
     @torch.no_grad()
     def sample_full(self, obs: np.ndarray, goal: np.ndarray, noise: Optional[np.ndarray]) -> Pair:
@@ -212,9 +212,11 @@ def default_threads(info: ModelInfo) -> int:
 def load_runtime(path: Union[str, Path], robot: Optional[StackConfig] = None, backend: str = "onnx",
                  warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None,
                  seed: int = 0) -> PolicyRuntime:
-    """Open a model file (.onnx -> OnnxRuntime, .safetensors -> TorchRuntime), validated against `robot`."""
+    """Open a model file, validated against `robot`: backend 'onnx' reads an exported .onnx (plus its
+    .warm<k>.onnx sibling when warm_start_steps is set), 'torch' a .safetensors checkpoint (threads = torch
+    intra-op threads)."""
     if backend == "onnx":
         return OnnxRuntime(path, robot, warm_start_steps, intra_op_threads, seed)
     if backend == "torch":
-        return TorchRuntime.from_checkpoint(path, robot, warm_start_steps, seed)
+        return TorchRuntime.from_checkpoint(path, robot, warm_start_steps, intra_op_threads, seed)
     raise ValueError(f"unknown backend {backend!r}; use 'onnx' or 'torch'")

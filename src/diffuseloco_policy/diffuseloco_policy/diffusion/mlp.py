@@ -7,7 +7,7 @@ normalized observation and goal histories and predicts the same (horizon, action
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch

@@ -10,13 +10,17 @@ and values of the observation and goal tokens do not change between denoising st
 computes them once per sample and only re-runs the decoder each step (performance.md). The time token's keys and
 values depend on the step only, so a sampler computes them for all its timesteps in one batched call.
 `forward` recomputes everything and is the training path.
+
+Export-friendliness (latency is dominated by op count and matmuls at batch 1): activations are (B * T, W) rows
+so each Linear is one Gemm, no tensor shape is read in the per-step path, and inside an ONNX export attention
+becomes ONNX Runtime's fused MultiHeadAttention kernel (same math as the eager path, tested to 1e-4).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -69,12 +73,50 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([args.sin(), args.cos()], dim=-1)
 
 
-def _attend(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, drop: nn.Dropout,
-            width: int) -> torch.Tensor:
-    """Softmax attention with an additive mask. q (B, h, T, d) pre-scaled, k_t (B, h, d, S) already transposed,
-    v (B, h, S, d); returns (B * T, h * d) rows."""
-    weights = drop(torch.softmax(q @ k_t + mask, dim=-1))
-    return (weights @ v).transpose(1, 2).reshape(-1, width)
+def _attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, heads: int,
+                    scale: float, drop: Optional[nn.Dropout] = None) -> torch.Tensor:
+    """Scaled dot-product attention with an additive bias. q (B, T, W); k, v either (B, S, W) rows or
+    per-head (B, h, S, d) caches; bias broadcastable to (B, h, T, S). Returns (B, T, W)."""
+    width = q.shape[-1]
+    d = width // heads
+    qh = q.reshape(q.shape[0], q.shape[1], heads, d).transpose(1, 2)
+    if k.dim() == 3:
+        k = k.reshape(k.shape[0], k.shape[1], heads, d).transpose(1, 2)
+        v = v.reshape(v.shape[0], v.shape[1], heads, d).transpose(1, 2)
+    weights = torch.softmax((qh @ k.transpose(-2, -1)) * scale + bias, dim=-1)
+    if drop is not None:
+        weights = drop(weights)
+    return (weights @ v).transpose(1, 2).reshape(q.shape[0], q.shape[1], width)
+
+
+class _FusedAttention(torch.autograd.Function):
+    """Export-only: emits ONNX Runtime's fused com.microsoft::MultiHeadAttention (one kernel instead of ~10
+    reshape/transpose/matmul/softmax ops per attention; it accepts per-head cached keys/values and a broadcast
+    additive bias). Eager values come from `_attention_math`, so tracing sees the same numbers."""
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, heads: int,
+                scale: float) -> torch.Tensor:
+        return _attention_math(q, k, v, bias, heads, scale)
+
+    @staticmethod
+    def symbolic(g: Any, q: Any, k: Any, v: Any, bias: Any, heads: int, scale: float) -> Any:
+        from torch.onnx import symbolic_helper
+
+        none = symbolic_helper._optional_input_placeholder_tensor(g)
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, none, none, bias, num_heads_i=heads, scale_f=scale)
+        out.setType(q.type())
+        return out
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, heads: int,
+              drop: nn.Dropout) -> torch.Tensor:
+    """Multi-head attention: plain torch math (with attention dropout) for training and eager sampling, the
+    fused ONNX Runtime kernel inside an ONNX export."""
+    scale = (q.shape[-1] // heads) ** -0.5
+    if torch.onnx.is_in_onnx_export():
+        return _FusedAttention.apply(q, k, v, bias, heads, float(scale))
+    return _attention_math(q, k, v, bias, heads, scale, drop if drop.p > 0 and drop.training else None)
 
 
 class SelfAttention(nn.Module):
@@ -82,22 +124,18 @@ class SelfAttention(nn.Module):
 
     def __init__(self, width: int, heads: int, tokens: int, dropout: float) -> None:
         super().__init__()
-        self.width, self.heads, self.head_dim, self.tokens = width, heads, width // heads, tokens
+        self.width, self.heads, self.tokens = width, heads, tokens
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv(x).split(self.width, dim=-1)
-        shape = (-1, self.tokens, self.heads, self.head_dim)
-        q = q.reshape(shape).transpose(1, 2) * self.head_dim**-0.5
-        k_t = k.reshape(shape).permute(0, 2, 3, 1)
-        v = v.reshape(shape).transpose(1, 2)
-        return self.proj(_attend(q, k_t, v, mask, self.drop, self.width))
+        q, k, v = (t.reshape(-1, self.tokens, self.width) for t in self.qkv(x).split(self.width, dim=-1))
+        return self.proj(attention(q, k, v, mask, self.heads, self.drop).reshape(-1, self.width))
 
 
 class CrossAttention(nn.Module):
-    """Attention from action tokens to the cond memory; keys/values come precomputed (see `kv`)."""
+    """Attention from action tokens to the cond memory; keys/values come precomputed per head (see `kv`)."""
 
     def __init__(self, width: int, heads: int, tokens: int, dropout: float) -> None:
         super().__init__()
@@ -108,14 +146,14 @@ class CrossAttention(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def kv(self, memory: torch.Tensor) -> KV:
-        """Memory tokens (N, S, W) -> keys (N, h, d, S), transposed for the score matmul, and values (N, h, S, d)."""
+        """Memory tokens (N, S, W) -> per-head keys and values, (N, h, S, d) each."""
         k, v = self.kv_proj(memory).split(self.width, dim=-1)
         shape = (-1, k.shape[1], self.heads, self.head_dim)
-        return k.reshape(shape).permute(0, 2, 3, 1), v.reshape(shape).transpose(1, 2)
+        return k.reshape(shape).transpose(1, 2), v.reshape(shape).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q = self.q(x).reshape(-1, self.tokens, self.heads, self.head_dim).transpose(1, 2) * self.head_dim**-0.5
-        return self.proj(_attend(q, k_t, v, mask, self.drop, self.width))
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = self.q(x).reshape(-1, self.tokens, self.width)
+        return self.proj(attention(q, k, v, mask, self.heads, self.drop).reshape(-1, self.width))
 
 
 class DecoderBlock(nn.Module):
@@ -129,10 +167,10 @@ class DecoderBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, self_mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, self_mask: torch.Tensor,
                 cross_mask: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.self_attn(self.ln1(x), self_mask))
-        x = x + self.drop(self.cross_attn(self.ln2(x), k_t, v, cross_mask))
+        x = x + self.drop(self.cross_attn(self.ln2(x), k, v, cross_mask))
         return x + self.drop(self.mlp(self.ln3(x)))
 
 
@@ -161,8 +199,10 @@ class TransformerDenoiser(nn.Module):
                                     for _ in range(config.layers))
         self.ln_f = nn.LayerNorm(w)
         self.head = nn.Linear(w, action_dim)
-        self.register_buffer("self_mask", self._additive(torch.ones(horizon, horizon).tril().bool()), persistent=False)
-        self.register_buffer("cross_mask", self._additive(self._cond_visibility(config.causal_cond)), persistent=False)
+        causal = torch.ones(horizon, horizon).tril().bool()
+        self.register_buffer("self_mask", self._additive(causal)[None, None], persistent=False)
+        self.register_buffer("cross_mask", self._additive(self._cond_visibility(config.causal_cond))[None, None],
+                             persistent=False)
         self.apply(self._init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
         nn.init.normal_(self.cond_pos_emb, std=0.02)
@@ -192,15 +232,15 @@ class TransformerDenoiser(nn.Module):
         the timestep); computed once per sample and reused by every denoising step."""
         tokens = torch.cat([self.obs_emb(obs), self.goal_emb(goal)], dim=1) + self.cond_pos_emb[:, 1:]
         memory = self.cond_encoder(self.drop_emb(tokens))
-        return [(F.pad(k, (1, 0)), F.pad(v, (0, 0, 1, 0))) for k, v in (b.cross_attn.kv(memory) for b in self.blocks)]
+        return [(F.pad(k, (0, 0, 1, 0)), F.pad(v, (0, 0, 1, 0))) for k, v in (b.cross_attn.kv(memory) for b in self.blocks)]
 
     def time_kv(self, timesteps: torch.Tensor) -> list[KV]:
-        """Per-layer keys/values of the timestep token for timesteps (N,), in slot 0 of an otherwise zero
-        (N, h, d, 1 + 2 To) / (N, h, 1 + 2 To, d) pair. Depends on the step only, never on the observation."""
+        """Per-layer keys/values of the timestep token for timesteps (N,), in slot 0 of otherwise zero
+        (N, h, 1 + 2 To, d) tensors. Depends on the step only, never on the observation."""
         token = timestep_embedding(timesteps, self.config.width)[:, None, :] + self.cond_pos_emb[:, :1]
         memory = self.cond_encoder(self.drop_emb(token))
         n = 2 * self.history
-        return [(F.pad(k, (0, n)), F.pad(v, (0, 0, 0, n))) for k, v in (b.cross_attn.kv(memory) for b in self.blocks)]
+        return [(F.pad(k, (0, 0, 0, n)), F.pad(v, (0, 0, 0, n))) for k, v in (b.cross_attn.kv(memory) for b in self.blocks)]
 
     def denoise(self, sample: torch.Tensor, cond: list[KV], time: list[KV]) -> torch.Tensor:
         """Noise prediction from cached cond keys/values; `time` entries have batch 1 or the sample's batch."""
