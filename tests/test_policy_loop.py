@@ -150,3 +150,26 @@ def test_unknown_skills_and_out_of_range_speeds_are_refused_or_clamped():
         assert loop.set_skill_command(trot.id, float("nan"), 0, 0).note.startswith("refused")
     finally:
         loop.close()
+
+
+def test_a_sensor_gap_restarts_history_and_sampler(sim):
+    """After a fault the history is rebuilt from fresh frames and the warm start is dropped: frames from before
+    the gap never reach the sampler again."""
+    calls = []
+    resets = []
+
+    def sampler(obs, goal):
+        calls.append(obs.copy())
+        return np.zeros((HORIZON, JOINTS))
+
+    loop = PolicyLoop(CONFIG, sampler, inference_wait_s=0.05, reset_sampler=lambda: resets.append(len(calls)))
+    try:
+        run(loop, sim, 10)
+        before = len(resets)
+        loop.tick(0.5, None, None)               # no sensors: fault, a hole in the history
+        run(loop, sim, 3, t0=1.0)
+    finally:
+        loop.close()
+    assert before == 1 and len(resets) == 2      # once at start, once after the gap
+    first_after = calls[resets[-1]]
+    np.testing.assert_array_equal(first_after, np.repeat(first_after[-1:], len(first_after), axis=0))

@@ -32,23 +32,28 @@ class InferenceResult:
 class InferenceWorker:
     """One background thread, one job at a time; a new submit replaces a job that has not started."""
 
-    def __init__(self, sampler: Sampler) -> None:
+    def __init__(self, sampler: Sampler, reset: Optional[Callable[[], None]] = None) -> None:
+        """reset: forgets the sampler's state (a warm start's previous chunk); run in the worker thread before a
+        job submitted with fresh=True, so it can never race with a sample in flight."""
         self._sampler = sampler
+        self._reset = reset or (lambda: None)
         self._cond = threading.Condition()
-        self._job: Optional[tuple[int, np.ndarray, np.ndarray]] = None
+        self._job: Optional[tuple[int, np.ndarray, np.ndarray, bool]] = None
         self._result: Optional[InferenceResult] = None
         self._busy = False
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
         self._thread.start()
 
-    def submit(self, tick: int, obs_window: np.ndarray, goal_window: np.ndarray) -> bool:
-        """Queue the sampler for `tick` (copies of the windows); False if the previous job is still running."""
+    def submit(self, tick: int, obs_window: np.ndarray, goal_window: np.ndarray, fresh: bool = False) -> bool:
+        """Queue the sampler for `tick` (copies of the windows); False if the previous job is still running.
+        fresh: reset the sampler first (kept if this job replaces an unstarted fresh one)."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("inference worker is closed")
             busy = self._busy
-            self._job = (tick, obs_window.copy(), goal_window.copy())
+            fresh = fresh or (self._job is not None and self._job[3])
+            self._job = (tick, obs_window.copy(), goal_window.copy(), fresh)
             self._cond.notify()
             return not busy
 
@@ -78,8 +83,10 @@ class InferenceWorker:
                     self._cond.wait()
                 if self._closed:
                     return
-                tick, obs, goal = self._job
+                tick, obs, goal, fresh = self._job
                 self._job, self._busy = None, True
+            if fresh:
+                self._reset()
             result = self._sample(tick, obs, goal)
             with self._cond:
                 self._result, self._busy = result, False

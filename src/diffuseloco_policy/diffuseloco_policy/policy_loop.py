@@ -14,7 +14,7 @@ Timing of tick t (delayed inputs, receding horizon):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -51,7 +51,10 @@ class TickReport:
 class PolicyLoop:
     """Owns the per-tick pipeline and its state; not thread-safe: call from the control timer only."""
 
-    def __init__(self, config: StackConfig, sampler: Sampler, inference_wait_s: float = 0.0) -> None:
+    def __init__(self, config: StackConfig, sampler: Sampler, inference_wait_s: float = 0.0,
+                 reset_sampler: Optional[Callable[[], None]] = None) -> None:
+        """sampler: (obs window, goal window) -> action chunk. reset_sampler: makes the next call start from
+        scratch (a warm-starting runtime must not continue a plan made before a gap in the history)."""
         self.config = config
         self.builder = ObservationBuilder(config)
         self.history = ObservationHistory.from_config(config)
@@ -59,7 +62,8 @@ class PolicyLoop:
         self.controller = Controller(config)
         self.safety = SafetyFilter(config)
         self.monitor = SensorMonitor(config)
-        self.worker = InferenceWorker(sampler)
+        self.worker = InferenceWorker(sampler, reset_sampler)
+        self._fresh = True  # the next sampler job starts without a warm start
         self.inference_wait_s = inference_wait_s
         self.skill = SkillCommandState()
         self.ticks = 0
@@ -71,6 +75,7 @@ class PolicyLoop:
         self._submitted_for: Optional[int] = None
         self._last_q_des: Optional[np.ndarray] = None
         self._last_action = np.zeros(len(config.robot.joint_names))
+        self._history_broken = False  # a tick without a healthy frame: the history has a hole
 
     # ------------------------------------------------------------------------------------------------ inputs
     def set_skill_command(self, skill: int, vx: float, vy: float, yaw_rate: float) -> SkillCommandState:
@@ -91,7 +96,7 @@ class PolicyLoop:
     def request(self, request: int, source: str = "") -> tuple[bool, str]:
         accepted, message = self.controller.request(request, source)
         if accepted and request == ControllerRequest.RUN:
-            self._plan = None
+            self._plan, self._fresh = None, True
         return accepted, message
 
     # ------------------------------------------------------------------------------------------------- tick
@@ -138,7 +143,11 @@ class PolicyLoop:
         """Record s[t] with the previous action, remember this tick's action, start the next inference."""
         self._last_q_des = applied.q
         if fault is not None or joints is None or imu is None:
+            self._history_broken = True
             return
+        if self._history_broken:  # never stitch frames from before a sensor fault to frames after it
+            self.history.reset()
+            self._plan, self._history_broken, self._fresh = None, False, True
         state = RobotState(np.asarray(joints.q, dtype=np.float64), np.asarray(joints.dq, dtype=np.float64),
                            np.asarray(imu.quaternion, dtype=np.float64),
                            np.asarray(imu.angular_velocity, dtype=np.float64))
@@ -147,7 +156,8 @@ class PolicyLoop:
         self._last_action = self.decoder.action(applied.q)
         self.history.push(obs, goal)
         obs_window, goal_window = self.history.window()  # s[t-7..t]: the input for tick t+1, never for t
-        self.worker.submit(self.ticks + 1, obs_window, goal_window)
+        self.worker.submit(self.ticks + 1, obs_window, goal_window, fresh=self._fresh)
+        self._fresh = False
         self._submitted_for = self.ticks + 1
 
     def close(self) -> None:

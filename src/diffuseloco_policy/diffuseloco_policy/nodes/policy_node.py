@@ -45,7 +45,8 @@ class PolicyNode(Node):
         runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
                                warm_start_steps=p["warm_start_steps"] or None,
                                intra_op_threads=p["intra_op_threads"] or None)
-        self.loop = PolicyLoop(self.config, runtime.predict, inference_wait_s=p["inference_wait_ms"] / 1000.0)
+        self.loop = PolicyLoop(self.config, runtime.predict, inference_wait_s=p["inference_wait_ms"] / 1000.0,
+                               reset_sampler=runtime.reset)
         self._joints: Optional[JointSample] = None
         self._imu: Optional[ImuSample] = None
         self._last_tick_wall: Optional[float] = None
