@@ -1,0 +1,105 @@
+"""A test-side ROS node that watches and drives the graph: records commands and status with receive times, calls
+the controller-state service, and can play the robot's sensors. It spins in a background thread so tests can
+simply poll for conditions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import rclpy
+from cyberdog_msgs.msg import LegState, MotorCommand
+from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
+from diffuseloco_msgs.srv import SetControllerState
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Imu, Joy
+
+
+class Probe:
+    def __init__(self, name: str = "test_probe") -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.lock = threading.Lock()
+        self.commands: list[tuple[float, MotorCommand]] = []
+        self.statuses: list[tuple[float, PolicyStatus]] = []
+        self.skill_commands: list[tuple[float, SkillCommand]] = []
+        self.pose: Optional[PoseStamped] = None
+        n = self.node
+        n.create_subscription(MotorCommand, "/cyberdog/motor_cmd", self._keep(self.commands), 50)
+        n.create_subscription(PolicyStatus, "/diffuseloco/status", self._keep(self.statuses), 50)
+        n.create_subscription(SkillCommand, "/diffuseloco/skill_cmd", self._keep(self.skill_commands), 50)
+        n.create_subscription(PoseStamped, "/sim/base_pose", self._on_pose, 10)
+        self.client = n.create_client(SetControllerState, "/diffuseloco/set_state")
+        self.skill_pub = n.create_publisher(SkillCommand, "/diffuseloco/skill_cmd", 10)
+        self.joy_pub = n.create_publisher(Joy, "/joy", 10)
+        self.leg_pub = n.create_publisher(LegState, "/cyberdog/leg_state", qos_profile_sensor_data)
+        self.imu_pub = n.create_publisher(Imu, "/cyberdog/imu", qos_profile_sensor_data)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(n)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - shutting down
+                return
+
+    def _keep(self, store: list) -> Callable:
+        def callback(msg) -> None:
+            with self.lock:
+                store.append((time.monotonic(), msg))
+        return callback
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        self.pose = msg
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(0.02)
+
+    def latest_status(self) -> Optional[PolicyStatus]:
+        with self.lock:
+            return self.statuses[-1][1] if self.statuses else None
+
+    def commands_since(self, t: float) -> list[tuple[float, MotorCommand]]:
+        with self.lock:
+            return [(tr, m) for tr, m in self.commands if tr >= t]
+
+    def request(self, request: int, timeout: float = 5.0) -> SetControllerState.Response:
+        assert self.client.wait_for_service(timeout_sec=timeout), "the policy node's service is not available"
+        future = self.client.call_async(SetControllerState.Request(request=request))
+        self.wait_for(future.done, timeout, f"an answer to request {request}")
+        return future.result()
+
+    def publish_skill(self, skill: int, vx: float = 0.0, vy: float = 0.0, yaw_rate: float = 0.0) -> None:
+        self.skill_pub.publish(SkillCommand(skill=skill, vx=vx, vy=vy, yaw_rate=yaw_rate, source="test"))
+
+    def publish_sensors(self, q_sdk: np.ndarray, quaternion_wxyz=(1.0, 0.0, 0.0, 0.0)) -> None:
+        stamp = self.node.get_clock().now().to_msg()
+        leg = LegState()
+        leg.header.stamp = stamp
+        leg.q = np.asarray(q_sdk, dtype=np.float32)
+        self.leg_pub.publish(leg)
+        imu = Imu()
+        imu.header.stamp = stamp
+        imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = (float(v) for v in quaternion_wxyz)
+        self.imu_pub.publish(imu)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=2.0)

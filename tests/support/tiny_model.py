@@ -1,0 +1,28 @@
+"""A small, untrained but well-behaved policy file for node tests: a tiny diffusion transformer whose action
+normalizer spans only +-0.02, so every action it samples keeps the legs at the default pose (+-0.005 rad). The
+node, the sampler, the export and the metadata checks are all real; only the weights are random."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
+from diffuseloco_policy.export import export_onnx
+from diffuseloco_policy.normalizer import PolicyNormalizer
+
+
+def export_standing_model(path: Path, seed: int = 0) -> Path:
+    config = load_config()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    normalizer = PolicyNormalizer.fit(rng.normal(size=(256, config.observation.obs_dim)),
+                                      rng.normal(size=(256, config.observation.goal_dim)),
+                                      rng.uniform(-0.02, 0.02, size=(256, 12)))
+    spec = ModelSpec(kind="diffusion", denoiser=DenoiserConfig(width=64, heads=4, layers=2, dropout_attn=0.0),
+                     scheduler=SchedulerConfig(kind="ddpm", num_inference_steps=10), warm_start_steps=2)
+    policy = build_policy(config, spec, normalizer)
+    return export_onnx(policy, config, path, warm_steps=(2,))[0]

@@ -1,0 +1,141 @@
+"""The ROS graph end to end, through real rclpy between processes (loopback discovery, the session's private domain):
+the MuJoCo node and the policy node started by the dev runner, this test playing teleop and monitor."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from diffuseloco_bringup.graph import NodeSpec, params_file
+from diffuseloco_bringup.run import Graph
+from diffuseloco_msgs.msg import PolicyStatus
+from diffuseloco_msgs.srv import SetControllerState
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.joints import JointConvention
+from ros_probe import Probe
+from tiny_model import export_standing_model
+
+CONFIG = load_config()
+CONVENTION = JointConvention(CONFIG.robot)
+RATE = CONFIG.rates.control_hz
+R = SetControllerState.Request
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return export_standing_model(tmp_path_factory.mktemp("model") / "policy.onnx")
+
+
+def write_params(tmp: Path, model: Path) -> Path:
+    params = yaml.safe_load(params_file("sim").read_text())
+    params["diffuseloco_policy"]["ros__parameters"].update(model=str(model), warm_start_steps=2)
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sim_graph(model, tmp_path_factory):
+    """Simulator + policy node as separate processes, and a probe; torn down like Ctrl-C would."""
+    params = write_params(tmp_path_factory.mktemp("params"), model)
+    specs = [NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
+             NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")]
+    graph = Graph(specs, params)
+    graph.start()
+    probe = Probe()
+    try:
+        probe.wait_for(lambda: probe.latest_status() is not None, 60.0, "the policy node's status")
+        yield graph, probe
+    finally:
+        probe.close()
+        graph.stop()
+
+
+def model_convention(cmd) -> tuple[np.ndarray, np.ndarray]:
+    return CONVENTION.to_model(cmd.q_des), np.asarray(cmd.kp_des, dtype=np.float64)
+
+
+def assert_safe(commands) -> None:
+    """Every command within joint limits (with the firmware margin), gains and torque ranges, and every q_des
+    step between consecutive ticks within the per-tick limit."""
+    lower = np.asarray(CONFIG.robot.position_lower) + CONFIG.robot.limit_margin - 1e-5
+    upper = np.asarray(CONFIG.robot.position_upper) - CONFIG.robot.limit_margin + 1e-5
+    step = np.radians(np.tile(CONFIG.robot.max_target_step_deg, 4)) + 1e-5
+    previous = None
+    for _, cmd in commands:
+        q, kp = model_convention(cmd)
+        assert np.all(np.isfinite(q)) and np.all((q >= lower) & (q <= upper)), q
+        assert np.all((kp >= 0) & (kp <= CONFIG.safety.kp_max)) and np.all(np.asarray(cmd.kd_des) <= CONFIG.safety.kd_max)
+        assert np.all(np.abs(cmd.tau_des) <= CONFIG.robot.torque_limit)
+        stamp = cmd.header.stamp.sec + cmd.header.stamp.nanosec * 1e-9
+        if previous is not None and stamp - previous[0] < 1.5 / RATE and np.all(kp > 0) and np.all(previous[2] > 0):
+            assert np.all(np.abs(q - previous[1]) <= step), np.degrees(np.abs(q - previous[1])).round(1)
+        previous = (stamp, q, kp)
+
+
+def state(probe: Probe) -> int:
+    return probe.latest_status().state
+
+
+def test_graph_reaches_running_and_commands_at_the_control_rate(sim_graph):
+    _, probe = sim_graph
+    assert state(probe) == PolicyStatus.STATE_PASSIVE
+    # STAND_UP is refused until the policy node hears the simulator's sensors (discovery takes a moment).
+    probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 15.0, "healthy sensors for STAND_UP")
+    probe.wait_for(lambda: probe.request(R.REQUEST_RUN).accepted, CONFIG.controller.stand_up_duration + 5.0,
+                   "RUN to be accepted after the stand-up")
+    probe.wait_for(lambda: state(probe) == PolicyStatus.STATE_RUNNING, 2.0, "RUNNING")
+    start = probe.now()
+    time.sleep(3.0)
+    window = probe.commands_since(start)
+    rate = (len(window) - 1) / (window[-1][0] - window[0][0])
+    assert abs(rate - RATE) <= 0.05 * RATE, f"{rate:.1f} Hz"
+    assert_safe(probe.commands_since(0.0))
+    assert probe.pose is not None and probe.pose.pose.position.z > 0.2, "the simulated dog is not standing"
+    assert probe.latest_status().deadline_misses <= 0.02 * probe.latest_status().ticks
+
+
+def test_skill_commands_reach_the_policy_clamped(sim_graph):
+    _, probe = sim_graph
+    trot = CONFIG.skill("trot")
+    probe.publish_skill(trot.id, vx=5.0, yaw_rate=0.3)
+    probe.wait_for(lambda: probe.latest_status().active_skill == trot.id, 2.0, "the skill in PolicyStatus")
+    np.testing.assert_allclose(probe.latest_status().command, [trot.vx[1], 0.0, 0.3], atol=1e-6)
+    probe.publish_skill(99, vx=0.1)   # unknown skill: refused, the previous one stays
+    time.sleep(0.3)
+    assert probe.latest_status().active_skill == trot.id
+
+
+def test_estop_reaches_damping_within_one_tick_and_latches(sim_graph):
+    _, probe = sim_graph
+    sent = probe.now()
+    response = probe.request(R.REQUEST_ESTOP)
+    assert response.accepted and response.state == PolicyStatus.STATE_ESTOP
+    answered = probe.now()
+    time.sleep(0.3)
+    after = probe.commands_since(answered + 1.0 / RATE)  # every command from the next tick on
+    assert after and all(np.all(np.asarray(c.kp_des) == 0) for _, c in after)
+    first_damping = next(t for t, c in probe.commands_since(sent) if np.all(np.asarray(c.kp_des) == 0))
+    assert first_damping - answered <= 1.5 / RATE
+    assert not probe.request(R.REQUEST_STAND_UP).accepted      # latched
+    assert probe.request(R.REQUEST_CLEAR_ESTOP).accepted
+    probe.wait_for(lambda: state(probe) == PolicyStatus.STATE_PASSIVE, 1.0, "PASSIVE after clearing")
+    assert_safe(probe.commands_since(0.0))
+
+
+def test_losing_the_sensor_stream_leads_to_damping_with_the_reason(sim_graph):
+    graph, probe = sim_graph
+    assert probe.request(R.REQUEST_STAND_UP).accepted
+    time.sleep(0.5)
+    sim = graph.processes[0][1]
+    sim.send_signal(2)  # Ctrl-C the simulator: the robot's sensors go silent
+    sim.wait(timeout=10)
+    probe.wait_for(lambda: state(probe) == PolicyStatus.STATE_DAMPING, 1.0, "DAMPING after the sensors stopped")
+    assert "stale" in probe.latest_status().last_fault or "old" in probe.latest_status().last_fault
+    time.sleep(0.2)
+    last = probe.commands_since(probe.now() - 0.1)
+    assert last and all(np.all(np.asarray(c.kp_des) == 0) for _, c in last)
