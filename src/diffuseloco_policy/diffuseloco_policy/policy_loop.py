@@ -107,10 +107,10 @@ class PolicyLoop:
         q_target, dq_target = (None, None) if target is None else target
         command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target)
         safe, clamps = self.safety.filter(command, self._last_q_des, None if joints is None else joints.q)
-        if fault is not None:
-            self.last_fault = fault
-        elif self.controller.state in (ControllerState.DAMPING, ControllerState.ESTOP) and self.controller.last_fault:
-            self.last_fault = self.controller.last_fault
+        if self.controller.state in (ControllerState.DAMPING, ControllerState.ESTOP):
+            # why the controller stopped the policy (a sensor fault, an e-stop); passive-state faults such as
+            # "no joint state yet" at start-up are not faults of a running robot
+            self.last_fault = self.controller.last_fault or fault or self.last_fault
         self._advance(now, joints, imu, safe, fault)
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed)

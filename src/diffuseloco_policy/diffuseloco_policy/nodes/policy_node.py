@@ -8,12 +8,14 @@ node with the reason (it never drives the robot with a model trained for another
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from cyberdog_msgs.msg import LegState, MotorCommand
+from geometry_msgs.msg import TwistStamped
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
 from diffuseloco_msgs.srv import SetControllerState
@@ -23,34 +25,38 @@ from sensor_msgs.msg import Imu
 
 from ..config import ConfigError, StackConfig, load_config
 from ..controller import ControllerState
+from ..experts.stand_in import ExpertStandIn
 from ..joints import JointConvention
 from ..model_file import ModelMismatchError
 from ..policy_loop import PolicyLoop, TickReport
 from ..runtime import load_runtime
 from ..safety import ImuSample, JointSample, PDCommand
+from ..timing import TickTiming
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .spin import run_node
 from .conversions import joint_state_from_msg, imu_reading_from_msg, motor_command_msg, stamp_to_seconds
 
+EXPERT_STAND_IN = "expert"
 DEFAULT_MODEL = Path(__file__).resolve().parents[4] / "models" / "diffuseloco_cyberdog2.onnx"
 
 
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("diffuseloco_policy")
+        # The sampler thread and the 500 Hz sensor callbacks share the GIL with the control tick; a short switch
+        # interval (default 5 ms) bounds how long the tick can wait for it.
+        sys.setswitchinterval(0.0005)
         p = self._declare_parameters()
         self.config: StackConfig = load_config(p["config"] or None)
         self.convention = JointConvention(self.config.robot)
-        self.model_path = Path(p["model"]) if p["model"] else DEFAULT_MODEL
-        runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
-                               warm_start_steps=p["warm_start_steps"] or None,
-                               intra_op_threads=p["intra_op_threads"] or None)
-        self.loop = PolicyLoop(self.config, runtime.predict, inference_wait_s=p["inference_wait_ms"] / 1000.0,
-                               reset_sampler=runtime.reset)
+        sampler, reset = self._sampler(p)
+        self.loop = PolicyLoop(self.config, sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
+                               reset_sampler=reset)
         self._joints: Optional[JointSample] = None
         self._imu: Optional[ImuSample] = None
-        self._last_tick_wall: Optional[float] = None
-        self._jitter_ms = 0.0
+        self.period = 1.0 / self.config.rates.control_hz
+        self.timing = TickTiming(self.period)
+        self._joints_wall: Optional[float] = None
 
         self.command_pub = self.create_publisher(MotorCommand, p["motor_command_topic"], 1)
         self.status_pub = self.create_publisher(PolicyStatus, p["status_topic"], 10)
@@ -59,11 +65,27 @@ class PolicyNode(Node):
         self.create_subscription(Imu, p["imu_topic"], self._on_imu, qos_profile_sensor_data)
         self.create_subscription(SkillCommand, p["skill_command_topic"], self._on_skill_command, 10)
         self.create_service(SetControllerState, p["state_service"], self._on_state_request)
-        self.period = 1.0 / self.config.rates.control_hz
         self.create_timer(self.period, self._on_tick)
         self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f"policy {self.model_path.name} loaded ({p['backend']}), "
+        source = "expert stand-in" if p["model"] == EXPERT_STAND_IN else f"{self.model_path.name} ({p['backend']})"
+        self.get_logger().info(f"policy {source} loaded, "
                                f"{self.config.rates.control_hz:.0f} Hz, state PASSIVE")
+
+    def _sampler(self, p: dict):
+        """The model's sampler, or (model: expert, simulation only) the expert controllers standing in for it."""
+        if p["model"] == EXPERT_STAND_IN:
+            self.model_path = Path(EXPERT_STAND_IN)
+            stand_in = ExpertStandIn(self.config)
+            self.create_subscription(TwistStamped, "/sim/base_twist", lambda m: stand_in.set_velocity(
+                m.twist.linear.x, m.twist.linear.y), 10)
+            self.get_logger().warning("EXPERT STAND-IN: the expert controllers drive the robot, using the "
+                                      "simulator's ground-truth velocity; this is not a learned policy")
+            return stand_in, stand_in.reset
+        self.model_path = Path(p["model"]) if p["model"] else DEFAULT_MODEL
+        runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
+                               warm_start_steps=p["warm_start_steps"] or None,
+                               intra_op_threads=p["intra_op_threads"] or None)
+        return runtime.predict, runtime.reset
 
     def _declare_parameters(self) -> dict:
         defaults = {
@@ -84,6 +106,7 @@ class PolicyNode(Node):
         except ValueError as exc:  # malformed: keep the old sample, which goes stale -> damping
             self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
             return
+        self._joints_wall = time.perf_counter()
         self._joints = JointSample(self.convention.to_model(state.q), self.convention.to_model(state.qd),
                                    self._now(), stamp_to_seconds(msg.header.stamp))
 
@@ -102,13 +125,12 @@ class PolicyNode(Node):
         return response
 
     def _on_tick(self) -> None:
-        wall = time.perf_counter()
-        if self._last_tick_wall is not None:
-            self._jitter_ms = abs(wall - self._last_tick_wall - self.period) * 1000.0
-        self._last_tick_wall = wall
-        report = self.loop.tick(self._now(), self._joints, self._imu)
+        self.timing.tick_started(time.perf_counter())
+        joints, joints_wall = self._joints, self._joints_wall
+        report = self.loop.tick(self._now(), joints, self._imu)
         stamp = self.get_clock().now().to_msg()
         self.command_pub.publish(motor_command_msg(self._to_sdk(report.command), stamp))
+        self.timing.tick_finished(time.perf_counter(), joints_wall)
         self.status_pub.publish(self._status(report, stamp))
 
     # -------------------------------------------------------------------------------------------- outputs
@@ -125,7 +147,7 @@ class PolicyNode(Node):
         msg.active_skill = int(self.loop.skill.skill)
         msg.command = np.asarray(self.loop.skill.command, dtype=np.float32)
         msg.inference_latency_ms = float(report.inference_latency_s * 1000.0)
-        msg.tick_jitter_ms = float(self._jitter_ms)
+        msg.tick_jitter_ms = float(self.timing.last_jitter_ms)
         msg.ticks = int(self.loop.ticks)
         msg.deadline_misses = int(self.loop.deadline_misses)
         msg.model = str(self.model_path)
@@ -141,7 +163,8 @@ class PolicyNode(Node):
         status.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ("state", ControllerState(state).name), ("ticks", self.loop.ticks),
             ("deadline_misses", self.loop.deadline_misses),
-            ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path))]
+            ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
+            *((k, f"{v:.3f}") for k, v in self.timing.summary().items()))]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)

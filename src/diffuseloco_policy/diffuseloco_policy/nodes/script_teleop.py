@@ -1,7 +1,11 @@
 """Scripted teleop: plays a timed list of skill commands and controller requests (YAML), then exits. The demo
 and the integration tests drive the graph with it, exactly as a joystick would.
 
-Script format (times in seconds from the node's start):
+Times count from the moment the policy node's state service is available. A request the controller refuses
+(for example STAND_UP before the sensors are healthy) is asked again every RETRY_S until it is accepted or the
+next step is due: a script, like an operator, insists.
+
+Script format:
     steps:
       - {at: 0.5, request: STAND_UP}
       - {at: 3.0, request: RUN}
@@ -23,6 +27,8 @@ from ..teleop import TeleopCommand, make_command
 from .spin import run_node
 from .teleop_common import TeleopNode
 
+RETRY_S = 0.25
+SERVICE_WAIT_S = 60.0
 DEFAULT_SCRIPT = Path(__file__).resolve().parents[3] / "diffuseloco_bringup" / "config" / "demo_script.yaml"
 
 
@@ -53,7 +59,12 @@ class ScriptTeleopNode(TeleopNode):
         super().__init__("teleop", {"script": ""})
         self.steps, self.end = load_script(Path(self.params["script"] or DEFAULT_SCRIPT), self.stack)
         self.command = TeleopCommand(self.stack.skill("stand").id, source="script")
+        if not self.state_client.wait_for_service(timeout_sec=SERVICE_WAIT_S):
+            raise ConfigError(f"the policy node's state service did not appear within {SERVICE_WAIT_S:.0f} s")
         self.start = self.now_s()
+        self.pending: Optional[ControllerRequest] = None
+        self.in_flight = False
+        self.next_try = 0.0
         self.create_timer(1.0 / self.params["publish_rate_hz"], self._tick)
 
     def _tick(self) -> None:
@@ -61,15 +72,31 @@ class ScriptTeleopNode(TeleopNode):
         while self.steps and self.steps[0].at <= elapsed:
             step = self.steps.pop(0)
             if step.request is not None:
-                self.send_request(step.request)
+                self.pending, self.next_try = step.request, elapsed
             else:
                 self.command = step.command
                 self.get_logger().info(f"t={elapsed:.1f}s {self.stack.skill(step.command.skill).name} "
                                        f"vx={step.command.vx:+.2f} vy={step.command.vy:+.2f} "
                                        f"yaw={step.command.yaw_rate:+.2f}")
+        self._insist(elapsed)
         self.publish_command(self.command)
         if elapsed >= self.end:
             raise SystemExit(0)
+
+
+    def _insist(self, elapsed: float) -> None:
+        """Send the pending request; ask again after a refusal until accepted or replaced by the next step."""
+        if self.pending is None or self.in_flight or elapsed < self.next_try:
+            return
+        self.in_flight, request = True, self.pending
+
+        def answered(accepted: bool) -> None:
+            self.in_flight = False
+            if accepted and self.pending == request:
+                self.pending = None
+            self.next_try = self.now_s() - self.start + RETRY_S
+
+        self.send_request(request, answered)
 
 
 def main(args: Optional[list[str]] = None) -> None:

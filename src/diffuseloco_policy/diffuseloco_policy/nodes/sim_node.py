@@ -93,7 +93,12 @@ class SimulatorNode(Node):
                 gap = max(0.0, self.sim.time - self._latest_time - self.bridge_hold_s)
                 self.sim.command(self.firmware.execute(gap))
                 self.sim.step(self.steps_per_state)
-            self._publish_state()
+            try:
+                self._publish_state()
+            except Exception:  # noqa: BLE001 - publishing races the shutdown of the context on Ctrl-C
+                if not rclpy.ok():
+                    return
+                raise
             if self.real_time_factor > 0:
                 next_wall += period / self.real_time_factor
                 delay = next_wall - time.monotonic()

@@ -3,7 +3,7 @@ controller state changes through its service (asynchronously: a teleop must neve
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from diffuseloco_msgs.msg import SkillCommand
 from diffuseloco_msgs.srv import SetControllerState
@@ -35,15 +35,21 @@ class TeleopNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self.command_pub.publish(msg)
 
-    def send_request(self, request: ControllerRequest) -> None:
+    def send_request(self, request: ControllerRequest,
+                     on_answer: Optional[Callable[[bool], None]] = None) -> None:
+        """Ask for a state change; on_answer(accepted) is called with the answer (False if none can come)."""
         if not self.state_client.service_is_ready():
             self.get_logger().warning(f"{request.name} not sent: the policy node's state service is not available")
+            if on_answer is not None:
+                on_answer(False)
             return
         future = self.state_client.call_async(SetControllerState.Request(request=int(request)))
-        future.add_done_callback(lambda f, r=request: self._log_response(r, f))
+        future.add_done_callback(lambda f, r=request: self._log_response(r, f, on_answer))
 
-    def _log_response(self, request: ControllerRequest, future) -> None:
+    def _log_response(self, request: ControllerRequest, future, on_answer) -> None:
         response = future.result()
+        if on_answer is not None:
+            on_answer(bool(response is not None and response.accepted))
         if response is None:
             self.get_logger().error(f"{request.name}: no answer from the policy node")
         elif response.accepted:

@@ -1,0 +1,57 @@
+"""Control-tick timing statistics: how regular the 50 Hz tick is (jitter), how long the tick's own work takes
+(the overhead on top of inference, which runs off the tick), and how old the newest sensor sample is when the
+command that uses it leaves. Kept over a rolling window so diagnostics show the recent behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RollingStats:
+    """The last `size` samples of one quantity, in a preallocated ring."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._values = np.zeros(size)
+        self._count = 0
+
+    def add(self, value: float) -> None:
+        self._values[self._count % len(self._values)] = value
+        self._count += 1
+
+    def percentile(self, q: float) -> float:
+        n = min(self._count, len(self._values))
+        return float(np.percentile(self._values[:n], q)) if n else float("nan")
+
+    def __len__(self) -> int:
+        return min(self._count, len(self._values))
+
+
+class TickTiming:
+    """Jitter (|actual - nominal period|), tick compute time and sensor age, all in milliseconds."""
+
+    def __init__(self, period_s: float, window: int = 1000) -> None:
+        self.period_s = period_s
+        self.jitter_ms = RollingStats(window)
+        self.compute_ms = RollingStats(window)
+        self.sensor_age_ms = RollingStats(window)
+        self.last_jitter_ms = 0.0
+        self._last_start: float | None = None
+
+    def tick_started(self, now_s: float) -> None:
+        if self._last_start is not None:
+            self.last_jitter_ms = abs(now_s - self._last_start - self.period_s) * 1000.0
+            self.jitter_ms.add(self.last_jitter_ms)
+        self._last_start = now_s
+
+    def tick_finished(self, now_s: float, sensor_received_s: float | None) -> None:
+        if self._last_start is not None:
+            self.compute_ms.add((now_s - self._last_start) * 1000.0)
+        if sensor_received_s is not None:
+            self.sensor_age_ms.add((now_s - sensor_received_s) * 1000.0)
+
+    def summary(self) -> dict[str, float]:
+        return {"jitter_p50_ms": self.jitter_ms.percentile(50), "jitter_p99_ms": self.jitter_ms.percentile(99),
+                "tick_compute_p50_ms": self.compute_ms.percentile(50),
+                "tick_compute_p99_ms": self.compute_ms.percentile(99),
+                "sensor_to_command_p50_ms": self.sensor_age_ms.percentile(50),
+                "sensor_to_command_p99_ms": self.sensor_age_ms.percentile(99)}
