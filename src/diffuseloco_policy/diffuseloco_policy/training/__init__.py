@@ -1,0 +1,14 @@
+"""Offline training of the multi-skill policy from expert datasets, and export of the trained EMA model.
+
+    python -m diffuseloco_policy.training --config train_small [--resume out/train_small/ckpt_latest] [--max-steps N]
+    torchrun --nproc_per_node N -m diffuseloco_policy.training --config train_paper
+    python -m diffuseloco_policy.training.export --checkpoint out/train_small/ckpt_latest --out models/policy.onnx
+"""
+
+from .config import EMASection, ModelSection, TrainConfig, load_train_config, train_config_from_dict
+from .ema import EMA, ema_decay
+from .trainer import Trainer, lr_factor
+from .windows import EpisodeWindows
+
+__all__ = ["EMA", "EMASection", "EpisodeWindows", "ModelSection", "TrainConfig", "Trainer", "ema_decay",
+           "load_train_config", "lr_factor", "train_config_from_dict"]

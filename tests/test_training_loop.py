@@ -1,0 +1,180 @@
+"""Training loop: the loss falls, checkpoints are pickle-free, resume is bit-exact, the EMA model exports."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from synthetic_data import write_synthetic
+
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.model_file import load_checkpoint
+from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime
+from diffuseloco_policy.training import EMASection, ModelSection, TrainConfig, Trainer, ema_decay, lr_factor
+from diffuseloco_policy.training import __main__ as cli
+from diffuseloco_policy.training.checkpoint import read_checkpoint
+from diffuseloco_policy.training.config import load_train_config
+from diffuseloco_policy.training.export import main as export_main
+
+torch.set_num_threads(1)
+TINY = ModelSection(preset="tiny", denoiser={"width": 32, "heads": 2, "layers": 2, "dropout_attn": 0.1})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_synthetic(tmp_path_factory.mktemp("data") / "d.zarr", lengths=(120, 90, 150))
+
+
+def config(dataset, out, **kw):
+    base = dict(datasets=(str(dataset),), out_dir=str(out), model=TINY, batch_size=32, lr=3e-3, warmup_steps=5,
+                total_steps=60, checkpoint_every=20, keep_checkpoints=2, log_every=10, progress=False, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    trainer = Trainer(config(dataset, out))
+    history = trainer.train()
+    return trainer, history, out
+
+
+def test_loss_decreases_and_is_logged(trained):
+    trainer, history, out = trained
+    losses = [r["loss"] for r in history]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0], losses
+    with (out / "loss.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(10, 61, 10))
+    assert set(rows[0]) == {"step", "loss", "lr", "ema_decay", "samples_per_s"}
+    assert float(rows[-1]["samples_per_s"]) > 0 and float(rows[0]["ema_decay"]) > 0
+
+
+def test_checkpoint_files_are_safe_and_loadable(trained):
+    trainer, _, out = trained
+    latest = out / "ckpt_latest"
+    assert latest.resolve().name == "ckpt_00000060"
+    assert sorted(p.name for p in out.glob("ckpt_0*")) == ["ckpt_00000040", "ckpt_00000060"]  # keep 2
+    assert sorted(p.name for p in latest.iterdir()) == ["ema.safetensors", "model.safetensors",
+                                                         "optimizer.safetensors", "rng.safetensors", "state.json"]
+    state = json.loads((latest / "state.json").read_text())
+    assert state["step"] == 60 and state["ema_step"] == 60
+    ema, info = load_checkpoint(latest / "ema.safetensors", robot=load_config())  # the runtime's loader
+    assert info.spec == trainer.spec
+    for name, value in ema.state_dict().items():
+        assert torch.equal(value, trainer.ema.model.state_dict()[name]), name
+    # normalizer fitted on the data is stored with the model
+    assert info.normalizer.to_dict() == trainer.normalizer.to_dict()
+
+
+def test_lr_schedule_and_ema_formula():
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1) and lr_factor(9, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(54, 10, 100) == pytest.approx(0.5) and lr_factor(99, 10, 100) == pytest.approx(0.0)
+    cfg = EMASection()
+    assert ema_decay(0, cfg) == 0.0 and ema_decay(1, cfg) == 0.0
+    assert ema_decay(11, cfg) == pytest.approx(1 - 11 ** -0.75)
+    assert ema_decay(10**9, cfg) == 0.9999
+
+
+def _snapshot(trainer):
+    opt = trainer.optimizer.state_dict()["state"]
+    return ({k: v.clone() for k, v in trainer.policy.state_dict().items()},
+            {k: v.clone() for k, v in trainer.ema.model.state_dict().items()},
+            {(p, n): v.clone() for p, s in opt.items() for n, v in s.items()})
+
+
+def _assert_same(a, b):
+    for da, db in zip(a, b):
+        assert da.keys() == db.keys()
+        for k in da:
+            assert torch.equal(da[k], db[k]), k
+
+
+def test_resume_is_bit_identical(dataset, tmp_path):
+    # 11 batches per epoch: the resumed part crosses an epoch boundary; dropout is on (RNG state matters)
+    kw = dict(total_steps=16, checkpoint_every=6, keep_checkpoints=5)
+    full = Trainer(config(dataset, tmp_path / "full", **kw))
+    full.train()
+    first = Trainer(config(dataset, tmp_path / "split", **kw))
+    first.train(max_steps=7)  # stops off the checkpoint grid: the end-of-run checkpoint is the one resumed
+    assert read_checkpoint(tmp_path / "split" / "ckpt_latest")["state"]["step"] == 7
+    resumed = Trainer(config(dataset, tmp_path / "split", **kw), resume=str(tmp_path / "split" / "ckpt_latest"))
+    assert resumed.step == 7
+    resumed.train()
+    assert resumed.step == full.step == 16
+    _assert_same(_snapshot(full), _snapshot(resumed))
+    with (tmp_path / "split" / "loss.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [7, 10, 16]
+
+    # the comparison is sensitive: the same resume with a different noise stream does not match
+    other = Trainer(config(dataset, tmp_path / "other", **kw), resume=str(tmp_path / "split" / "ckpt_00000007"))
+    other.noise.manual_seed(12345)
+    other.train()
+    assert not torch.equal(other.policy.denoiser.head.weight, full.policy.denoiser.head.weight)
+
+
+def test_cli_runs_resumes_and_exports_ema_matching_torch(dataset, tmp_path):
+    cfg = config(dataset, tmp_path / "cli", total_steps=40, checkpoint_every=100)
+    path = tmp_path / "train.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert load_train_config(path) == cfg
+    cli.main(["--config", str(path), "--max-steps", "25", "--no-progress"])
+    trainer = cli.run(["--resume", str(tmp_path / "cli" / "ckpt_latest"), "--no-progress"])  # config from ckpt
+    assert trainer.step == 40
+
+    onnx_path = tmp_path / "models" / "policy.onnx"
+    export_main(["--checkpoint", str(tmp_path / "cli" / "ckpt_latest"), "--out", str(onnx_path)])
+    assert (tmp_path / "models" / "policy.warm2.onnx").exists()
+
+    robot = load_config()
+    onnx_rt = OnnxRuntime(onnx_path, robot, warm_start_steps=2)
+    torch_rt = TorchRuntime(trainer.ema.model, onnx_rt.info, warm_start_steps=2)
+    raw_rt = TorchRuntime(trainer.policy, onnx_rt.info, warm_start_steps=2)
+    batch = trainer.data.get_batch(np.arange(0, 300, 37))
+    obs, goal = batch["obs"].numpy(), batch["goal"].numpy()
+    rng = np.random.default_rng(0)
+    full_noise = rng.standard_normal(onnx_rt.noise_shape(len(obs), warm=False)).astype(np.float32)
+    warm_noise = rng.standard_normal(onnx_rt.noise_shape(len(obs), warm=True)).astype(np.float32)
+    got_full, want_full = onnx_rt.predict(obs, goal, full_noise), torch_rt.predict(obs, goal, full_noise)
+    np.testing.assert_allclose(got_full, want_full, atol=1e-4)
+    got_warm = onnx_rt.predict(obs, goal, warm_noise, warm=True)
+    want_warm = torch_rt.predict(obs, goal, warm_noise, warm=True)
+    np.testing.assert_allclose(got_warm, want_warm, atol=1e-4)
+    # it is the EMA that was exported, not the raw weights (which sample visibly different actions)
+    assert np.abs(raw_rt.predict(obs, goal, full_noise) - got_full).max() > 1e-3
+
+
+def test_shipped_presets_load():
+    small, paper = load_train_config("train_small"), load_train_config("train_paper.yaml")
+    assert small.model.spec().kind == paper.model.spec().kind == "diffusion"
+    assert paper.batch_size == 4096 and paper.lr == 1e-4 and paper.betas == (0.9, 0.95)
+    assert paper.weight_decay == 1e-3 and paper.ema.power == 0.75 and paper.ema.max_value == 0.9999
+    assert paper.model.spec().denoiser.width == 256 and paper.model.spec().denoiser.layers == 6
+    assert small.delayed and paper.delayed
+
+
+def test_trains_on_the_generators_output(tmp_path):
+    """The real generator's output (public API, 2 short episodes) passes the dataset check and trains."""
+    from diffuseloco_policy.data.generate import GenerateSettings, generate
+
+    data = tmp_path / "gen.zarr"
+    generate(load_config(), data, 100, GenerateSettings(seed=0, episode_s=1.0), workers=1, progress=False)
+    trainer = Trainer(config(data, tmp_path / "run", total_steps=30, batch_size=16, checkpoint_every=100))
+    assert len(trainer.data) == 100
+    losses = [r["loss"] for r in trainer.train()]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+
+
+def test_dataset_for_another_robot_is_refused(tmp_path):
+    import dataclasses
+
+    from diffuseloco_policy.config import ConfigError
+
+    robot = load_config()
+    other = dataclasses.replace(robot, action=dataclasses.replace(robot.action, scale=0.5))
+    data = write_synthetic(tmp_path / "other.zarr", lengths=(40,), config=other)
+    with pytest.raises(ConfigError, match="action scale"):
+        Trainer(config(data, tmp_path / "run"))
