@@ -1,13 +1,20 @@
 """Model-based expert: a phase-clock gait controller that acts exactly like the learned policy will.
 
 Every 50 Hz tick it reads what the robot measures (joint state, IMU) plus the true body velocity (allowed for
-experts only) and returns joint position targets in model convention, to be tracked by the fixed Kp/Kd of the
-config. The recipe follows /work/shared/reference/gaits.md: stance feet sweep backwards at the commanded
-velocity (+ yaw), swing feet follow a raised-cosine arc to a Raibert touchdown point, foot heights correct roll
-and pitch, integrators remove steady velocity error, analytic IK maps feet to joints, and two feed-forwards
-(velocity Kd/Kp qdot_ref and gravity -J^T f / Kp) make a pure position target produce the right torques.
-The output is then clamped inside the joint limits and rate-limited to what the firmware accepts per frame,
-so every recorded action is one the real robot would execute.
+experts only) and returns two joint position targets in model convention: the one for this tick and its plan
+for the next tick (the reference evaluated one control period ahead). The rollout turns the pair into
+q_des = target_t and qd_des = (target_next - target_t) / dt with pd_targets.ActionDecoder, exactly as the policy
+will turn its predicted chunk into commands, and passes them through the deployed SafetyFilter (per-tick step
+limit, joint-limit margin, torque bounds). The recipe follows /work/shared/reference/gaits.md: stance feet sweep
+backwards at the commanded velocity (+ yaw), swing feet follow a raised-cosine arc to a Raibert touchdown point,
+foot heights correct roll and pitch, integrators remove steady velocity error, analytic IK maps feet to joints.
+The velocity feed-forward of gaits.md (Kd/Kp qdot_ref in q_des) is delivered as qd_des = qdot_ref instead (the
+same torque, but q_des moves only as fast as the trajectory, so the firmware's step limit is not hit). Because
+qd_des is the difference of consecutive targets, anything in the position target is differentiated too: the
+gravity feed-forward therefore enters as a filtered offset p with kp p + kd dp/dt = -J^T f (see _joint_targets),
+and the targets themselves respect the per-tick step limit (plan_step_limit), so the qd_des the expert sends is
+the one a policy will derive from consecutive recorded actions. Swing paths are shaped (trapezoidal lift speed,
+half ground-speed matching, 0.05 m height) so the plan fits the step limit over the configured command ranges.
 """
 
 from __future__ import annotations
@@ -30,7 +37,6 @@ class ExpertParams:
     """Tuning of the expert controller (numbers from gaits.md unless noted)."""
 
     foot_depth: float = 0.243          # m, nominal foot-centre depth below the hip (the default pose's)
-    inward: float = 0.03               # m, feet shifted toward the body centre line (needed for pace)
     com_shift_x: float = 0.012         # m, feet placed under the whole-body COM, which sits forward
     lookahead: float = 0.01            # s, the trajectory is sampled this far ahead to lead the PD lag
     raibert_gain: float = 0.08         # s, touchdown correction per m/s of velocity error
@@ -45,11 +51,13 @@ class ExpertParams:
     mass: float = 8.76                 # kg, the nominal robot's (payload unknown to the expert)
     stand_return_speed: float = 0.05   # m/s, standing feet drift back to the nominal stance
     stance_box: tuple[float, float] = (0.14, 0.08)   # m, |dx|, |dy| a stance foot may sweep from nominal
-    rate_limit: bool = False           # firmware per-frame q_des step limit, applied per 50 Hz tick
-    step_limit_scale: float = 1.0      # frames per tick the limit is granted for (2 = frames sent at 100 Hz)
-    load_ramp: float = 0.2            # fraction of stance over which a foot takes up / gives up its load
-    swing_ff: float = 1.0              # fraction of the Kd/Kp velocity feed-forward used on swing legs
-    leg_uniform_limit: bool = False    # scale a leg's whole step (keeps the foot path) instead of clipping joints
+    load_ramp: float = 0.04            # s over which a foot takes up / gives up its share of the weight
+    load_lead: float = 0.02            # s before touchdown (and after lift-off) the load ramp starts (ends)
+    plan_step_limit: bool = True       # the expert's own targets respect the per-tick step limit
+    max_reach: float = 0.27            # m, hip-to-foot distance kept below the leg's 0.294 m (IK singularity)
+    swing_ramp: float = 0.2            # vertical swing profile: 0 raised cosine, r > 0 trapezoidal speed, ramps r
+    swing_apex: float = 0.5            # swing progress at which the foot is highest (< 0.5: more time to land)
+    swing_match: float = 0.5           # fraction of the ground speed the swing foot has at lift-off / touchdown
 
 
 class ExpertController:
@@ -65,9 +73,11 @@ class ExpertController:
         self.q_low = np.asarray(robot.position_lower).reshape(4, 3) + margin
         self.q_high = np.asarray(robot.position_upper).reshape(4, 3) - margin
         p = self.p
-        self.max_step = np.tile(np.radians(robot.max_target_step_deg), (4, 1)) * p.step_limit_scale
+        self.max_step = np.tile(np.radians(np.minimum(robot.max_target_step_deg, config.safety.max_target_step_deg)),
+                                (4, 1))
         self.nominal = kin.HIP_ORIGINS + np.stack(
-            [np.full(4, p.com_shift_x), kin.SIDE * (kin.ABAD_OFFSET - p.inward), np.full(4, -p.foot_depth)], axis=1)
+            [np.full(4, p.com_shift_x), kin.SIDE * (kin.ABAD_OFFSET - GAITS["trot"].inward),
+             np.full(4, -p.foot_depth)], axis=1)
         self.reset()
 
     # ----------------------------------------------------------------------------------------------- state
@@ -83,7 +93,7 @@ class ExpertController:
         self.skill = STAND
         self.cmd = np.zeros(3)
         self.integral = np.zeros(3)
-        self.unlimited_target = self.last_target.copy()
+        self.load_offset: Optional[np.ndarray] = None     # gravity feed-forward in the position target (4, 3)
         self.set_skill(skill)
 
     def set_skill(self, skill: Union[int, str]) -> None:
@@ -97,8 +107,9 @@ class ExpertController:
 
     # ------------------------------------------------------------------------------------------------- act
     def act(self, state: RobotState, base_velocity: np.ndarray, command: np.ndarray,
-            skill: Union[int, str, None] = None) -> np.ndarray:
-        """One tick: measured state + true body-frame velocity (vx, vy) + command -> joint targets (12,)."""
+            skill: Union[int, str, None] = None) -> tuple[np.ndarray, np.ndarray]:
+        """One tick: measured state + true body-frame velocity (vx, vy) + command -> joint targets (12,) for
+        this tick and the plan's targets for the next tick (model convention, inside the joint limits)."""
         if skill is not None:
             self.set_skill(skill)
         standing = self._update_mode()
@@ -108,10 +119,14 @@ class ExpertController:
         v_eff = self._velocity_feedback(measured, active=not standing)
         if not standing:
             self.clock.advance(self.dt)
+        self.nominal[:, 1] = kin.HIP_ORIGINS[:, 1] + kin.SIDE * (kin.ABAD_OFFSET - self.clock.inward)
         pos, vel = self._foot_plan(v_eff, measured, standing)
         pos[:, 2] += self._posture_offsets(state)
-        target = self._joint_targets(pos, vel, state)
-        return self._limit(target).ravel().copy()
+        target, target_next = self._joint_targets(pos, vel, state)
+        target = self._limit(target, self.last_target)
+        target_next = self._limit(target_next, target)
+        self.last_target = target
+        return target.ravel().copy(), target_next.ravel().copy()
 
     def _update_mode(self) -> bool:
         """Stand: legs latch into stance as their swings end. Leaving stand restarts the clock once all are down."""
@@ -197,15 +212,16 @@ class ExpertController:
         nor makes the joint targets jump at lift-off and touchdown (jumps the firmware's step limit would cut).
         """
         h = self.clock.swing_height
-        p0, p1, v = self.anchor[leg], touchdown, ground_speed * t_swing
+        p0, p1, v = self.anchor[leg], touchdown, self.p.swing_match * ground_speed * t_swing
         h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
         d00, d10, d01, d11 = 6 * s**2 - 6 * s, 3 * s**2 - 4 * s + 1, -6 * s**2 + 6 * s, 3 * s**2 - 2 * s
         pos = np.empty(3)
         vel = np.empty(3)
         pos[:2] = h00 * p0 + h10 * v + h01 * p1 + h11 * v
         vel[:2] = (d00 * p0 + d10 * v + d01 * p1 + d11 * v) / t_swing
-        pos[2] = self.nominal[leg, 2] + 0.5 * h * (1.0 - np.cos(2 * np.pi * s))
-        vel[2] = h * np.pi * np.sin(2 * np.pi * s) / t_swing
+        lift, rate = _lift_profile(s, self.p.swing_ramp, self.p.swing_apex)
+        pos[2] = self.nominal[leg, 2] + h * lift
+        vel[2] = h * rate / t_swing
         return pos, vel
 
     def _posture_offsets(self, state: RobotState) -> np.ndarray:
@@ -218,55 +234,82 @@ class ExpertController:
         return p.posture_gain * (roll * y - pitch * x) + p.posture_rate_gain * (wx * y - wy * x)
 
     # ------------------------------------------------------------------------------------------ joints
-    def _joint_targets(self, pos: np.ndarray, vel: np.ndarray, state: RobotState) -> np.ndarray:
-        """IK plus velocity feed-forward (Kd/Kp qdot) and gravity feed-forward (-J^T f / Kp) on stance legs."""
+    def _joint_targets(self, pos: np.ndarray, vel: np.ndarray, state: RobotState) -> tuple[np.ndarray, np.ndarray]:
+        """IK, velocity feed-forward through the plan, gravity feed-forward through a filtered position offset.
+
+        The decoder sends qd_des = (target_next - target) / dt, so everything in the position target is also
+        differentiated: kd times the rate of change of a gravity offset would be a torque kick at every
+        touchdown and lift-off (the load torque applied kd / kp = 0.1 s early). The offset p therefore follows
+        kp p + kd dp/dt = tau_load (a first-order lag with time constant kd / kp), so the joint law's
+        kp (q_ref + p - q) + kd (qdot_ref + dp/dt - qd) delivers exactly the planned load torque tau_load on top
+        of tracking the reference, and the offset itself moves smoothly (no step-limit hits at touchdown).
+        """
+        pos = self._within_reach(pos)
         q_ref = kin.inverse(pos)
         jac = kin.jacobian(q_ref)
         qdot_ref = np.linalg.solve(jac, vel[..., None])[..., 0]
-        ff_scale = self._velocity_ff_scale()[:, None]
-        target = q_ref + ff_scale * (self.kd / self.kp) * qdot_ref
-        share = self._load_share()
-        if share.any():
-            up = -projected_gravity(state.quaternion)                      # world +z in the body frame
-            force = share[:, None] * up[None, :] * self.p.mass * GRAVITY   # ground reaction on each foot
-            tau = -np.einsum("lij,li->lj", jac, force)
-            target += tau / self.kp
-        return target
+        up = -projected_gravity(state.quaternion)                           # world +z in the body frame
+        force = self._load_share()[:, None] * up[None, :] * self.p.mass * GRAVITY   # ground reaction per foot
+        tau_load = -np.einsum("lij,li->lj", jac, force)
+        if self.load_offset is None:
+            self.load_offset = tau_load / self.kp
+        offset = self.load_offset
+        offset_next = offset + self.dt / self.kd * (tau_load - self.kp * offset)
+        self.load_offset = offset_next
+        return q_ref + offset, q_ref + qdot_ref * self.dt + offset_next
 
-    def _velocity_ff_scale(self) -> np.ndarray:
-        """Velocity feed-forward weight per leg: full in stance and at both ends of a swing, `swing_ff` mid-swing.
+    def _within_reach(self, pos: np.ndarray) -> np.ndarray:
+        """Pull feet toward the hip so no leg is planned straight (where IK and its Jacobian blow up)."""
+        rel = pos - kin.HIP_ORIGINS
+        rel_yz = np.linalg.norm(rel[:, 1:], axis=1)
+        lateral = kin.ABAD_OFFSET
+        sagittal = np.hypot(rel[:, 0], np.sqrt(np.maximum(rel_yz ** 2 - lateral ** 2, 1e-9)))
+        scale = np.minimum(1.0, self.p.max_reach / np.maximum(sagittal, 1e-9))
+        out = pos.copy()
+        out[:, 0] = kin.HIP_ORIGINS[:, 0] + rel[:, 0] * scale
+        out[:, 2] = kin.HIP_ORIGINS[:, 2] + rel[:, 2] * scale
+        return out
 
-        The full Kd/Kp feed-forward of a fast swing asks for target steps far beyond the firmware's per-frame
-        limit; lowering it only mid-swing keeps the targets continuous at lift-off and touchdown.
-        """
-        phases = self.clock.leg_phases(self.p.lookahead)
-        s = np.clip((phases - self.clock.duty) / (1.0 - self.clock.duty), 0.0, 1.0)
-        return np.where(self.stance, 1.0, 1.0 - (1.0 - self.p.swing_ff) * np.sin(np.pi * s))
-
-    def _load_share(self) -> np.ndarray:
-        """Fraction of the body weight each foot carries: ramps in after touchdown and out before lift-off.
-
-        A step change of the gravity feed-forward at every touchdown would be a 10-15 degree jump of the knee
-        target, more than the firmware's per-frame limit. Each foot instead takes its share (1 / the number of
-        feet a gait keeps down) over the first `load_ramp` of its stance and gives it up over the last; the
-        brief shortfall during a trot's exchange of pairs is carried by the PD's position error.
+    def _load_share(self, ahead: float = 0.0) -> np.ndarray:
+        """Fraction of the body weight each foot carries (1 / the number of feet a gait keeps down), ramped over
+        `load_ramp` seconds starting `load_lead` before touchdown and ending `load_lead` after lift-off, so the
+        pairs hand the weight over without a gap. (The position offset that delivers it is filtered anyway.)
         """
         if self.latched.all():
             return np.full(4, 0.25)
-        u = self.clock.leg_phases(self.p.lookahead) / self.clock.duty
-        ramp = np.clip(np.minimum(u, 1.0 - u) / self.p.load_ramp, 0.0, 1.0)
-        weight = np.where(self.latched, 1.0, np.where(self.stance, ramp, 0.0))
+        phase = self.clock.leg_phases(self.p.lookahead + ahead)
+        duty, period = self.clock.duty, self.clock.period
+        since_touchdown = np.where(phase < duty, phase, phase - 1.0) * period   # < 0 in swing: time to touchdown
+        until_liftoff = (duty - phase) * period                                   # < 0 in swing: since lift-off
+        ramp = np.clip((np.minimum(since_touchdown, until_liftoff) + self.p.load_lead) / self.p.load_ramp, 0.0, 1.0)
+        weight = np.where(self.latched, 1.0, ramp)
         return weight / max(4.0 * self.clock.duty, float(self.latched.sum()))
 
-    def _limit(self, target: np.ndarray) -> np.ndarray:
-        """Joint-limit margin, then the firmware's per-frame step limit relative to the last sent target."""
+    def _limit(self, target: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Joint limits minus the firmware's margin, then (plan_step_limit) the per-tick step from `previous`."""
         target = np.clip(target, self.q_low, self.q_high)
-        self.unlimited_target = target.copy()
-        if self.p.rate_limit:
-            step = target - self.last_target
-            if self.p.leg_uniform_limit:
-                scale = np.min(self.max_step / np.maximum(np.abs(step), 1e-9), axis=1, keepdims=True)
-                step = step * np.minimum(scale, 1.0)
-            target = self.last_target + np.clip(step, -self.max_step, self.max_step)
-        self.last_target = target
+        if self.p.plan_step_limit:
+            target = previous + np.clip(target - previous, -self.max_step, self.max_step)
         return target
+
+
+def _lift_profile(s: float, ramp: float, apex: float = 0.5) -> tuple[float, float]:
+    """Swing height (0 -> 1 at mid-swing -> 0) and its rate d/ds over swing progress s in [0, 1].
+
+    ramp 0: raised cosine (peak rate pi). ramp r > 0: on the way up and down the speed is a trapezoid with ramps
+    of a fraction r of the half swing (peak rate 2 / (1 - r)): the lowest peak joint speed for a given height
+    with bounded acceleration, which keeps the knee inside the per-tick step limit.
+    """
+    # progress u in [0, 1] of the current half (rise before the apex, fall after) and du/ds
+    u, du = (s / apex, 1.0 / apex) if s < apex else ((1.0 - s) / (1.0 - apex), -1.0 / (1.0 - apex))
+    if ramp <= 0.0:
+        return 0.5 * (1.0 - np.cos(np.pi * u)), 0.5 * np.pi * np.sin(np.pi * u) * du
+    vmax = 1.0 / (1.0 - ramp)
+    acc = vmax / ramp
+    if u < ramp:
+        f, df = 0.5 * acc * u * u, acc * u
+    elif u <= 1.0 - ramp:
+        f, df = 0.5 * acc * ramp * ramp + vmax * (u - ramp), vmax
+    else:
+        f, df = 1.0 - 0.5 * acc * (1.0 - u) ** 2, acc * (1.0 - u)
+    return f, df * du

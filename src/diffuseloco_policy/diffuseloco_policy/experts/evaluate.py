@@ -39,31 +39,36 @@ def contact_pattern(contacts: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_episode(rollout: ExpertRollout, segments: Sequence[Segment], seed: int) -> dict:
-    """Run one scheduled episode; per-segment tracking errors, contacts, fall."""
+    """Run one scheduled episode; per-segment tracking errors, contacts, fall, safety-filter interventions."""
     rollout.reset(seed=seed)
     sim, hz = rollout.sim, rollout.config.rates.control_hz
     errors, contacts = [], []
+    filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0}
     for segment in segments:
         velocities = []
         for i in range(segment.ticks):
-            rollout.tick(segment.skill, segment.command)
+            tick = rollout.tick(segment.skill, segment.command)
+            filt["ticks"] += 1
+            filt["step_limited"] += any("step limited" in r for r in tick.filter_reasons)
+            filt["torque_limited"] += any("torque limit" in r for r in tick.filter_reasons)
             if sim.fallen():
-                return {"fell": True, "errors": errors, "contacts": contacts}
+                return {"fell": True, "errors": errors, "contacts": contacts, "filter": filt}
             if i >= SETTLE_S * hz:
                 velocities.append([*sim.base_velocity_heading(), sim.yaw_rate()])
                 contacts.append(sim.foot_contacts())
         if velocities:
             errors.append(np.abs(np.mean(velocities, axis=0) - np.array(segment.command)))
-    return {"fell": False, "errors": errors, "contacts": contacts}
+    return {"fell": False, "errors": errors, "contacts": contacts, "filter": filt}
 
 
 def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, seconds: float, segment_s: float,
-                   seed: int, params: ExpertParams, sim_config: SimConfig) -> dict:
+                   seed: int, params: ExpertParams, sim_config: SimConfig, rate_limit: bool = True) -> dict:
     """Aggregate over episodes; skill None means random skill switches every segment."""
     rng = np.random.default_rng(seed)
-    rollout = ExpertRollout(config, sim_config, seed=seed, expert_params=params)
+    rollout = ExpertRollout(config, sim_config, seed=seed, expert_params=params, rate_limit=rate_limit)
     hz = config.rates.control_hz
     falls, errors, contacts, sim_time = 0, [], [], 0.0
+    filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0}
     start = time.perf_counter()
     for ep in range(episodes):
         if skill is None:
@@ -76,40 +81,50 @@ def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, sec
         falls += int(result["fell"])
         errors += result["errors"]
         contacts += result["contacts"]
+        for key in filt:
+            filt[key] += result["filter"][key]
         sim_time += rollout.sim.time
     wall = time.perf_counter() - start
     err = np.mean(errors, axis=0) if errors else np.full(3, np.nan)
     return {"episodes": episodes, "falls": falls, "fall_rate": falls / episodes,
             "error_vx": float(err[0]), "error_vy": float(err[1]), "error_yaw_rate": float(err[2]),
             "contacts": contact_pattern(np.array(contacts)) if contacts else {},
+            "step_limited_ticks": filt["step_limited"] / max(filt["ticks"], 1),
+            "torque_limited_ticks": filt["torque_limited"] / max(filt["ticks"], 1),
             "realtime_factor": sim_time / wall}
 
 
 def render_gif(config: StackConfig, skill: int, command: Sequence[float], path: Path, seconds: float = 4.0,
-               params: Optional[ExpertParams] = None) -> None:
-    """A short headless GIF (needs MUJOCO_GL=egl) of the expert from the tracking camera."""
+               params: Optional[ExpertParams] = None, size: tuple[int, int] = (128, 168), every: int = 4) -> None:
+    """A short, small headless GIF (needs MUJOCO_GL=egl) of the expert from the tracking camera.
+
+    Defaults: 168x128 pixels, every 4th control tick (12.5 fps), which keeps a 4 s clip well under 1.5 MB.
+    """
     import imageio.v2 as imageio
     import mujoco
 
     rollout = ExpertRollout(config, SimConfig(), expert_params=params)
     frames = []
-    with mujoco.Renderer(rollout.sim.model, 240, 320) as renderer:
-        for k in range(int(seconds * config.rates.control_hz)):
+    hz = config.rates.control_hz
+    with mujoco.Renderer(rollout.sim.model, *size) as renderer:
+        for k in range(int(seconds * hz)):
             rollout.tick(skill if k > 25 else 0, command)
-            if k % 2 == 0:
+            if k % every == 0:
                 renderer.update_scene(rollout.sim.data, camera="track")
                 frames.append(renderer.render())
-    imageio.mimsave(path, frames, duration=0.04, loop=0)
+    imageio.mimsave(path, frames, duration=1000.0 * every / hz, loop=0)
 
 
 def markdown_table(results: dict) -> str:
-    lines = ["| skill | episodes | falls | vx err | vy err | yaw err | diagonal | lateral | front/rear | x real time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| skill | episodes | falls | vx err | vy err | yaw err | diagonal | lateral | front/rear | "
+             "step-limited ticks | x real time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         c = r.get("contacts", {})
         lines.append(f"| {name} | {r['episodes']} | {r['falls']} | {r['error_vx']:.3f} | {r['error_vy']:.3f} | "
                      f"{r['error_yaw_rate']:.3f} | {c.get('diagonal', 0):.2f} | {c.get('lateral', 0):.2f} | "
-                     f"{c.get('front_rear', 0):.2f} | {r['realtime_factor']:.1f} |")
+                     f"{c.get('front_rear', 0):.2f} | {r.get('step_limited_ticks', 0):.3f} | "
+                     f"{r['realtime_factor']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -121,12 +136,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--segment", type=float, default=5.0)
     parser.add_argument("--skills", nargs="*", default=None, help="skill names (default: all) plus 'switch'")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rate-limit", action="store_true", help="apply the firmware per-tick step limit")
+    parser.add_argument("--no-rate-limit", action="store_true",
+                        help="open the SafetyFilter's per-tick q_des step limit (diagnostics; the robot has it)")
     parser.add_argument("--ideal", action="store_true", help="no noise, latency, randomization or pushes")
     parser.add_argument("--gif", action="store_true", help="render a GIF per skill (MUJOCO_GL=egl)")
     args = parser.parse_args(argv)
     config = load_config()
-    params = ExpertParams(rate_limit=args.rate_limit)
+    params = ExpertParams()
+    rate_limit = not args.no_rate_limit
     sim_config = SimConfig() if args.ideal else SimConfig.randomized()
     names = args.skills or [s.name for s in config.skills] + ["switch"]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -134,12 +151,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     for name in names:
         skill = None if name == "switch" else config.skill(name).id
         results[name] = evaluate_skill(config, skill, args.episodes, args.seconds, args.segment, args.seed,
-                                       params, sim_config)
+                                       params, sim_config, rate_limit)
         print(name, results[name], flush=True)
         if args.gif and skill is not None:
             s = config.skill(skill)
             render_gif(config, skill, (s.vx[1] * 0.6, 0.0, 0.0), args.out / f"{name}.gif", params=params)
-    report = {"params": dataclasses.asdict(params), "results": results}
+    report = {"params": dataclasses.asdict(params), "rate_limit": rate_limit, "episodes": args.episodes,
+              "seconds": args.seconds, "segment_s": args.segment, "seed": args.seed,
+              "sim": "ideal" if args.ideal else "randomized (SimConfig.randomized(), pushes on)",
+              "command_ranges": {s.name: {"vx": s.vx, "vy": s.vy, "yaw_rate": s.yaw_rate} for s in config.skills},
+              "results": results}
     (args.out / "results.json").write_text(json.dumps(report, indent=2))
     (args.out / "results.md").write_text(markdown_table(results))
     print(markdown_table(results))

@@ -21,13 +21,14 @@ class GaitParams:
     duty: float
     offsets: tuple[float, float, float, float]
     swing_height: float
+    inward: float = 0.03        # m, feet shifted toward the body centre line (support line nearer the COM)
 
 
 STAND = "stand"
 GAITS: dict[str, GaitParams] = {
-    "trot": GaitParams(period=0.30, duty=0.5, offsets=(0.0, 0.5, 0.5, 0.0), swing_height=0.06),
-    "pace": GaitParams(period=0.30, duty=0.5, offsets=(0.0, 0.5, 0.0, 0.5), swing_height=0.06),
-    "bound": GaitParams(period=0.40, duty=0.5, offsets=(0.0, 0.0, 0.5, 0.5), swing_height=0.06),
+    "trot": GaitParams(period=0.30, duty=0.5, offsets=(0.0, 0.5, 0.5, 0.0), swing_height=0.05),
+    "pace": GaitParams(period=0.30, duty=0.5, offsets=(0.0, 0.5, 0.0, 0.5), swing_height=0.05),
+    "bound": GaitParams(period=0.40, duty=0.5, offsets=(0.0, 0.0, 0.5, 0.5), swing_height=0.05),
 }
 
 
@@ -41,6 +42,7 @@ class GaitClock:
         self.offsets = np.array(gait.offsets, dtype=np.float64)
         self.period = gait.period
         self.swing_height = gait.swing_height
+        self.inward = gait.inward
         self.duty = gait.duty
         self.phase = 0.0
 
@@ -49,6 +51,7 @@ class GaitClock:
         self.target = gait
         self.offsets = np.array(gait.offsets, dtype=np.float64)
         self.period, self.swing_height, self.duty = gait.period, gait.swing_height, gait.duty
+        self.inward = gait.inward
         self.phase = (gait.duty - gait.offsets[0]) % 1.0
 
     def advance(self, dt: float) -> None:
@@ -59,6 +62,7 @@ class GaitClock:
         self.offsets = (self.offsets + np.clip(delta, -self.offset_rate * dt, self.offset_rate * dt)) % 1.0
         self.period += float(np.clip(t.period - self.period, -self.period_rate * dt, self.period_rate * dt))
         self.swing_height += float(np.clip(t.swing_height - self.swing_height, -0.2 * dt, 0.2 * dt))
+        self.inward += float(np.clip(t.inward - self.inward, -0.1 * dt, 0.1 * dt))
         self.phase = (self.phase + dt / self.period) % 1.0
 
     def leg_phases(self, lookahead: float = 0.0) -> np.ndarray:

@@ -1,12 +1,16 @@
 """Expert-in-the-loop episodes: a random skill/command schedule driving the simulator at 50 Hz.
 
 Shared by the dataset generator and the evaluator so both see the same closed loop: at tick t the expert reads
-the robot's measured state (plus the true body velocity it is allowed), returns joint targets, the simulator
-runs one 0.02 s control period of the 500 Hz joint law. One `Tick` record holds exactly what the dataset stores.
+the robot's measured state (plus the true body velocity it is allowed) and returns its joint targets for t and
+its plan for t+1; pd_targets.ActionDecoder turns them into q_des and qd_des as it will the policy's chunk; the
+deployed SafetyFilter (per-tick step limit, on by default, joint-limit margin, torque bounds) clamps the command;
+the simulator runs one 0.02 s control period of the 500 Hz joint law with it. The dataset's action is the q_des
+the filter let through, as an action. One `Tick` record holds exactly what the dataset stores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
@@ -14,6 +18,8 @@ import numpy as np
 
 from ..config import StackConfig
 from ..observation import ObservationBuilder, RobotState
+from ..pd_targets import ActionDecoder
+from ..safety import PDCommand, SafetyFilter
 from ..sim import CyberDogSim, SimConfig
 from .controller import ExpertController, ExpertParams
 
@@ -34,10 +40,12 @@ class Tick:
     state: RobotState
     observation: np.ndarray
     goal: np.ndarray
-    action: np.ndarray
-    target: np.ndarray
+    action: np.ndarray          # ActionDecoder.action(q_des): the filtered position target as an action
+    target: np.ndarray          # q_des sent (model convention, after the SafetyFilter)
+    velocity_target: np.ndarray  # qd_des sent (model convention, after the SafetyFilter)
     skill: int
     command: np.ndarray
+    filter_reasons: tuple = ()
 
 
 def sample_command(config: StackConfig, skill: int, rng: np.random.Generator) -> tuple[float, float, float]:
@@ -70,34 +78,56 @@ def random_schedule(config: StackConfig, rng: np.random.Generator, total_ticks: 
     return segments
 
 
+def without_step_limit(config: StackConfig) -> StackConfig:
+    """The config with the per-tick q_des step limit opened up (for diagnostics only: the robot has it)."""
+    wide = (180.0, 180.0, 180.0)
+    return dataclasses.replace(config, robot=dataclasses.replace(config.robot, max_target_step_deg=wide),
+                               safety=dataclasses.replace(config.safety, max_target_step_deg=wide))
+
+
 class ExpertRollout:
-    """Simulator + expert + observation builder, stepped one 50 Hz tick at a time."""
+    """Simulator + expert + decoder + safety filter + observation builder, stepped one 50 Hz tick at a time."""
 
     def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
-                 expert_params: Optional[ExpertParams] = None) -> None:
+                 expert_params: Optional[ExpertParams] = None, rate_limit: bool = True) -> None:
         self.config = config
         self.sim = CyberDogSim(config, sim_config, seed=seed)
         self.expert = ExpertController(config, expert_params)
         self.builder = ObservationBuilder(config)
-        self.last_action = np.zeros(config.robot.num_joints)
+        self.decoder = ActionDecoder(config)
+        self.rate_limit = rate_limit
+        self.safety = SafetyFilter(config if rate_limit else without_step_limit(config))
+        self.kp = np.full(config.robot.num_joints, config.robot.kp)
+        self.kd = np.full(config.robot.num_joints, config.robot.kd)
+        self._reset_command()
+
+    def _reset_command(self) -> None:
+        self.last_action = np.zeros(self.config.robot.num_joints)
+        self.last_q_des = np.asarray(self.config.robot.default_pose, dtype=np.float64).copy()  # the sim's hold
 
     def reset(self, seed: Optional[int] = None) -> None:
         self.sim.reset(seed=seed)
         self.expert.reset()
-        self.last_action = np.zeros(self.config.robot.num_joints)
+        self._reset_command()
 
     def tick(self, skill: int, command: Sequence[float]) -> Tick:
-        """Observe (state at t, action of t-1), act, advance the simulator one control period."""
+        """Observe (state at t, action of t-1), act, filter, advance the simulator one control period."""
         state = self.sim.robot_state()
         command = np.asarray(command, dtype=np.float64)
         observation = self.builder.observation(state, self.last_action)
         velocity = self.sim.base_velocity_body()[:2]
-        target = self.expert.act(state, velocity, command, skill)
-        action = self.builder.target_to_action(target)
-        record = Tick(state, observation, self.builder.goal(command, skill), action, target, skill, command)
-        self.sim.command_position(target)
+        target, target_next = self.expert.act(state, velocity, command, skill)
+        q_des, qd_des = self.decoder.targets(self.decoder.action(target), self.decoder.action(target_next))
+        safe, reasons = self.safety.filter(PDCommand(q=q_des, dq=qd_des, kp=self.kp, kd=self.kd,
+                                                     tau=np.zeros_like(q_des)),
+                                           previous_q_des=self.last_q_des, measured_q=state.joint_position)
+        action = self.decoder.action(safe.q)
+        record = Tick(state, observation, self.builder.goal(command, skill), action, np.array(safe.q),
+                      np.array(safe.dq), skill, command, tuple(reasons))
+        self.sim.command_pd(safe.q, safe.dq, safe.kp, safe.kd, safe.tau)
         self.sim.step()
         self.last_action = action
+        self.last_q_des = np.array(safe.q)
         return record
 
     def run(self, segments: Sequence[Segment]) -> Iterator[Tick]:
