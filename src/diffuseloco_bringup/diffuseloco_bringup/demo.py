@@ -1,117 +1,180 @@
-"""The main job (`make demo`): a scripted teleop sequence on the simulated CyberDog 2, headless.
+"""The main job (`make demo`): the whole ROS graph, headless, driven by a scripted teleop sequence.
 
-stand -> trot forward -> trot turning -> pace -> bound -> stand, then a table of commanded vs achieved velocity
-per segment (measured in the simulator, after a settling time) and a plot of both over time.
+The MuJoCo CyberDog 2 node, the policy node, the script teleop (stand up -> trot forward -> turn -> pace ->
+bound -> stand -> get down, config/demo_script.yaml) and the bag recorder run as separate processes, exactly as
+the dev runner starts them. This process watches: it prints a per-segment table of commanded vs achieved
+velocity (ground truth from the simulator), and writes the plot and the bag under --out.
 
-Until a trained diffusion policy ships in models/, the expert gait controllers drive the robot: they are the
-teachers the policy is trained from, and the output says so on every line that could be mistaken for a policy
-result. The commands pass the same safety filter the policy node uses.
+The policy is the shipped model in models/ when there is one; otherwise the expert controllers stand in
+("model: expert", simulation only), and every output line says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import rclpy
+import yaml
+from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
+from geometry_msgs.msg import TwistStamped
+from rclpy.executors import SingleThreadedExecutor
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.experts.rollout import ExpertRollout, Segment
-from diffuseloco_policy.sim import SimConfig
 
+from .graph import NodeSpec, params_file
+from .run import Graph
+
+REPO = Path(__file__).resolve().parents[3]
+SHIPPED_MODEL = REPO / "models" / "diffuseloco_cyberdog2.onnx"
 SETTLE_S = 1.0  # seconds of each segment left out of the achieved-velocity mean (gait transition)
 
 
 @dataclass(frozen=True)
-class SegmentResult:
-    name: str
+class Segment:
+    skill: str
     command: tuple[float, float, float]
     achieved: tuple[float, float, float]
-    fell: bool
+    seconds: float
+    states: str
 
 
-def script(config) -> list[tuple[str, Segment]]:
-    """The teleop sequence, in seconds converted to control ticks."""
-    hz = config.rates.control_hz
-    steps = [("stand", 2.0, (0.0, 0.0, 0.0)), ("trot", 4.0, (0.6, 0.0, 0.0)), ("trot", 4.0, (0.3, 0.0, 0.6)),
-             ("pace", 4.0, (0.3, 0.0, 0.0)), ("bound", 4.0, (0.4, 0.0, 0.0)), ("stand", 3.0, (0.0, 0.0, 0.0))]
-    return [(name, Segment(config.skill(name).id, config.skill(name).clamp_command(*cmd), int(seconds * hz)))
-            for name, seconds, cmd in steps]
+class Monitor:
+    """Records skill commands, policy status and the simulator's ground-truth velocity with receive times."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("demo_monitor", context=self.context)
+        self.commands: list[tuple[float, SkillCommand]] = []
+        self.twists: list[tuple[float, TwistStamped]] = []
+        self.status: list[tuple[float, PolicyStatus]] = []
+        for topic, cls, store in (("/diffuseloco/skill_cmd", SkillCommand, self.commands),
+                                  ("/sim/base_twist", TwistStamped, self.twists),
+                                  ("/diffuseloco/status", PolicyStatus, self.status)):
+            self.node.create_subscription(cls, topic, lambda m, s=store: s.append((time.monotonic(), m)), 100)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - the context is shutting down
+                return
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
 
 
-def run(seed: int, randomized: bool) -> tuple[list[SegmentResult], dict[str, np.ndarray], float]:
-    config = load_config()
-    sim_config = SimConfig.randomized().without_pushes() if randomized else SimConfig()
-    rollout = ExpertRollout(config, sim_config, seed=seed)
-    rollout.reset(seed)
-    trace: dict[str, list] = {"t": [], "cmd": [], "achieved": []}
-    results, fallen = [], False
-    start = time.perf_counter()
-    for name, segment in script(config):
-        achieved = []
-        for i in range(segment.ticks):
-            if fallen:
-                break
-            rollout.tick(segment.skill, segment.command)
-            velocity = (*rollout.sim.base_velocity_heading(), rollout.sim.yaw_rate())
-            trace["t"].append(rollout.sim.time)
-            trace["cmd"].append(segment.command)
-            trace["achieved"].append(velocity)
-            if i >= SETTLE_S * config.rates.control_hz:
-                achieved.append(velocity)
-            fallen = rollout.sim.fallen()
-        mean = tuple(np.mean(achieved, axis=0)) if achieved else (float("nan"),) * 3
-        results.append(SegmentResult(name, segment.command, mean, fallen))
-    wall = time.perf_counter() - start
-    return results, {k: np.asarray(v) for k, v in trace.items()}, wall
+def segments(monitor: Monitor, config) -> list[Segment]:
+    """Split the run where the commanded (skill, velocity) changes; average the ground truth in each piece."""
+    key = lambda m: (m.skill, round(m.vx, 3), round(m.vy, 3), round(m.yaw_rate, 3))  # noqa: E731
+    bounds: list[tuple[float, SkillCommand]] = []
+    for t, msg in monitor.commands:
+        if not bounds or key(msg) != key(bounds[-1][1]):
+            bounds.append((t, msg))
+    ends = [t for t, _ in bounds[1:]] + [monitor.commands[-1][0] if monitor.commands else 0.0]
+    twist_t = np.array([t for t, _ in monitor.twists])
+    twist_v = np.array([(m.twist.linear.x, m.twist.linear.y, m.twist.angular.z) for _, m in monitor.twists])
+    states = [(t, s.state_name) for t, s in monitor.status]
+    out = []
+    for (start, msg), end in zip(bounds, ends):
+        if end - start < 0.5:
+            continue
+        mask = (twist_t >= start + SETTLE_S) & (twist_t < end)
+        achieved = tuple(twist_v[mask].mean(axis=0)) if mask.any() else (float("nan"),) * 3
+        seen = [name for t, name in states if start <= t < end]
+        changes = [name for i, name in enumerate(seen) if i == 0 or name != seen[i - 1]]
+        out.append(Segment(config.skill(int(msg.skill)).name, (msg.vx, msg.vy, msg.yaw_rate), achieved,
+                           end - start, " -> ".join(changes)))
+    return out
 
 
-def table(results: Sequence[SegmentResult]) -> str:
-    rows = ["| segment | skill | cmd vx | cmd vy | cmd yaw | vx | vy | yaw rate | fell |", "|" + "---|" * 9]
-    for i, r in enumerate(results, 1):
-        rows.append(f"| {i} | {r.name} | " + " | ".join(f"{v:+.2f}" for v in (*r.command, *r.achieved))
-                    + f" | {'yes' if r.fell else 'no'} |")
-    return "\n".join(rows)
+def table(rows: Sequence[Segment]) -> str:
+    lines = ["| # | skill | s | cmd vx | cmd vy | cmd yaw | vx | vy | yaw rate | controller |", "|" + "---|" * 10]
+    for i, r in enumerate(rows, 1):
+        values = " | ".join(f"{v:+.2f}" for v in (*r.command, *r.achieved))
+        lines.append(f"| {i} | {r.skill} | {r.seconds:.1f} | {values} | {r.states} |")
+    return "\n".join(lines)
 
 
-def plot(trace: dict[str, np.ndarray], path: Path) -> None:
+def plot(monitor: Monitor, path: Path, label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    t0 = monitor.commands[0][0]
+    tc = [t - t0 for t, _ in monitor.commands]
+    cmd = np.array([(m.vx, m.vy, m.yaw_rate) for _, m in monitor.commands])
+    tt = [t - t0 for t, _ in monitor.twists]
+    vel = np.array([(m.twist.linear.x, m.twist.linear.y, m.twist.angular.z) for _, m in monitor.twists])
     fig, axes = plt.subplots(3, 1, figsize=(9, 6), sharex=True)
-    for k, label in enumerate(("vx [m/s]", "vy [m/s]", "yaw rate [rad/s]")):
-        axes[k].plot(trace["t"], trace["cmd"][:, k], "k--", label="commanded")
-        axes[k].plot(trace["t"], trace["achieved"][:, k], label="achieved (expert)")
-        axes[k].set_ylabel(label)
+    for k, name in enumerate(("vx [m/s]", "vy [m/s]", "yaw rate [rad/s]")):
+        axes[k].plot(tc, cmd[:, k], "k--", label="commanded")
+        axes[k].plot(tt, vel[:, k], label=f"achieved ({label})")
+        axes[k].set_ylabel(name)
     axes[0].legend(loc="upper right")
     axes[-1].set_xlabel("time [s]")
-    fig.suptitle("Simulated CyberDog 2, scripted teleop sequence (expert controllers stand in for the policy)")
+    fig.suptitle(f"Simulated CyberDog 2, scripted teleop through the ROS graph; policy: {label}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
+def write_params(out: Path, model: str, bag: Path) -> Path:
+    params = yaml.safe_load(params_file("sim").read_text())
+    params["diffuseloco_policy"]["ros__parameters"]["model"] = model
+    params["recorder"]["ros__parameters"]["output"] = str(bag)
+    path = out / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--randomized", action="store_true", help="noise, latency and physics randomization")
+    parser.add_argument("--model", default="", help="ONNX model (default: the shipped one, else the experts)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    print("DiffuseLoco-ROS demo: no trained diffusion policy ships yet, so the EXPERT controllers drive the "
-          "simulated CyberDog 2 (these are expert results, not policy results).")
-    results, trace, wall = run(args.seed, args.randomized)
-    print(table(results))
-    simulated = trace["t"][-1] if len(trace["t"]) else 0.0
-    print(f"simulated {simulated:.1f} s in {wall:.1f} s of wall time ({simulated / max(wall, 1e-9):.1f}x real time)")
-    plot(trace, args.out / "velocity.png")
-    print(f"plot: {args.out / 'velocity.png'}")
-    return 1 if any(r.fell for r in results) else 0
+    model = args.model or (str(SHIPPED_MODEL) if SHIPPED_MODEL.is_file() else "expert")
+    label = "EXPERT STAND-IN, not a learned policy" if model == "expert" else Path(model).name
+    bag = args.out / time.strftime("bag-%Y%m%d-%H%M%S")
+    print(f"DiffuseLoco-ROS demo: simulator + policy node ({label}) + script teleop + recorder", flush=True)
+    specs = [NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
+             NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy"),
+             NodeSpec("diffuseloco_policy", "recorder", "recorder"),
+             NodeSpec("diffuseloco_policy", "script_teleop", "teleop")]
+    monitor = Monitor()
+    graph = Graph(specs, write_params(args.out, model, bag))
+    try:
+        graph.start()
+        code = graph.wait()  # the script teleop exits when its sequence ends; then everything stops
+    finally:
+        graph.stop()
+        monitor.close()
+    config = load_config()
+    rows = segments(monitor, config)
+    print(f"\nCommanded vs achieved velocity per segment (policy: {label}; achieved = simulator ground truth, "
+          f"mean after {SETTLE_S:.0f} s of each segment):")
+    print(table(rows))
+    faults = sorted({s.last_fault for _, s in monitor.status if s.last_fault})
+    print("faults: " + ("; ".join(faults) if faults else "none"))
+    if monitor.commands and monitor.twists:
+        plot(monitor, args.out / "velocity.png", label)
+        print(f"plot: {args.out / 'velocity.png'}")
+    print(f"bag: {bag}")
+    return code
 
 
 if __name__ == "__main__":
