@@ -29,11 +29,13 @@ class Probe:
         self.statuses: list[tuple[float, PolicyStatus]] = []
         self.skill_commands: list[tuple[float, SkillCommand]] = []
         self.pose: Optional[PoseStamped] = None
+        self.foot_forces: list[tuple[float, np.ndarray]] = []
         n = self.node
         n.create_subscription(MotorCommand, "/cyberdog/motor_cmd", self._keep(self.commands), 50)
         n.create_subscription(PolicyStatus, "/diffuseloco/status", self._keep(self.statuses), 50)
         n.create_subscription(SkillCommand, "/diffuseloco/skill_cmd", self._keep(self.skill_commands), 50)
         n.create_subscription(PoseStamped, "/sim/base_pose", self._on_pose, 10)
+        n.create_subscription(LegState, "/cyberdog/leg_state", self._on_leg_state, qos_profile_sensor_data)
         self.client = n.create_client(SetControllerState, "/diffuseloco/set_state")
         self.skill_pub = n.create_publisher(SkillCommand, "/diffuseloco/skill_cmd", 10)
         self.joy_pub = n.create_publisher(Joy, "/joy", 10)
@@ -56,6 +58,10 @@ class Probe:
             with self.lock:
                 store.append((time.monotonic(), msg))
         return callback
+
+    def _on_leg_state(self, msg: LegState) -> None:
+        with self.lock:
+            self.foot_forces.append((time.monotonic(), np.asarray(msg.force_est, dtype=np.float64).reshape(4, 3)))
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self.pose = msg

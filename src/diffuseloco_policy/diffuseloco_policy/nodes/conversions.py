@@ -27,10 +27,14 @@ def seconds_to_stamp(seconds: float) -> Time:
     return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
 
 
-def leg_state_msg(state: JointState, stamp: Time, frame_id: str = "base") -> LegState:
+def leg_state_msg(state: JointState, stamp: Time, frame_id: str = "base",
+                  foot_forces: np.ndarray | None = None) -> LegState:
+    """foot_forces: (4, 3) ground reaction per leg, stored in force_est like the robot's estimate."""
     msg = LegState()
     msg.header.stamp, msg.header.frame_id = stamp, frame_id
     msg.q, msg.qd, msg.tau_est = (np.asarray(a, dtype=np.float32) for a in (state.q, state.qd, state.tau_est))
+    if foot_forces is not None:
+        msg.force_est = np.asarray(foot_forces, dtype=np.float32).reshape(12)
     return msg
 
 

@@ -114,7 +114,7 @@ class SimulatorNode(Node):
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=seconds_to_stamp(self.sim.time)))
         stamp = self._stamp()
-        self.leg_pub.publish(leg_state_msg(self.sim.joint_state(), stamp))
+        self.leg_pub.publish(leg_state_msg(self.sim.joint_state(), stamp, foot_forces=self.sim.foot_forces()))
         self.imu_pub.publish(imu_msg(self.sim.imu(), stamp))
         if self.sim.step_count % (10 * self.steps_per_state) == 0:
             self._publish_ground_truth(stamp)

@@ -282,6 +282,20 @@ class CyberDogSim:
                     contact[leg] = True
         return contact
 
+    def foot_forces(self) -> np.ndarray:
+        """Ground reaction force on each foot (FR, FL, RR, RL) in the world frame, N, shape (4, 3): what the
+        robot's leg controller reports as force_est, here exact."""
+        forces = np.zeros((4, 3))
+        wrench = np.zeros(6)
+        for i in range(self.data.ncon):
+            c = self.data.contact[i]
+            for leg, geom in enumerate(self._foot_geoms):
+                if geom in (c.geom1, c.geom2):
+                    mujoco.mj_contactForce(self.model, self.data, i, wrench)
+                    world = c.frame.reshape(3, 3).T @ wrench[:3]  # contact frame -> world, force on geom2
+                    forces[leg] += world if geom == c.geom2 else -world
+        return forces
+
     def trunk_on_ground(self) -> bool:
         for i in range(self.data.ncon):
             c = self.data.contact[i]

@@ -1,0 +1,62 @@
+"""A skill switch sent as a teleop SkillCommand reaches the policy node and changes the gait of the simulated
+dog: trot puts diagonal feet down together, pace lateral ones. The expert stand-in drives (no trained model is
+needed to test the plumbing); the gait is read from the robot-side topic, LegState.force_est."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from diffuseloco_bringup.graph import NodeSpec
+from diffuseloco_bringup.run import Graph
+from diffuseloco_msgs.msg import PolicyStatus
+from diffuseloco_msgs.srv import SetControllerState
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.experts.evaluate import contact_pattern
+from ros_probe import Probe
+from test_ros_graph import write_params
+
+CONFIG = load_config()
+R = SetControllerState.Request
+CONTACT_N = 5.0  # a foot carrying more than this is on the ground
+
+
+@pytest.fixture(scope="module")
+def expert_graph(tmp_path_factory):
+    params = write_params(tmp_path_factory.mktemp("params"), "expert")
+    graph = Graph([NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
+                   NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
+    graph.start()
+    probe = Probe()
+    try:
+        probe.wait_for(lambda: probe.latest_status() is not None, 60.0, "the policy node's status")
+        yield probe
+    finally:
+        probe.close()
+        graph.stop()
+
+
+def pattern_between(probe: Probe, start: float, end: float) -> dict[str, float]:
+    with probe.lock:
+        forces = np.array([f[:, 2] for t, f in probe.foot_forces if start <= t < end])
+    return contact_pattern(forces > CONTACT_N)
+
+
+def test_a_skill_switch_changes_the_gait(expert_graph):
+    probe = expert_graph
+    probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 15.0, "STAND_UP accepted")
+    probe.wait_for(lambda: probe.request(R.REQUEST_RUN).accepted, CONFIG.controller.stand_up_duration + 5.0, "RUN")
+    phases = []
+    for skill in ("trot", "pace"):
+        probe.publish_skill(CONFIG.skill(skill).id, vx=0.2)
+        probe.wait_for(lambda s=skill: probe.latest_status().active_skill == CONFIG.skill(s).id, 2.0, skill)
+        time.sleep(1.0)                      # let the gait settle
+        start = probe.now()
+        time.sleep(2.0)
+        phases.append(pattern_between(probe, start, probe.now()))
+    assert probe.latest_status().state == PolicyStatus.STATE_RUNNING, probe.latest_status().last_fault
+    trot, pace = phases
+    assert trot["diagonal"] > 0.8 and trot["lateral"] < 0.2, trot
+    assert pace["lateral"] > 0.8 and pace["diagonal"] < 0.2, pace
