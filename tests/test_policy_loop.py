@@ -173,3 +173,110 @@ def test_a_sensor_gap_restarts_history_and_sampler(sim):
     assert before == 1 and len(resets) == 2      # once at start, once after the gap
     first_after = calls[resets[-1]]
     np.testing.assert_array_equal(first_after, np.repeat(first_after[-1:], len(first_after), axis=0))
+
+
+# ----------------------------------------------------------------------------------------- ablation options
+DEFAULT_POSE = np.asarray(CONFIG.robot.default_pose)
+E = CONFIG.action.execute_index
+
+
+def synthetic_samples(k: int, now: float) -> tuple[JointSample, ImuSample]:
+    """Healthy sensor samples whose joint positions differ from tick to tick, so every frame is unique."""
+    q = DEFAULT_POSE + 1e-3 * np.sin(0.7 * k + np.arange(JOINTS))
+    return JointSample(q, np.zeros(JOINTS), now, now), ImuSample([1.0, 0.0, 0.0, 0.0], np.zeros(3), now, now)
+
+
+def drive_to_running(loop: PolicyLoop, frames: list) -> list:
+    """Tick a loop (no simulator) through PASSIVE -> STANDING_UP -> RUNNING; returns the reports of 24 RUNNING
+    ticks, with `frames` collecting every observation the loop builds (one per tick)."""
+    original = loop.builder.observation
+    loop.builder.observation = lambda state, last: frames.append(original(state, last)) or frames[-1]
+    now, k = 0.0, 0
+    for request in (ControllerRequest.STAND_UP, None):
+        loop.tick(now, *synthetic_samples(k, now))
+        k += 1
+        if request is not None:
+            assert loop.request(request)[0]
+    now = CONFIG.controller.stand_up_duration + 0.5   # the stand-up move is time based
+    loop.tick(now, *synthetic_samples(k, now))
+    k += 1
+    assert loop.request(ControllerRequest.RUN)[0]
+    reports = []
+    for _ in range(24):
+        now += DT
+        reports.append(loop.tick(now, *synthetic_samples(k, now)))
+        k += 1
+    assert loop.controller.state == ControllerState.RUNNING
+    return reports
+
+
+def executed(report) -> float:
+    """The action value a RUNNING tick executed (the samplers below fill actions with one value per row)."""
+    return float(np.round((report.command.q[0] - DEFAULT_POSE[0]) / CONFIG.action.scale, 6))
+
+
+@pytest.mark.parametrize("current_frame", [False, True])
+def test_current_frame_option_feeds_s_t_to_the_sampler_for_tick_t(current_frame):
+    """Default: the chunk executed at tick t was sampled from a window ending at s[t-1]. current_frame: from a
+    window ending at s[t] (sampled within tick t)."""
+    seen = []
+
+    def sampler(obs, goal):
+        seen.append(obs[-1].copy())
+        return np.full((HORIZON, JOINTS), 1e-3 * (len(seen) - 1))  # the call index, readable from q_des
+
+    loop = PolicyLoop(CONFIG, sampler, inference_wait_s=1.0, current_frame=current_frame)
+    frames = []
+    try:
+        reports = drive_to_running(loop, frames)
+    finally:
+        loop.close()
+    first_running_tick = len(frames) - len(reports)
+    for i, report in enumerate(reports[2:], start=2):  # skip the first ticks after RUN (plan restart)
+        call = int(round(executed(report) / 1e-3))
+        tick = first_running_tick + i
+        newest = tick if current_frame else tick - 1
+        np.testing.assert_array_equal(seen[call][None], np.asarray(frames[newest])[None].astype(np.float32))
+
+
+@pytest.mark.parametrize("current_frame", [False, True])
+def test_open_loop_option_executes_chunk_entries_and_replans_every_n_ticks(current_frame):
+    calls = []
+
+    def sampler(obs, goal):
+        calls.append(len(calls))
+        return 1e-3 * np.repeat(np.arange(HORIZON, dtype=float)[:, None], JOINTS, axis=1)  # row i holds i
+
+    loop = PolicyLoop(CONFIG, sampler, inference_wait_s=1.0, replan_every=4, current_frame=current_frame)
+    try:
+        reports = drive_to_running(loop, [])
+        ticks = loop.ticks
+    finally:
+        loop.close()
+    indices = [int(round(executed(r) / 1e-3)) for r in reports[4:]]
+    # entries execute_index .. execute_index+3 in turn, a fresh chunk every 4 ticks
+    start = indices.index(E)
+    assert indices[start:start + 12] == [E, E + 1, E + 2, E + 3] * 3
+    assert abs(len(calls) - ticks / 4) <= 2
+
+
+def test_receding_horizon_default_replans_every_tick():
+    calls = []
+
+    def sampler(obs, goal):
+        calls.append(1)
+        return 1e-3 * np.repeat(np.arange(HORIZON, dtype=float)[:, None], JOINTS, axis=1)
+
+    loop = PolicyLoop(CONFIG, sampler, inference_wait_s=1.0)
+    try:
+        reports = drive_to_running(loop, [])
+        ticks = loop.ticks
+    finally:
+        loop.close()
+    assert {int(round(executed(r) / 1e-3)) for r in reports[2:]} == {E}
+    assert len(calls) >= ticks - 1  # one call per tick (the last one may still be in flight at close)
+
+
+def test_open_loop_interval_must_fit_the_chunk():
+    with pytest.raises(ValueError, match="replan_every"):
+        PolicyLoop(CONFIG, zero_sampler, replan_every=HORIZON - E + 1)

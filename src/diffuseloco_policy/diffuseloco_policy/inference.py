@@ -70,6 +70,18 @@ class InferenceWorker:
                     return None
                 self._cond.wait(remaining)
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until no job is queued or running (True), or timeout_s passed (False). For simulation
+        harnesses that advance simulated time only once the sampler has seen the state it was given."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._job is not None or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

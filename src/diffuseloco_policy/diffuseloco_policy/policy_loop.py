@@ -9,6 +9,12 @@ Timing of tick t (delayed inputs, receding horizon):
      has the last word.
   3. build s[t] from the sensors and the action actually applied at t-1, push it, and submit s[t-7..t] so the
      worker computes tick t+1's action during this period.
+
+Two ablation options (the paper's ablations; the defaults are the deployed design):
+  current_frame=True: the sampler for tick t sees s[t-7..t], built at the start of tick t and sampled
+     synchronously within the tick (waiting at most inference_wait_s), instead of s[t-8..t-1] one tick ahead.
+  replan_every=N > 1: open-loop chunk execution: a chunk's entries execute_index .. execute_index+N-1 are
+     executed one per tick, and a new chunk is sampled only every N ticks (instead of every tick).
 """
 
 from __future__ import annotations
@@ -52,9 +58,17 @@ class PolicyLoop:
     """Owns the per-tick pipeline and its state; not thread-safe: call from the control timer only."""
 
     def __init__(self, config: StackConfig, sampler: Sampler, inference_wait_s: float = 0.0,
-                 reset_sampler: Optional[Callable[[], None]] = None) -> None:
+                 reset_sampler: Optional[Callable[[], None]] = None, current_frame: bool = False,
+                 replan_every: int = 1) -> None:
         """sampler: (obs window, goal window) -> action chunk. reset_sampler: makes the next call start from
-        scratch (a warm-starting runtime must not continue a plan made before a gap in the history)."""
+        scratch (a warm-starting runtime must not continue a plan made before a gap in the history).
+        current_frame, replan_every: the ablations described in the module docstring."""
+        longest = config.action.horizon - config.action.execute_index
+        if not 1 <= replan_every <= longest:
+            raise ValueError(f"replan_every must be in 1..{longest} (chunk entries from execute_index on), "
+                             f"got {replan_every}")
+        self.current_frame = current_frame
+        self.replan_every = replan_every
         self.config = config
         self.builder = ObservationBuilder(config)
         self.history = ObservationHistory.from_config(config)
@@ -102,6 +116,8 @@ class PolicyLoop:
     # ------------------------------------------------------------------------------------------------- tick
     def tick(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample]) -> TickReport:
         fault = self.monitor.check(now, joints, imu)
+        if self.current_frame:  # ablation: s[t] is recorded first, and the chunk for tick t is sampled from it
+            self._record_frame(joints, imu, fault, for_tick=self.ticks)
         latency, missed = self._collect_plan()
         target = self._planned_targets() if fault is None else None
         q_target, dq_target = (None, None) if target is None else target
@@ -111,13 +127,19 @@ class PolicyLoop:
             # why the controller stopped the policy (a sensor fault, an e-stop); passive-state faults such as
             # "no joint state yet" at start-up are not faults of a running robot
             self.last_fault = self.controller.last_fault or fault or self.last_fault
-        self._advance(now, joints, imu, safe, fault)
+        if not self.current_frame:  # s[t] is recorded after acting: the input of tick t+1
+            self._record_frame(joints, imu, fault, for_tick=self.ticks + 1)
+        self._last_q_des = safe.q
+        if fault is None and joints is not None and imu is not None:
+            self._last_action = self.decoder.action(safe.q)
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed)
 
     def _collect_plan(self) -> tuple[float, bool]:
         """Swap in the chunk computed for this tick, or step along the old plan if it is late."""
-        if self._submitted_for is None:
+        if self._submitted_for is None:  # no new chunk due for this tick: step along the current one
+            if self._plan is not None:
+                self._plan_index += 1
             return 0.0, False
         result = self.worker.take(self._submitted_for, self.inference_wait_s)
         self._submitted_for = None
@@ -138,10 +160,16 @@ class PolicyLoop:
             return None
         return self.decoder.chunk_targets(self._plan, self._plan_index)
 
-    def _advance(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample], applied: PDCommand,
-                 fault: Optional[str]) -> None:
-        """Record s[t] with the previous action, remember this tick's action, start the next inference."""
-        self._last_q_des = applied.q
+    def _replan_due(self) -> bool:
+        """Whether the tick after the last executed one needs a new chunk: always with receding horizon, every
+        replan_every ticks when executing chunks open-loop."""
+        executed = self._plan_index - self.config.action.execute_index + 1  # entries of the plan used so far
+        return self._plan is None or executed >= self.replan_every
+
+    def _record_frame(self, joints: Optional[JointSample], imu: Optional[ImuSample], fault: Optional[str],
+                      for_tick: int) -> None:
+        """Record s[t] with the action applied at t-1 and, if a chunk is due, submit the window ending at s[t]
+        as the input for tick `for_tick`."""
         if fault is not None or joints is None or imu is None:
             self._history_broken = True
             return
@@ -153,12 +181,13 @@ class PolicyLoop:
                            np.asarray(imu.angular_velocity, dtype=np.float64))
         obs = self.builder.observation(state, self._last_action)
         goal = self.builder.goal(self.skill.command, self.skill.skill)
-        self._last_action = self.decoder.action(applied.q)
         self.history.push(obs, goal)
-        obs_window, goal_window = self.history.window()  # s[t-7..t]: the input for tick t+1, never for t
-        self.worker.submit(self.ticks + 1, obs_window, goal_window, fresh=self._fresh)
+        if not self._replan_due():
+            return
+        obs_window, goal_window = self.history.window()  # s[t-7..t]: for tick t+1 (delayed) or t (current_frame)
+        self.worker.submit(for_tick, obs_window, goal_window, fresh=self._fresh)
         self._fresh = False
-        self._submitted_for = self.ticks + 1
+        self._submitted_for = for_tick
 
     def close(self) -> None:
         self.worker.close()

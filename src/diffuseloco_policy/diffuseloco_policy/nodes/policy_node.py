@@ -31,6 +31,7 @@ from ..model_file import ModelMismatchError
 from ..policy_loop import PolicyLoop, TickReport
 from ..runtime import load_runtime
 from ..safety import ImuSample, JointSample, PDCommand
+from ..sensor_gate import SensorGate
 from ..timing import TickTiming
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .spin import run_node
@@ -57,6 +58,8 @@ class PolicyNode(Node):
         self.period = 1.0 / self.config.rates.control_hz
         self.timing = TickTiming(self.period)
         self._joints_wall: Optional[float] = None
+        self.leg_gate = SensorGate(self.config.safety.sensor_timeout)
+        self.imu_gate = SensorGate(self.config.safety.sensor_timeout)
 
         self.command_pub = self.create_publisher(MotorCommand, p["motor_command_topic"], 1)
         self.status_pub = self.create_publisher(PolicyStatus, p["status_topic"], 10)
@@ -101,18 +104,31 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------------------------------- callbacks
     def _on_leg_state(self, msg: LegState) -> None:
+        now, stamp = self._now(), stamp_to_seconds(msg.header.stamp)
+        if not self._gate("joint state", self.leg_gate, stamp, now):
+            return
         try:
             state = joint_state_from_msg(msg)
         except ValueError as exc:  # malformed: keep the old sample, which goes stale -> damping
             self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
             return
         self._joints_wall = time.perf_counter()
-        self._joints = JointSample(self.convention.to_model(state.q), self.convention.to_model(state.qd),
-                                   self._now(), stamp_to_seconds(msg.header.stamp))
+        self._joints = JointSample(self.convention.to_model(state.q), self.convention.to_model(state.qd), now, stamp)
 
     def _on_imu(self, msg: Imu) -> None:
+        now, stamp = self._now(), stamp_to_seconds(msg.header.stamp)
+        if not self._gate("IMU", self.imu_gate, stamp, now):
+            return
         reading = imu_reading_from_msg(msg)
-        self._imu = ImuSample(reading.quaternion, reading.gyro, self._now(), stamp_to_seconds(msg.header.stamp))
+        self._imu = ImuSample(reading.quaternion, reading.gyro, now, stamp)
+
+    def _gate(self, stream: str, gate: SensorGate, stamp: float, now: float) -> bool:
+        accepted, note = gate.offer(stamp, now)
+        if note:
+            self.get_logger().warning(f"{stream}: {note}", throttle_duration_sec=1.0)
+        if accepted and note:  # a restarted source: its stamps start over, forget the old stream's
+            self.loop.monitor.reset()
+        return accepted
 
     def _on_skill_command(self, msg: SkillCommand) -> None:
         state = self.loop.set_skill_command(int(msg.skill), msg.vx, msg.vy, msg.yaw_rate)
@@ -164,7 +180,9 @@ class PolicyNode(Node):
             ("state", ControllerState(state).name), ("ticks", self.loop.ticks),
             ("deadline_misses", self.loop.deadline_misses),
             ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
-            *((k, f"{v:.3f}") for k, v in self.timing.summary().items()))]
+            *((k, f"{v:.3f}") for k, v in self.timing.summary().items()),
+            *((f"{name}_{k}", str(v)) for name, gate in (("joint_state", self.leg_gate), ("imu", self.imu_gate))
+              for k, v in vars(gate.counters).items()))]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)

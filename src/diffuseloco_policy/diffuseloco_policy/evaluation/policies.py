@@ -1,0 +1,142 @@
+"""Every policy behind one interface, for PolicyLoop: a timed sampler, its reset, and per-episode hooks.
+
+Policy specs (the CLI's --policy):
+  expert                              the expert controllers (ExpertStandIn), fed the simulator's true velocity
+  models/x.onnx[,warm=K]              an exported model (diffusion, optionally warm-started, or bc_mlp), ONNX Runtime
+  ckpt.safetensors[,warm=K]           a checkpoint through the torch runtime
+  ...,backend=onnx|torch,label=NAME,threads=N   explicit backend, a display name, intra-op threads
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import StackConfig
+from ..runtime import PolicyRuntime, load_runtime
+
+EXPERT = "expert"
+
+
+class EvalPolicy:
+    """A sampler for PolicyLoop that records how long each call takes (in the inference thread)."""
+
+    label: str = "policy"
+    kind: str = "?"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def __call__(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self.sample(obs_window, goal_window)
+        except Exception:
+            with self._lock:
+                self.errors += 1
+            raise
+        finally:
+            with self._lock:
+                self.latencies.append(time.perf_counter() - start)
+
+    def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """PolicyLoop's reset_sampler: forget state carried between calls (a warm start's previous chunk)."""
+
+    def start_episode(self, seed: int) -> None:
+        """A new episode: fresh state, and noise drawn from `seed` so each episode reproduces on its own."""
+        self.reset()
+        with self._lock:
+            self.latencies, self.errors = [], 0
+
+    def before_tick(self, sim: Any) -> None:
+        """Called before each PolicyLoop tick with the simulator (only the expert may read ground truth)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind}
+
+    def close(self) -> None:
+        pass
+
+
+class RuntimePolicy(EvalPolicy):
+    """A trained model through runtime.load_runtime: diffusion or bc_mlp, ONNX or torch."""
+
+    def __init__(self, runtime: PolicyRuntime, label: str, source: str, backend: str) -> None:
+        super().__init__()
+        self.runtime, self.label, self.source, self.backend = runtime, label, source, backend
+        self.kind = runtime.info.spec.kind
+        self._rng = np.random.default_rng(0)
+
+    def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+        return self.runtime.predict(obs_window, goal_window, self._rng)
+
+    def reset(self) -> None:
+        self.runtime.reset()
+
+    def start_episode(self, seed: int) -> None:
+        super().start_episode(seed)
+        self._rng = np.random.default_rng(seed)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "source": self.source, "backend": self.backend,
+                "warm_start_steps": self.runtime.warm_start_steps}
+
+
+class ExpertPolicy(EvalPolicy):
+    """The expert controllers as the policy (simulation only: they need the true body velocity)."""
+
+    kind = "expert"
+
+    def __init__(self, config: StackConfig, label: str = EXPERT) -> None:
+        from ..experts.stand_in import ExpertStandIn
+
+        super().__init__()
+        self.label = label
+        self.stand_in = ExpertStandIn(config)
+
+    def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+        return self.stand_in(obs_window, goal_window)
+
+    def reset(self) -> None:
+        self.stand_in.reset()
+
+    def before_tick(self, sim: Any) -> None:
+        self.stand_in.set_velocity(*sim.base_velocity_body()[:2])  # what experts/rollout.py gives the expert
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """'path,key=value,...' -> (path, options)."""
+    path, *options = spec.split(",")
+    parsed = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key not in ("warm", "backend", "label", "threads"):
+            raise ValueError(f"policy option {option!r} in {spec!r}: expected warm=K, backend=onnx|torch, "
+                             f"label=NAME or threads=N")
+        parsed[key] = value
+    return path, parsed
+
+
+def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
+    path, options = parse_spec(spec)
+    if path == EXPERT:
+        return ExpertPolicy(config, label=options.get("label", EXPERT))
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"policy model {file} does not exist (or use 'expert')")
+    backend = options.get("backend") or ("onnx" if file.suffix == ".onnx" else "torch")
+    warm = int(options["warm"]) if options.get("warm") else None
+    threads = int(options["threads"]) if options.get("threads") else None
+    runtime = load_runtime(file, robot=config, backend=backend, warm_start_steps=warm, intra_op_threads=threads,
+                           seed=seed)
+    label = options.get("label") or f"{file.stem}[{backend}{'' if warm is None else f',warm{warm}'}]"
+    return RuntimePolicy(runtime, label, str(file), backend)

@@ -1,0 +1,175 @@
+"""The evaluation CLI: policies through the deployed PolicyLoop in the simulator, metrics from ground truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.evaluation import EvalPolicy, LoopOptions, load_matrix, make_policy, run_episode
+from diffuseloco_policy.evaluation.cli import evaluate, main
+from diffuseloco_policy.pd_targets import ActionDecoder
+from diffuseloco_policy.sim import CyberDogSim, SimConfig
+
+from tiny_model import export_standing_model
+
+CONFIG = load_config()
+
+
+@pytest.fixture(scope="module")
+def standing_model(tmp_path_factory):
+    return export_standing_model(tmp_path_factory.mktemp("model") / "standing.onnx")
+
+
+@pytest.fixture(scope="module")
+def cli_run(standing_model, tmp_path_factory):
+    """The CLI end to end on the tiny matrix: the standing model and the experts."""
+    out = tmp_path_factory.mktemp("eval")
+    assert main(["--policy", str(standing_model), "--policy", "expert", "--scenarios", "eval_tiny",
+                 "--out", str(out)]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_cli_writes_results_json_markdown_and_plots(cli_run):
+    out, report = cli_run
+    labels = [p["label"] for p in report["policies"]]
+    assert labels == ["standing[onnx]", "expert"]
+    assert report["policies"][0]["kind"] == "diffusion" and report["policies"][1]["kind"] == "expert"
+    for label in labels:
+        episodes = report["episodes"][label]
+        assert {e["scenario"] for e in episodes} == {"trot_vx+0.50", "stand_to_trot"}
+        assert all(e["latency"]["calls"] > 100 and e["deadline_misses"] == 0 for e in episodes)
+        assert set(report["summary"][label]["groups"]) == {"speed", "switch"}
+    table = (out / "results.md").read_text()
+    assert "| standing[onnx] | speed |" in table and "| expert | switch |" in table
+    assert report["plots"] and all((out / p).stat().st_size > 1000 for p in report["plots"])
+    assert any(p.startswith("velocity_") for p in report["plots"])
+    assert any(p.startswith("contacts_") for p in report["plots"])
+
+
+def test_a_standing_policy_asked_to_trot_fails_the_metrics(cli_run):
+    """The tiny model only holds the default pose: asked to trot at 0.5 m/s it stays put, so the ground-truth
+    tracking error is ~0.5 and the switch to trot is not a success (no diagonal gait appears)."""
+    _, report = cli_run
+    summary = report["summary"]["standing[onnx]"]
+    speed = summary["scenarios"]["trot_vx+0.50"]
+    assert speed["error_vx"] == pytest.approx(0.5, abs=0.05)
+    switch = summary["groups"]["switch"]
+    assert switch["transitions"] == 1 and switch["transition_success"] == 0.0
+    assert summary["skills"]["trot"]["gait"]["four_feet_share"] > 0.9
+
+
+def test_the_experts_track_better_than_the_standing_policy(cli_run):
+    _, report = cli_run
+    expert, standing = report["summary"]["expert"], report["summary"]["standing[onnx]"]
+    assert expert["overall"]["falls"] == 0
+    assert expert["scenarios"]["trot_vx+0.50"]["error_vx"] < 0.15
+    assert expert["overall"]["error_vx"] < standing["overall"]["error_vx"] - 0.2
+    assert expert["groups"]["switch"]["transition_success"] == 1.0
+    assert expert["skills"]["trot"]["gait"]["diagonal"] > 0.8
+
+
+def _trot_only(duration: float = 1.5):
+    matrix = load_matrix("eval_tiny", CONFIG)
+    trot = next(s for s in matrix.scenarios if s.name == "trot_vx+0.50")
+    return dataclasses.replace(matrix, scenarios=(dataclasses.replace(trot, duration_s=duration),))
+
+
+def test_ablation_variants_are_run_and_reported(standing_model, tmp_path):
+    report = evaluate([str(standing_model)], _trot_only(), CONFIG, seeds=1, out=tmp_path,
+                      ablations=["current_frame", "open_loop_chunk"], plots=False, log=lambda *_: None)
+    by_label = {p["label"]: p for p in report["policies"]}
+    assert set(by_label) == {"standing[onnx] (current_frame)", "standing[onnx] (open_loop_chunk8)"}
+    assert by_label["standing[onnx] (current_frame)"]["current_frame"] is True
+    assert by_label["standing[onnx] (open_loop_chunk8)"]["replan_every"] == 8
+    calls = {label: report["episodes"][label][0]["latency"]["calls"] for label in by_label}
+    # open loop: one chunk per 8 ticks instead of one per tick
+    assert calls["standing[onnx] (open_loop_chunk8)"] < calls["standing[onnx] (current_frame)"] / 6
+
+
+def test_episodes_are_reproducible(standing_model):
+    matrix = _trot_only(1.0)
+    sim = CyberDogSim(CONFIG, SimConfig.randomized().without_pushes())
+    policy = make_policy(f"{standing_model},warm=2", CONFIG)
+    first, trace_a = run_episode(CONFIG, sim, policy, matrix.scenarios[0], matrix, seed=3)
+    second, trace_b = run_episode(CONFIG, sim, policy, matrix.scenarios[0], matrix, seed=3)
+    np.testing.assert_array_equal(trace_a.achieved, trace_b.achieved)
+    assert first["segments"] == second["segments"]
+
+
+class Collapse(EvalPolicy):
+    """A 'policy' that folds the legs: the robot lies down, which must count as a fall."""
+
+    label = kind = "collapse"
+
+    def sample(self, obs_window, goal_window):
+        action = ActionDecoder(CONFIG).action(np.asarray(CONFIG.controller.lying_pose))
+        return np.repeat(action[None], CONFIG.action.horizon, axis=0)
+
+
+def test_a_collapsing_policy_is_a_fall_and_ends_the_episode():
+    matrix = _trot_only(3.0)
+    sim = CyberDogSim(CONFIG)
+    result, trace = run_episode(CONFIG, sim, Collapse(), matrix.scenarios[0], matrix, seed=0,
+                                options=LoopOptions(inference_wait_s=1.0))
+    assert result["fell"] and result["fall_reason"] == "fallen"
+    assert result["survival_s"] < 3.0 and trace.t[-1] == pytest.approx(result["fall_time_s"])
+
+
+def test_default_matrix_covers_speeds_turns_and_every_skill_switch():
+    matrix = load_matrix("eval_default", CONFIG)
+    names = {s.name for s in matrix.scenarios}
+    skills = [s.name for s in CONFIG.skills]
+    moving = [s for s in CONFIG.skills if s.vx != (0.0, 0.0)]
+    for a in skills:
+        for b in skills:
+            if a != b:
+                assert f"{a}_to_{b}" in names
+    for skill in moving:
+        assert f"{skill.name}_turn_left" in names and f"{skill.name}_turn_right" in names
+        speeds = [s for s in matrix.scenarios if s.group == "speed" and s.segments[-1].skill == skill.id]
+        assert len(speeds) >= 2
+        assert all(skill.vx[0] <= s.segments[-1].command[0] <= skill.vx[1] for s in speeds)
+    left = next(s for s in matrix.scenarios if s.name == "trot_turn_left")
+    assert left.segments[-1].command[2] > 0
+    assert matrix.randomized and matrix.seeds == 5
+    assert all(s.duration_s == 20.0 and s.segments[0].lead_in for s in matrix.scenarios)
+    switch = next(s for s in matrix.scenarios if s.name == "trot_to_pace")
+    assert [seg.skill for seg in switch.segments] == [0, CONFIG.skill("trot").id, CONFIG.skill("pace").id]
+
+
+def _standing_policy(kind: str):
+    """A tiny untrained policy of `kind` whose actions stay within +-0.02 (the legs hold the default pose)."""
+    import torch
+
+    from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, build_policy
+    from diffuseloco_policy.diffusion.mlp import MLPConfig
+    from diffuseloco_policy.normalizer import PolicyNormalizer
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    normalizer = PolicyNormalizer.fit(rng.normal(size=(64, CONFIG.observation.obs_dim)),
+                                      rng.normal(size=(64, CONFIG.observation.goal_dim)),
+                                      rng.uniform(-0.02, 0.02, size=(64, 12)))
+    spec = ModelSpec(kind=kind, denoiser=DenoiserConfig(width=32, heads=2, layers=1, dropout_attn=0.0),
+                     mlp=MLPConfig(hidden=(32,)))
+    return build_policy(CONFIG, spec, normalizer)
+
+
+def test_mlp_baseline_onnx_and_torch_checkpoints_run_through_the_same_loop(tmp_path):
+    from diffuseloco_policy.export import export_onnx
+    from diffuseloco_policy.model_file import save_checkpoint
+
+    mlp_onnx = export_onnx(_standing_policy("bc_mlp"), CONFIG, tmp_path / "mlp.onnx")[0]
+    diffusion_ckpt = save_checkpoint(tmp_path / "diffusion.safetensors", _standing_policy("diffusion"), CONFIG)
+    report = evaluate([str(mlp_onnx), f"{diffusion_ckpt},warm=2,label=torch-diffusion"], _trot_only(2.0), CONFIG,
+                      seeds=1, out=tmp_path / "out", ablations=["none"], plots=False, log=lambda *_: None)
+    kinds = {p["label"]: (p["kind"], p["backend"], p["warm_start_steps"]) for p in report["policies"]}
+    assert kinds == {"mlp[onnx]": ("bc_mlp", "onnx", None), "torch-diffusion": ("diffusion", "torch", 2)}
+    for label in kinds:
+        episode = report["episodes"][label][0]
+        assert not episode["fell"] and episode["sampler_errors"] == 0 and episode["latency"]["calls"] > 50
+        assert report["summary"][label]["overall"]["error_vx"] == pytest.approx(0.5, abs=0.1)
