@@ -137,12 +137,14 @@ def test_dataset_matches_the_known_values(bag, tmp_path):
     np.testing.assert_allclose(last[1:35], expected_action[0:34], atol=2e-6)
     np.testing.assert_array_equal(last[35], np.zeros(12))
     np.testing.assert_allclose(last[36:], expected_action[35:-1], atol=2e-6)
-    # Goal: trot, the command clamped to the skill's range as the policy clamps it (vx 2.0 -> 1.0 from 1.5 s on).
+    # Goal: trot, the command clamped to the skill's range as the policy clamps it (vx 2.0 -> the top of the trot
+    # range from 1.5 s on).
     assert np.all(data["skill"] == 1)
     late = np.array([command_time(k) >= T0 + 1500 * MS for k in kept])
     np.testing.assert_allclose(data["command"][~late], np.tile([0.5, 0.1, 0.2], (np.sum(~late), 1)), atol=1e-6)
-    np.testing.assert_allclose(data["command"][late], np.tile([1.0, 0.1, 0.2], (np.sum(late), 1)), atol=1e-6)
-    np.testing.assert_allclose(data["goal"][late][0], [2.0, 0.2, 0.05, 0, 1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(data["command"][late], np.tile([CONFIG.skill("trot").vx[1], 0.1, 0.2], (np.sum(late), 1)), atol=1e-6)
+    np.testing.assert_allclose(data["goal"][late][0], [2.0 * CONFIG.skill("trot").vx[1], 0.2, 0.05, 0, 1, 0, 0],
+                               atol=1e-6)
 
 
 def test_status_can_be_ignored_and_short_episodes_dropped(bag, tmp_path):

@@ -280,3 +280,29 @@ def test_receding_horizon_default_replans_every_tick():
 def test_open_loop_interval_must_fit_the_chunk():
     with pytest.raises(ValueError, match="replan_every"):
         PolicyLoop(CONFIG, zero_sampler, replan_every=HORIZON - E + 1)
+
+
+def test_late_chunks_are_still_used_and_the_misses_counted(sim):
+    """A sampler slower than the tick: every tick misses its deadline, yet each chunk that does finish becomes
+    the plan (entered at the tick it has reached), so the robot never runs on a plan older than one sample."""
+    calls = []
+
+    def slow_sampler(obs, goal):
+        time.sleep(1.6 * DT)
+        calls.append(len(calls))
+        return np.full((HORIZON, JOINTS), 0.001 * len(calls))
+
+    loop = PolicyLoop(CONFIG, slow_sampler, inference_wait_s=0.0)
+    try:
+        run(loop, sim, 2)
+        loop.request(ControllerRequest.STAND_UP)
+        run(loop, sim, int(CONFIG.controller.stand_up_duration / DT) + 5, t0=2 * DT, wait=DT)
+        loop.request(ControllerRequest.RUN)
+        misses_before = loop.deadline_misses
+        reports = run(loop, sim, 30, t0=10.0, wait=DT)
+    finally:
+        loop.close()
+    assert loop.deadline_misses - misses_before >= 20
+    offsets = {round(float(np.mean(r.command.q - np.asarray(CONFIG.robot.default_pose))) / CONFIG.action.scale, 4)
+               for r in reports}
+    assert len(offsets) >= 5, offsets   # the plan kept changing as late chunks arrived

@@ -295,9 +295,11 @@ def test_keys_step_the_velocity_and_clamp_to_the_skill_range():
 
 
 def test_skill_keys_clamp_the_current_velocity_into_the_new_range():
-    cmd, _ = press("wwwwwwwwdd")          # trot at vx 0.8, vy -0.2
-    cmd, results = press("4", cmd)        # bound: vy must be 0
-    assert cmd.skill == STACK.skill("bound").id and cmd.vx == pytest.approx(0.8) and cmd.vy == 0.0
+    cmd, _ = press("wwwwwwwwdd")          # trot at vx up to 0.8 (clamped to the trot range), vy -0.2
+    cmd, results = press("4", cmd)        # bound: vy must be 0, vx within the bound range
+    bound, trot = STACK.skill("bound"), STACK.skill("trot")
+    assert cmd.skill == bound.id and cmd.vy == 0.0
+    assert cmd.vx == pytest.approx(min(0.8, trot.vx[1], bound.vx[1]))
     assert "clamped" in results[0].message
     cmd, _ = press("1", cmd)
     assert cmd.skill == 0 and (cmd.vx, cmd.vy, cmd.yaw_rate) == (0.0, 0.0, 0.0)
@@ -333,7 +335,7 @@ def test_keyboard_mapping_validation():
 
 @pytest.mark.parametrize("skill,velocity,expect", [
     ("trot", (0.5, 0.1, 0.2), (0.5, 0.1, 0.2)),
-    (1, (5.0, -5.0, 0.0), (1.0, -0.3, 0.0)),
+    (1, (5.0, -5.0, 0.0), (STACK.skill("trot").vx[1], STACK.skill("trot").vy[0], 0.0)),
     ("stand", (1.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
 ])
 def test_make_command_clamps(skill, velocity, expect):

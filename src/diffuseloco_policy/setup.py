@@ -30,6 +30,7 @@ setup(
             "keyboard_teleop = diffuseloco_policy.nodes.keyboard_teleop:main",
             "script_teleop = diffuseloco_policy.nodes.script_teleop:main",
             "recorder = diffuseloco_policy.nodes.recorder:main",
+            "lcm_bridge = diffuseloco_policy.nodes.lcm_bridge_node:main",
             "bag2dataset = diffuseloco_policy.data.bag2dataset:main",
         ],
     },

@@ -15,14 +15,19 @@ from diffuseloco_policy.export import export_onnx
 from diffuseloco_policy.normalizer import PolicyNormalizer
 
 
-def export_standing_model(path: Path, seed: int = 0) -> Path:
-    config = load_config()
+def export_standing_model(path: Path, seed: int = 0, config_path: Path | None = None, preset: str | None = None,
+                          action_range: float = 0.02) -> Path:
+    """preset: a DenoiserConfig preset (default: a 64-wide, 2-layer transformer); action_range: the normalizer's
+    action span (0.02 stands still; large values give wild actions for tests that need unsafe proposals)."""
+    config = load_config(config_path)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     normalizer = PolicyNormalizer.fit(rng.normal(size=(256, config.observation.obs_dim)),
                                       rng.normal(size=(256, config.observation.goal_dim)),
-                                      rng.uniform(-0.02, 0.02, size=(256, 12)))
-    spec = ModelSpec(kind="diffusion", denoiser=DenoiserConfig(width=64, heads=4, layers=2, dropout_attn=0.0),
+                                      rng.uniform(-action_range, action_range, size=(256, 12)))
+    denoiser = (DenoiserConfig.preset(preset) if preset else
+                DenoiserConfig(width=64, heads=4, layers=2, dropout_attn=0.0))
+    spec = ModelSpec(kind="diffusion", denoiser=denoiser,
                      scheduler=SchedulerConfig(kind="ddpm", num_inference_steps=10), warm_start_steps=2)
-    policy = build_policy(config, spec, normalizer)
+    policy = build_policy(config, spec, normalizer).eval()
     return export_onnx(policy, config, path, warm_steps=(2,))[0]

@@ -24,6 +24,7 @@ EXECUTABLES = {
     "keyboard_teleop": "diffuseloco_policy.nodes.keyboard_teleop",
     "script_teleop": "diffuseloco_policy.nodes.script_teleop",
     "recorder": "diffuseloco_policy.nodes.recorder",
+    "lcm_bridge": "diffuseloco_policy.nodes.lcm_bridge_node",
 }
 TELEOP_KINDS = ("joy", "keyboard", "script", "none")
 
@@ -56,7 +57,8 @@ def config_dir() -> Path:
 
 def graph(target: str, model: str = "", teleop: str = "joy", record: bool = False) -> list[NodeSpec]:
     """The nodes for `target` ('sim' or 'robot'). On the robot the joint and IMU topics come from the LCM bridge
-    (started beside the motor SDK); in simulation from the MuJoCo node on the very same topics."""
+    (lcm_bridge, talking to the motor SDK's firmware over LCM); in simulation from the MuJoCo node on the very
+    same topics."""
     if target not in ("sim", "robot"):
         raise ValueError(f"unknown target {target!r}: expected 'sim' or 'robot'")
     if teleop not in TELEOP_KINDS:
@@ -65,6 +67,8 @@ def graph(target: str, model: str = "", teleop: str = "joy", record: bool = Fals
     nodes = [NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy", policy_params)]
     if target == "sim":
         nodes.insert(0, NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"))
+    else:
+        nodes.insert(0, NodeSpec("diffuseloco_policy", "lcm_bridge", "lcm_bridge"))
     teleop_executable = {"joy": "teleop_node", "keyboard": "keyboard_teleop", "script": "script_teleop"}
     if teleop in teleop_executable:
         nodes.append(NodeSpec("diffuseloco_policy", teleop_executable[teleop], "teleop"))

@@ -174,10 +174,13 @@ class SafetyConfig:
     quaternion_tolerance: float = 0.02             # allowed |norm(q) - 1|
     max_tilt: float = 1.0                          # rad, roll or pitch beyond this is a fault
     joint_velocity_fault: float = 38.19            # rad/s, measured |qd| beyond this is a fault
+    # rad a measured joint may be beyond its mechanical limit before it counts as a sensor or message error
+    # (e.g. a joint array sent one element short arrives zero-padded: a zero knee is far outside its range)
+    joint_limit_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
         positive = ("kp_max", "kd_max", "torque_limit", "velocity_limit", "sensor_timeout",
-                    "quaternion_tolerance", "max_tilt", "joint_velocity_fault")
+                    "quaternion_tolerance", "max_tilt", "joint_velocity_fault", "joint_limit_tolerance")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"safety.{name} must be positive, got {getattr(self, name)}")

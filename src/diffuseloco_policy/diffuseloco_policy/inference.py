@@ -58,17 +58,22 @@ class InferenceWorker:
             return not busy
 
     def take(self, tick: int, wait_s: float = 0.0) -> Optional[InferenceResult]:
-        """The result for `tick` if it is ready (waiting at most wait_s); None otherwise (a deadline miss)."""
+        """The newest finished result for `tick` or an earlier tick, waiting at most wait_s for the one for
+        `tick`. A late result (result.tick < tick) is still the freshest plan there is: the caller steps into it
+        by the ticks it is late. None if nothing has finished since the last take."""
         deadline = time.monotonic() + wait_s
         with self._cond:
             while True:
                 if self._result is not None and self._result.tick == tick:
-                    result, self._result = self._result, None
-                    return result
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return None
+                    break
                 self._cond.wait(remaining)
+            if self._result is None or self._result.tick > tick:
+                return None
+            result, self._result = self._result, None
+            return result
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Block until no job is queued or running (True), or timeout_s passed (False). For simulation

@@ -1,8 +1,10 @@
 """The one place where joint values cross between the motor SDK's convention and the model's.
 
 Both conventions use the SDK's joint order (FR, FL, RR, RL legs, each abad, hip, knee). They differ in sign: the
-SDK's user side (LCM `motor_ctrl` / `leg_control_data`, and our `cyberdog_msgs`) flips hip and knee relative to
-the firmware's internal convention, in which the knee is positive when bent. The policy, its observations, the
+SDK's user side (its C++ CustomInterface structs, and our `cyberdog_msgs`) flips hip and knee relative to the
+firmware's internal convention, in which the knee is positive when bent. The LCM wire itself (`motor_ctrl`,
+`leg_control_data`) carries the INTERNAL convention: CustomInterface applies the flip on both ways (checked in
+the SDK sources; bridge/lcm_bridge.py does the same with this class). The policy, its observations, the
 experts and the MuJoCo model all use the internal ("model") convention. The map is its own inverse, so one
 function per direction would just be the same multiplication: `to_sdk` and `to_model` exist for readability.
 Gains (kp, kd) carry no sign; positions, velocities and torques flip.

@@ -136,24 +136,29 @@ class PolicyLoop:
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed)
 
     def _collect_plan(self) -> tuple[float, bool]:
-        """Swap in the chunk computed for this tick, or step along the old plan if it is late."""
+        """Swap in the chunk computed for this tick. If it is late, count a deadline miss and use the newest chunk
+        that did finish (stepping into it by the ticks it is late), else step along the current plan."""
         if self._submitted_for is None:  # no new chunk due for this tick: step along the current one
             if self._plan is not None:
                 self._plan_index += 1
             return 0.0, False
         result = self.worker.take(self._submitted_for, self.inference_wait_s)
-        self._submitted_for = None
-        if result is None:
-            self.deadline_misses += 1
+        missed = result is None or result.tick != self._submitted_for
+        self.deadline_misses += int(missed)
+        # a late chunk is awaited again next tick (the default flow submits a newer one anyway)
+        self._submitted_for = self._submitted_for + 1 if missed else None
+        if missed:
             self._plan_index += 1
-            return self.last_latency_s, True
+        if result is None:
+            return self.last_latency_s, missed
         self.last_latency_s = result.latency_s
         if result.error:
             self.last_fault = result.error
             self._plan = None
-            return result.latency_s, False
-        self._plan, self._plan_index = result.chunk, self.config.action.execute_index
-        return result.latency_s, False
+            return result.latency_s, missed
+        late = self.ticks - result.tick
+        self._plan, self._plan_index = result.chunk, self.config.action.execute_index + late
+        return result.latency_s, missed
 
     def _planned_targets(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
         if self._plan is None or self._plan_index >= len(self._plan):

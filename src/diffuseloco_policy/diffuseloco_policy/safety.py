@@ -254,6 +254,9 @@ class SensorMonitor:
         self.quaternion_tolerance = safety.quaternion_tolerance
         self.max_tilt = safety.max_tilt
         self.joint_velocity_fault = safety.joint_velocity_fault
+        self.q_low = np.asarray(config.robot.position_lower) - safety.joint_limit_tolerance
+        self.q_high = np.asarray(config.robot.position_upper) + safety.joint_limit_tolerance
+        self.joint_names = config.robot.joint_names
         self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock()}
 
     def reset(self) -> None:
@@ -279,6 +282,10 @@ class SensorMonitor:
         dq, fault = _finite_vector(sample.dq, self.num_joints, "joint velocities")
         if fault:
             return fault
+        outside = (q < self.q_low) | (q > self.q_high)
+        if np.any(outside):
+            j = int(np.argmax(outside))
+            return f"joint position {q[j]:.2f} rad of {self.joint_names[j]} beyond its limit: sensor or message error"
         fast = np.abs(dq) > self.joint_velocity_fault
         if np.any(fast):
             j = int(np.argmax(np.abs(dq)))

@@ -120,8 +120,11 @@ class ExpertController:
         if not standing:
             self.clock.advance(self.dt)
         self.nominal[:, 1] = kin.HIP_ORIGINS[:, 1] + kin.SIDE * (kin.ABAD_OFFSET - self.clock.inward)
+        self.nominal[:, 0] = kin.HIP_ORIGINS[:, 0] + self.p.com_shift_x - np.sign(kin.HIP_ORIGINS[:, 0]) * self.clock.gather
         pos, vel = self._foot_plan(v_eff, measured, standing)
         pos[:, 2] += self._posture_offsets(state)
+        if not standing:
+            pos[:, :2] += self._stance_attitude_offsets(state)
         target, target_next = self._joint_targets(pos, vel, state)
         target = self._limit(target, self.last_target)
         target_next = self._limit(target_next, target)
@@ -233,6 +236,27 @@ class ExpertController:
         p = self.p
         return p.posture_gain * (roll * y - pitch * x) + p.posture_rate_gain * (wx * y - wy * x)
 
+    def _stance_attitude_offsets(self, state: RobotState) -> np.ndarray:
+        """Horizontal shifts of the loaded feet that level the trunk when one pair carries it (pace, bound).
+
+        A lateral pair (pace) cannot resist roll with its vertical forces (both feet are on the support line),
+        a front or rear pair (bound) cannot resist pitch: only ground forces in y (abad) or x (hip) below the
+        COM can. Shifting the stance feet by +k roll in y and -k pitch in x (plus rate damping) makes the leg PD
+        push the ground that way: a roll/pitch posture loop through the stance legs. Weighted by each foot's
+        planned load share (full when its pair carries the trunk alone, half in four-feet phases, ramped at
+        touchdown and lift-off), so swing feet are untouched and nothing jumps at the handovers.
+        """
+        gait = self.clock.target
+        (kr, dr), (kpi, dpi) = gait.stance_roll, gait.stance_pitch
+        if kr == dr == kpi == dpi == 0.0:
+            return np.zeros((4, 2))
+        g = projected_gravity(state.quaternion)
+        roll, pitch = np.arctan2(-g[1], -g[2]), np.arcsin(np.clip(g[0], -1.0, 1.0))
+        wx, wy = state.angular_velocity[0], state.angular_velocity[1]
+        load = np.clip(self._load_share() * 2.0, 0.0, 1.0)
+        shift = np.array([-(kpi * pitch + dpi * wy), kr * roll + dr * wx])
+        return np.clip(load[:, None] * shift[None, :], -0.04, 0.04)
+
     # ------------------------------------------------------------------------------------------ joints
     def _joint_targets(self, pos: np.ndarray, vel: np.ndarray, state: RobotState) -> tuple[np.ndarray, np.ndarray]:
         """IK, velocity feed-forward through the plan, gravity feed-forward through a filtered position offset.
@@ -270,6 +294,15 @@ class ExpertController:
         out[:, 2] = kin.HIP_ORIGINS[:, 2] + rel[:, 2] * scale
         return out
 
+    def _load_weight(self, ahead: float = 0.0) -> np.ndarray:
+        """How loaded each foot is planned to be, 0 (in the air) .. 1 (stance), with the touchdown/lift-off ramps."""
+        phase = self.clock.leg_phases(self.p.lookahead + ahead)
+        duty, period = self.clock.duty, self.clock.period
+        since_touchdown = np.where(phase < duty, phase, phase - 1.0) * period   # < 0 in swing: time to touchdown
+        until_liftoff = (duty - phase) * period                                   # < 0 in swing: since lift-off
+        ramp = np.clip((np.minimum(since_touchdown, until_liftoff) + self.p.load_lead) / self.p.load_ramp, 0.0, 1.0)
+        return np.where(self.latched, 1.0, ramp)
+
     def _load_share(self, ahead: float = 0.0) -> np.ndarray:
         """Fraction of the body weight each foot carries (1 / the number of feet a gait keeps down), ramped over
         `load_ramp` seconds starting `load_lead` before touchdown and ending `load_lead` after lift-off, so the
@@ -277,12 +310,10 @@ class ExpertController:
         """
         if self.latched.all():
             return np.full(4, 0.25)
-        phase = self.clock.leg_phases(self.p.lookahead + ahead)
-        duty, period = self.clock.duty, self.clock.period
-        since_touchdown = np.where(phase < duty, phase, phase - 1.0) * period   # < 0 in swing: time to touchdown
-        until_liftoff = (duty - phase) * period                                   # < 0 in swing: since lift-off
-        ramp = np.clip((np.minimum(since_touchdown, until_liftoff) + self.p.load_lead) / self.p.load_ramp, 0.0, 1.0)
-        weight = np.where(self.latched, 1.0, ramp)
+        weight = self._load_weight(ahead)
+        duty = self.clock.duty
+        if duty > 0.5 + 1e-6:    # gaits with four-feet phases: the weight is shared by the feet that are down
+            return weight / max(float(weight.sum()), 2.0)
         return weight / max(4.0 * self.clock.duty, float(self.latched.sum()))
 
     def _limit(self, target: np.ndarray, previous: np.ndarray) -> np.ndarray:

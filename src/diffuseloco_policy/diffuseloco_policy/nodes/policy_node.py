@@ -188,7 +188,9 @@ class PolicyNode(Node):
         self.diag_pub.publish(array)
 
     def destroy_node(self) -> None:
-        self.loop.close()
+        loop = getattr(self, "loop", None)  # absent when the constructor refused the model
+        if loop is not None:
+            loop.close()
         super().destroy_node()
 
 

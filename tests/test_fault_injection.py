@@ -1,0 +1,389 @@
+"""Fault-injection suite: bad input through real topics (and bad model files) against the running nodes.
+
+For every case: the defined safe reaction happens, the reason is reported, no published command is ever outside
+the limits, and no node crashes. The test process plays the robot (joint state and IMU at 200 Hz), the joystick
+and the operator. docs/fault_injection.md lists the cases and reactions; `test_the_suite_detects_a_disabled_safety_layer`
+proves the checks can fail.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sensor_msgs.msg import Joy
+
+from cyberdog_msgs.msg import LegState
+from diffuseloco_bringup.graph import NodeSpec, params_file
+from diffuseloco_bringup.run import Graph, node_command
+from diffuseloco_msgs.msg import PolicyStatus
+from diffuseloco_msgs.srv import SetControllerState
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.joints import JointConvention
+from ros_probe import Probe
+from test_ros_graph import assert_safe, write_params
+from tiny_model import export_standing_model
+
+CONFIG = load_config()
+STAND_SDK = JointConvention(CONFIG.robot).to_sdk(np.asarray(CONFIG.robot.default_pose))
+R = SetControllerState.Request
+S = PolicyStatus
+
+
+class FakeRobot:
+    """Publishes joint state and IMU from a thread; tests change what (and how) it publishes on the fly."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.period = 0.005
+        self.stamp_offset = 0.0        # added to the node clock in the message stamps
+        self.frozen_stamp = None       # if set: every message carries this stamp (a stuck source)
+        self.q, self.qd = STAND_SDK.copy(), np.zeros(12)
+        self.quaternion, self.gyro = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
+        self.running = threading.Event()
+        self.running.set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def healthy(self) -> None:
+        self.period, self.stamp_offset, self.frozen_stamp = 0.005, self.stamp_offset, None
+        self.q, self.qd = STAND_SDK.copy(), np.zeros(12)
+        self.quaternion, self.gyro = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
+        self.running.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.running.is_set():
+                self.publish()
+            time.sleep(self.period)
+
+    def publish(self, stamp_shift: float = 0.0) -> None:
+        node = self.probe.node
+        now = node.get_clock().now().nanoseconds * 1e-9
+        t = self.frozen_stamp if self.frozen_stamp is not None else now + self.stamp_offset + stamp_shift
+        sec = int(t)
+        leg = LegState()
+        leg.header.stamp.sec, leg.header.stamp.nanosec = sec, int((t - sec) * 1e9)
+        leg.q, leg.qd = self.q.astype(np.float32), self.qd.astype(np.float32)
+        self.probe.leg_pub.publish(leg)
+        imu = self.probe_imu(leg.header.stamp)
+        self.probe.imu_pub.publish(imu)
+
+    def probe_imu(self, stamp):
+        from sensor_msgs.msg import Imu
+
+        imu = Imu()
+        imu.header.stamp = stamp
+        imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = (float(v) for v in self.quaternion)
+        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in self.gyro)
+        return imu
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return export_standing_model(tmp_path_factory.mktemp("model") / "policy.onnx")
+
+
+@pytest.fixture(scope="module")
+def policy_node(model, tmp_path_factory):
+    params = write_params(tmp_path_factory.mktemp("params"), model)
+    graph = Graph([NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
+    graph.start()
+    probe = Probe()
+    robot = FakeRobot(probe)
+    try:
+        probe.wait_for(lambda: probe.latest_status() is not None, 60.0, "the policy node's status")
+        yield graph, probe, robot
+    finally:
+        robot.close()
+        probe.close()
+        graph.stop()
+
+
+def stand_up(probe: Probe, robot: FakeRobot) -> None:
+    """Healthy sensors, controller STANDING_UP (from whatever state the previous case left)."""
+    robot.healthy()
+    if probe.latest_status().state == S.STATE_ESTOP:
+        probe.wait_for(lambda: probe.request(R.REQUEST_CLEAR_ESTOP).accepted, 5.0, "CLEAR_ESTOP")
+    probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 15.0, "STAND_UP accepted")
+    probe.wait_for(lambda: probe.latest_status().state == S.STATE_STANDING_UP, 1.0, "STANDING_UP")
+
+
+def inject(robot: FakeRobot, case: str) -> None:
+    if case == "nan_joint_position":
+        robot.q = STAND_SDK.copy()
+        robot.q[4] = np.nan
+    elif case == "inf_joint_velocity":
+        robot.qd = np.zeros(12)
+        robot.qd[7] = np.inf
+    elif case == "inf_imu_gyro":
+        robot.gyro = np.array([0.0, np.inf, 0.0])
+    elif case == "nan_imu_quaternion":
+        robot.quaternion = np.array([np.nan, 0.0, 0.0, 0.0])
+    elif case == "non_unit_quaternion":
+        robot.quaternion = np.array([1.2, 0.0, 0.0, 0.0])
+    elif case == "attitude_beyond_limit":
+        robot.quaternion = np.array([np.cos(0.7), np.sin(0.7), 0.0, 0.0])  # roll 1.4 rad
+    elif case == "joint_velocity_beyond_limit":
+        robot.qd = np.full(12, 60.0)
+    elif case == "sensors_silent":
+        robot.running.clear()
+    elif case == "stuck_source_repeats_stamp":
+        robot.frozen_stamp = robot.probe.node.get_clock().now().nanoseconds * 1e-9
+    else:
+        raise ValueError(case)
+
+
+# case -> words the reported reason must contain
+DAMPING_CASES = {
+    "nan_joint_position": "nan or inf",
+    "inf_joint_velocity": "nan or inf",
+    "inf_imu_gyro": "nan or inf",
+    "nan_imu_quaternion": "nan or inf",
+    "non_unit_quaternion": "norm",
+    "attitude_beyond_limit": "attitude",
+    "joint_velocity_beyond_limit": "joint velocity",
+    "sensors_silent": "stale",
+    "stuck_source_repeats_stamp": "stale",
+}
+
+
+@pytest.mark.parametrize("case", DAMPING_CASES)
+def test_bad_sensor_data_leads_to_damping_with_the_reason(policy_node, case):
+    _, probe, robot = policy_node
+    stand_up(probe, robot)
+    start = probe.now()
+    inject(robot, case)
+    probe.wait_for(lambda: probe.latest_status().state == S.STATE_DAMPING, 1.0, f"DAMPING on {case}")
+    assert DAMPING_CASES[case] in probe.latest_status().last_fault.lower(), probe.latest_status().last_fault
+    time.sleep(0.1)
+    damped = probe.commands_since(probe.now() - 0.06)
+    assert damped and all(np.all(np.asarray(c.kp_des) == 0) for _, c in damped)
+    assert_safe(probe.commands_since(start - 1.0))
+
+
+def test_out_of_order_messages_are_dropped_without_stopping(policy_node):
+    graph, probe, robot = policy_node
+    stand_up(probe, robot)
+    start = probe.now()
+    for _ in range(50):                       # 50 late messages interleaved with the healthy stream
+        robot.publish(stamp_shift=-0.5)
+        time.sleep(0.004)
+    time.sleep(0.2)
+    assert probe.latest_status().state == S.STATE_STANDING_UP, probe.latest_status().last_fault
+    assert graph.processes[0][1].poll() is None
+    assert_safe(probe.commands_since(start - 1.0))
+
+
+def test_a_message_burst_at_ten_times_the_rate_is_absorbed(policy_node):
+    graph, probe, robot = policy_node
+    stand_up(probe, robot)
+    start = probe.now()
+    robot.period = 0.0005                     # 2 kHz instead of 200 Hz, for a second
+    time.sleep(1.0)
+    robot.period = 0.005
+    window = probe.commands_since(start + 0.1)
+    rate = (len(window) - 1) / (window[-1][0] - window[0][0])
+    assert abs(rate - CONFIG.rates.control_hz) <= 0.1 * CONFIG.rates.control_hz, f"{rate:.1f} Hz"
+    assert probe.latest_status().state == S.STATE_STANDING_UP, probe.latest_status().last_fault
+    assert_safe(probe.commands_since(start - 1.0))
+
+
+def test_a_restarted_sensor_source_damps_then_is_accepted_again(policy_node):
+    _, probe, robot = policy_node
+    stand_up(probe, robot)
+    robot.running.clear()                     # the source dies ...
+    probe.wait_for(lambda: probe.latest_status().state == S.STATE_DAMPING, 1.0, "DAMPING while silent")
+    robot.stamp_offset -= 100.0               # ... and comes back with its clock started over
+    robot.running.set()
+    probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 5.0, "STAND_UP after the restart")
+    robot.stamp_offset = 0.0
+
+
+def test_a_joint_array_one_short_is_caught(policy_node):
+    """rclpy pads a too-short fixed-size array with zeros instead of refusing it: an 11-entry q arrives with the
+    RL knee at 0 rad, far outside its range, and the monitor must treat that as a sensor/message error."""
+    _, probe, robot = policy_node
+    stand_up(probe, robot)
+    start = probe.now()
+    robot.q = STAND_SDK[:11].copy()
+    probe.wait_for(lambda: probe.latest_status().state == S.STATE_DAMPING, 1.0, "DAMPING on a short array")
+    assert "rl_knee beyond its limit" in probe.latest_status().last_fault.lower(), probe.latest_status().last_fault
+    assert_safe(probe.commands_since(start - 1.0))
+
+
+def test_invalid_skills_and_out_of_range_velocities_are_refused_or_clamped(policy_node):
+    _, probe, robot = policy_node
+    trot = CONFIG.skill("trot")
+    probe.publish_skill(trot.id, vx=50.0, vy=-9.0, yaw_rate=float("nan"))   # non-finite: refused entirely
+    probe.publish_skill(trot.id, vx=50.0, vy=-9.0, yaw_rate=3.0)
+    probe.wait_for(lambda: probe.latest_status().active_skill == trot.id, 2.0, "trot active")
+    np.testing.assert_allclose(probe.latest_status().command, [trot.vx[1], trot.vy[0], trot.yaw_rate[1]], atol=1e-6)
+    probe.publish_skill(200, vx=0.1)
+    time.sleep(0.3)
+    assert probe.latest_status().active_skill == trot.id
+    probe.publish_skill(CONFIG.skill("stand").id)
+
+
+def test_estop_latches_from_any_state(policy_node):
+    _, probe, robot = policy_node
+    stand_up(probe, robot)
+    assert probe.request(R.REQUEST_ESTOP).state == S.STATE_ESTOP
+    for request in (R.REQUEST_STAND_UP, R.REQUEST_RUN, R.REQUEST_DAMPING):
+        assert not probe.request(request).accepted
+    time.sleep(0.1)
+    assert all(np.all(np.asarray(c.kp_des) == 0) for _, c in probe.commands_since(probe.now() - 0.06))
+    assert probe.request(R.REQUEST_CLEAR_ESTOP).accepted
+
+
+# ------------------------------------------------------------------------------------------- model files
+def start_policy_node(params: Path) -> subprocess.CompletedProcess:
+    spec = NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")
+    return subprocess.run(node_command(spec, params), capture_output=True, text=True, timeout=60)
+
+
+def corrupt_copy(model: Path, tmp: Path) -> Path:
+    bad = tmp / "corrupt.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 3: len(data) // 3 + 4096] = b"\x00" * 4096
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+def mismatched_model(tmp: Path) -> Path:
+    """A model whose embedded config has another default pose (trained for another stance)."""
+    data = load_config().to_dict()
+    data["robot"]["default_pose"] = [0.0, -0.7, 1.3] * 4
+    other = tmp / "other_robot.yaml"
+    other.write_text(yaml.safe_dump(data))
+    return export_standing_model(tmp / "mismatched.onnx", config_path=other)
+
+
+@pytest.mark.parametrize("case,reason", [("missing", "no such file"), ("corrupt", ""), ("mismatched", "default")])
+def test_bad_model_files_are_refused_at_start_with_the_reason(model, tmp_path, case, reason):
+    path = {"missing": lambda: tmp_path / "nope.onnx", "corrupt": lambda: corrupt_copy(model, tmp_path),
+            "mismatched": lambda: mismatched_model(tmp_path)}[case]()
+    result = start_policy_node(write_params(tmp_path, path))
+    output = (result.stdout + result.stderr).lower()
+    assert result.returncode == 2, output[-2000:]
+    assert "refusing to start" in output and reason in output, output[-2000:]
+    assert "traceback" not in output
+
+
+def test_inference_slower_than_the_tick_is_counted_and_stays_safe(tmp_path_factory):
+    """The paper-size model without warm start needs more than a 20 ms period here: ticks keep coming at 50 Hz,
+    late plans are counted as deadline misses and the node follows its previous plan meanwhile."""
+    slow = export_standing_model(tmp_path_factory.mktemp("slow") / "paper.onnx", preset="paper")
+    params = write_params(tmp_path_factory.mktemp("params_slow"), slow)
+    data = yaml.safe_load(params.read_text())
+    data["diffuseloco_policy"]["ros__parameters"].update(warm_start_steps=0, intra_op_threads=1)
+    params.write_text(yaml.safe_dump(data))
+    graph = Graph([NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
+    graph.start()
+    probe = Probe("slow_probe")
+    robot = FakeRobot(probe)
+    try:
+        probe.wait_for(lambda: probe.latest_status() is not None, 60.0, "status")
+        stand_up(probe, robot)
+        time.sleep(CONFIG.controller.stand_up_duration + 0.2)
+        run = probe.request(R.REQUEST_RUN)
+        assert run.accepted, (run.message, probe.latest_status().last_fault)
+        start = probe.now()
+        time.sleep(2.0)
+        status = probe.latest_status()
+        window = probe.commands_since(start)
+        rate = (len(window) - 1) / (window[-1][0] - window[0][0])
+        assert status.state == S.STATE_RUNNING and status.deadline_misses > 10, status
+        assert status.inference_latency_ms > 1000.0 / CONFIG.rates.control_hz
+        assert abs(rate - CONFIG.rates.control_hz) <= 0.1 * CONFIG.rates.control_hz, f"{rate:.1f} Hz"
+        assert_safe(probe.commands_since(0.0))
+    finally:
+        robot.close()
+        probe.close()
+        graph.stop()
+
+
+# -------------------------------------------------------------------------------------------- teleop
+@pytest.fixture(scope="module")
+def teleop_node(tmp_path_factory):
+    params = write_params(tmp_path_factory.mktemp("params_joy"), Path("unused.onnx"))
+    graph = Graph([NodeSpec("diffuseloco_policy", "teleop_node", "teleop")], params)
+    graph.start()
+    probe = Probe("joy_probe")
+    try:
+        probe.wait_for(lambda: len(probe.skill_commands) > 0, 60.0, "the teleop node's SkillCommand")
+        yield probe
+    finally:
+        probe.close()
+        graph.stop()
+
+
+def test_joystick_loss_zeroes_the_velocity_command(teleop_node):
+    probe = teleop_node
+    mapping = yaml.safe_load((params_file("sim").parent / "teleop_gamepad.yaml").read_text())
+    trot_button = next(a["buttons"] for a in mapping["actions"] if a.get("skill") == "trot")
+    axes, held = [0.0] * 6, [0] * 15
+    for b in mapping["deadman_buttons"]:
+        held[b] = 1
+    pressed = list(held)
+    for b in trot_button:
+        pressed[b] = 1
+    for buttons in [held] * 5 + [pressed] * 3 + [held] * 3:   # dead-man held, press and release "trot"
+        probe.joy_pub.publish(Joy(axes=axes, buttons=buttons))
+        time.sleep(0.02)
+    axes[mapping["vx"]["index"]] = 1.0                  # then full forward
+    for _ in range(30):
+        probe.joy_pub.publish(Joy(axes=axes, buttons=held))
+        time.sleep(0.02)
+    moving = probe.skill_commands[-1][1]
+    assert moving.vx >= 0.9 * CONFIG.skill("trot").vx[1] > 0, moving   # full stick = top of the trot range
+    lost = probe.now()
+    time.sleep(mapping["timeout"] + 0.3)
+    after = [m for t, m in probe.skill_commands if t > lost + mapping["timeout"] + 0.1]
+    assert after and all(m.vx == 0.0 and m.vy == 0.0 and m.yaw_rate == 0.0 for m in after)
+
+
+# --------------------------------------------------------------------------------- the suite can fail
+def test_the_suite_detects_a_disabled_safety_layer(tmp_path_factory):
+    """A deliberately broken fixture: a robot config whose firmware limits are opened up (so the node's safety
+    filter lets everything through) and a model with wild actions. The suite's own check, which uses the real
+    limits, must catch the unsafe commands."""
+    tmp = tmp_path_factory.mktemp("broken")
+    data = load_config().to_dict()
+    data["robot"]["max_target_step_deg"] = [180.0, 180.0, 180.0]
+    data["safety"]["max_target_step_deg"] = [180.0, 180.0, 180.0]
+    broken_config = tmp / "no_step_limit.yaml"
+    broken_config.write_text(yaml.safe_dump(data))
+    wild = export_standing_model(tmp / "wild.onnx", action_range=3.0)
+    params = write_params(tmp, wild)
+    params_data = yaml.safe_load(params.read_text())
+    params_data["diffuseloco_policy"]["ros__parameters"]["config"] = str(broken_config)
+    params.write_text(yaml.safe_dump(params_data))
+    graph = Graph([NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
+    graph.start()
+    probe = Probe("broken_probe")
+    robot = FakeRobot(probe)
+    try:
+        probe.wait_for(lambda: probe.latest_status() is not None, 60.0, "status")
+        stand_up(probe, robot)
+        time.sleep(CONFIG.controller.stand_up_duration + 0.2)
+        run = probe.request(R.REQUEST_RUN)
+        assert run.accepted, (run.message, probe.latest_status().last_fault)
+        time.sleep(1.0)
+        with pytest.raises(AssertionError):
+            assert_safe(probe.commands_since(0.0))
+    finally:
+        robot.close()
+        probe.close()
+        graph.stop()
