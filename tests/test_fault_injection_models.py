@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,17 +55,15 @@ def test_bad_model_files_are_refused_at_start_with_the_reason(model, tmp_path, c
     assert "traceback" not in output
 
 
-def test_inference_slower_than_the_tick_is_counted_and_stays_safe(tmp_path_factory):
-    """The paper-size model without warm start needs more than a 20 ms period here: ticks keep coming at 50 Hz,
-    late plans are counted as deadline misses and the node follows its previous plan meanwhile."""
-    slow = export_standing_model(tmp_path_factory.mktemp("slow") / "paper.onnx", preset="paper")
-    params = write_params(tmp_path_factory.mktemp("params_slow"), slow)
+@contextmanager
+def running_policy(params: Path, overrides: dict, probe_name: str):
+    """A policy node with `overrides` in its parameters, the fake robot, and the policy RUNNING; yields the probe."""
     data = yaml.safe_load(params.read_text())
-    data["diffuseloco_policy"]["ros__parameters"].update(warm_start_steps=0, intra_op_threads=1)
+    data["diffuseloco_policy"]["ros__parameters"].update(overrides)
     params.write_text(yaml.safe_dump(data))
     graph = Graph([NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
     graph.start()
-    probe = Probe("slow_probe")
+    probe = Probe(probe_name)
     robot = FakeRobot(probe)
     try:
         probe.wait_for(lambda: probe.latest_status() is not None, 60.0, "status")
@@ -72,6 +71,19 @@ def test_inference_slower_than_the_tick_is_counted_and_stays_safe(tmp_path_facto
         time.sleep(CONFIG.controller.stand_up_duration + 0.2)
         run = probe.request(R.REQUEST_RUN)
         assert run.accepted, (run.message, probe.latest_status().last_fault)
+        yield probe
+    finally:
+        robot.close()
+        probe.close()
+        graph.stop()
+
+
+def test_inference_slower_than_the_tick_is_counted_and_stays_safe(tmp_path_factory):
+    """The paper-size model without warm start needs more than a 20 ms period here: ticks keep coming at 50 Hz,
+    late plans are counted as deadline misses and the node follows its previous plan meanwhile."""
+    slow = export_standing_model(tmp_path_factory.mktemp("slow") / "paper.onnx", preset="paper")
+    params = write_params(tmp_path_factory.mktemp("params_slow"), slow)
+    with running_policy(params, {"warm_start_steps": 0, "intra_op_threads": 1}, "slow_probe") as probe:
         start = probe.now()
         time.sleep(2.0)
         status = probe.latest_status()
@@ -81,10 +93,6 @@ def test_inference_slower_than_the_tick_is_counted_and_stays_safe(tmp_path_facto
         assert status.inference_latency_ms > 1000.0 / CONFIG.rates.control_hz
         assert abs(rate - CONFIG.rates.control_hz) <= 0.1 * CONFIG.rates.control_hz, f"{rate:.1f} Hz"
         assert_safe(probe.commands_since(0.0))
-    finally:
-        robot.close()
-        probe.close()
-        graph.stop()
 
 
 # --------------------------------------------------------------------------------- the suite can fail
@@ -100,23 +108,7 @@ def test_the_suite_detects_a_disabled_safety_layer(tmp_path_factory):
     broken_config.write_text(yaml.safe_dump(data))
     wild = export_standing_model(tmp / "wild.onnx", action_range=3.0)
     params = write_params(tmp, wild)
-    params_data = yaml.safe_load(params.read_text())
-    params_data["diffuseloco_policy"]["ros__parameters"]["config"] = str(broken_config)
-    params.write_text(yaml.safe_dump(params_data))
-    graph = Graph([NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
-    graph.start()
-    probe = Probe("broken_probe")
-    robot = FakeRobot(probe)
-    try:
-        probe.wait_for(lambda: probe.latest_status() is not None, 60.0, "status")
-        stand_up(probe, robot)
-        time.sleep(CONFIG.controller.stand_up_duration + 0.2)
-        run = probe.request(R.REQUEST_RUN)
-        assert run.accepted, (run.message, probe.latest_status().last_fault)
+    with running_policy(params, {"config": str(broken_config)}, "broken_probe") as probe:
         time.sleep(1.0)
         with pytest.raises(AssertionError):
             assert_safe(probe.commands_since(0.0))
-    finally:
-        robot.close()
-        probe.close()
-        graph.stop()
