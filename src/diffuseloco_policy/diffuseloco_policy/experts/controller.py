@@ -234,7 +234,8 @@ class ExpertController:
         wx, wy = state.angular_velocity[0], state.angular_velocity[1]
         x, y = self.nominal[:, 0], self.nominal[:, 1]
         p = self.p
-        return p.posture_gain * (roll * y - pitch * x) + p.posture_rate_gain * (wx * y - wy * x)
+        k = self.clock.target.posture_pitch if self.skill != STAND else 1.0
+        return p.posture_gain * (roll * y - k * pitch * x) + p.posture_rate_gain * (wx * y - k * wy * x)
 
     def _stance_attitude_offsets(self, state: RobotState) -> np.ndarray:
         """Horizontal shifts of the loaded feet that level the trunk when one pair carries it (pace, bound).
@@ -273,7 +274,7 @@ class ExpertController:
         jac = kin.jacobian(q_ref)
         qdot_ref = np.linalg.solve(jac, vel[..., None])[..., 0]
         up = -projected_gravity(state.quaternion)                           # world +z in the body frame
-        force = self._load_share()[:, None] * up[None, :] * self.p.mass * GRAVITY   # ground reaction per foot
+        force = self._pitch_shared(self._load_share(), state)[:, None] * up[None, :] * self.p.mass * GRAVITY
         tau_load = -np.einsum("lij,li->lj", jac, force)
         if self.load_offset is None:
             self.load_offset = tau_load / self.kp
@@ -281,6 +282,23 @@ class ExpertController:
         offset_next = offset + self.dt / self.kd * (tau_load - self.kp * offset)
         self.load_offset = offset_next
         return q_ref + offset, q_ref + qdot_ref * self.dt + offset_next
+
+    def _pitch_shared(self, share: np.ndarray, state: RobotState) -> np.ndarray:
+        """Shift the planned support force from the high end of the trunk to the low end (pitch correction
+        through the gravity feed-forward rather than the foot heights)."""
+        if self.skill == STAND or self.latched.all():
+            return share
+        k, d = self.clock.target.load_pitch
+        if k == d == 0.0:
+            return share
+        g = projected_gravity(state.quaternion)
+        pitch = np.arcsin(np.clip(g[0], -1.0, 1.0))
+        c = float(np.clip(k * pitch + d * state.angular_velocity[1], -0.6, 0.6))
+        front = np.sign(kin.HIP_ORIGINS[:, 0])
+        out = share * (1.0 + front * c)
+        if self.clock.target.load_normalize and out.sum() > 1e-9:
+            out *= share.sum() / out.sum()
+        return out
 
     def _within_reach(self, pos: np.ndarray) -> np.ndarray:
         """Pull feet toward the hip so no leg is planned straight (where IK and its Jacobian blow up)."""

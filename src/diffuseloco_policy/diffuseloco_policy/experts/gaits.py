@@ -25,6 +25,9 @@ class GaitParams:
     gather: float = 0.0         # m, feet shifted toward the body centre in x (shorter pitch lever of one pair)
     stance_roll: tuple[float, float] = (0.0, 0.0)    # m/rad, m/(rad/s): stance feet shift in y against roll
     stance_pitch: tuple[float, float] = (0.0, 0.0)   # m/rad, m/(rad/s): stance feet shift in x against pitch
+    load_pitch: tuple[float, float] = (0.0, 0.0)     # 1/rad, 1/(rad/s): front/rear load-share shift against pitch
+    load_normalize: bool = True                      # keep the total planned support force at the body weight
+    posture_pitch: float = 1.0                        # scale of the foot-height pitch correction
 
 
 STAND = "stand"

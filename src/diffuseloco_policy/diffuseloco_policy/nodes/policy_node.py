@@ -85,6 +85,10 @@ class PolicyNode(Node):
                                       "simulator's ground-truth velocity; this is not a learned policy")
             return stand_in, stand_in.reset
         self.model_path = Path(p["model"]) if p["model"] else DEFAULT_MODEL
+        if not self.model_path.is_file():
+            hint = " (no trained model ships yet; in simulation, model:=expert runs the expert stand-in)" \
+                if not p["model"] else ""
+            raise FileNotFoundError(f"model file {self.model_path} not found{hint}")
         runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
                                warm_start_steps=p["warm_start_steps"] or None,
                                intra_op_threads=p["intra_op_threads"] or None)
