@@ -44,7 +44,7 @@ def mismatched_model(tmp: Path) -> Path:
     return export_standing_model(tmp / "mismatched.onnx", config_path=other)
 
 
-@pytest.mark.parametrize("case,reason", [("missing", "no such file"), ("corrupt", ""), ("mismatched", "default")])
+@pytest.mark.parametrize("case,reason", [("missing", "not found"), ("corrupt", ""), ("mismatched", "default")])
 def test_bad_model_files_are_refused_at_start_with_the_reason(model, tmp_path, case, reason):
     path = {"missing": lambda: tmp_path / "nope.onnx", "corrupt": lambda: corrupt_copy(model, tmp_path),
             "mismatched": lambda: mismatched_model(tmp_path)}[case]()
