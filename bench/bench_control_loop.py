@@ -15,23 +15,21 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 import torch
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from diffuseloco_msgs.srv import SetControllerState
-from rclpy.executors import SingleThreadedExecutor
 
 from diffuseloco_bringup.graph import NodeSpec, params_file
 from diffuseloco_bringup.run import Graph
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
 from diffuseloco_policy.export import export_onnx
+from diffuseloco_policy.nodes.spin import BackgroundNode
 from diffuseloco_policy.normalizer import PolicyNormalizer
 
 
@@ -46,24 +44,12 @@ def standing_model(preset: str, path: Path) -> Path:
     return export_onnx(build_policy(config, spec, normalizer).eval(), config, path, warm_steps=(2, 3))[0]
 
 
-class DiagnosticsReader:
+class DiagnosticsReader(BackgroundNode):
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("bench_control_loop", context=self.context)
+        super().__init__("bench_control_loop")
         self.latest: dict[str, str] = {}
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.client = self.node.create_client(SetControllerState, "/diffuseloco/set_state")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self._spin, daemon=True).start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutting down
-                return
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -81,10 +67,6 @@ class DiagnosticsReader:
                     return True
             time.sleep(0.2)
         return False
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        rclpy.try_shutdown(context=self.context)
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from diffuseloco_policy.bridge.lcm_types import motor_ctrl_lcmt
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.nodes.lcm_bridge_node import COMMAND_QOS
+from diffuseloco_policy.nodes.spin import BackgroundNode
 
 CONFIG = load_config()
 CONVENTION = JointConvention(CONFIG.robot)
@@ -46,13 +47,11 @@ def check(condition: bool, what: str) -> None:
         raise AssertionError(what)
 
 
-class Watcher:
+class Watcher(BackgroundNode):
     """ROS side (probe node spinning in a thread) and LCM side (motor_ctrl listener)."""
 
     def __init__(self, lcm_url: str) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("bridge_check", context=self.context)
+        super().__init__("bridge_check")
         self.lock = threading.Lock()
         self.legs: list[LegState] = []
         self.imus: list[Imu] = []
@@ -63,19 +62,9 @@ class Watcher:
         n.create_subscription(Imu, "/cyberdog/imu", self._keep(self.imus), qos_profile_sensor_data)
         n.create_subscription(MotorControlState, "/cyberdog/motor_ctrl_state", self._keep(self.states), 10)
         self.cmd_pub = n.create_publisher(MotorCommand, "/cyberdog/motor_cmd", COMMAND_QOS)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(n)
-        threading.Thread(target=self._spin, daemon=True).start()
         self.lcm = lb.LcmEndpoint(lcm_url, "check")
         self.lcm.subscribe(lb.MOTOR_CTRL, motor_ctrl_lcmt.decode, self._on_frame)
         self.lcm.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutting down
-                return
 
     def _keep(self, store: list):
         def callback(msg) -> None:
@@ -105,9 +94,7 @@ class Watcher:
 
     def close(self) -> None:
         self.lcm.stop()
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        super().close()
 
 
 def start_processes(env: dict) -> list[subprocess.Popen]:

@@ -9,21 +9,19 @@ import time
 from typing import Callable, Optional
 
 import numpy as np
-import rclpy
 from cyberdog_msgs.msg import LegState, MotorCommand
 from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
 from diffuseloco_msgs.srv import SetControllerState
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu, Joy
 
+from diffuseloco_policy.nodes.spin import BackgroundNode
 
-class Probe:
+
+class Probe(BackgroundNode):
     def __init__(self, name: str = "test_probe") -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name, context=self.context)
+        super().__init__(name)
         self.lock = threading.Lock()
         self.commands: list[tuple[float, MotorCommand]] = []
         self.statuses: list[tuple[float, PolicyStatus]] = []
@@ -41,17 +39,6 @@ class Probe:
         self.joy_pub = n.create_publisher(Joy, "/joy", 10)
         self.leg_pub = n.create_publisher(LegState, "/cyberdog/leg_state", qos_profile_sensor_data)
         self.imu_pub = n.create_publisher(Imu, "/cyberdog/imu", qos_profile_sensor_data)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(n)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutting down
-                return
 
     def _keep(self, store: list) -> Callable:
         def callback(msg) -> None:
@@ -103,9 +90,3 @@ class Probe:
         imu.header.stamp = stamp
         imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = (float(v) for v in quaternion_wxyz)
         self.imu_pub.publish(imu)
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=2.0)

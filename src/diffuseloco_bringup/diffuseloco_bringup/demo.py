@@ -12,20 +12,18 @@ The policy is the shipped model in models/ when there is one; otherwise the expe
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import rclpy
 import yaml
 from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
 from geometry_msgs.msg import TwistStamped
-from rclpy.executors import SingleThreadedExecutor
 
 from diffuseloco_policy.config import load_config
+from diffuseloco_policy.nodes.spin import BackgroundNode
 
 from .graph import NodeSpec, params_file
 from .run import Graph
@@ -44,13 +42,11 @@ class Segment:
     states: str
 
 
-class Monitor:
+class Monitor(BackgroundNode):
     """Records skill commands, policy status and the simulator's ground-truth velocity with receive times."""
 
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("demo_monitor", context=self.context)
+        super().__init__("demo_monitor")
         self.commands: list[tuple[float, SkillCommand]] = []
         self.twists: list[tuple[float, TwistStamped]] = []
         self.status: list[tuple[float, PolicyStatus]] = []
@@ -58,22 +54,6 @@ class Monitor:
                                   ("/sim/base_twist", TwistStamped, self.twists),
                                   ("/diffuseloco/status", PolicyStatus, self.status)):
             self.node.create_subscription(cls, topic, lambda m, s=store: s.append((time.monotonic(), m)), 100)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - the context is shutting down
-                return
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 def segments(monitor: Monitor, config) -> list[Segment]:

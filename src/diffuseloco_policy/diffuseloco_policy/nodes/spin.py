@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Optional
 
 import rclpy
+import rclpy.executors
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
@@ -27,3 +29,30 @@ def run_node(factory: Callable[[], Node], args: Optional[list[str]] = None,
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+class BackgroundNode:
+    """A node in an rclpy context of its own, spun by a daemon thread: for tools and tests that watch or drive a
+    graph while their main thread does other things (waiting, timing, reading files). close() undoes it all."""
+
+    def __init__(self, name: str) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - the context is shutting down under us
+                return
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=2.0)
