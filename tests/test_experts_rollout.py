@@ -35,7 +35,7 @@ def _run(rollout, schedule):
 @pytest.mark.parametrize("skill,command", [
     ("stand", (0, 0, 0)), ("trot", (0.5, 0, 0)), ("trot", (-0.4, 0, 0)), ("trot", (0, 0.2, 0)), ("trot", (0, -0.2, 0)),
     ("trot", (0, 0, 0.6)), ("trot", (0, 0, -0.6)), ("trot", (0.4, 0.2, -0.5)),
-    ("pace", (0.3, 0, 0)), ("pace", (-0.2, 0, 0)), ("pace", (0, 0, 0.5)), ("bound", (0.3, 0, 0)),
+    ("pace", (0.3, 0, 0)), ("pace", (-0.2, 0, 0)), ("pace", (0, 0, 0.5)), ("bound", (0.3, 0, 0)), ("bound", (0, 0, 0)),
     ("bound", (0, 0, 0.3))])
 def test_expert_moves_as_commanded(skill, command):
     rollout = ExpertRollout(load_config())
@@ -60,3 +60,27 @@ def test_skill_switches_mid_motion():
     rollout = ExpertRollout(load_config())
     _run(rollout, [("stand", (0, 0, 0), 25), ("trot", (0.3, 0, 0), 60), ("pace", (0.3, 0, 0), 60),
                    ("bound", (0.3, 0, 0), 60), ("trot", (0.3, 0, 0.3), 60), ("stand", (0, 0, 0), 40)])
+
+
+def test_bound_shifts_support_force_against_pitch():
+    """Bound levels the trunk through the gravity feed-forward: nose-up moves planned support from the front pair
+    to the rear pair (and nose-down the other way); level, the shares are the gait's own."""
+    from diffuseloco_policy.experts.controller import ExpertController
+    from diffuseloco_policy.observation import RobotState
+
+    config = load_config()
+    expert = ExpertController(config)
+    expert.set_skill("bound")
+    expert.latched[:] = False
+    share = np.full(4, 0.25)
+
+    def state(pitch, rate=0.0):      # rotation about body y: positive pitch is nose-down
+        quat = np.array([np.cos(pitch / 2), 0.0, np.sin(pitch / 2), 0.0])
+        return RobotState(joint_position=np.zeros(12), joint_velocity=np.zeros(12), quaternion=quat,
+                          angular_velocity=np.array([0.0, rate, 0.0]))
+
+    np.testing.assert_allclose(expert._pitch_shared(share, state(0.0)), share)
+    up = expert._pitch_shared(share, state(-0.1))      # nose-up
+    assert up[:2].max() < 0.25 < up[2:].min()
+    down = expert._pitch_shared(share, state(0.1, rate=0.5))
+    assert down[:2].min() > 0.25 > down[2:].max()

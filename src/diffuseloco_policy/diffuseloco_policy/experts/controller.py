@@ -234,8 +234,7 @@ class ExpertController:
         wx, wy = state.angular_velocity[0], state.angular_velocity[1]
         x, y = self.nominal[:, 0], self.nominal[:, 1]
         p = self.p
-        k = self.clock.target.posture_pitch if self.skill != STAND else 1.0
-        return p.posture_gain * (roll * y - k * pitch * x) + p.posture_rate_gain * (wx * y - k * wy * x)
+        return p.posture_gain * (roll * y - pitch * x) + p.posture_rate_gain * (wx * y - wy * x)
 
     def _stance_attitude_offsets(self, state: RobotState) -> np.ndarray:
         """Horizontal shifts of the loaded feet that level the trunk when one pair carries it (pace, bound).
