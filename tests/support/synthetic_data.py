@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from diffuseloco_policy.config import StackConfig, load_config
-from diffuseloco_policy.data.dataset import jsonable, write_dataset
+from diffuseloco_policy.config import plain
+from diffuseloco_policy.data.dataset import write_dataset
 
 
 def synthetic_episodes(lengths, seed: int = 0, config: StackConfig | None = None) -> list[dict[str, np.ndarray]]:
@@ -44,6 +45,6 @@ def synthetic_episodes(lengths, seed: int = 0, config: StackConfig | None = None
 
 def write_synthetic(path: Path, lengths=(120, 90, 150), seed: int = 0, config: StackConfig | None = None) -> Path:
     config = config or load_config()
-    write_dataset(path, synthetic_episodes(lengths, seed, config), jsonable({"config": config.to_dict(),
+    write_dataset(path, synthetic_episodes(lengths, seed, config), plain({"config": config.to_dict(),
                                                                               "generator": {"synthetic": True}}))
     return path

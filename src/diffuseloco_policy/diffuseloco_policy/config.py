@@ -256,14 +256,18 @@ class StackConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and dicts, as YAML or JSON would hold them (for model metadata and checkpoints)."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Plain JSON/YAML data: dicts with string keys, lists for tuples, Python numbers for numpy (or torch)
+    scalars. One function for config dicts, model metadata, dataset attrs and checkpoint state."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
     return value
 
 

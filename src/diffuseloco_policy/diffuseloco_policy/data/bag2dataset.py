@@ -35,11 +35,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..config import StackConfig, load_config
+from ..config import StackConfig, load_config, plain
 from ..joints import JointConvention
 from ..observation import ObservationBuilder, RobotState
 from ..pd_targets import ActionDecoder
-from .dataset import jsonable, write_dataset
+from .dataset import write_dataset
 
 STATE_RUNNING = 2  # diffuseloco_msgs/PolicyStatus.STATE_RUNNING
 
@@ -316,7 +316,7 @@ def convert(bags: Sequence[Path], out: Path, config: Optional[StackConfig] = Non
                                              f"{settings.min_episode_ticks} ticks" for b in per_bag))
     stats = {"transitions": int(sum(len(e["obs"]) for e in episodes)), "episodes": len(episodes), "bags": per_bag}
     attrs = {"config": config.to_dict(), "source": "robot_bags",
-             "converter": jsonable(dataclasses.asdict(settings)), "stats": jsonable(stats)}
+             "converter": plain(dataclasses.asdict(settings)), "stats": plain(stats)}
     write_dataset(out, episodes, attrs)
     return stats
 

@@ -58,14 +58,3 @@ def load_dataset(path: Union[str, Path]) -> dict[str, np.ndarray]:
 
 def dataset_attrs(path: Union[str, Path]) -> dict[str, Any]:
     return dict(zarr.open_group(str(path), mode="r").attrs)
-
-
-def jsonable(value):
-    """Tuples -> lists, numpy scalars -> Python, for zarr's JSON attrs."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -19,11 +19,11 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from ..config import StackConfig, load_config
+from ..config import StackConfig, load_config, plain
 from ..experts.controller import ExpertParams
 from ..experts.rollout import ExpertRollout, random_schedule
 from ..sim import SimConfig
-from .dataset import EpisodeArrays, jsonable, write_dataset
+from .dataset import EpisodeArrays, write_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,7 @@ def generate(config: StackConfig, out: Path, transitions: int, settings: Generat
     attrs = {"config": config.to_dict(), "generator": dataclasses.asdict(settings), "stats": stats,
              "expert": dataclasses.asdict(ExpertParams()),
              "sim": dataclasses.asdict(SimConfig.randomized() if settings.randomize else SimConfig())}
-    write_dataset(out, collected, jsonable(attrs))
+    write_dataset(out, collected, plain(attrs))
     return stats
 
 

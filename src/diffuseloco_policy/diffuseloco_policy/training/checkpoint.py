@@ -25,7 +25,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from ..config import StackConfig
+from ..config import StackConfig, plain
 from ..model_file import save_checkpoint
 
 FORMAT = "diffuseloco-train-checkpoint"
@@ -46,7 +46,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
             if not isinstance(value, torch.Tensor):
                 raise CheckpointError(f"optimizer state {name!r} is not a tensor; cannot store it without pickle")
             tensors[f"state.{pid}.{name}"] = value.detach().cpu().contiguous()
-    return tensors, _jsonable(sd["param_groups"])
+    return tensors, plain(sd["param_groups"])
 
 
 def optimizer_state_dict(tensors: dict[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
@@ -56,18 +56,6 @@ def optimizer_state_dict(tensors: dict[str, torch.Tensor], groups: list[dict[str
         state.setdefault(int(pid), {})[name] = value
     groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else dict(g) for g in groups]
     return {"state": state, "param_groups": groups}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.item()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def host_rng_state() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from ..config import PACKAGE_CONFIG_DIR, ConfigError, from_dict
+from ..config import PACKAGE_CONFIG_DIR, ConfigError, from_dict, plain
 from ..diffusion import DenoiserConfig, MLPConfig, ModelSpec, SchedulerConfig
 
 
@@ -90,18 +90,10 @@ class TrainConfig:
         self.model.spec()  # validate early
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def train_config_from_dict(data: dict[str, Any], where: str = "train config") -> TrainConfig:
