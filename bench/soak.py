@@ -44,13 +44,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
     parser.add_argument("--model", default="", help="'expert' to walk with the expert stand-in")
+    parser.add_argument("--realtime-priority", type=int, default=30,
+                        help="the policy node's SCHED_FIFO priority (30 as in robot.yaml; 0: normal scheduling)")
     args = parser.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(standing_model(args.preset, Path(tmp) / "policy.onnx"))
         params = yaml.safe_load(params_file("sim").read_text())
-        params["diffuseloco_policy"]["ros__parameters"].update(model=model, warm_start_steps=2)
+        params["diffuseloco_policy"]["ros__parameters"].update(model=model, warm_start_steps=2,
+                                                                realtime_priority=args.realtime_priority)
         bag = Path(tmp) / "soak_bag"
         params["recorder"]["ros__parameters"].update(output=str(bag))
         params_path = Path(tmp) / "params.yaml"

@@ -90,6 +90,14 @@ def test_ablation_variants_are_run_and_reported(standing_model, tmp_path):
     assert calls["standing[onnx] (open_loop_chunk8)"] < calls["standing[onnx] (current_frame)"] / 6
 
 
+def test_a_current_frame_model_runs_on_the_current_frame(tmp_path):
+    model = export_standing_model(tmp_path / "current.onnx", delayed_inputs=False)
+    report = evaluate([str(model)], _trot_only(), CONFIG, seeds=1, out=tmp_path / "eval", ablations=["none"],
+                      plots=False, log=lambda *_: None)
+    (entry,) = report["policies"]
+    assert entry["label"] == "current[onnx]" and entry["current_frame"] is True
+
+
 def test_episodes_are_reproducible(standing_model):
     matrix = _trot_only(1.0)
     sim = CyberDogSim(CONFIG, SimConfig.randomized().without_pushes())
@@ -173,3 +181,25 @@ def test_mlp_baseline_onnx_and_torch_checkpoints_run_through_the_same_loop(tmp_p
         episode = report["episodes"][label][0]
         assert not episode["fell"] and episode["sampler_errors"] == 0 and episode["latency"]["calls"] > 50
         assert report["summary"][label]["overall"]["error_vx"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_runs_of_different_policies_merge_into_one_comparison(standing_model, tmp_path):
+    from diffuseloco_policy.evaluation.merge import MergeError, load_run, main as merge_main, merge_runs
+
+    quiet = dict(plots=False, log=lambda *_: None)
+    evaluate([f"{standing_model},label=standing"], _trot_only(), CONFIG, seeds=1, out=tmp_path / "a",
+             ablations=["none"], **quiet)
+    evaluate(["expert"], _trot_only(), CONFIG, seeds=2, out=tmp_path / "b", ablations=["none"], **quiet)
+    assert merge_main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "all")]) == 0
+    merged = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert list(merged["summary"]) == ["standing", "expert"]
+    assert merged["summary"]["expert"]["overall"]["episodes"] == 2
+    table = (tmp_path / "all" / "results.md").read_text()
+    assert "| standing | **all** | 1 |" in table and "| expert | **all** | 2 |" in table
+    assert (tmp_path / "all" / "comparison.png").stat().st_size > 1000
+
+    with pytest.raises(MergeError, match="more than one run"):
+        merge_runs([load_run(tmp_path / "a"), load_run(tmp_path / "a")], ["a", "a2"])
+    evaluate(["expert"], _trot_only(), CONFIG, seeds=1, out=tmp_path / "c", ablations=["none"], base_seed=5, **quiet)
+    with pytest.raises(MergeError, match="base_seed"):
+        merge_runs([load_run(tmp_path / "a"), load_run(tmp_path / "c")], ["a", "c"])

@@ -154,6 +154,23 @@ def test_shipped_presets_load():
     assert paper.weight_decay == 1e-3 and paper.ema.power == 0.75 and paper.ema.max_value == 0.9999
     assert paper.model.spec().denoiser.width == 256 and paper.model.spec().denoiser.layers == 6
     assert small.delayed and paper.delayed
+    ablation, mlp = load_train_config("train_small_current_frame"), load_train_config("train_mlp")
+    assert not ablation.delayed and not ablation.spec().delayed_inputs and small.spec().delayed_inputs
+    assert mlp.spec().kind == "bc_mlp" and mlp.delayed
+    # the comparisons differ from the shipped preset only where they are meant to
+    for other, field in ((ablation, "delayed"), (mlp, "model")):
+        changed = {k for k, v in other.to_dict().items() if v != small.to_dict()[k]}
+        assert changed == {field, "out_dir"}
+
+
+def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):
+    trainer = Trainer(config(dataset, tmp_path / "run", delayed=False, total_steps=2, checkpoint_every=2))
+    trainer.train()
+    onnx_path = tmp_path / "policy.onnx"
+    export_main(["--checkpoint", str(tmp_path / "run" / "ckpt_latest"), "--out", str(onnx_path)])
+    assert not OnnxRuntime(onnx_path, load_config()).info.spec.delayed_inputs
+    with pytest.raises(Exception, match="differs"):  # resuming it as a delayed-input run is refused
+        Trainer(config(dataset, tmp_path / "run"), resume=str(tmp_path / "run" / "ckpt_latest"))
 
 
 def test_trains_on_the_generators_output(tmp_path):

@@ -16,7 +16,7 @@ from diffuseloco_policy.normalizer import PolicyNormalizer
 
 
 def export_standing_model(path: Path, seed: int = 0, config_path: Path | None = None, preset: str | None = None,
-                          action_range: float = 0.02) -> Path:
+                          action_range: float = 0.02, delayed_inputs: bool = True) -> Path:
     """preset: a DenoiserConfig preset (default: a 64-wide, 2-layer transformer); action_range: the normalizer's
     action span (0.02 stands still; large values give wild actions for tests that need unsafe proposals)."""
     config = load_config(config_path)
@@ -28,6 +28,7 @@ def export_standing_model(path: Path, seed: int = 0, config_path: Path | None = 
     denoiser = (DenoiserConfig.preset(preset) if preset else
                 DenoiserConfig(width=64, heads=4, layers=2, dropout_attn=0.0))
     spec = ModelSpec(kind="diffusion", denoiser=denoiser,
-                     scheduler=SchedulerConfig(kind="ddpm", num_inference_steps=10), warm_start_steps=2)
+                     scheduler=SchedulerConfig(kind="ddpm", num_inference_steps=10), warm_start_steps=2,
+                     delayed_inputs=delayed_inputs)
     policy = build_policy(config, spec, normalizer).eval()
     return export_onnx(policy, config, path, warm_steps=(2,))[0]

@@ -56,6 +56,7 @@ class ModelSpec:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
     warm_start_steps: int = 2
+    delayed_inputs: bool = True   # trained on s[t-To..t-1]; False: the current-frame ablation, s[t-To+1..t]
 
     def __post_init__(self) -> None:
         if self.kind not in POLICY_KINDS:
@@ -63,13 +64,15 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "denoiser": self.denoiser.to_dict(), "scheduler": self.scheduler.to_dict(),
-                "mlp": self.mlp.to_dict(), "warm_start_steps": self.warm_start_steps}
+                "mlp": self.mlp.to_dict(), "warm_start_steps": self.warm_start_steps,
+                "delayed_inputs": self.delayed_inputs}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
         return cls(kind=data["kind"], denoiser=DenoiserConfig.from_dict(data["denoiser"]),
                    scheduler=SchedulerConfig.from_dict(data["scheduler"]), mlp=MLPConfig.from_dict(data["mlp"]),
-                   warm_start_steps=int(data["warm_start_steps"]))
+                   warm_start_steps=int(data["warm_start_steps"]),
+                   delayed_inputs=bool(data.get("delayed_inputs", True)))  # files from before the field: delayed
 
 
 def shift_chunk(chunk: torch.Tensor) -> torch.Tensor:

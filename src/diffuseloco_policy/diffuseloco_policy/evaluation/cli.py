@@ -27,16 +27,19 @@ from .scenarios import ScenarioMatrix, load_matrix
 ABLATIONS = ("none", "current_frame", "open_loop_chunk")
 
 
-def loop_options(variant: str, config: StackConfig, inference_wait_s: float, open_loop_ticks: Optional[int]
-                 ) -> LoopOptions:
-    """'none', 'current_frame', 'open_loop_chunk' or a '+' combination of the last two."""
+def loop_options(variant: str, config: StackConfig, inference_wait_s: float, open_loop_ticks: Optional[int],
+                 delayed_inputs: bool = True) -> LoopOptions:
+    """'none', 'current_frame', 'open_loop_chunk' or a '+' combination of the last two. A model trained on the
+    current frame (delayed_inputs False) always runs with it: feeding it the delayed window would be a mismatch,
+    not the ablation."""
     parts = set(variant.split("+")) - {"none"}
     unknown = parts - set(ABLATIONS)
     if unknown:
         raise ValueError(f"unknown ablation {sorted(unknown)}; choose from {ABLATIONS} (combine with '+')")
     longest = config.action.horizon - config.action.execute_index
     replan = (open_loop_ticks or longest) if "open_loop_chunk" in parts else 1
-    return LoopOptions(inference_wait_s, current_frame="current_frame" in parts, replan_every=replan)
+    current_frame = "current_frame" in parts or not delayed_inputs
+    return LoopOptions(inference_wait_s, current_frame=current_frame, replan_every=replan)
 
 
 def sim_config(matrix: ScenarioMatrix) -> SimConfig:
@@ -71,14 +74,16 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
              base_seed: int = 0, plots: bool = True, log=print) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     sim = CyberDogSim(config, sim_config(matrix), seed=base_seed)
-    variants = [(v, loop_options(v, config, inference_wait_s, open_loop_ticks)) for v in ablations]
+    for variant in ablations:
+        loop_options(variant, config, inference_wait_s, open_loop_ticks)  # an unknown name fails before any run
     wanted = {name: stem for stem, name in representative(matrix).items()}
     policies, episodes, plot_files = [], {}, []
     start = time.perf_counter()
     for spec in policy_specs:
         policy = make_policy(spec, config, seed=base_seed)
         try:
-            for variant, options in variants:
+            for variant in ablations:
+                options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs)
                 label = policy.label if variant == "none" else f"{policy.label} ({options.name})"
                 policies.append({**policy.describe(), "label": label, "spec": spec, "ablation": options.name,
                                  "current_frame": options.current_frame, "replan_every": options.replan_every})

@@ -27,6 +27,7 @@ class EvalPolicy:
 
     label: str = "policy"
     kind: str = "?"
+    delayed_inputs: bool = True  # False: a model trained on the current frame (the ablation) is run that way
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,6 +75,7 @@ class RuntimePolicy(EvalPolicy):
         super().__init__()
         self.runtime, self.label, self.source, self.backend = runtime, label, source, backend
         self.kind = runtime.info.spec.kind
+        self.delayed_inputs = runtime.info.spec.delayed_inputs
         self._rng = np.random.default_rng(0)
 
     def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:

@@ -165,3 +165,32 @@ def plot_episode(trace: Trace, title: str, out_dir: Path, stem: str) -> list[Pat
     fig.savefig(paths[-1], dpi=90)
     plt.close(fig)
     return paths
+
+
+def plot_comparison(summary: dict[str, Any], path: Path) -> Path:
+    """One chart of the headline metrics per policy: falls, velocity tracking error, transition success."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(summary)
+    overall = [summary[label]["overall"] for label in labels]
+    panels = [("fall rate", [o["fall_rate"] or 0.0 for o in overall]),
+              ("vx error [m/s]", [o["error_vx"] or 0.0 for o in overall]),
+              ("yaw-rate error [rad/s]", [o["error_yaw_rate"] or 0.0 for o in overall]),
+              ("transition success", [o["transition_success"] or 0.0 for o in overall])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.45 * len(labels) + 1.6), sharey=True)
+    for ax, (title, values) in zip(axes, panels):
+        ax.barh(range(len(labels)), values, color="tab:blue")
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:.3g}", va="center", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(x=0.25)
+    axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -38,7 +38,7 @@ from ..config import load_config
 from ..joints import JointConvention
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .conversions import imu_msg
-from .spin import run_node
+from .spin import run_node, use_realtime_scheduling
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -85,6 +85,7 @@ class LcmBridgeNode(Node):
         for endpoint in (self.rx, self.estimator):
             endpoint.start()
         self._sender.start()
+        use_realtime_scheduling(self, p["realtime_priority"])
         self.get_logger().info(
             f"bridging LCM {p['lcm_url']} (+ estimator {p['estimator_lcm_url']}): motor_ctrl at {p['rate_hz']:.0f} Hz, "
             f"hold {p['hold_s']} s, activation {'required' if p['require_activation'] else 'off'}")
@@ -95,7 +96,7 @@ class LcmBridgeNode(Node):
             "rate_hz": FRAME_RATE_HZ, "hold_s": DEFAULT_HOLD_S, "require_activation": True,
             "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
             "motor_command_topic": "/cyberdog/motor_cmd", "motor_ctrl_state_topic": "/cyberdog/motor_ctrl_state",
-            "leg_frame_id": "base", "imu_frame_id": "imu_link",
+            "leg_frame_id": "base", "imu_frame_id": "imu_link", "realtime_priority": 0,
         }
         return {name: self.declare_parameter(name, value).value for name, value in defaults.items()}
 

@@ -34,7 +34,7 @@ from ..safety import ImuSample, JointSample, PDCommand
 from ..sensor_gate import SensorGate
 from ..timing import TickTiming
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
-from .spin import run_node
+from .spin import run_node, use_realtime_scheduling
 from .conversions import joint_state_from_msg, imu_reading_from_msg, motor_command_msg, stamp_to_seconds
 
 EXPERT_STAND_IN = "expert"
@@ -50,9 +50,10 @@ class PolicyNode(Node):
         p = self._declare_parameters()
         self.config: StackConfig = load_config(p["config"] or None)
         self.convention = JointConvention(self.config.robot)
+        self.current_frame = False  # True for a model trained on s[t] (the ablation): sampled on the tick
         sampler, reset = self._sampler(p)
         self.loop = PolicyLoop(self.config, sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
-                               reset_sampler=reset)
+                               reset_sampler=reset, current_frame=self.current_frame)
         self._joints: Optional[JointSample] = None
         self._imu: Optional[ImuSample] = None
         self.period = 1.0 / self.config.rates.control_hz
@@ -73,6 +74,7 @@ class PolicyNode(Node):
         source = "expert stand-in" if p["model"] == EXPERT_STAND_IN else f"{self.model_path.name} ({p['backend']})"
         self.get_logger().info(f"policy {source} loaded, "
                                f"{self.config.rates.control_hz:.0f} Hz, state PASSIVE")
+        use_realtime_scheduling(self, p["realtime_priority"])  # last: covers the inference and DDS threads
 
     def _sampler(self, p: dict):
         """The model's sampler, or (model: expert, simulation only) the expert controllers standing in for it."""
@@ -92,12 +94,17 @@ class PolicyNode(Node):
         runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
                                warm_start_steps=p["warm_start_steps"] or None,
                                intra_op_threads=p["intra_op_threads"] or None)
+        if not runtime.info.spec.delayed_inputs:
+            self.current_frame = True
+            self.get_logger().warning("this model was trained on the current frame (the delayed-input ablation): "
+                                      "it is sampled inside the tick, so its latency adds to every tick")
         return runtime.predict, runtime.reset
 
     def _declare_parameters(self) -> dict:
         defaults = {
             "model": "", "config": "", "backend": "onnx", "warm_start_steps": 0, "intra_op_threads": 0,
-            "inference_wait_ms": 0.0, "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
+            "inference_wait_ms": 0.0, "realtime_priority": 0,
+            "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
             "motor_command_topic": "/cyberdog/motor_cmd", "skill_command_topic": "/diffuseloco/skill_cmd",
             "status_topic": "/diffuseloco/status", "state_service": "/diffuseloco/set_state",
         }

@@ -10,6 +10,8 @@ import rclpy.executors
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from ..realtime import use_fifo_scheduling
+
 
 def run_node(factory: Callable[[], Node], args: Optional[list[str]] = None,
              refuse: tuple[type[BaseException], ...] = ()) -> None:
@@ -29,6 +31,13 @@ def run_node(factory: Callable[[], Node], args: Optional[list[str]] = None,
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def use_realtime_scheduling(node: Node, priority: int) -> None:
+    """SCHED_FIFO for all of the node's process (0: off); call it after the node started its threads."""
+    result = use_fifo_scheduling(priority)
+    log = node.get_logger().info if result.applied or priority == 0 else node.get_logger().warning
+    log(result.message)
 
 
 class BackgroundNode:

@@ -89,6 +89,10 @@ class TrainConfig:
             raise ConfigError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
         self.model.spec()  # validate early
 
+    def spec(self) -> ModelSpec:
+        """The model's spec as its files record it, including the input timing it is trained on."""
+        return dataclasses.replace(self.model.spec(), delayed_inputs=self.delayed)
+
     def to_dict(self) -> dict[str, Any]:
         return plain(dataclasses.asdict(self))
 

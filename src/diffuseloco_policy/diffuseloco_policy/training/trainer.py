@@ -172,7 +172,7 @@ class Trainer:
         if self.batches_per_epoch < 1:
             raise ConfigError(f"dataset has {len(self.data)} samples, fewer than one batch of {cfg.batch_size}")
 
-        self.spec: ModelSpec = cfg.model.spec()
+        self.spec: ModelSpec = cfg.spec()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.policy = build_policy(self.stack, self.spec, self.normalizer).to(self.device)
         self.ema = EMA(self.policy, cfg.ema)
@@ -336,7 +336,7 @@ class Trainer:
     def _load(self, path: str) -> None:
         ckpt = read_checkpoint(path)
         state = ckpt["state"]
-        saved_spec = train_config_from_dict(state["train_config"]).model.spec()
+        saved_spec = train_config_from_dict(state["train_config"]).spec()
         if saved_spec != self.spec:
             raise ConfigError(f"{path}: checkpoint model {saved_spec} differs from the config's {self.spec}")
         if state["world_size"] != self.dist.world_size and self.dist.is_main:

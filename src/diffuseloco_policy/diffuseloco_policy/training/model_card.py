@@ -1,0 +1,168 @@
+"""Write the model card that ships beside a trained policy in models/.
+
+    python -m diffuseloco_policy.training.model_card --model models/diffuseloco_cyberdog2.onnx \\
+        --run out/train_small --dataset data/experts.zarr --eval out/eval_shipped/results.json \\
+        [--notes notes.md] --out models/diffuseloco_cyberdog2.md
+
+Why generated: every number in the card (file hashes, model size, data, training, evaluation) is read from the
+artifacts themselves, so the card cannot drift from the files it describes; `verify_card` re-checks the hashes
+(the shipped-model test does, so a model swapped without its card fails CI). Hand-written context goes in
+--notes and is appended as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ..diffusion.policy import build_policy
+from ..evaluation.report import markdown as evaluation_markdown
+from ..model_file import read_onnx_info
+
+HASH_ROW = re.compile(r"^\| `([^`]+)` \| \d+ \| `([0-9a-f]{64})` \|$")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_files(model: Path) -> list[Path]:
+    """The full-sampler graph and its warm-start siblings (name.warm<k>.onnx)."""
+    return [model, *sorted(model.parent.glob(f"{model.stem}.warm*.onnx"))]
+
+
+def files_section(model: Path) -> list[str]:
+    lines = ["## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
+    lines += [f"| `{p.name}` | {p.stat().st_size} | `{sha256(p)}` |" for p in model_files(model)]
+    return lines
+
+
+def model_section(model: Path) -> list[str]:
+    info = read_onnx_info(model)
+    spec, config = info.spec, info.config
+    params = sum(p.numel() for p in build_policy(config, spec, info.normalizer).parameters())
+    if spec.kind == "diffusion":
+        d, s = spec.denoiser, spec.scheduler
+        network = (f"transformer denoiser, width {d.width}, {d.heads} heads, {d.layers} layers; "
+                   f"{s.kind.upper()} {s.num_inference_steps} steps ({s.num_train_steps} trained), "
+                   f"warm start {spec.warm_start_steps} steps")
+    else:
+        network = f"MLP {list(spec.mlp.hidden)} (behaviour cloning, deterministic)"
+    obs = config.observation
+    timing = "delayed s[t-{0}..t-1]".format(obs.history) if spec.delayed_inputs else \
+        "current frame s[t-{0}..t] (ablation)".format(obs.history - 1)
+    return ["## Model", "",
+            f"- {spec.kind}: {network}; {params / 1e6:.2f} M parameters",
+            f"- inputs: {obs.history} frames, {timing}; observation {obs.obs_dim}-d "
+            f"({', '.join(t.name for t in obs.terms)}), goal {obs.goal_dim}-d "
+            f"({', '.join(t.name for t in obs.goal_terms)})",
+            f"- output: {config.action.horizon}-step chunk of {len(config.robot.joint_names)} joint targets, "
+            f"executed index {config.action.execute_index} (receding horizon, replanned every tick)",
+            f"- robot: {config.robot.name}, joints {', '.join(config.robot.joint_names)}; control "
+            f"{config.rates.control_hz:.0f} Hz, joint loop {config.rates.joint_loop_hz:.0f} Hz",
+            "- the file embeds its stack config and normalizer; the loader refuses a robot config that differs"]
+
+
+def data_section(dataset: Path) -> list[str]:
+    import zarr
+
+    attrs = dict(zarr.open_group(str(dataset), mode="r").attrs)
+    stats, generator = attrs.get("stats", {}), attrs.get("generator", {})
+    return ["## Data", "",
+            f"- `{dataset.name}` from `python -m diffuseloco_policy.data.generate` (seed {generator.get('seed')}, "
+            f"{generator.get('episode_s')} s episodes, skill segments {generator.get('segment_s')} s, "
+            f"randomized physics {generator.get('randomize')})",
+            f"- {stats.get('transitions', 0):,} transitions in {stats.get('episodes', 0):,} episodes of the "
+            f"expert controllers; {stats.get('falls', 0)} episodes ended in a fall (cut there)"]
+
+
+def training_section(run: Path) -> list[str]:
+    cfg = yaml.safe_load((run / "train_config.yaml").read_text())
+    with (run / "loss.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    last = rows[-1]
+    log_every, batch = int(cfg["log_every"]), int(cfg["batch_size"])
+    wall_s = sum(log_every * batch / float(r["samples_per_s"]) for r in rows)
+    tail = [float(r["loss"]) for r in rows[-20:]]
+    return ["## Training", "",
+            "- `python -m diffuseloco_policy.training` with the config below: "
+            f"{int(last['step']):,} steps of batch {batch} ({int(last['step']) * batch / 1e6:.1f} M samples), "
+            f"about {wall_s / 3600:.1f} h of compute on {cfg['device']} with {cfg['threads']} thread(s)",
+            f"- AdamW lr {cfg['lr']}, betas {cfg['betas']}, weight decay {cfg['weight_decay']}, cosine schedule "
+            f"over {cfg['total_steps']} steps after {cfg['warmup_steps']} warm-up steps, EMA (power "
+            f"{cfg['ema']['power']}); the EMA weights are exported",
+            f"- final training loss (mean of the last {len(tail)} logs): {sum(tail) / len(tail):.4f}",
+            "", "<details><summary>training config</summary>", "", "```yaml", yaml.safe_dump(cfg).strip(), "```",
+            "", "</details>"]
+
+
+def evaluation_section(results: Path) -> list[str]:
+    report = json.loads(results.read_text())
+    table = evaluation_markdown(report["summary"], report["meta"])
+    body = [line.replace("# ", "### ", 1) if line.startswith("#") else line for line in table.splitlines()]
+    return ["## Evaluation", "", f"`python -m diffuseloco_policy.evaluation` (`{results}`; "
+            f"{report['meta']['wall_s'] / 60:.0f} min wall time):", "", *body]
+
+
+def write_card(model: Path, run: Path, dataset: Path, results: Path, out: Path,
+               notes: Optional[Path] = None) -> Path:
+    title = f"# Model card: {model.stem}"
+    sections = [[title, "", f"A DiffuseLoco policy for the simulated CyberDog 2, trained offline on expert "
+                 f"demonstrations. Run it with `python -m diffuseloco_bringup.run sim model:={model}` "
+                 f"(or the default path of the policy node)."],
+                files_section(model), model_section(model), data_section(dataset), training_section(run),
+                evaluation_section(results)]
+    if notes:
+        sections.append(notes.read_text().rstrip().splitlines())
+    out.write_text("\n\n".join("\n".join(s) for s in sections) + "\n")
+    return out
+
+
+def card_hashes(card: Path) -> dict[str, str]:
+    """file name -> sha256 as the card lists them."""
+    return {m.group(1): m.group(2) for line in card.read_text().splitlines() if (m := HASH_ROW.match(line))}
+
+
+def verify_card(card: Path) -> list[str]:
+    """Problems: a listed file that is missing or whose hash differs, or a card that lists no file."""
+    listed = card_hashes(card)
+    if not listed:
+        return [f"{card}: lists no files"]
+    problems = []
+    for name, digest in listed.items():
+        path = card.parent / name
+        if not path.is_file():
+            problems.append(f"{name}: listed in {card.name} but missing")
+        elif sha256(path) != digest:
+            problems.append(f"{name}: sha256 differs from {card.name}")
+    return problems
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m diffuseloco_policy.training.model_card",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="the full-sampler .onnx (warm graphs beside it)")
+    parser.add_argument("--run", type=Path, required=True, help="training out_dir (train_config.yaml, loss.csv)")
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--eval", type=Path, required=True, help="results.json of the evaluation command")
+    parser.add_argument("--notes", type=Path, default=None, help="markdown appended as is")
+    parser.add_argument("--out", type=Path, default=None, help="default: the model path with .md")
+    args = parser.parse_args(argv)
+    out = write_card(args.model, args.run, args.dataset, args.eval, args.out or args.model.with_suffix(".md"),
+                     args.notes)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

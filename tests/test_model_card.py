@@ -1,0 +1,70 @@
+"""The model card is generated from the artifacts it describes, and its hashes catch a swapped or broken file."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import yaml
+from synthetic_data import write_synthetic
+from tiny_model import export_standing_model
+
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.diffusion import build_policy
+from diffuseloco_policy.model_file import read_onnx_info
+from diffuseloco_policy.evaluation import load_matrix
+from diffuseloco_policy.evaluation.cli import evaluate
+from diffuseloco_policy.training import TrainConfig
+from diffuseloco_policy.training.model_card import card_hashes, sha256, verify_card, write_card
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory):
+    root = tmp_path_factory.mktemp("card")
+    model = export_standing_model(root / "models" / "dog.onnx")
+    dataset = write_synthetic(root / "d.zarr")
+    run = root / "run"
+    run.mkdir()
+    cfg = TrainConfig(datasets=(str(dataset),), out_dir=str(run), total_steps=100, log_every=50)
+    (run / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    with (run / "loss.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerows([["step", "loss", "lr", "ema_decay", "samples_per_s"],
+                          [50, 0.5, 1e-4, 0.9, 500.0], [100, 0.25, 1e-4, 0.95, 500.0]])
+    config = load_config()
+    matrix = load_matrix("eval_tiny", config)
+    evaluate([str(model)], matrix, config, seeds=1, out=root / "eval", ablations=["none"], plots=False,
+             log=lambda *_: None)
+    notes = root / "notes.md"
+    notes.write_text("## Limitations\n\nA test model.\n")
+    return write_card(model, run, dataset, root / "eval" / "results.json", model.with_suffix(".md"), notes)
+
+
+def test_card_lists_every_file_with_its_hash(card):
+    hashes = card_hashes(card)
+    assert set(hashes) == {"dog.onnx", "dog.warm2.onnx"}
+    assert hashes["dog.onnx"] == sha256(card.parent / "dog.onnx")
+    assert verify_card(card) == []
+
+
+def test_card_reads_its_numbers_from_the_artifacts(card):
+    text = card.read_text()
+    assert "100 steps of batch 256" in text
+    assert "final training loss (mean of the last 2 logs): 0.3750" in text
+    info = read_onnx_info(card.parent / "dog.onnx")
+    params = sum(p.numel() for p in build_policy(info.config, info.spec, info.normalizer).parameters())
+    assert f"{params / 1e6:.2f} M parameters" in text and "delayed s[t-8..t-1]" in text
+    assert "| dog[onnx] | **all** | 2 |" in text  # the evaluation table of the two eval_tiny scenarios
+    assert text.rstrip().endswith("A test model.")
+
+
+def test_a_changed_or_missing_file_fails_verification(card, tmp_path):
+    copy = tmp_path / card.name
+    copy.write_text(card.read_text())
+    (tmp_path / "dog.onnx").write_bytes((card.parent / "dog.onnx").read_bytes()[:-1] + b"\0")
+    problems = verify_card(copy)
+    assert any("dog.onnx: sha256 differs" in p for p in problems)
+    assert any("dog.warm2.onnx: listed in dog.md but missing" in p for p in problems)
+    empty = tmp_path / "empty.md"
+    empty.write_text("# nothing\n")
+    assert verify_card(empty) == [f"{empty}: lists no files"]
