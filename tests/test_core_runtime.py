@@ -97,6 +97,18 @@ def test_runtime_state_and_rng(runtimes):
         onnx_rt.predict(obs[:4], goal)
 
 
+def test_warm_up_leaves_no_state_behind(runtimes):
+    onnx_rt, torch_rt, _ = runtimes
+    obs, goal = histories(None)
+    for rt in (onnx_rt, torch_rt):
+        rt.reset()
+        expected = rt.predict(obs, goal, np.random.default_rng(3))
+        rt.predict(obs * 0.5, goal, np.random.default_rng(4))  # leaves a previous chunk (warm start armed)
+        rt.warm_up()
+        # the next call is a full sample again, identical to one from a fresh runtime
+        np.testing.assert_array_equal(rt.predict(obs, goal, np.random.default_rng(3)), expected)
+
+
 def test_export_of_a_training_mode_policy_with_dropout(tmp_path):
     """Export must sample with dropout off (verify compares with torch in eval mode) and restore the mode."""
     torch.manual_seed(0)

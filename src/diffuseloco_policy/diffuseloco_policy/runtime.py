@@ -53,6 +53,16 @@ class PolicyRuntime(ABC):
         """Forget the previous chunk: the next predict runs the full sampler."""
         self._prev_clean = None
 
+    def warm_up(self) -> None:
+        """Run every graph once on a neutral input and forget the result: the first call pays for lazy
+        allocation and kernel selection (tens of ms in ONNX Runtime), which must not land on a control tick."""
+        d = self.dims
+        obs, goal = np.zeros((d.history, d.obs_dim), np.float32), np.zeros((d.history, d.goal_dim), np.float32)
+        self.predict(obs, goal, warm=False)
+        if self.warm_start_steps:
+            self.predict(obs, goal, warm=True)
+        self.reset()
+
     def noise_shape(self, batch: int, warm: bool) -> Optional[tuple[int, int, int, int]]:
         if not self.is_diffusion:
             return None

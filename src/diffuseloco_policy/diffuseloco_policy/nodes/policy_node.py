@@ -94,6 +94,7 @@ class PolicyNode(Node):
         runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
                                warm_start_steps=p["warm_start_steps"] or None,
                                intra_op_threads=p["intra_op_threads"] or None)
+        runtime.warm_up()
         if not runtime.info.spec.delayed_inputs:
             self.current_frame = True
             self.get_logger().warning("this model was trained on the current frame (the delayed-input ablation): "

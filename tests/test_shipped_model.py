@@ -1,0 +1,51 @@
+"""The policy that ships in models/: intact (the card's hashes), accepted by the robot config, and walking.
+
+These tests need the file: a checkout without it fails here instead of silently skipping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.evaluation import load_matrix
+from diffuseloco_policy.evaluation.cli import evaluate
+from diffuseloco_policy.runtime import load_runtime
+from diffuseloco_policy.training.model_card import verify_card
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "diffuseloco_cyberdog2.onnx"
+CONFIG = load_config()
+
+
+def test_the_card_matches_the_shipped_files():
+    assert MODEL.is_file(), f"{MODEL} is missing: the shipped policy is part of the repository"
+    assert verify_card(MODEL.with_suffix(".md")) == []
+
+
+def test_it_loads_against_the_robot_config_with_its_warm_start_graph():
+    runtime = load_runtime(MODEL, robot=CONFIG, warm_start_steps=2)
+    assert runtime.info.spec.kind == "diffusion" and runtime.info.spec.delayed_inputs
+    assert runtime.warm_start_steps == 2
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """eval_smoke: trot and pace at full forward speed and trot -> pace in motion, randomized physics, 6 s each,
+    through the deployed PolicyLoop with the warm-started sampler the policy node runs."""
+    report = evaluate([f"{MODEL},warm=2,label=shipped"], load_matrix("eval_smoke", CONFIG), CONFIG, seeds=1,
+                      out=tmp_path_factory.mktemp("eval"), ablations=["none"], plots=False, log=lambda *_: None)
+    return report["summary"]["shipped"]
+
+
+def test_it_walks_without_falling_and_switches(short_run):
+    overall = short_run["overall"]
+    assert overall["episodes"] == 3 and overall["falls"] == 0
+    assert overall["transitions"] == 1 and overall["transition_success"] == 1.0
+
+
+def test_trot_and_pace_keep_their_contact_patterns_and_speed(short_run):
+    trot, pace = short_run["skills"]["trot"], short_run["skills"]["pace"]
+    assert trot["expected_share"] > 0.6 and pace["expected_share"] > 0.6
+    assert trot["mean_error_vx"] < 0.1 and pace["mean_error_vx"] < 0.1
