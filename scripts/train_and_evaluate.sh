@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 SEEDS=${SEEDS:-4}                 # shipped model: 30 scenarios x 4 seeds = 120 randomized 20 s episodes
 COMPARE_SEEDS=${COMPARE_SEEDS:-2} # baselines and ablations
-MODEL=models/diffuseloco_cyberdog2.onnx
+MODEL=models/diffuseloco_cyberdog2_preview.onnx   # the default name once a model meets the targets
 
 [ -d data/experts.zarr ] || $PY -m diffuseloco_policy.data.generate --out data/experts.zarr \
     --transitions 1000000 --seed 0 --workers 2
@@ -47,8 +47,8 @@ evaluate out/eval/open_loop "$COMPARE_SEEDS" "$MODEL,warm=2,label=diffusion" --a
 evaluate out/eval/full_sampler "$COMPARE_SEEDS" "$MODEL,label=diffusion_full_sampler" &
 wait
 $PY -m diffuseloco_policy.evaluation.merge out/eval/diffusion out/eval/full_sampler out/eval/expert out/eval/mlp \
-    out/eval/current_frame out/eval/open_loop --out out/eval/compare
+    out/eval/current_frame out/eval/open_loop --out docs/policy_eval
 
 # 4. The model card (hashes, data, training, the shipped model's evaluation) beside the model.
 $PY -m diffuseloco_policy.training.model_card --model $MODEL --run out/train_small --dataset data/experts.zarr \
-    --eval out/eval/diffusion/results.json --notes models/diffuseloco_cyberdog2.notes.md
+    --eval out/eval/diffusion/results.json --notes models/diffuseloco_cyberdog2_preview.notes.md

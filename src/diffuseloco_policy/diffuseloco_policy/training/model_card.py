@@ -119,8 +119,8 @@ def write_card(model: Path, run: Path, dataset: Path, results: Path, out: Path,
                notes: Optional[Path] = None) -> Path:
     title = f"# Model card: {model.stem}"
     sections = [[title, "", f"A DiffuseLoco policy for the simulated CyberDog 2, trained offline on expert "
-                 f"demonstrations. Run it with `python -m diffuseloco_bringup.run sim model:={model}` "
-                 f"(or the default path of the policy node)."],
+                 f"demonstrations. Run it in simulation with `python -m diffuseloco_bringup.run sim --model {model}`; "
+                 f"evaluate it with `python -m diffuseloco_policy.evaluation --policy {model},warm=2`."],
                 files_section(model), model_section(model), data_section(dataset), training_section(run),
                 evaluation_section(results)]
     if notes:
