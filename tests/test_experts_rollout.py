@@ -84,3 +84,28 @@ def test_bound_shifts_support_force_against_pitch():
     assert up[:2].max() < 0.25 < up[2:].min()
     down = expert._pitch_shared(share, state(0.1, rate=0.5))
     assert down[:2].min() > 0.25 > down[2:].max()
+
+
+class _CountingExpert:
+    """Targets that say which call made them: default pose + 0.001 rad x call number, on every joint."""
+
+    def __init__(self, pose):
+        self.pose, self.calls = np.asarray(pose, dtype=np.float64), 0
+
+    def act(self, state, velocity, command, skill):
+        self.calls += 1
+        return self.pose + 0.001 * self.calls, self.pose + 0.001 * (self.calls + 1)
+
+    def reset(self):
+        self.calls = 0
+
+
+@pytest.mark.parametrize("delayed", [False, True])
+def test_a_delayed_expert_applies_what_it_planned_one_tick_earlier(delayed):
+    config = load_config()
+    rollout = ExpertRollout(config, seed=0, delayed=delayed)
+    rollout.expert = _CountingExpert(config.robot.default_pose)
+    sent = [rollout.tick(1, (0.0, 0.0, 0.0)).target for _ in range(5)]
+    made_by = [round((q - rollout.expert.pose).mean() / 0.001) for q in sent]
+    # current frame: tick k applies call k+1 (made from s[k]); delayed: call k (made from s[k-1]), tick 0 its own
+    assert made_by == ([1, 2, 3, 4, 5] if not delayed else [1, 1, 2, 3, 4])

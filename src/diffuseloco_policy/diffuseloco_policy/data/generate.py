@@ -34,6 +34,7 @@ class GenerateSettings:
     episode_s: float = 20.0
     segment_s: tuple[float, float] = (2.0, 6.0)
     randomize: bool = True
+    expert_delayed: bool = True   # experts act on s[t-1] like the deployed policy (False: on s[t], the first dataset)
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -46,7 +47,8 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
     seed = episode_seed(settings.seed, index)
     rng = np.random.default_rng(seed)
     sim_config = SimConfig.randomized() if settings.randomize else SimConfig()
-    rollout = ExpertRollout(config, sim_config, seed=seed + 1, expert_params=ExpertParams())
+    rollout = ExpertRollout(config, sim_config, seed=seed + 1, expert_params=ExpertParams(),
+                            delayed=settings.expert_delayed)
     ticks = int(settings.episode_s * config.rates.control_hz)
     schedule = random_schedule(config, rng, ticks, segment_s=settings.segment_s)
     episode = EpisodeArrays()
@@ -103,8 +105,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--episode-seconds", type=float, default=20.0)
     parser.add_argument("--no-randomize", action="store_true", help="ideal robot: no noise, latency, DR, pushes")
     parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--expert-on-current-frame", action="store_true",
+                        help="experts react to s[t] (the first dataset) instead of acting on s[t-1] like the policy")
     args = parser.parse_args(argv)
-    settings = GenerateSettings(seed=args.seed, episode_s=args.episode_seconds, randomize=not args.no_randomize)
+    settings = GenerateSettings(seed=args.seed, episode_s=args.episode_seconds, randomize=not args.no_randomize,
+                                expert_delayed=not args.expert_on_current_frame)
     stats = generate(load_config(args.config), args.out, args.transitions, settings, args.workers)
     print(stats)
 

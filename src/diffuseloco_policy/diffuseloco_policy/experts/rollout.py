@@ -89,8 +89,14 @@ class ExpertRollout:
     """Simulator + expert + decoder + safety filter + observation builder, stepped one 50 Hz tick at a time."""
 
     def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
-                 expert_params: Optional[ExpertParams] = None, rate_limit: bool = True) -> None:
+                 expert_params: Optional[ExpertParams] = None, rate_limit: bool = True,
+                 delayed: bool = False) -> None:
+        """delayed: the expert acts like the deployed policy, on s[t-1]: the targets applied at tick t are the ones
+        it computed at t-1 (as experts/stand_in.py does in the graph). Data recorded so is a function of the
+        delayed window a policy sees; with delayed=False the action of t reacts to s[t], which a delayed-input
+        model can only guess (see README, Training and evaluation)."""
         self.config = config
+        self.delayed = delayed
         self.sim = CyberDogSim(config, sim_config, seed=seed)
         self.expert = ExpertController(config, expert_params)
         self.builder = ObservationBuilder(config)
@@ -102,6 +108,7 @@ class ExpertRollout:
         self._reset_command()
 
     def _reset_command(self) -> None:
+        self._pending: Optional[tuple[np.ndarray, np.ndarray]] = None  # delayed: the targets made at t-1
         self.last_action = np.zeros(self.config.robot.num_joints)
         self.last_q_des = np.asarray(self.config.robot.default_pose, dtype=np.float64).copy()  # the sim's hold
 
@@ -116,7 +123,11 @@ class ExpertRollout:
         command = np.asarray(command, dtype=np.float64)
         observation = self.builder.observation(state, self.last_action)
         velocity = self.sim.base_velocity_body()[:2]
-        target, target_next = self.expert.act(state, velocity, command, skill)
+        planned = self.expert.act(state, velocity, command, skill)
+        applied = planned
+        if self.delayed:  # apply what was planned from s[t-1]; on the first tick only s[t] exists
+            applied, self._pending = self._pending or planned, planned
+        target, target_next = applied
         q_des, qd_des = self.decoder.targets(self.decoder.action(target), self.decoder.action(target_next))
         safe, reasons = self.safety.filter(PDCommand(q=q_des, dq=qd_des, kp=self.kp, kd=self.kd,
                                                      tau=np.zeros_like(q_des)),

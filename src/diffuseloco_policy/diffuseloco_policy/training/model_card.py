@@ -82,7 +82,8 @@ def data_section(dataset: Path) -> list[str]:
     return ["## Data", "",
             f"- `{dataset.name}` from `python -m diffuseloco_policy.data.generate` (seed {generator.get('seed')}, "
             f"{generator.get('episode_s')} s episodes, skill segments {generator.get('segment_s')} s, "
-            f"randomized physics {generator.get('randomize')})",
+            f"randomized physics {generator.get('randomize')}); the experts act on "
+            f"{'s[t-1], like the policy' if generator.get('expert_delayed', False) else 's[t], the current frame'}",
             f"- {stats.get('transitions', 0):,} transitions in {stats.get('episodes', 0):,} episodes of the "
             f"expert controllers; {stats.get('falls', 0)} episodes ended in a fall (cut there)"]
 

@@ -25,6 +25,7 @@ import inspect
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -142,6 +143,11 @@ def check_datasets(cfg: TrainConfig, stack) -> None:
         problems = compatibility_problems(config_from_dict(attrs["config"]), stack)
         if problems:
             raise ConfigError(f"{path} was recorded for a different setup:\n - " + "\n - ".join(problems))
+        expert_delayed = attrs.get("generator", {}).get("expert_delayed", False)
+        if cfg.delayed and not expert_delayed and not attrs.get("generator", {}).get("synthetic"):
+            warnings.warn(f"{path}: its experts reacted to the current frame s[t]; a delayed-input model has to "
+                          "anticipate that reaction (regenerate with experts acting on s[t-1], the default now)",
+                          stacklevel=2)
 
 
 class Trainer:
