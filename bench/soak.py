@@ -69,13 +69,14 @@ def main() -> None:
             assert reader.request(SetControllerState.Request.REQUEST_STAND_UP), "STAND_UP refused"
             assert reader.request(SetControllerState.Request.REQUEST_RUN), "RUN refused"
             start = time.monotonic()
-            jitter_p99 = []
+            jitter_p99, miss_timeline = [], []
             while time.monotonic() - start < args.minutes * 60:
                 time.sleep(10.0)
                 t = time.monotonic() - start
                 for spec, proc in graph.processes:
                     memory[spec.name].append((t, rss_mib(proc.pid)))
                 jitter_p99.append(float(reader.latest.get("jitter_p99_ms", "nan")))
+                miss_timeline.append((round(t), int(reader.latest.get("deadline_misses", -1))))
                 assert all(p.poll() is None for _, p in graph.processes), "a node died during the soak"
             final = dict(reader.latest)
         finally:
@@ -87,6 +88,7 @@ def main() -> None:
           f"state {final['state']}")
     print(f"  ticks {ticks}, deadline misses {misses}, worst 20 s jitter p99 {np.nanmax(jitter_p99):.3f} ms, "
           f"median of the 20 s jitter p99s {np.nanmedian(jitter_p99):.3f} ms")
+    print(f"  deadline misses over time (s after RUN, total): {miss_timeline}")
     for name, samples in memory.items():
         t = np.array([s[0] for s in samples])
         rss = np.array([s[1] for s in samples])

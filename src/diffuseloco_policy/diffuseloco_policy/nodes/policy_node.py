@@ -8,6 +8,7 @@ node with the reason (it never drives the robot with a model trained for another
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,9 @@ class PolicyNode(Node):
         self.get_logger().info(f"policy {source} loaded, "
                                f"{self.config.rates.control_hz:.0f} Hz, state PASSIVE")
         use_realtime_scheduling(self, p["realtime_priority"])  # last: covers the inference and DDS threads
+        # Everything allocated so far (modules, the model, the config) lives as long as the node: out of the
+        # collector's sight, a full collection no longer walks it and holds the GIL for milliseconds mid-tick.
+        gc.freeze()
 
     def _sampler(self, p: dict):
         """The model's sampler, or (model: expert, simulation only) the expert controllers standing in for it."""
