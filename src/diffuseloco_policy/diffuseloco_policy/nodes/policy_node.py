@@ -164,6 +164,12 @@ class PolicyNode(Node):
         self.command_pub.publish(motor_command_msg(self._to_sdk(report.command), stamp))
         self.timing.tick_finished(time.perf_counter(), joints_wall)
         self.status_pub.publish(self._status(report, stamp))
+        if report.deadline_missed:  # each one logged (throttled), so a rare miss can be placed in time
+            self.get_logger().warning(
+                f"deadline miss at tick {self.loop.ticks - 1} (total {self.loop.deadline_misses}): the plan for "
+                f"this tick was not ready; newest sampler latency {report.inference_latency_s * 1000.0:.1f} ms, "
+                f"tick jitter {self.timing.last_jitter_ms:.2f} ms; following the previous plan",
+                throttle_duration_sec=1.0)
 
     # -------------------------------------------------------------------------------------------- outputs
     def _to_sdk(self, cmd: PDCommand) -> SdkMotorCommand:
