@@ -27,15 +27,20 @@ from .scenarios import ScenarioMatrix, load_matrix
 ABLATIONS = ("none", "current_frame", "open_loop_chunk")
 
 
-def loop_options(variant: str, config: StackConfig, inference_wait_s: float, open_loop_ticks: Optional[int],
-                 delayed_inputs: bool = True) -> LoopOptions:
-    """'none', 'current_frame', 'open_loop_chunk' or a '+' combination of the last two. A model trained on the
-    current frame (delayed_inputs False) always runs with it: feeding it the delayed window would be a mismatch,
-    not the ablation."""
+def variant_parts(variant: str) -> set[str]:
+    """'none', 'current_frame', 'open_loop_chunk' or a '+' combination of the last two -> the ablations in it."""
     parts = set(variant.split("+")) - {"none"}
     unknown = parts - set(ABLATIONS)
     if unknown:
         raise ValueError(f"unknown ablation {sorted(unknown)}; choose from {ABLATIONS} (combine with '+')")
+    return parts
+
+
+def loop_options(variant: str, config: StackConfig, inference_wait_s: float, open_loop_ticks: Optional[int],
+                 delayed_inputs: bool = True) -> LoopOptions:
+    """The loop settings of a variant (see variant_parts). A model trained on the current frame (delayed_inputs
+    False) always runs with it: feeding it the delayed window would be a mismatch, not the ablation."""
+    parts = variant_parts(variant)
     longest = config.action.horizon - config.action.execute_index
     replan = (open_loop_ticks or longest) if "open_loop_chunk" in parts else 1
     current_frame = "current_frame" in parts or not delayed_inputs
@@ -75,7 +80,7 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
     out.mkdir(parents=True, exist_ok=True)
     sim = CyberDogSim(config, sim_config(matrix), seed=base_seed)
     for variant in ablations:
-        loop_options(variant, config, inference_wait_s, open_loop_ticks)  # an unknown name fails before any run
+        variant_parts(variant)  # an unknown name fails before any run
     wanted = {name: stem for stem, name in representative(matrix).items()}
     policies, episodes, plot_files = [], {}, []
     start = time.perf_counter()

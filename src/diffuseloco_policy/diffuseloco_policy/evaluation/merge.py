@@ -26,13 +26,16 @@ def load_run(path: Path) -> dict[str, Any]:
     return json.loads(file.read_text())
 
 
+def comparison_basis(run: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two runs to be compared episode for episode."""
+    return {"matrix": run["matrix"], "base_seed": run["meta"]["base_seed"], "physics": run["meta"]["physics"]}
+
+
 def merge_runs(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
-    first = runs[0]
+    first, basis = runs[0], comparison_basis(runs[0])
     for run, source in zip(runs[1:], sources[1:]):
-        for key in ("matrix", "base_seed", "physics"):
-            a = first["matrix"] if key == "matrix" else first["meta"][key]
-            b = run["matrix"] if key == "matrix" else run["meta"][key]
-            if a != b:
+        for key, value in comparison_basis(run).items():
+            if value != basis[key]:
                 raise MergeError(f"{source}: {key} differs from {sources[0]}'s; the runs are not comparable")
     merged: dict[str, Any] = {"policies": [], "summary": {}, "episodes": {}, "plots": []}
     seeds = []

@@ -51,10 +51,9 @@ class PolicyNode(Node):
         p = self._declare_parameters()
         self.config: StackConfig = load_config(p["config"] or None)
         self.convention = JointConvention(self.config.robot)
-        self.current_frame = False  # True for a model trained on s[t] (the ablation): sampled on the tick
-        sampler, reset = self._sampler(p)
+        sampler, reset, current_frame = self._sampler(p)
         self.loop = PolicyLoop(self.config, sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
-                               reset_sampler=reset, current_frame=self.current_frame)
+                               reset_sampler=reset, current_frame=current_frame)
         self._joints: Optional[JointSample] = None
         self._imu: Optional[ImuSample] = None
         self.period = 1.0 / self.config.rates.control_hz
@@ -81,7 +80,8 @@ class PolicyNode(Node):
         gc.freeze()
 
     def _sampler(self, p: dict):
-        """The model's sampler, or (model: expert, simulation only) the expert controllers standing in for it."""
+        """(sampler, reset, current_frame): the model's sampler, or (model: expert, simulation only) the expert
+        controllers standing in for it; current_frame for a model trained on s[t] (the ablation)."""
         if p["model"] == EXPERT_STAND_IN:
             self.model_path = Path(EXPERT_STAND_IN)
             stand_in = ExpertStandIn(self.config)
@@ -89,7 +89,7 @@ class PolicyNode(Node):
                 m.twist.linear.x, m.twist.linear.y), 10)
             self.get_logger().warning("EXPERT STAND-IN: the expert controllers drive the robot, using the "
                                       "simulator's ground-truth velocity; this is not a learned policy")
-            return stand_in, stand_in.reset
+            return stand_in, stand_in.reset, False
         self.model_path = Path(p["model"]) if p["model"] else DEFAULT_MODEL
         if not self.model_path.is_file():
             hint = " (no trained model ships yet; in simulation, model:=expert runs the expert stand-in)" \
@@ -99,11 +99,12 @@ class PolicyNode(Node):
                                warm_start_steps=p["warm_start_steps"] or None,
                                intra_op_threads=p["intra_op_threads"] or None)
         runtime.warm_up()
-        if not runtime.info.spec.delayed_inputs:
-            self.current_frame = True
+        current_frame = not runtime.info.spec.delayed_inputs
+        if current_frame:
             self.get_logger().warning("this model was trained on the current frame (the delayed-input ablation): "
-                                      "it is sampled inside the tick, so its latency adds to every tick")
-        return runtime.predict, runtime.reset
+                                      "each tick samples from its own frame and waits inference_wait_ms for the "
+                                      "plan; a plan that takes longer is used a tick late")
+        return runtime.predict, runtime.reset, current_frame
 
     def _declare_parameters(self) -> dict:
         defaults = {

@@ -143,8 +143,8 @@ def check_datasets(cfg: TrainConfig, stack) -> None:
         problems = compatibility_problems(config_from_dict(attrs["config"]), stack)
         if problems:
             raise ConfigError(f"{path} was recorded for a different setup:\n - " + "\n - ".join(problems))
-        expert_delayed = attrs.get("generator", {}).get("expert_delayed", False)
-        if cfg.delayed and not expert_delayed and not attrs.get("generator", {}).get("synthetic"):
+        generator = attrs.get("generator", {})
+        if cfg.delayed and not generator.get("expert_delayed", False) and not generator.get("synthetic"):
             warnings.warn(f"{path}: its experts reacted to the current frame s[t]; a delayed-input model has to "
                           "anticipate that reaction (regenerate with experts acting on s[t-1], the default now)",
                           stacklevel=2)
