@@ -2,6 +2,7 @@
 
 import numpy as np
 
+import diffuseloco_policy.data.generate as gen
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.data.dataset import load_dataset
 from diffuseloco_policy.data.generate import GenerateSettings, generate
@@ -23,3 +24,25 @@ def test_shapes_episode_ends_and_reproducibility(tmp_path):
         np.testing.assert_array_equal(a[key], b[key])
     # last_action slot of tick t is the action of tick t-1 within an episode
     np.testing.assert_allclose(a["obs"][1:50, 30:42], a["action"][0:49], atol=1e-6)
+
+
+def test_falling_episode_is_cut_before_the_fall(monkeypatch):
+    """The expert's last second of losing balance is not kept as a demonstration."""
+    config = load_config()
+    settings = GenerateSettings(seed=0, episode_s=4.0, trim_before_fall_s=1.0)
+    standing, _ = gen.run_episode(config, settings, 0)
+    fall_at = 150
+    original_run = gen.ExpertRollout.run
+
+    def run_then_fall(self, schedule):
+        for i, tick in enumerate(original_run(self, schedule)):
+            yield tick
+            if i + 1 == fall_at:
+                self.sim.fallen = lambda: True
+                return
+
+    monkeypatch.setattr(gen.ExpertRollout, "run", run_then_fall)
+    fallen, fell = gen.run_episode(config, settings, 0)
+    assert fell and len(standing["obs"]) == 200
+    assert len(fallen["obs"]) == fall_at - 50
+    np.testing.assert_array_equal(fallen["obs"], standing["obs"][:fall_at - 50])

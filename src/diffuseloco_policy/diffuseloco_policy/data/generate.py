@@ -4,7 +4,8 @@
 
 Episode i is driven entirely by a generator seeded from (seed, i), so the same seed gives identical arrays for
 any number of workers. The observation of tick t is built from the state measured at t and the action applied
-at t-1; the delayed-history slicing happens at training time. An episode that falls is cut at the fall.
+at t-1; the delayed-history slicing happens at training time. An episode that falls is cut `trim_before_fall_s`
+before the fall: the expert's last second of losing balance is not a demonstration worth cloning.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from ..sim import SimConfig
 from .dataset import EpisodeArrays, write_dataset
 
 
+MIN_EPISODE_TICKS = 50   # 1 s: shorter (trimmed) episodes give the training windows nothing
+
+
 @dataclasses.dataclass(frozen=True)
 class GenerateSettings:
     """What shapes the episodes; stored in the dataset's attrs."""
@@ -35,6 +39,7 @@ class GenerateSettings:
     segment_s: tuple[float, float] = (2.0, 6.0)
     randomize: bool = True
     expert_delayed: bool = True   # experts act on s[t-1] like the deployed policy (False: on s[t], the first dataset)
+    trim_before_fall_s: float = 1.0   # a falling episode keeps only the ticks up to this long before the fall
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -54,7 +59,11 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
     episode = EpisodeArrays()
     for tick in rollout.run(schedule):
         episode.append(tick.observation, tick.goal, tick.action, tick.skill, tick.command)
-    return episode.stacked(), rollout.sim.fallen()
+    arrays, fell = episode.stacked(), rollout.sim.fallen()
+    if fell:
+        keep = max(0, len(arrays["obs"]) - int(round(settings.trim_before_fall_s * config.rates.control_hz)))
+        arrays = {k: v[:keep] for k, v in arrays.items()}
+    return arrays, fell
 
 
 def _worker(args: tuple[StackConfig, GenerateSettings, int]) -> tuple[dict[str, np.ndarray], bool]:
@@ -78,16 +87,19 @@ def generate(config: StackConfig, out: Path, transitions: int, settings: Generat
     start = time.perf_counter()
     bar = tqdm(total=transitions, unit="tick", disable=not progress)
     for arrays, fell in episodes(config, settings, workers):
+        falls += int(fell)
+        if len(arrays["obs"]) < MIN_EPISODE_TICKS:   # fell right after the start: nothing worth keeping
+            continue
         take = min(len(arrays["obs"]), transitions - total)
         collected.append({k: v[:take] for k, v in arrays.items()})
-        falls += int(fell)
         total += take
         bar.update(take)
         if total >= transitions:
             break
     bar.close()
     elapsed = time.perf_counter() - start
-    stats = {"transitions": total, "episodes": len(collected), "falls": falls, "seconds": elapsed,
+    stats = {"transitions": total, "episodes": len(collected), "falls": falls,
+             "fall_trim_s": settings.trim_before_fall_s, "seconds": elapsed,
              "ticks_per_second": total / max(elapsed, 1e-9)}
     attrs = {"config": config.to_dict(), "generator": dataclasses.asdict(settings), "stats": stats,
              "expert": dataclasses.asdict(ExpertParams()),
@@ -105,11 +117,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--episode-seconds", type=float, default=20.0)
     parser.add_argument("--no-randomize", action="store_true", help="ideal robot: no noise, latency, DR, pushes")
     parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--trim-before-fall", type=float, default=1.0,
+                        help="seconds dropped before a fall (the expert losing balance is not a demonstration)")
     parser.add_argument("--expert-on-current-frame", action="store_true",
                         help="experts react to s[t] (the first dataset) instead of acting on s[t-1] like the policy")
     args = parser.parse_args(argv)
     settings = GenerateSettings(seed=args.seed, episode_s=args.episode_seconds, randomize=not args.no_randomize,
-                                expert_delayed=not args.expert_on_current_frame)
+                                expert_delayed=not args.expert_on_current_frame,
+                                trim_before_fall_s=args.trim_before_fall)
     stats = generate(load_config(args.config), args.out, args.transitions, settings, args.workers)
     print(stats)
 

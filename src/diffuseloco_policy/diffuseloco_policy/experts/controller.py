@@ -229,9 +229,7 @@ class ExpertController:
 
     def _posture_offsets(self, state: RobotState) -> np.ndarray:
         """Foot-height changes that level the trunk: extend the legs on the low side."""
-        g = projected_gravity(state.quaternion)
-        roll, pitch = np.arctan2(-g[1], -g[2]), np.arcsin(np.clip(g[0], -1.0, 1.0))
-        wx, wy = state.angular_velocity[0], state.angular_velocity[1]
+        roll, pitch, wx, wy = self._attitude(state)
         x, y = self.nominal[:, 0], self.nominal[:, 1]
         p = self.p
         return p.posture_gain * (roll * y - pitch * x) + p.posture_rate_gain * (wx * y - wy * x)
@@ -250,12 +248,17 @@ class ExpertController:
         (kr, dr), (kpi, dpi) = gait.stance_roll, gait.stance_pitch
         if kr == dr == kpi == dpi == 0.0:
             return np.zeros((4, 2))
-        g = projected_gravity(state.quaternion)
-        roll, pitch = np.arctan2(-g[1], -g[2]), np.arcsin(np.clip(g[0], -1.0, 1.0))
-        wx, wy = state.angular_velocity[0], state.angular_velocity[1]
+        roll, pitch, wx, wy = self._attitude(state)
         load = np.clip(self._load_share() * 2.0, 0.0, 1.0)
         shift = np.array([-(kpi * pitch + dpi * wy), kr * roll + dr * wx])
         return np.clip(load[:, None] * shift[None, :], -0.04, 0.04)
+
+    def _attitude(self, state: RobotState) -> tuple[float, float, float, float]:
+        """Roll, pitch and their rates: what the posture loops level. (Extrapolating the angles by one tick for an
+        expert acting on s[t-1] was tried: bound fell more often, 13/20 vs 9/20.)"""
+        g = projected_gravity(state.quaternion)
+        roll, pitch = float(np.arctan2(-g[1], -g[2])), float(np.arcsin(np.clip(g[0], -1.0, 1.0)))
+        return roll, pitch, float(state.angular_velocity[0]), float(state.angular_velocity[1])
 
     # ------------------------------------------------------------------------------------------ joints
     def _joint_targets(self, pos: np.ndarray, vel: np.ndarray, state: RobotState) -> tuple[np.ndarray, np.ndarray]:
@@ -290,9 +293,8 @@ class ExpertController:
         k, d = self.clock.target.load_pitch
         if k == d == 0.0:
             return share
-        g = projected_gravity(state.quaternion)
-        pitch = np.arcsin(np.clip(g[0], -1.0, 1.0))
-        c = float(np.clip(k * pitch + d * state.angular_velocity[1], -0.6, 0.6))
+        _, pitch, _, wy = self._attitude(state)
+        c = float(np.clip(k * pitch + d * wy, -0.6, 0.6))
         front = np.sign(kin.HIP_ORIGINS[:, 0])
         out = share * (1.0 + front * c)
         if self.clock.target.load_normalize and out.sum() > 1e-9:

@@ -62,10 +62,13 @@ def evaluate_episode(rollout: ExpertRollout, segments: Sequence[Segment], seed: 
 
 
 def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, seconds: float, segment_s: float,
-                   seed: int, params: ExpertParams, sim_config: SimConfig, rate_limit: bool = True) -> dict:
-    """Aggregate over episodes; skill None means random skill switches every segment."""
+                   seed: int, params: ExpertParams, sim_config: SimConfig, rate_limit: bool = True,
+                   delayed: bool = False) -> dict:
+    """Aggregate over episodes; skill None means random skill switches every segment. delayed: the experts act
+    one tick late, on s[t-1], as the dataset generator records them by default."""
     rng = np.random.default_rng(seed)
-    rollout = ExpertRollout(config, sim_config, seed=seed, expert_params=params, rate_limit=rate_limit)
+    rollout = ExpertRollout(config, sim_config, seed=seed, expert_params=params, rate_limit=rate_limit,
+                            delayed=delayed)
     hz = config.rates.control_hz
     falls, errors, contacts, sim_time = 0, [], [], 0.0
     filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0}
@@ -139,6 +142,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--no-rate-limit", action="store_true",
                         help="open the SafetyFilter's per-tick q_des step limit (diagnostics; the robot has it)")
     parser.add_argument("--ideal", action="store_true", help="no noise, latency, randomization or pushes")
+    parser.add_argument("--delayed", action="store_true",
+                        help="experts act on s[t-1], one tick late, as the dataset generator records them")
     parser.add_argument("--gif", action="store_true", help="render a GIF per skill (MUJOCO_GL=egl)")
     args = parser.parse_args(argv)
     config = load_config()
@@ -151,12 +156,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     for name in names:
         skill = None if name == "switch" else config.skill(name).id
         results[name] = evaluate_skill(config, skill, args.episodes, args.seconds, args.segment, args.seed,
-                                       params, sim_config, rate_limit)
+                                       params, sim_config, rate_limit, args.delayed)
         print(name, results[name], flush=True)
         if args.gif and skill is not None:
             s = config.skill(skill)
             render_gif(config, skill, (s.vx[1] * 0.6, 0.0, 0.0), args.out / f"{name}.gif", params=params)
-    report = {"params": dataclasses.asdict(params), "rate_limit": rate_limit, "episodes": args.episodes,
+    report = {"params": dataclasses.asdict(params), "rate_limit": rate_limit, "delayed": args.delayed,
+              "episodes": args.episodes,
               "seconds": args.seconds, "segment_s": args.segment, "seed": args.seed,
               "sim": "ideal" if args.ideal else "randomized (SimConfig.randomized(), pushes on)",
               "command_ranges": {s.name: {"vx": s.vx, "vy": s.vy, "yaw_rate": s.yaw_rate} for s in config.skills},

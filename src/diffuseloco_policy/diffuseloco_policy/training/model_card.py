@@ -85,7 +85,8 @@ def data_section(dataset: Path) -> list[str]:
             f"randomized physics {generator.get('randomize')}); the experts act on "
             f"{'s[t-1], like the policy' if generator.get('expert_delayed', False) else 's[t], the current frame'}",
             f"- {stats.get('transitions', 0):,} transitions in {stats.get('episodes', 0):,} episodes of the "
-            f"expert controllers; {stats.get('falls', 0)} episodes ended in a fall (cut there)"]
+            f"expert controllers; {stats.get('falls', 0)} episodes ended in a fall (cut "
+            f"{stats.get('fall_trim_s', 0.0)} s before it)"]
 
 
 def training_section(run: Path) -> list[str]:
