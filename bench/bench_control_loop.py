@@ -54,7 +54,7 @@ class DiagnosticsReader(BackgroundNode):
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name == "diffuseloco_policy":
-                self.latest = {kv.key: kv.value for kv in status.values}
+                self.latest = {kv.key: kv.value for kv in status.values} | {"message": status.message}
 
     def request(self, request: int, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

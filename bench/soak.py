@@ -2,9 +2,11 @@
 
 Reports deadline misses, tick jitter, memory growth of every node process (RSS sampled each 10 s; growth =
 last minute's mean minus the first minute's mean after warm-up) and bag integrity (the bag is read back and its
-message counts compared with what the nodes published: ticks for commands and status). The policy is the small
-preset's size with untrained weights and a +-0.02 action range (the dog stands while the sampler does its full
-work each tick), or `--model expert` to walk with the expert stand-in.
+message counts compared with what the nodes published: ticks for commands and status), and the host's steal time
+(on a VM, time the hypervisor ran something else while a vCPU wanted to run: it stalls even SCHED_FIFO threads, so
+read deadline misses next to it). The policy is the small preset's size with untrained weights and a +-0.02
+action range (the dog stands while the sampler does its full work each tick), or `--model expert` to walk with the
+expert stand-in.
 
 Usage: .venv/bin/python bench/soak.py [--minutes 10] [--preset small]      (1 hour for a release: --minutes 60)
 """
@@ -32,6 +34,13 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def steal_s() -> float:
+    """CPU time the hypervisor gave to others while this machine's vCPUs wanted to run (all vCPUs, /proc/stat);
+    on a VM, a thread whose vCPU is descheduled stalls whatever its scheduling priority."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else float("nan")
 
 
 def bag_counts(bag: Path) -> dict[str, int]:
@@ -68,7 +77,7 @@ def main() -> None:
         try:
             assert reader.request(SetControllerState.Request.REQUEST_STAND_UP), "STAND_UP refused"
             assert reader.request(SetControllerState.Request.REQUEST_RUN), "RUN refused"
-            start = time.monotonic()
+            start, steal_start = time.monotonic(), steal_s()
             jitter_p99, miss_timeline = [], []
             while time.monotonic() - start < args.minutes * 60:
                 time.sleep(10.0)
@@ -79,15 +88,19 @@ def main() -> None:
                 miss_timeline.append((round(t), int(reader.latest.get("deadline_misses", -1))))
                 assert all(p.poll() is None for _, p in graph.processes), "a node died during the soak"
             final = dict(reader.latest)
+            steal = steal_s() - steal_start
         finally:
             graph.stop()
             reader.close()
         counts = bag_counts(bag)
     ticks, misses = int(final["ticks"]), int(final["deadline_misses"])
+    reason = "" if final["state"] == "RUNNING" else f" ({final.get('message', '')})"
     print(f"\nsoak: {args.minutes:.0f} min, policy {'expert stand-in' if args.model == 'expert' else args.preset}, "
-          f"state {final['state']}")
+          f"state {final['state']}{reason}")
     print(f"  ticks {ticks}, deadline misses {misses}, worst 20 s jitter p99 {np.nanmax(jitter_p99):.3f} ms, "
           f"median of the 20 s jitter p99s {np.nanmedian(jitter_p99):.3f} ms")
+    print(f"  plans that came late and were waited for (inference_wait_ms): {final.get('plans_waited_for', 'n/a')}; "
+          f"host steal time {steal:.1f} s of {os.cpu_count()} vCPUs x {args.minutes * 60:.0f} s")
     print(f"  deadline misses over time (s after RUN, total): {miss_timeline}")
     for name, samples in memory.items():
         t = np.array([s[0] for s in samples])

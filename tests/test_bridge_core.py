@@ -13,6 +13,7 @@ from diffuseloco_policy.bridge.lcm_types import (leg_control_data_lcmt, motor_ct
                                                  state_estimator_lcmt)
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
+from diffuseloco_policy.sim.firmware import MotorFirmware, firmware_frame_step
 from diffuseloco_policy.sim.interfaces import ImuReading
 from diffuseloco_policy.sim.interfaces import MotorCommand as SdkMotorCommand
 
@@ -200,3 +201,32 @@ def test_relay_reactivates_after_the_firmware_falls_back_or_after_a_long_silence
 def test_relay_refuses_a_nonpositive_hold():
     with pytest.raises(ValueError):
         lb.CommandRelay(hold_s=0.0)
+
+
+def test_relay_spreads_a_large_target_change_over_frames_within_the_firmware_step():
+    """A tick may change q_des by more than the firmware allows per frame: the relay ramps it in."""
+    step = firmware_frame_step(CONFIG.robot)
+    relay = lb.CommandRelay(hold_s=0.1, require_activation=False, max_frame_step=step)
+    a = SdkMotorCommand.position(np.zeros(12), 30.0, 3.0)
+    relay.submit(a, 0.0)
+    assert relay.frame(0.0) is a, "the first frame has no reference: sent as it is"
+    far = np.tile(np.radians([16.0, -20.0, 24.0]), 4)          # one tick at the shipped per-tick limit
+    b = SdkMotorCommand.position(far, 30.0, 3.0)
+    relay.submit(b, 0.02)
+    frames = [relay.frame(0.02 + k * FRAME) for k in range(10)]
+    q = np.array([np.zeros(12)] + [f.q_des for f in frames])
+    assert np.all(np.abs(np.diff(q, axis=0)) <= step + 1e-12), "no frame steps further than the firmware allows"
+    assert frames[2] is b and frames[9] is b, "reached within 3 frames (the ramp keeps 1 % under the firmware's step)"
+    assert frames[1] is not b and np.all(frames[0].kp == 30.0) and not np.allclose(frames[1].q_des, far)
+
+
+
+def test_the_firmware_model_flags_steps_beyond_its_limit_but_not_gain_free_frames():
+    firmware = MotorFirmware(CONFIG.robot)
+    step, measured = firmware_frame_step(CONFIG.robot), CONVENTION.to_sdk(np.asarray(CONFIG.robot.default_pose))
+    firmware.receive(SdkMotorCommand.passive(12), measured)                        # an activation zero frame
+    firmware.receive(SdkMotorCommand.position(measured + 0.5 * step, 30.0, 3.0), measured)   # vs the measured pose
+    assert firmware.step_violations == 0
+    firmware.receive(SdkMotorCommand.position(measured + 2.0 * step, 30.0, 3.0), measured)
+    assert firmware.step_violations == 1 and firmware.step_exceeded.all()
+    np.testing.assert_allclose(firmware.execute(0.0).q_des, measured + 1.5 * step)   # clipped to one step

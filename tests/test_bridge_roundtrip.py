@@ -106,4 +106,5 @@ def test_round_trip_against_the_robot_peer():
     assert summary["zero_frames"] >= 1 and summary["frames"] > summary["zero_frames"]
     assert summary["hold_after_stop_s"] < 0.2 and summary["max_joint_error_rad"] < 0.25
     assert summary["peer"]["activations"] == 1 and summary["peer"]["decode_errors"] == 0
+    assert summary["peer"]["step_violations"] == 0, "the bridge ramps q_des within the firmware's per-frame step"
     assert "dropped a motor command (q_des has non-finite values)" in output

@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffuseloco_policy.config import TermConfig, load_config
+from diffuseloco_policy.config import TermConfig, config_from_dict, load_config
 from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, build_policy
 from diffuseloco_policy.export import export_onnx
-from diffuseloco_policy.model_file import (ModelMismatchError, load_checkpoint, read_onnx_info, save_checkpoint)
+from diffuseloco_policy.model_file import (ModelMismatchError, load_checkpoint, read_onnx_info, save_checkpoint,
+                                           within_trained_ranges)
 from diffuseloco_policy.runtime import OnnxRuntime
 
 torch.set_num_threads(1)
@@ -153,3 +154,16 @@ def test_not_a_model_file_is_refused(tmp_path):
     path.write_bytes(np.random.default_rng(0).bytes(100))
     with pytest.raises(ModelMismatchError):
         read_onnx_info(path, CFG)
+
+
+def test_commands_are_cut_to_the_ranges_the_model_was_trained_on():
+    robot = load_config()
+    data = robot.to_dict()
+    trot = next(s for s in data["skills"] if s["name"] == "trot")
+    trot.update(vx=[-0.4, 0.5], vy=[-0.2, 0.2], yaw_rate=[-0.6, 0.6], strafe_turn_budget=0.0)   # an older model
+    model = config_from_dict(data)
+    cut = within_trained_ranges(robot, model)
+    t = cut.skill("trot")
+    assert (t.vx, t.vy, t.yaw_rate, t.strafe_turn_budget) == ((-0.4, 0.5), (-0.2, 0.2), (-0.6, 0.6), 1.0)
+    assert t.clamp_command(1.0, 0.0, 0.0) == (0.5, 0.0, 0.0)
+    assert cut.skill("pace") == robot.skill("pace") and within_trained_ranges(robot, robot) == robot

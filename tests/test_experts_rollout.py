@@ -18,7 +18,7 @@ def test_inverse_kinematics_round_trip():
 def _run(rollout, schedule):
     """Ticks along [(skill, command, ticks)]; checks every command against the per-tick step limit."""
     config = rollout.config
-    limit = np.tile(np.radians(config.robot.max_target_step_deg), 4) + 1e-9
+    limit = np.tile(np.radians(config.safety.max_target_step_deg), 4) + 1e-9
     decoder = ActionDecoder(config)
     ticks = []
     for skill, command, n in schedule:
@@ -33,8 +33,8 @@ def _run(rollout, schedule):
 
 
 @pytest.mark.parametrize("skill,command", [
-    ("stand", (0, 0, 0)), ("trot", (0.5, 0, 0)), ("trot", (-0.4, 0, 0)), ("trot", (0, 0.2, 0)), ("trot", (0, -0.2, 0)),
-    ("trot", (0, 0, 0.6)), ("trot", (0, 0, -0.6)), ("trot", (0.4, 0.2, -0.5)),
+    ("stand", (0, 0, 0)), ("trot", (1.0, 0, 0)), ("trot", (-0.5, 0, 0)), ("trot", (0, 0.3, 0)), ("trot", (0, -0.3, 0)),
+    ("trot", (0, 0, 1.0)), ("trot", (0, 0, -1.0)), ("trot", (0.6, 0.15, -0.5)),
     ("pace", (0.3, 0, 0)), ("pace", (-0.2, 0, 0)), ("pace", (0, 0, 0.5)), ("bound", (0.3, 0, 0)), ("bound", (0, 0, 0)),
     ("bound", (0, 0, 0.3))])
 def test_expert_moves_as_commanded(skill, command):

@@ -229,7 +229,9 @@ def test_invalid_skills_and_out_of_range_velocities_are_refused_or_clamped(polic
     probe.publish_skill(trot.id, vx=50.0, vy=-9.0, yaw_rate=float("nan"))   # non-finite: refused entirely
     probe.publish_skill(trot.id, vx=50.0, vy=-9.0, yaw_rate=3.0)
     probe.wait_for(lambda: probe.latest_status().active_skill == trot.id, 2.0, "trot active")
-    np.testing.assert_allclose(probe.latest_status().command, [trot.vx[1], trot.vy[0], trot.yaw_rate[1]], atol=1e-6)
+    expected = trot.clamp_command(50.0, -9.0, 3.0)   # each axis to its range, then the strafe+turn budget
+    assert expected[0] == trot.vx[1] and expected[1] < 0 < expected[2]
+    np.testing.assert_allclose(probe.latest_status().command, expected, atol=1e-6)
     probe.publish_skill(200, vx=0.1)
     time.sleep(0.3)
     assert probe.latest_status().active_skill == trot.id

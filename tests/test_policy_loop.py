@@ -59,7 +59,7 @@ def test_stand_up_then_run_keeps_the_dog_standing_within_limits(sim):
         reports = run(loop, sim, 100, t0=10.0)
         assert loop.controller.state == ControllerState.RUNNING
         assert not sim.fallen() and sim.base_height() > 0.2
-        step = np.deg2rad(np.tile(CONFIG.robot.max_target_step_deg, 4)) + 1e-9
+        step = np.deg2rad(np.tile(CONFIG.safety.max_target_step_deg, 4)) + 1e-9
         q = np.array([r.command.q for r in reports])
         assert np.all(np.abs(np.diff(q, axis=0)) <= step)
         np.testing.assert_allclose(q[-1], CONFIG.robot.default_pose, atol=1e-6)
@@ -150,6 +150,18 @@ def test_unknown_skills_and_out_of_range_speeds_are_refused_or_clamped():
         assert loop.set_skill_command(trot.id, float("nan"), 0, 0).note.startswith("refused")
     finally:
         loop.close()
+
+
+def test_strafing_and_turning_share_the_trot_budget():
+    trot = CONFIG.skill("trot")
+    assert trot.strafe_turn_budget == 1.0
+    assert trot.clamp_command(1.0, 0.0, -1.0) == (1.0, 0.0, -1.0), "each axis alone reaches its whole range"
+    assert trot.clamp_command(0.0, 0.3, 0.0) == (0.0, 0.3, 0.0)
+    vx, vy, yaw = trot.clamp_command(1.0, 0.3, 1.0)
+    assert vx == 1.0 and vy == pytest.approx(0.15) and yaw == pytest.approx(0.5), "scaled back together"
+    vx, vy, yaw = trot.clamp_command(-0.2, -0.1, 0.4)                   # inside the budget: untouched
+    assert (vx, vy, yaw) == (-0.2, -0.1, 0.4)
+    assert CONFIG.skill("pace").clamp_command(0.0, 0.2, 0.6) == (0.0, 0.2, 0.6), "other skills: the plain box"
 
 
 def test_a_sensor_gap_restarts_history_and_sampler(sim):
@@ -306,3 +318,25 @@ def test_late_chunks_are_still_used_and_the_misses_counted(sim):
     offsets = {round(float(np.mean(r.command.q - np.asarray(CONFIG.robot.default_pose))) / CONFIG.action.scale, 4)
                for r in reports}
     assert len(offsets) >= 5, offsets   # the plan kept changing as late chunks arrived
+
+
+@pytest.mark.parametrize("wait_s, misses", [(0.0, "some"), (0.2, "none")])
+def test_a_plan_a_little_late_is_waited_for_within_the_budget(sim, wait_s, misses):
+    """Back-to-back ticks leave the sampler no time (like a tick that follows a late one closely): with a wait
+    budget longer than the sampler the tick waits for its plan, without one it counts a miss and follows the
+    previous plan."""
+    def sampler(obs, goal):
+        time.sleep(0.01)
+        return np.zeros((HORIZON, JOINTS))
+
+    loop = PolicyLoop(CONFIG, sampler, inference_wait_s=wait_s)
+    try:
+        reports = run(loop, sim, 6)
+    finally:
+        loop.close()
+    if misses == "none":
+        assert loop.deadline_misses == 0 and loop.last_miss is None and loop.plans_waited_for >= 3
+        assert max(r.plan_wait_s for r in reports) >= 0.005   # the wait is reported (the tick jitter counts it)
+    else:
+        assert loop.deadline_misses >= 3 and loop.plans_waited_for == 0
+        assert loop.last_miss.due == loop.last_miss.tick and loop.last_miss.take_s > 0

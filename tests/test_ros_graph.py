@@ -64,7 +64,7 @@ def assert_safe(commands) -> None:
     step between consecutive ticks within the per-tick limit."""
     lower = np.asarray(CONFIG.robot.position_lower) + CONFIG.robot.limit_margin - 1e-5
     upper = np.asarray(CONFIG.robot.position_upper) - CONFIG.robot.limit_margin + 1e-5
-    step = np.radians(np.tile(CONFIG.robot.max_target_step_deg, 4)) + 1e-5
+    step = np.radians(np.tile(CONFIG.safety.max_target_step_deg, 4)) + 1e-5
     previous = None
     for _, cmd in commands:
         q, kp = model_convention(cmd)

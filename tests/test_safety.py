@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from diffuseloco_policy.config import ConfigError, config_from_dict, load_config
+from diffuseloco_policy.config import MAX_RAMP_FRAMES, ConfigError, config_from_dict, load_config
 from diffuseloco_policy.safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, roll_pitch
 
 CONFIG = load_config()
@@ -20,7 +20,7 @@ ROBOT = CONFIG.robot
 FILTER = SafetyFilter(CONFIG)
 N = ROBOT.num_joints
 DEFAULT = np.asarray(ROBOT.default_pose)
-FIRMWARE_STEP = np.tile(np.radians([8.0, 10.0, 12.0]), 4)
+FIRMWARE_STEP = np.tile(np.radians([8.0, 10.0, 12.0]), 4)   # per 2 ms frame (the bridge ramps a tick into frames)
 TOL = 1e-9
 
 
@@ -67,7 +67,7 @@ def test_pd_command_is_immutable_and_checks_shapes():
 
 # ---------------------------------------------------------------------------------------- SafetyFilter
 def test_shipped_filter_is_at_least_as_strict_as_the_firmware():
-    assert np.all(FILTER.max_step <= FIRMWARE_STEP + 1e-12)
+    assert np.all(FILTER.max_step <= MAX_RAMP_FRAMES * FIRMWARE_STEP + 1e-12), "a tick's step fits the bridge's ramp"
     assert np.all(FILTER.lower >= np.asarray(ROBOT.position_lower) + 0.04 - 1e-12)
     assert np.all(FILTER.upper <= np.asarray(ROBOT.position_upper) - 0.04 + 1e-12)
     assert FILTER.kp_max <= 200 and FILTER.kd_max <= 10 and FILTER.torque_limit <= 12
@@ -93,13 +93,14 @@ def test_non_finite_values_give_damping_with_a_reason(field, bad):
     assert any("non-finite" in r and field in r for r in reasons)
 
 
-def test_step_limit_per_tick_is_8_10_12_degrees():
+def test_step_limit_per_tick_is_16_20_24_degrees():
+    tick_step = np.tile(np.radians([16.0, 20.0, 24.0]), 4)   # two firmware frames' worth
     target = DEFAULT + 1.0
     safe, reasons = FILTER.filter(position(target, kp=0.0, kd=1.0), previous_q_des=DEFAULT)
-    assert np.allclose(safe.q - DEFAULT, FIRMWARE_STEP)
+    assert np.allclose(safe.q - DEFAULT, tick_step)
     assert any("step limited" in r for r in reasons)
     down, _ = FILTER.filter(position(DEFAULT - 1.0, kp=0.0, kd=1.0), previous_q_des=DEFAULT)
-    assert np.allclose(DEFAULT - down.q, FIRMWARE_STEP)
+    assert np.allclose(DEFAULT - down.q, tick_step)
 
 
 def test_joint_limits_are_clamped_with_the_margin():
@@ -152,6 +153,13 @@ def test_invalid_measured_or_previous_pose_is_handled():
     assert np.all(safe.kp == 30.0) and "previous_q_des has shape (3,)" in reasons[0]
     with pytest.raises(TypeError):
         FILTER.filter("not a command", previous_q_des=DEFAULT)
+
+
+def test_a_tick_step_the_bridge_cannot_ramp_in_is_refused():
+    data = CONFIG.to_dict()
+    data["safety"]["max_target_step_deg"] = [8.0, 10.0, 40.0]   # more than 3 frames of the knee's 12 deg
+    with pytest.raises(ConfigError, match="knee .* firmware frames"):
+        config_from_dict(data)
 
 
 def test_the_stricter_of_robot_and_safety_sections_wins():

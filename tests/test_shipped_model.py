@@ -13,6 +13,7 @@ import pytest
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.evaluation import load_matrix
 from diffuseloco_policy.evaluation.cli import evaluate
+from diffuseloco_policy.model_file import read_onnx_info, within_trained_ranges
 from diffuseloco_policy.runtime import load_runtime
 from diffuseloco_policy.training.model_card import verify_card
 
@@ -34,8 +35,10 @@ def test_it_loads_against_the_robot_config_with_its_warm_start_graph():
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     """eval_smoke: trot at full forward speed, turning left and right, and stand -> trot, randomized physics,
-    6 s each, through the deployed PolicyLoop with the warm-started sampler."""
-    report = evaluate([f"{MODEL},warm=2,label=shipped"], load_matrix("eval_smoke", CONFIG), CONFIG, seeds=1,
+    6 s each, through the deployed PolicyLoop with the warm-started sampler; speeds within the ranges the model
+    was trained on, as the policy node clamps them."""
+    trained = within_trained_ranges(CONFIG, read_onnx_info(MODEL, CONFIG).config)
+    report = evaluate([f"{MODEL},warm=2,label=shipped"], load_matrix("eval_smoke", trained), trained, seeds=1,
                       out=tmp_path_factory.mktemp("eval"), ablations=["none"], plots=False, log=lambda *_: None)
     return report["summary"]["shipped"]
 

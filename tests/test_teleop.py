@@ -105,12 +105,16 @@ def test_no_deadman_means_zero_velocity():
 
 def test_sticks_with_deadman_reach_the_skill_range():
     pad = Pad()
-    pad.send(LB, ly=1.0, lx=1.0, rx=-1.0)
+    pad.send(LB, ly=1.0, lx=1.0)
     cmd = pad.command()
-    assert (cmd.vx, cmd.vy, cmd.yaw_rate) == (TROT.vx[1], TROT.vy[1], TROT.yaw_rate[0])
-    pad.send(LB, ly=-1.0, lx=-1.0, rx=1.0)
+    assert (cmd.vx, cmd.vy, cmd.yaw_rate) == (TROT.vx[1], TROT.vy[1], 0.0)
+    pad.send(LB, ly=-1.0, rx=1.0)
     cmd = pad.command()
-    assert (cmd.vx, cmd.vy, cmd.yaw_rate) == (TROT.vx[0], TROT.vy[0], TROT.yaw_rate[1])
+    assert (cmd.vx, cmd.vy, cmd.yaw_rate) == (TROT.vx[0], 0.0, TROT.yaw_rate[1])
+    pad.send(LB, ly=1.0, lx=1.0, rx=-1.0)   # strafing and turning at once share the trot's budget
+    cmd = pad.command()
+    assert (cmd.vx, cmd.vy, cmd.yaw_rate) == TROT.clamp_command(TROT.vx[1], TROT.vy[1], TROT.yaw_rate[0])
+    assert 0 < cmd.vy < TROT.vy[1] and TROT.yaw_rate[0] < cmd.yaw_rate < 0
     pad.send(LB, ly=-5.0)   # out-of-range axis values are clipped to full stick
     assert pad.command().vx == TROT.vx[0]
 

@@ -33,6 +33,7 @@ from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.nodes.lcm_bridge_node import COMMAND_QOS
 from diffuseloco_policy.nodes.spin import BackgroundNode
+from diffuseloco_policy.sim.firmware import firmware_frame_step
 
 CONFIG = load_config()
 CONVENTION = JointConvention(CONFIG.robot)
@@ -192,7 +193,14 @@ def main(mode: str) -> dict:
               "all-zero activation frames first, then only the command")
         wire = np.array([m.q_des for _, m in frames[first_real:]])
         check(np.all(np.isfinite(wire)), "no non-finite value was forwarded")
-        check(np.allclose(wire, target_model, atol=1e-5), "motor_ctrl carries the target in the internal convention")
+        # from the measured (lying) pose the bridge ramps q_des in within the firmware's per-frame step (the peer
+        # counts any frame beyond it); then every frame carries the target in the internal convention
+        frame_step = firmware_frame_step(CONFIG.robot)
+        check(np.all(np.abs(np.diff(wire, axis=0)) <= frame_step + 1e-5), "frame steps within the firmware's")
+        at_target = np.all(np.isclose(wire, target_model, atol=1e-5), axis=1)
+        ramp = int(np.argmax(at_target)) if at_target.any() else len(wire)
+        check(at_target[ramp:].all() and ramp <= 20, f"motor_ctrl carries the target after a {ramp}-frame ramp")
+        summary["ramp_frames"] = ramp
         check(np.allclose([m.kp_des for _, m in frames[first_real:]], 30.0), "gains forwarded")
         duration = frames[-1][0] - frames[0][0]
         rate = (len(frames) - 1) / duration if duration > 0 else 0.0

@@ -71,6 +71,11 @@ class RatesConfig:
     def control_dt(self) -> float:
         return 1.0 / self.control_hz
 
+    @property
+    def frames_per_tick(self) -> int:
+        """Firmware command frames (joint-loop periods) in one control tick."""
+        return int(round(self.joint_loop_hz / self.control_hz))
+
 
 @dataclass(frozen=True)
 class TermConfig:
@@ -145,10 +150,29 @@ class SkillConfig:
     vx: tuple[float, float]
     vy: tuple[float, float]
     yaw_rate: tuple[float, float]
+    # > 0: strafing and turning share a budget, |vy| / vy_max + |yaw_rate| / yaw_max <= this (both scaled back
+    # together); each alone still reaches its whole range. 0: the plain box.
+    strafe_turn_budget: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.strafe_turn_budget < 0:
+            raise ConfigError(f"skill {self.name}: strafe_turn_budget must be >= 0, got {self.strafe_turn_budget}")
 
     def clamp_command(self, vx: float, vy: float, yaw_rate: float) -> tuple[float, float, float]:
         """The command limited to this skill's range: what the expert and policy were trained on."""
-        return (_clip(vx, self.vx), _clip(vy, self.vy), _clip(yaw_rate, self.yaw_rate))
+        vx, vy, yaw_rate = _clip(vx, self.vx), _clip(vy, self.vy), _clip(yaw_rate, self.yaw_rate)
+        if self.strafe_turn_budget > 0:
+            used = _share(vy, self.vy) + _share(yaw_rate, self.yaw_rate)
+            if used > self.strafe_turn_budget:
+                scale = self.strafe_turn_budget / used
+                vy, yaw_rate = vy * scale, yaw_rate * scale
+        return vx, vy, yaw_rate
+
+
+def _share(value: float, bounds: tuple[float, float]) -> float:
+    """|value| as a fraction of the range's reach on its side (0 where the range has none)."""
+    reach = bounds[1] if value > 0 else -bounds[0]
+    return abs(value) / reach if reach > 0 else 0.0
 
 
 def _clip(value: float, bounds: tuple[float, float]) -> float:
@@ -160,12 +184,19 @@ class SafetyConfig:
     """Deployment safety limits: the SafetyFilter and the SensorMonitor read them.
 
     The command limits may only tighten what `robot` says the hardware and firmware allow: the filter uses the
-    stricter of the two (smaller caps, steps and limits; the larger joint-limit margin). The defaults are the
-    CyberDog 2 firmware's own numbers, so leaving the section out is never looser than the firmware.
+    stricter of the two (smaller caps and limits; the larger joint-limit margin). The defaults are the CyberDog 2
+    firmware's own numbers, so leaving the section out is never looser than the firmware.
+
+    The q_des step limit is the exception in units: the firmware bounds the change per 2 ms command FRAME
+    (robot.max_target_step_deg), the policy changes q_des once per 50 Hz TICK. The LCM bridge spreads a tick's
+    change over as many frames as the firmware's per-frame bound needs (bridge/lcm_bridge.CommandRelay), so the
+    robot never sees a frame step beyond it; this section bounds the change per tick, at most MAX_RAMP_FRAMES
+    frames' worth, so the ramp stays a few milliseconds of a 20 ms tick (StackConfig checks it).
     """
 
     limit_margin: float = 0.04                     # rad kept inside the joint limits (firmware: 0.04)
-    max_target_step_deg: tuple[float, float, float] = (8.0, 10.0, 12.0)  # per 50 Hz tick (abad, hip, knee)
+    # per 50 Hz tick (abad, hip, knee): two firmware frames' worth (the bridge ramps it in 3); trot at 1 m/s plans up to 17 / 19 deg
+    max_target_step_deg: tuple[float, float, float] = (16.0, 20.0, 24.0)
     kp_max: float = 200.0                          # N m/rad
     kd_max: float = 10.0                           # N m s/rad
     torque_limit: float = 12.0                     # N m, bounds tau_des and the commanded PD torque
@@ -216,6 +247,9 @@ class ControllerConfig:
                 raise ConfigError(f"controller.{name} must be >= 0, got {getattr(self, name)}")
 
 
+MAX_RAMP_FRAMES = 3   # a tick's q_des change reaches the motors within this many 2 ms frames
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """Everything a policy, a simulator or a node needs to agree on."""
@@ -230,6 +264,7 @@ class StackConfig:
 
     def __post_init__(self) -> None:
         self._check_lying_pose()
+        self._check_step_limit()
         ids = [s.id for s in self.skills]
         if ids != list(range(len(ids))):
             raise ConfigError(f"skill ids must be 0..{len(ids) - 1} in order, got {ids}")
@@ -246,6 +281,16 @@ class StackConfig:
         for j, (lo, q, hi) in enumerate(zip(robot.position_lower, pose, robot.position_upper)):
             if not lo < q < hi:
                 raise ConfigError(f"lying pose of {robot.joint_names[j]} ({q}) is outside its limits [{lo}, {hi}]")
+
+    def _check_step_limit(self) -> None:
+        """The per-tick q_des step must reach the robot within MAX_RAMP_FRAMES firmware frames."""
+        ramp = min(MAX_RAMP_FRAMES, self.rates.frames_per_tick)
+        per_frame = self.robot.max_target_step_deg
+        for joint, tick, frame in zip(("abad", "hip", "knee"), self.safety.max_target_step_deg, per_frame):
+            if tick > ramp * frame + 1e-9:
+                raise ConfigError(f"safety.max_target_step_deg for {joint} ({tick} deg per tick) is more than {ramp} "
+                                  f"firmware frames of {frame} deg (robot.max_target_step_deg): the bridge could not "
+                                  f"deliver it within {ramp} frames")
 
     def skill(self, key: Union[int, str]) -> SkillConfig:
         """Look a skill up by id or name; unknown skills are a clear error, not an IndexError."""

@@ -9,6 +9,7 @@ are stored without pickle: ONNX initializers, or safetensors for torch checkpoin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -148,6 +149,23 @@ def compatibility_problems(model: StackConfig, robot: StackConfig) -> list[str]:
     if [(s.id, s.name) for s in model.skills] != [(s.id, s.name) for s in robot.skills]:
         problems.append(f"skills differ: model {[s.name for s in model.skills]} vs robot {[s.name for s in robot.skills]}")
     return problems
+
+
+def within_trained_ranges(robot: StackConfig, model: StackConfig) -> StackConfig:
+    """The robot config with each skill's command range cut to what the model was trained on (the intersection;
+    the stricter strafe+turn budget): a policy is never asked for speeds outside its data. Skills must match
+    (check_compatible)."""
+    def cut(mine: tuple[float, float], trained: tuple[float, float]) -> tuple[float, float]:
+        low, high = max(mine[0], trained[0]), min(mine[1], trained[1])
+        return (low, high) if low <= high else (0.0, 0.0)
+
+    def budget(a: float, b: float) -> float:
+        return min(x for x in (a, b) if x > 0) if a > 0 or b > 0 else 0.0
+
+    skills = tuple(dataclasses.replace(r, vx=cut(r.vx, m.vx), vy=cut(r.vy, m.vy), yaw_rate=cut(r.yaw_rate, m.yaw_rate),
+                                       strafe_turn_budget=budget(r.strafe_turn_budget, m.strafe_turn_budget))
+                   for r, m in zip(robot.skills, model.skills))
+    return dataclasses.replace(robot, skills=skills)
 
 
 def check_compatible(model: StackConfig, robot: StackConfig, source: str = "model file") -> None:

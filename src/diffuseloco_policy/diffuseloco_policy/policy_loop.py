@@ -2,9 +2,10 @@
 PD targets. The policy node feeds it messages and publishes what it returns; tests drive it directly.
 
 Timing of tick t (delayed inputs, receding horizon):
-  1. take the chunk the worker computed during the last period from s[t-8..t-1]; execute its index To
-     (with the next entry as the plan's velocity). If it is late, count a deadline miss and follow the previous
-     chunk one step further (the plan it already made for this tick).
+  1. take the chunk the worker computed during the last period from s[t-8..t-1], waiting for it at most
+     inference_wait_s; execute its index To (with the next entry as the plan's velocity). If it is later than
+     that, count a deadline miss (`last_miss` says when it was taken) and follow the previous chunk one step
+     further (the plan it already made for this tick).
   2. the controller state machine turns it into a command (or stands up, gets down, damps); the safety filter
      has the last word.
   3. build s[t] from the sensors and the action actually applied at t-1, push it, and submit s[t-7..t] so the
@@ -19,6 +20,7 @@ Two ablation options (the paper's ablations; the defaults are the deployed desig
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -52,6 +54,17 @@ class TickReport:
     fault: Optional[str]
     inference_latency_s: float
     deadline_missed: bool
+    plan_wait_s: float = 0.0  # how long the tick waited for its plan (at most inference_wait_s)
+
+
+@dataclass(frozen=True)
+class PlanMiss:
+    """A tick whose plan was not ready: which tick, the tick the missing plan was for, and when the take began
+    (time.monotonic() s; InferenceWorker.job_times(due) says when that job ran, for comparison)."""
+
+    tick: int
+    due: int
+    take_s: float
 
 
 class PolicyLoop:
@@ -82,6 +95,8 @@ class PolicyLoop:
         self.skill = SkillCommandState()
         self.ticks = 0
         self.deadline_misses = 0
+        self.plans_waited_for = 0  # plans that came after the take began but within inference_wait_s
+        self.last_miss: Optional[PlanMiss] = None
         self.last_fault = ""
         self.last_latency_s = 0.0
         self._plan: Optional[np.ndarray] = None     # the chunk being executed
@@ -118,7 +133,7 @@ class PolicyLoop:
         fault = self.monitor.check(now, joints, imu)
         if self.current_frame:  # ablation: s[t] is recorded first, and the chunk for tick t is sampled from it
             self._record_frame(joints, imu, fault, for_tick=self.ticks)
-        latency, missed = self._collect_plan()
+        latency, missed, waited = self._collect_plan()
         target = self._planned_targets() if fault is None else None
         q_target, dq_target = (None, None) if target is None else target
         command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target)
@@ -133,32 +148,39 @@ class PolicyLoop:
         if fault is None and joints is not None and imu is not None:
             self._last_action = self.decoder.action(safe.q)
         self.ticks += 1
-        return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed)
+        return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited)
 
-    def _collect_plan(self) -> tuple[float, bool]:
-        """Swap in the chunk computed for this tick. If it is late, count a deadline miss and use the newest chunk
-        that did finish (stepping into it by the ticks it is late), else step along the current plan."""
+    def _collect_plan(self) -> tuple[float, bool, float]:
+        """Swap in the chunk computed for this tick, waiting for it at most inference_wait_s. If it is later, count
+        a deadline miss and use the newest chunk that did finish (stepping into it by the ticks it is late), else
+        step along the current plan. Returns (sampler latency, missed, how long the take waited)."""
         if self._submitted_for is None:  # no new chunk due for this tick: step along the current one
             if self._plan is not None:
                 self._plan_index += 1
-            return 0.0, False
+            return 0.0, False, 0.0
+        take_s = time.monotonic()
         result = self.worker.take(self._submitted_for, self.inference_wait_s)
+        waited = time.monotonic() - take_s
         missed = result is None or result.tick != self._submitted_for
-        self.deadline_misses += int(missed)
+        if missed:
+            self.deadline_misses += 1
+            self.last_miss = PlanMiss(self.ticks, self._submitted_for, take_s)
         # a late chunk is awaited again next tick (the default flow submits a newer one anyway)
         self._submitted_for = self._submitted_for + 1 if missed else None
         if missed:
             self._plan_index += 1
         if result is None:
-            return self.last_latency_s, missed
+            return self.last_latency_s, missed, waited
         self.last_latency_s = result.latency_s
         if result.error:
             self.last_fault = result.error
             self._plan = None
-            return result.latency_s, missed
+            return result.latency_s, missed, waited
+        if not missed and result.times is not None and result.times.finished_s > take_s:
+            self.plans_waited_for += 1  # without the wait, a deadline miss
         late = self.ticks - result.tick
         self._plan, self._plan_index = result.chunk, self.config.action.execute_index + late
-        return result.latency_s, missed
+        return result.latency_s, missed, waited
 
     def _planned_targets(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
         if self._plan is None or self._plan_index >= len(self._plan):

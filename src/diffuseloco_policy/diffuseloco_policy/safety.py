@@ -3,8 +3,9 @@
 Everything here is plain Python and numpy so the policy node, the simulator runner and the tests share one
 implementation. Joint values are in model convention (see joints.py); the node converts to the SDK convention
 after filtering. The filter is deliberately at least as strict as the CyberDog 2 firmware's motor-mode protection
-(q_des step per frame, 0.04 rad inside the joint limits, |tau| <= 12 N m): the firmware would otherwise clip
-silently and the stack would believe it sent something it did not.
+(0.04 rad inside the joint limits, |tau| <= 12 N m): the firmware would otherwise clip silently and the stack would
+believe it sent something it did not. Its q_des step limit is per 50 Hz tick; the firmware's is per 2 ms frame,
+and the LCM bridge spreads each tick's change over frames so that no frame exceeds it (config.SafetyConfig).
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class SafetyFilter:
         self.upper = np.asarray(robot.position_upper, dtype=np.float64) - margin
         if np.any(self.lower >= self.upper):
             raise ValueError(f"a joint-limit margin of {margin} rad leaves no room for some joint")
-        step_deg = np.minimum(robot.max_target_step_deg, safety.max_target_step_deg)
-        self.max_step = np.tile(np.radians(step_deg), n // JOINTS_PER_LEG)
+        # per tick; the bridge splits it into firmware frames (SafetyConfig, StackConfig._check_step_limit)
+        self.max_step = np.tile(np.radians(safety.max_target_step_deg), n // JOINTS_PER_LEG)
         self.kp_max = min(robot.kp_range[1], safety.kp_max)
         self.kd_max = min(robot.kd_range[1], safety.kd_max)
         self.kp_min = min(max(robot.kp_range[0], 0.0), self.kp_max)

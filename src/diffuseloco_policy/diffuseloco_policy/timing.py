@@ -1,6 +1,7 @@
 """Control-tick timing statistics: how regular the 50 Hz tick is (jitter), how long the tick's own work takes
-(the overhead on top of inference, which runs off the tick), and how old the newest sensor sample is when the
-command that uses it leaves. Kept over a rolling window so diagnostics show the recent behaviour."""
+(the overhead on top of inference, which runs off the tick, plus any wait for a late plan), and how old the
+newest sensor sample is when the command that uses it leaves. Kept over a rolling window so diagnostics show the
+recent behaviour."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class RollingStats:
 
 
 class TickTiming:
-    """Jitter (|actual - nominal period|), tick compute time and sensor age, all in milliseconds."""
+    """Jitter (|actual - nominal period|, where a tick that had to wait for its plan counts as starting that much
+    later), tick compute time (start to publish, the wait included) and sensor age, all in milliseconds."""
 
     def __init__(self, period_s: float, window: int = 1000) -> None:
         self.period_s = period_s
@@ -35,16 +37,23 @@ class TickTiming:
         self.compute_ms = RollingStats(window)
         self.sensor_age_ms = RollingStats(window)
         self.last_jitter_ms = 0.0
+        self.intervals_ms = (float("nan"), float("nan"))  # start-to-start: the last tick's, the one before's
         self._last_start: float | None = None
+        self._last_ready: float | None = None  # the previous tick's start plus its wait for the plan
 
     def tick_started(self, now_s: float) -> None:
         if self._last_start is not None:
-            self.last_jitter_ms = abs(now_s - self._last_start - self.period_s) * 1000.0
-            self.jitter_ms.add(self.last_jitter_ms)
+            self.intervals_ms = ((now_s - self._last_start) * 1000.0, self.intervals_ms[0])
         self._last_start = now_s
 
-    def tick_finished(self, now_s: float, sensor_received_s: float | None) -> None:
+    def tick_finished(self, now_s: float, sensor_received_s: float | None, plan_wait_s: float = 0.0) -> None:
+        """now_s: when the command went out; plan_wait_s: how long the tick waited for a late plan."""
         if self._last_start is not None:
+            ready = self._last_start + plan_wait_s
+            if self._last_ready is not None:
+                self.last_jitter_ms = abs(ready - self._last_ready - self.period_s) * 1000.0
+                self.jitter_ms.add(self.last_jitter_ms)
+            self._last_ready = ready
             self.compute_ms.add((now_s - self._last_start) * 1000.0)
         if sensor_received_s is not None:
             self.sensor_age_ms.add((now_s - sensor_received_s) * 1000.0)

@@ -47,6 +47,7 @@ DEFAULT_ESTIMATOR_LCM_URL = "udpm://239.255.76.67:7669?ttl=0"
 
 FRAME_RATE_HZ = 500.0          # the firmware's joint loop: one motor_ctrl frame per 2 ms
 DEFAULT_HOLD_S = 0.1           # the newest command is re-sent while younger than this
+FRAME_STEP_MARGIN = 0.99       # the relay's q_des ramp per frame, as a fraction of the firmware's step limit
 # motor_ctrl_state.err_flag bits (SDK README 2.1)
 ERR_GAP_WARNING = 0x01         # command gap > 10 ms: qd_des / tau_des decay
 ERR_GAP_DAMPING = 0x02         # command gap > 500 ms (and at start-up): high damping until all-zero frames
@@ -226,13 +227,27 @@ class CommandRelay:
       all-zero frames (limp motors) instead of the command, until a motor_ctrl_state received AFTER the
       activation began reports bit 1 clear; then it forwards the command. Activation is needed at start, when
       the firmware reports bit 1, and after the relay itself has been silent for longer than 500 ms.
+    * Step ramp (`max_frame_step`): the firmware bounds the q_des change per frame (8/10/12 deg, err_flag bits
+      2-4 otherwise); the policy may change q_des more per 50 Hz tick (config.SafetyConfig). The relay never sends
+      a frame whose q_des is further than that from the previous frame's: a larger change is reached over the
+      next frames, at most 3 for the shipped per-tick limit. After a frame without position gain (the activation's zero
+      frames, damping) the reference is the measured pose (`on_measured`), as in the firmware model
+      (sim/firmware.py); before any measurement such a frame is sent as it is.
     """
 
-    def __init__(self, hold_s: float = DEFAULT_HOLD_S, require_activation: bool = True) -> None:
+    def __init__(self, hold_s: float = DEFAULT_HOLD_S, require_activation: bool = True,
+                 max_frame_step: Optional[np.ndarray] = None) -> None:
+        """max_frame_step: largest q_des change per frame (rad, per joint, SDK order); None sends q_des as given."""
         if hold_s <= 0:
             raise ValueError("hold_s must be positive")
+        if max_frame_step is not None and not np.all(np.asarray(max_frame_step) > 0):
+            raise ValueError("max_frame_step entries must be positive")
         self.hold_s = hold_s
         self.require_activation = require_activation
+        # 1 % under the firmware's bound: the wire carries float32, whose rounding must not tip a step over it
+        self.max_frame_step = None if max_frame_step is None else _array(max_frame_step) * FRAME_STEP_MARGIN
+        self._last_q_des: Optional[np.ndarray] = None   # q_des of the last frame sent with position gain
+        self._measured_q: Optional[np.ndarray] = None   # newest measured joint positions (SDK convention)
         self._lock = threading.Lock()
         self._latest: Optional[SdkMotorCommand] = None
         self._latest_time = -math.inf
@@ -252,6 +267,11 @@ class CommandRelay:
         """A new command (already checked with command_problem)."""
         with self._lock:
             self._latest, self._latest_time = cmd, now
+
+    def on_measured(self, q: np.ndarray) -> None:
+        """The newest measured joint positions (SDK convention): the ramp's reference after a gain-free frame."""
+        with self._lock:
+            self._measured_q = _array(q)
 
     def on_state(self, state: MotorCtrlState, now: float) -> None:
         """A motor_ctrl_state from the firmware."""
@@ -278,11 +298,25 @@ class CommandRelay:
             self._last_sent_time = now
             self.frames_sent += 1
             if self._active:
-                return self._latest
-            if self._activation_since is None:
-                self._activation_since = now
-            self.zero_frames_sent += 1
-            return zero_frame()
+                out = self._ramped(self._latest)
+            else:
+                if self._activation_since is None:
+                    self._activation_since = now
+                self.zero_frames_sent += 1
+                out = zero_frame()
+            self._last_q_des = out.q_des if np.any(out.kp) else None
+            return out
+
+    def _ramped(self, cmd: SdkMotorCommand) -> SdkMotorCommand:
+        """`cmd` with q_des moved from the last frame's by at most max_frame_step (the same object if within)."""
+        reference = self._last_q_des if self._last_q_des is not None else self._measured_q
+        if self.max_frame_step is None or reference is None or not np.any(cmd.kp):
+            return cmd
+        step = np.asarray(cmd.q_des, dtype=np.float64) - reference
+        if np.all(np.abs(step) <= self.max_frame_step):
+            return cmd
+        q_des = reference + np.clip(step, -self.max_frame_step, self.max_frame_step)
+        return SdkMotorCommand(q_des, cmd.qd_des, cmd.kp, cmd.kd, cmd.tau)
 
 
 # -------------------------------------------------------------------------------------------- LCM endpoint

@@ -6,7 +6,9 @@ sim/firmware.py), runs the firmware protection and the 500 Hz joint law in the s
 `state_every` frames. It emulates the SDK's motor-mode handshake: err_flag bit 1 is set at start and after a
 command gap over 500 ms; while it is set, non-zero frames are ignored (motors passive at start, high damping
 after a gap) and `activation_frames` consecutive all-zero frames clear it. Bit 0 is set while the gap exceeds
-10 ms. (Not emulated: the real firmware's 2 s lying-down wait before a reset, and bits 2-4.)
+10 ms; bits 2-4 are set while the newest frame asked for a bigger abad / hip / knee q_des step than the firmware
+allows (the step is clipped; `status()` counts such frames). (Not emulated: the real firmware's 2 s lying-down
+wait before a reset.)
 
     python -m diffuseloco_policy.bridge.lcm_robot_peer --duration 10
     python -m diffuseloco_policy.bridge.lcm_robot_peer --lcm-url 'udpm://239.255.76.67:7667?ttl=0'
@@ -32,7 +34,8 @@ from ..joints import JointConvention
 from ..sim import CyberDogSim, SimConfig
 from ..sim.firmware import GAP_DAMPING_S, GAP_SCALE_S, MotorFirmware
 from .lcm_bridge import (
-    DEFAULT_ESTIMATOR_LCM_URL, DEFAULT_LCM_URL, ERR_GAP_DAMPING, ERR_GAP_WARNING, LEG_CONTROL_DATA, MOTOR_CTRL,
+    DEFAULT_ESTIMATOR_LCM_URL, DEFAULT_LCM_URL, ERR_GAP_DAMPING, ERR_GAP_WARNING, ERR_STEP_ABAD, ERR_STEP_HIP,
+    ERR_STEP_KNEE, LEG_CONTROL_DATA, MOTOR_CTRL,
     MOTOR_CTRL_STATE, NUM_LEGS, STATE_ESTIMATOR, LcmEndpoint, LegData, MotorCtrlState, command_from_motor_ctrl,
     is_zero_frame, leg_control_data_lcm, motor_ctrl_state_lcm, state_estimator_lcm)
 from .lcm_types import motor_ctrl_lcmt
@@ -79,6 +82,9 @@ class LcmRobotPeer:
                 self.activations += 1
             self.firmware.receive(command_from_motor_ctrl(msg, self.convention),
                                   self.convention.to_sdk(self.sim.true_joint_position()))
+            self.err_flag &= ~(ERR_STEP_ABAD | ERR_STEP_HIP | ERR_STEP_KNEE)
+            for bit, exceeded in zip((ERR_STEP_ABAD, ERR_STEP_HIP, ERR_STEP_KNEE), self.firmware.step_exceeded):
+                self.err_flag |= bit if exceeded else 0
             self._last_frame_time = now
 
     def _executed(self):
@@ -117,7 +123,7 @@ class LcmRobotPeer:
                     "err_flag": self.err_flag, "base_height": round(self.sim.base_height(), 4),
                     "last_q_des_wire": None if last is None else [round(v, 4) for v in last.q_des],
                     "last_kp": None if last is None else [round(v, 3) for v in last.kp_des],
-                    "decode_errors": self.rx.errors}
+                    "step_violations": self.firmware.step_violations, "decode_errors": self.rx.errors}
 
     def run(self, duration: Optional[float] = None, report_s: float = 0.0) -> None:
         self.rx.start()

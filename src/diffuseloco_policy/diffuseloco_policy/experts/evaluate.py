@@ -165,7 +165,8 @@ def main(argv: Optional[list[str]] = None) -> None:
               "episodes": args.episodes,
               "seconds": args.seconds, "segment_s": args.segment, "seed": args.seed,
               "sim": "ideal" if args.ideal else "randomized (SimConfig.randomized(), pushes on)",
-              "command_ranges": {s.name: {"vx": s.vx, "vy": s.vy, "yaw_rate": s.yaw_rate} for s in config.skills},
+              "command_ranges": {s.name: {"vx": s.vx, "vy": s.vy, "yaw_rate": s.yaw_rate,
+                                          "strafe_turn_budget": s.strafe_turn_budget} for s in config.skills},
               "results": results}
     (args.out / "results.json").write_text(json.dumps(report, indent=2))
     (args.out / "results.md").write_text(markdown_table(results))

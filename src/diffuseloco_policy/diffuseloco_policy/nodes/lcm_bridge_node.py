@@ -36,6 +36,7 @@ from ..bridge.lcm_bridge import (
 from ..bridge.lcm_types import leg_control_data_lcmt, motor_ctrl_state_lcmt, state_estimator_lcmt
 from ..config import load_config
 from ..joints import JointConvention
+from ..sim.firmware import firmware_frame_step
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .conversions import imu_msg
 from .spin import run_node, use_realtime_scheduling
@@ -63,10 +64,12 @@ class LcmBridgeNode(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("lcm_bridge", **node_kwargs)
         p = self._declare_parameters()
-        self.convention = JointConvention(load_config(p["config"] or None).robot)
+        robot = load_config(p["config"] or None).robot
+        self.convention = JointConvention(robot)
         self.leg_frame_id, self.imu_frame_id = p["leg_frame_id"], p["imu_frame_id"]
         self.period = 1.0 / p["rate_hz"]
-        self.relay = CommandRelay(hold_s=p["hold_s"], require_activation=p["require_activation"])
+        self.relay = CommandRelay(hold_s=p["hold_s"], require_activation=p["require_activation"],
+                                  max_frame_step=firmware_frame_step(robot))
         self.dropped = 0
 
         self.leg_pub = self.create_publisher(LegState, p["leg_state_topic"], qos_profile_sensor_data)
@@ -152,6 +155,7 @@ class LcmBridgeNode(Node):
         except ValueError as exc:
             self.get_logger().warning(f"bad leg_control_data: {exc}", throttle_duration_sec=1.0)
             return
+        self.relay.on_measured(data.q)
         self._publish(self.leg_pub, leg_state_from_data(data, self._stamp(), self.leg_frame_id))
 
     def _on_estimator(self, msg: state_estimator_lcmt) -> None:

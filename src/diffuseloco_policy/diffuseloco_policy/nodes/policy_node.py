@@ -27,9 +27,10 @@ from sensor_msgs.msg import Imu
 from ..config import ConfigError, StackConfig, load_config
 from ..controller import ControllerState
 from ..experts.stand_in import ExpertStandIn
+from ..inference import describe_job
 from ..joints import JointConvention
-from ..model_file import ModelMismatchError
-from ..policy_loop import PolicyLoop, TickReport
+from ..model_file import ModelMismatchError, within_trained_ranges
+from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import load_runtime
 from ..safety import ImuSample, JointSample, PDCommand
 from ..sensor_gate import SensorGate
@@ -39,6 +40,11 @@ from .spin import run_node, use_realtime_scheduling
 from .conversions import joint_state_from_msg, imu_reading_from_msg, motor_command_msg, stamp_to_seconds
 
 EXPERT_STAND_IN = "expert"
+# How long a tick waits for a plan that is not ready at its start, before it counts a deadline miss and follows
+# the previous plan: a quarter of the 20 ms period. The plan normally arrives ~16 ms early; it is late when the
+# process lost a CPU for most of a period (a late previous tick, a delayed sampler start), and in the soaks it was
+# then often only 1-4 ms late. The wait delays that tick's command; the tick jitter counts it as a late start.
+DEFAULT_INFERENCE_WAIT_MS = 5.0
 DEFAULT_MODEL = Path(__file__).resolve().parents[4] / "models" / "diffuseloco_cyberdog2.onnx"
 
 
@@ -46,12 +52,14 @@ class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("diffuseloco_policy")
         # The sampler thread and the 500 Hz sensor callbacks share the GIL with the control tick; a short switch
-        # interval (default 5 ms) bounds how long the tick can wait for it.
-        sys.setswitchinterval(0.0005)
+        # interval (default 5 ms) bounds how long either thread waits for it. In the soak the sampler was off the
+        # CPU (mostly waiting for the GIL) for 2.2 ms of a sample at p99 with 0.5 ms, for 0.9 ms with 0.1 ms.
+        sys.setswitchinterval(0.0001)
         p = self._declare_parameters()
         self.config: StackConfig = load_config(p["config"] or None)
         self.convention = JointConvention(self.config.robot)
         sampler, reset, current_frame = self._sampler(p)
+        self._use_trained_ranges()
         self.loop = PolicyLoop(self.config, sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
                                reset_sampler=reset, current_frame=current_frame)
         self._joints: Optional[JointSample] = None
@@ -59,6 +67,7 @@ class PolicyNode(Node):
         self.period = 1.0 / self.config.rates.control_hz
         self.timing = TickTiming(self.period)
         self._joints_wall: Optional[float] = None
+        self._miss_to_log: Optional[tuple[PlanMiss, int, tuple[float, float]]] = None
         self.leg_gate = SensorGate(self.config.safety.sensor_timeout)
         self.imu_gate = SensorGate(self.config.safety.sensor_timeout)
 
@@ -82,6 +91,7 @@ class PolicyNode(Node):
     def _sampler(self, p: dict):
         """(sampler, reset, current_frame): the model's sampler, or (model: expert, simulation only) the expert
         controllers standing in for it; current_frame for a model trained on s[t] (the ablation)."""
+        self.model_config: Optional[StackConfig] = None
         if p["model"] == EXPERT_STAND_IN:
             self.model_path = Path(EXPERT_STAND_IN)
             stand_in = ExpertStandIn(self.config)
@@ -99,6 +109,7 @@ class PolicyNode(Node):
                                warm_start_steps=p["warm_start_steps"] or None,
                                intra_op_threads=p["intra_op_threads"] or None)
         runtime.warm_up()
+        self.model_config = runtime.info.config
         current_frame = not runtime.info.spec.delayed_inputs
         if current_frame:
             self.get_logger().warning("this model was trained on the current frame (the delayed-input ablation): "
@@ -106,10 +117,22 @@ class PolicyNode(Node):
                                       "plan; a plan that takes longer is used a tick late")
         return runtime.predict, runtime.reset, current_frame
 
+    def _use_trained_ranges(self) -> None:
+        """Commands are clamped to the model's trained ranges where they are narrower than the robot config's."""
+        if self.model_config is None:
+            return
+        narrowed = within_trained_ranges(self.config, self.model_config)
+        for mine, cut in zip(self.config.skills, narrowed.skills):
+            if cut != mine:
+                self.get_logger().warning(
+                    f"skill {cut.name}: commands limited to the model's trained range vx {cut.vx}, vy {cut.vy}, "
+                    f"yaw {cut.yaw_rate} (robot config: vx {mine.vx}, vy {mine.vy}, yaw {mine.yaw_rate})")
+        self.config = narrowed
+
     def _declare_parameters(self) -> dict:
         defaults = {
             "model": "", "config": "", "backend": "onnx", "warm_start_steps": 0, "intra_op_threads": 0,
-            "inference_wait_ms": 0.0, "realtime_priority": 0,
+            "inference_wait_ms": DEFAULT_INFERENCE_WAIT_MS, "realtime_priority": 0,
             "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
             "motor_command_topic": "/cyberdog/motor_cmd", "skill_command_topic": "/diffuseloco/skill_cmd",
             "status_topic": "/diffuseloco/status", "state_service": "/diffuseloco/set_state",
@@ -163,14 +186,27 @@ class PolicyNode(Node):
         report = self.loop.tick(self._now(), joints, self._imu)
         stamp = self.get_clock().now().to_msg()
         self.command_pub.publish(motor_command_msg(self._to_sdk(report.command), stamp))
-        self.timing.tick_finished(time.perf_counter(), joints_wall)
+        self.timing.tick_finished(time.perf_counter(), joints_wall, report.plan_wait_s)
         self.status_pub.publish(self._status(report, stamp))
-        if report.deadline_missed:  # each one logged (throttled), so a rare miss can be placed in time
+        self._log_deadline_miss(report)
+
+    def _log_deadline_miss(self, report: TickReport) -> None:
+        """Each deadline miss is logged (throttled), one tick later so that its sampler job has had time to finish,
+        with what it takes to place a rare miss: the start-to-start intervals of the missing tick and the one
+        before it (a late tick followed by an on-time one leaves the sampler less than a period), and when the
+        missing plan's job was submitted, started and finished relative to the take."""
+        pending, self._miss_to_log = self._miss_to_log, None
+        if pending is not None:
+            miss, total, (interval_ms, previous_ms) = pending
+            job = describe_job(self.loop.worker.job_times(miss.due), miss.take_s, time.monotonic())
             self.get_logger().warning(
-                f"deadline miss at tick {self.loop.ticks - 1} (total {self.loop.deadline_misses}): the plan for "
-                f"this tick was not ready; newest sampler latency {report.inference_latency_s * 1000.0:.1f} ms, "
-                f"tick jitter {self.timing.last_jitter_ms:.2f} ms; following the previous plan",
-                throttle_duration_sec=1.0)
+                f"deadline miss at tick {miss.tick} (total {total}): its plan was not ready within the "
+                f"{self.loop.inference_wait_s * 1e3:.1f} ms the tick waits for it; the tick started "
+                f"{interval_ms:.2f} ms after the one before, which started {previous_ms:.2f} ms after its own "
+                f"predecessor (period {self.period * 1e3:.0f} ms); the plan's sampler job: {job}; the tick "
+                f"followed the previous plan", throttle_duration_sec=1.0)
+        if report.deadline_missed and self.loop.last_miss is not None:
+            self._miss_to_log = (self.loop.last_miss, self.loop.deadline_misses, self.timing.intervals_ms)
 
     # -------------------------------------------------------------------------------------------- outputs
     def _to_sdk(self, cmd: PDCommand) -> SdkMotorCommand:
@@ -201,7 +237,7 @@ class PolicyNode(Node):
         status.message = self.loop.last_fault or ControllerState(state).name
         status.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ("state", ControllerState(state).name), ("ticks", self.loop.ticks),
-            ("deadline_misses", self.loop.deadline_misses),
+            ("deadline_misses", self.loop.deadline_misses), ("plans_waited_for", self.loop.plans_waited_for),
             ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
             *((k, f"{v:.3f}") for k, v in self.timing.summary().items()),
             *((f"{name}_{k}", str(v)) for name, gate in (("joint_state", self.leg_gate), ("imu", self.imu_gate))
