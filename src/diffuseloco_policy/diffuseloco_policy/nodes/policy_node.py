@@ -11,8 +11,9 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from cyberdog_msgs.msg import LegState, MotorCommand
@@ -27,7 +28,7 @@ from sensor_msgs.msg import Imu
 from ..config import ConfigError, StackConfig, load_config
 from ..controller import ControllerState
 from ..experts.stand_in import ExpertStandIn
-from ..inference import describe_job
+from ..inference import Sampler, describe_job
 from ..joints import JointConvention
 from ..model_file import ModelMismatchError, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
@@ -48,6 +49,18 @@ DEFAULT_INFERENCE_WAIT_MS = 5.0
 DEFAULT_MODEL = Path(__file__).resolve().parents[4] / "models" / "diffuseloco_cyberdog2.onnx"
 
 
+@dataclass(frozen=True)
+class SamplerSetup:
+    """What the node's sampler factory provides: the sampler and its reset, whether the model was trained on the
+    current frame s[t] (the ablation, sampled within the tick), and the config the model was trained for (None
+    for the expert stand-in)."""
+
+    sampler: Sampler
+    reset: Callable[[], None]
+    current_frame: bool
+    trained: Optional[StackConfig]
+
+
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("diffuseloco_policy")
@@ -58,10 +71,11 @@ class PolicyNode(Node):
         p = self._declare_parameters()
         self.config: StackConfig = load_config(p["config"] or None)
         self.convention = JointConvention(self.config.robot)
-        sampler, reset, current_frame = self._sampler(p)
-        self._use_trained_ranges()
-        self.loop = PolicyLoop(self.config, sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
-                               reset_sampler=reset, current_frame=current_frame)
+        setup = self._sampler(p)
+        if setup.trained is not None:
+            self.config = self._within_trained_ranges(setup.trained)
+        self.loop = PolicyLoop(self.config, setup.sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
+                               reset_sampler=setup.reset, current_frame=setup.current_frame)
         self._joints: Optional[JointSample] = None
         self._imu: Optional[ImuSample] = None
         self.period = 1.0 / self.config.rates.control_hz
@@ -89,9 +103,7 @@ class PolicyNode(Node):
         gc.freeze()
 
     def _sampler(self, p: dict):
-        """(sampler, reset, current_frame): the model's sampler, or (model: expert, simulation only) the expert
-        controllers standing in for it; current_frame for a model trained on s[t] (the ablation)."""
-        self.model_config: Optional[StackConfig] = None
+        """The model's sampler, or (model: expert, simulation only) the expert controllers standing in for it."""
         if p["model"] == EXPERT_STAND_IN:
             self.model_path = Path(EXPERT_STAND_IN)
             stand_in = ExpertStandIn(self.config)
@@ -99,7 +111,7 @@ class PolicyNode(Node):
                 m.twist.linear.x, m.twist.linear.y), 10)
             self.get_logger().warning("EXPERT STAND-IN: the expert controllers drive the robot, using the "
                                       "simulator's ground-truth velocity; this is not a learned policy")
-            return stand_in, stand_in.reset, False
+            return SamplerSetup(stand_in, stand_in.reset, current_frame=False, trained=None)
         self.model_path = Path(p["model"]) if p["model"] else DEFAULT_MODEL
         if not self.model_path.is_file():
             hint = " (no trained model ships yet; in simulation, model:=expert runs the expert stand-in)" \
@@ -109,25 +121,22 @@ class PolicyNode(Node):
                                warm_start_steps=p["warm_start_steps"] or None,
                                intra_op_threads=p["intra_op_threads"] or None)
         runtime.warm_up()
-        self.model_config = runtime.info.config
         current_frame = not runtime.info.spec.delayed_inputs
         if current_frame:
             self.get_logger().warning("this model was trained on the current frame (the delayed-input ablation): "
                                       "each tick samples from its own frame and waits inference_wait_ms for the "
                                       "plan; a plan that takes longer is used a tick late")
-        return runtime.predict, runtime.reset, current_frame
+        return SamplerSetup(runtime.predict, runtime.reset, current_frame, trained=runtime.info.config)
 
-    def _use_trained_ranges(self) -> None:
-        """Commands are clamped to the model's trained ranges where they are narrower than the robot config's."""
-        if self.model_config is None:
-            return
-        narrowed = within_trained_ranges(self.config, self.model_config)
+    def _within_trained_ranges(self, trained: StackConfig) -> StackConfig:
+        """The robot config with commands clamped to the model's trained ranges where those are narrower."""
+        narrowed = within_trained_ranges(self.config, trained)
         for mine, cut in zip(self.config.skills, narrowed.skills):
             if cut != mine:
                 self.get_logger().warning(
                     f"skill {cut.name}: commands limited to the model's trained range vx {cut.vx}, vy {cut.vy}, "
                     f"yaw {cut.yaw_rate} (robot config: vx {mine.vx}, vy {mine.vy}, yaw {mine.yaw_rate})")
-        self.config = narrowed
+        return narrowed
 
     def _declare_parameters(self) -> dict:
         defaults = {
