@@ -86,6 +86,83 @@ def test_bound_shifts_support_force_against_pitch():
     assert down[:2].min() > 0.25 > down[2:].max()
 
 
+def _tilted(roll=0.0, pitch=0.0):
+    from diffuseloco_policy.observation import RobotState
+
+    cr, sr, cp, sp = np.cos(roll / 2), np.sin(roll / 2), np.cos(pitch / 2), np.sin(pitch / 2)
+    quat = np.array([cr * cp, sr * cp, cr * sp, -sr * sp])      # roll about x, then pitch about y (w, x, y, z)
+    return RobotState(joint_position=np.zeros(12), joint_velocity=np.zeros(12), quaternion=quat,
+                      angular_velocity=np.zeros(3))
+
+
+def _trotting_expert():
+    from diffuseloco_policy.experts.controller import ExpertController
+
+    expert = ExpertController(load_config())
+    expert.set_skill("trot")
+    expert.latched[:] = False
+    expert.clock.phase = 0.2     # FR and RL mid-stance, FL and RR mid-swing
+    return expert
+
+
+def test_turning_lands_feet_outward_and_leans_the_support_inward():
+    """Left turn at speed: the centripetal acceleration points left (+y); touchdowns move right by depth / g times
+    it, and the planned support force gets the matching +y component."""
+    expert = _trotting_expert()
+    expert.cmd[:] = (0.8, 0.0, 0.5)
+    accel = expert._turn_acceleration(np.array([0.8, 0.0, 0.5]))
+    np.testing.assert_allclose(accel, [0.0, 0.4])
+    straight = expert._foot_plan(np.array([0.8, 0.0, 0.5]), np.array([0.8, 0.0, 0.5]), np.zeros(2), False)[0]
+    expert = _trotting_expert()
+    expert.cmd[:] = (0.8, 0.0, 0.5)
+    turning = expert._foot_plan(np.array([0.8, 0.0, 0.5]), np.array([0.8, 0.0, 0.5]), accel, False)[0]
+    swing = ~expert.stance
+    assert swing.any()
+    shift = expert.p.turn_placement_gain * expert.p.foot_depth / 9.81 * 0.4
+    moved = turning[:, 1] - straight[:, 1]
+    assert np.all(moved[swing] < -0.3 * shift) and np.all(moved[swing] >= -shift - 1e-12)   # mid-swing, on its way
+    np.testing.assert_allclose(moved[~swing], 0.0, atol=1e-12)          # stance feet keep sweeping where they are
+    # the support force: the same feet, pushing the trunk toward the turn's centre
+    pos = turning.copy()
+    level = _tilted()
+    expert.load_offset = None
+    with_turn = expert._joint_targets(pos, np.zeros((4, 3)), level, accel)[0]
+    expert.load_offset = None
+    without = expert._joint_targets(pos, np.zeros((4, 3)), level, np.zeros(2))[0]
+    loaded = expert._load_share() > 0
+    assert np.abs(with_turn - without)[loaded].max() > 1e-3
+    assert np.abs(with_turn - without)[~loaded].max() < 1e-12
+
+
+@pytest.mark.parametrize("tilt,expected_give_way", [(0.0, 0.0), (0.1, 0.0), (0.25, 0.5), (0.5, 1.0)])
+def test_a_tilted_trunk_stops_asking_for_acceleration(tilt, expected_give_way):
+    """Between tilt_guard's two angles the swept velocity blends from the tracked one to the measured one and the
+    integrators drain by the same share; below the first angle nothing changes."""
+    expert = _trotting_expert()
+    assert expert.p.tilt_guard == (0.15, 0.35)
+    for state in (_tilted(pitch=-tilt), _tilted(roll=tilt)):
+        expert.integral[:] = (0.2, -0.1, 0.3)
+        tracked, measured = np.array([0.4, 0.1, 0.2]), np.array([-0.1, 0.0, 0.0])
+        out = expert._tilt_guarded(tracked, measured, state)
+        np.testing.assert_allclose(out[:2], tracked[:2] + expected_give_way * (measured[:2] - tracked[:2]), atol=1e-6)
+        assert out[2] == tracked[2]
+        np.testing.assert_allclose(expert.integral, np.array([0.2, -0.1, 0.3]) * (1 - expected_give_way), atol=1e-6)
+
+
+def test_only_loaded_feet_level_the_trunk():
+    """Posture foot-height offsets go to the feet the plan loads; a swing foot keeps its path (a rearing bound
+    must not pull its front feet further off the ground)."""
+    expert = _trotting_expert()
+    nose_up = _tilted(pitch=-0.2)
+    weight = expert._load_weight()
+    assert (weight == 0).any() and (weight == 1).any()
+    offsets = expert._posture_offsets(nose_up)
+    assert np.all(offsets[weight == 0] == 0.0)
+    loaded = weight == 1
+    front = kin.HIP_ORIGINS[:, 0] > 0
+    assert np.all(offsets[loaded & front] > 0.0) and np.all(offsets[loaded & ~front] < 0.0)   # front up, rear down
+
+
 class _CountingExpert:
     """Targets that say which call made them: default pose + 0.001 rad x call number, on every joint."""
 

@@ -7,7 +7,9 @@ q_des = target_t and qd_des = (target_next - target_t) / dt with pd_targets.Acti
 will turn its predicted chunk into commands, and passes them through the deployed SafetyFilter (per-tick step
 limit, joint-limit margin, torque bounds). The recipe follows /work/shared/reference/gaits.md: stance feet sweep
 backwards at the commanded velocity (+ yaw), swing feet follow a raised-cosine arc to a Raibert touchdown point,
-foot heights correct roll and pitch, integrators remove steady velocity error, analytic IK maps feet to joints.
+foot heights of the loaded legs correct roll and pitch, integrators remove steady velocity error, analytic IK maps
+feet to joints. Turning, feet land outward and the support force leans inward by the turn's centripetal
+acceleration; tilted past tilt_guard, the trunk's attitude comes before catching up on velocity.
 The velocity feed-forward of gaits.md (Kd/Kp qdot_ref in q_des) is delivered as qd_des = qdot_ref instead (the
 same torque, but q_des moves only as fast as the trajectory, so the firmware's step limit is not hit). Because
 qd_des is the difference of consecutive targets, anything in the position target is differentiated too: the
@@ -58,6 +60,14 @@ class ExpertParams:
     swing_ramp: float = 0.2            # vertical swing profile: 0 raised cosine, r > 0 trapezoidal speed, ramps r
     swing_apex: float = 0.5            # swing progress at which the foot is highest (< 0.5: more time to land)
     swing_match: float = 0.5           # fraction of the ground speed the swing foot has at lift-off / touchdown
+    turn_placement_gain: float = 0.75  # touchdown moved outward by gain * depth / g * the turn's centripetal accel.
+    turn_force_gain: float = 1.0       # planned support force gets gain * m * the turn's centripetal acceleration
+    tilt_guard: tuple[float, float] = (0.15, 0.35)   # rad of roll/pitch over which velocity gives way to attitude
+
+    def __post_init__(self) -> None:
+        start, full = self.tilt_guard
+        if not 0.0 <= start < full:
+            raise ValueError(f"tilt_guard must be (start, full) with 0 <= start < full, got {self.tilt_guard}")
 
 
 class ExpertController:
@@ -115,16 +125,17 @@ class ExpertController:
         command = np.zeros(3) if self.skill == STAND else np.asarray(command, dtype=np.float64)
         self._slew_command(command)
         measured = np.array([base_velocity[0], base_velocity[1], state.angular_velocity[2]])
-        v_eff = self._velocity_feedback(measured, active=not standing)
+        v_eff = self._tilt_guarded(self._velocity_feedback(measured, active=not standing), measured, state)
+        turn_accel = self._turn_acceleration(measured)
         if not standing:
             self.clock.advance(self.dt)
         self.nominal[:, 1] = kin.HIP_ORIGINS[:, 1] + kin.SIDE * (kin.ABAD_OFFSET - self.clock.inward)
         self.nominal[:, 0] = kin.HIP_ORIGINS[:, 0] + self.p.com_shift_x - np.sign(kin.HIP_ORIGINS[:, 0]) * self.clock.gather
-        pos, vel = self._foot_plan(v_eff, measured, standing)
+        pos, vel = self._foot_plan(v_eff, measured, turn_accel, standing)
         pos[:, 2] += self._posture_offsets(state)
         if not standing:
             pos[:, :2] += self._stance_attitude_offsets(state)
-        target, target_next = self._joint_targets(pos, vel, state)
+        target, target_next = self._joint_targets(pos, vel, state, turn_accel)
         target = self._limit(target, self.last_target)
         target_next = self._limit(target_next, target)
         self.last_target = target
@@ -162,9 +173,37 @@ class ExpertController:
         v_eff[2] += p.yaw_gain * (self.cmd[2] - measured[2])
         return v_eff
 
+    def _tilt_guarded(self, v_eff: np.ndarray, measured: np.ndarray, state: RobotState) -> np.ndarray:
+        """A tilted trunk comes first: the linear velocity the feet sweep for blends from the tracked one to the
+        measured one (no more acceleration asked for) and the integrators drain, between the guard's two tilts.
+
+        Why: after a push a bound lost speed, the integrators asked the rear pair for thrust, and thrust below the
+        COM pitched the nose up until the dog reared over (2/50 randomized episodes); pace and trot lean the same
+        way less often. Letting the posture loops recover first and catching up on speed afterwards removed it.
+        """
+        start, full = self.p.tilt_guard
+        roll, pitch, _, _ = self._attitude(state)
+        give_way = float(np.clip((max(abs(roll), abs(pitch)) - start) / (full - start), 0.0, 1.0))
+        self.integral *= 1.0 - give_way
+        out = v_eff.copy()
+        out[:2] += give_way * (measured[:2] - v_eff[:2])
+        return out
+
+    def _turn_acceleration(self, measured: np.ndarray) -> np.ndarray:
+        """Body-frame centripetal acceleration (ax, ay) of turning at the commanded yaw rate with the measured
+        velocity: w x v. Without it the feet push only straight back, the velocity lags the turning trunk, the
+        body slides outward and rolls onto its outer feet (the trot's falls turning at speed)."""
+        yaw_rate = self.cmd[2]
+        return np.array([-yaw_rate * measured[1], yaw_rate * measured[0]])
+
     # ----------------------------------------------------------------------------------------- foot plan
-    def _foot_plan(self, v_eff: np.ndarray, measured: np.ndarray, standing: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Foot positions (4, 3) and velocities (4, 3) in the trunk frame for this tick."""
+    def _foot_plan(self, v_eff: np.ndarray, measured: np.ndarray, turn_accel: np.ndarray,
+                   standing: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Foot positions (4, 3) and velocities (4, 3) in the trunk frame for this tick.
+
+        Touchdown: Raibert's point plus the turn's lean: feet land outward by depth / g * centripetal acceleration
+        (times a gain), so that the support pushes the trunk toward the turn's centre as an inverted pendulum.
+        """
         nom_xy = self.nominal[:, :2]
         # Velocity of the ground under each foot relative to the body is -(v + w x r).
         foot_speed = v_eff[:2] + v_eff[2] * np.stack([-nom_xy[:, 1], nom_xy[:, 0]], axis=1)
@@ -177,6 +216,7 @@ class ExpertController:
         vel = np.zeros((4, 3))
         t_stance, t_swing = duty * period, (1.0 - duty) * period
         raibert = np.clip(self.p.raibert_gain * (measured[:2] - self.cmd[:2]), -self.p.raibert_clip, self.p.raibert_clip)
+        raibert = raibert - self.p.turn_placement_gain * self.p.foot_depth / GRAVITY * turn_accel
         for leg in range(4):
             if stance_now[leg]:
                 if not self.stance[leg]:
@@ -227,11 +267,17 @@ class ExpertController:
         return pos, vel
 
     def _posture_offsets(self, state: RobotState) -> np.ndarray:
-        """Foot-height changes that level the trunk: extend the legs on the low side."""
+        """Foot-height changes that level the trunk: extend the loaded legs on the low side.
+
+        Only loaded feet get them (weighted by the planned load, so the touchdown ramp blends them in): a swing
+        foot moved with the posture loop was pulled up on the high side and lowered on the low side, so a rearing
+        bound kept its front feet off the ground and dragged its rear feet (bound 2/50 -> 0/200 without it).
+        """
         roll, pitch, wx, wy = self._attitude(state)
         x, y = self.nominal[:, 0], self.nominal[:, 1]
         p = self.p
-        return p.posture_gain * (roll * y - pitch * x) + p.posture_rate_gain * (wx * y - wy * x)
+        offset = p.posture_gain * (roll * y - pitch * x) + p.posture_rate_gain * (wx * y - wy * x)
+        return offset * self._load_weight()
 
     def _stance_attitude_offsets(self, state: RobotState) -> np.ndarray:
         """Horizontal shifts of the loaded feet that level the trunk when one pair carries it (pace, bound).
@@ -260,7 +306,8 @@ class ExpertController:
         return roll, pitch, float(state.angular_velocity[0]), float(state.angular_velocity[1])
 
     # ------------------------------------------------------------------------------------------ joints
-    def _joint_targets(self, pos: np.ndarray, vel: np.ndarray, state: RobotState) -> tuple[np.ndarray, np.ndarray]:
+    def _joint_targets(self, pos: np.ndarray, vel: np.ndarray, state: RobotState,
+                       turn_accel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """IK, velocity feed-forward through the plan, gravity feed-forward through a filtered position offset.
 
         The decoder sends qd_des = (target_next - target) / dt, so everything in the position target is also
@@ -275,7 +322,8 @@ class ExpertController:
         jac = kin.jacobian(q_ref)
         qdot_ref = np.linalg.solve(jac, vel[..., None])[..., 0]
         up = -projected_gravity(state.quaternion)                           # world +z in the body frame
-        force = self._pitch_shared(self._load_share(), state)[:, None] * up[None, :] * self.p.mass * GRAVITY
+        accel = GRAVITY * up + self.p.turn_force_gain * np.append(turn_accel, 0.0)   # what the support must give
+        force = self._pitch_shared(self._load_share(), state)[:, None] * accel[None, :] * self.p.mass
         tau_load = -np.einsum("lij,li->lj", jac, force)
         if self.load_offset is None:
             self.load_offset = tau_load / self.kp
