@@ -216,7 +216,7 @@ class ExpertController:
         vel = np.zeros((4, 3))
         t_stance, t_swing = duty * period, (1.0 - duty) * period
         raibert = np.clip(self.p.raibert_gain * (measured[:2] - self.cmd[:2]), -self.p.raibert_clip, self.p.raibert_clip)
-        raibert = raibert - self.p.turn_placement_gain * self.p.foot_depth / GRAVITY * turn_accel
+        touchdown_shift = raibert - self.p.turn_placement_gain * self.p.foot_depth / GRAVITY * turn_accel
         for leg in range(4):
             if stance_now[leg]:
                 if not self.stance[leg]:
@@ -226,7 +226,7 @@ class ExpertController:
                 if self.stance[leg]:
                     self.anchor[leg] = self.feet[leg, :2]          # lift off where the stance ended
                 s = (phases[leg] - duty) / (1.0 - duty)
-                touchdown = nom_xy[leg] + foot_speed[leg] * t_stance / 2 + raibert
+                touchdown = nom_xy[leg] + foot_speed[leg] * t_stance / 2 + touchdown_shift
                 pos[leg], vel[leg] = self._swing_foot(leg, s, touchdown, -foot_speed[leg], t_swing)
             if stance_now[leg]:
                 pos[leg, 2] = self.nominal[leg, 2]
