@@ -165,10 +165,9 @@ class PolicyLoop:
         if missed:
             self.deadline_misses += 1
             self.last_miss = PlanMiss(self.ticks, self._submitted_for, take_s)
+            self._plan_index += 1
         # a late chunk is awaited again next tick (the default flow submits a newer one anyway)
         self._submitted_for = self._submitted_for + 1 if missed else None
-        if missed:
-            self._plan_index += 1
         if result is None:
             return self.last_latency_s, missed, waited
         self.last_latency_s = result.latency_s
