@@ -13,7 +13,7 @@ from diffuseloco_policy.bridge.lcm_types import (leg_control_data_lcmt, motor_ct
                                                  state_estimator_lcmt)
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
-from diffuseloco_policy.sim.firmware import MotorFirmware, firmware_frame_step
+from diffuseloco_policy.sim.firmware import MotorFirmware
 from diffuseloco_policy.sim.interfaces import ImuReading
 from diffuseloco_policy.sim.interfaces import MotorCommand as SdkMotorCommand
 
@@ -205,7 +205,7 @@ def test_relay_refuses_a_nonpositive_hold():
 
 def test_relay_spreads_a_large_target_change_over_frames_within_the_firmware_step():
     """A tick may change q_des by more than the firmware allows per frame: the relay ramps it in."""
-    step = firmware_frame_step(CONFIG.robot)
+    step = CONFIG.robot.frame_step_rad
     relay = lb.CommandRelay(hold_s=0.1, require_activation=False, max_frame_step=step)
     a = SdkMotorCommand.position(np.zeros(12), 30.0, 3.0)
     relay.submit(a, 0.0)
@@ -223,7 +223,7 @@ def test_relay_spreads_a_large_target_change_over_frames_within_the_firmware_ste
 
 def test_the_firmware_model_flags_steps_beyond_its_limit_but_not_gain_free_frames():
     firmware = MotorFirmware(CONFIG.robot)
-    step, measured = firmware_frame_step(CONFIG.robot), CONVENTION.to_sdk(np.asarray(CONFIG.robot.default_pose))
+    step, measured = CONFIG.robot.frame_step_rad, CONVENTION.to_sdk(np.asarray(CONFIG.robot.default_pose))
     firmware.receive(SdkMotorCommand.passive(12), measured)                        # an activation zero frame
     firmware.receive(SdkMotorCommand.position(measured + 0.5 * step, 30.0, 3.0), measured)   # vs the measured pose
     assert firmware.step_violations == 0

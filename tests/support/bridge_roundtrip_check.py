@@ -33,7 +33,6 @@ from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.nodes.lcm_bridge_node import COMMAND_QOS
 from diffuseloco_policy.nodes.spin import BackgroundNode
-from diffuseloco_policy.sim.firmware import firmware_frame_step
 
 CONFIG = load_config()
 CONVENTION = JointConvention(CONFIG.robot)
@@ -195,7 +194,7 @@ def main(mode: str) -> dict:
         check(np.all(np.isfinite(wire)), "no non-finite value was forwarded")
         # from the measured (lying) pose the bridge ramps q_des in within the firmware's per-frame step (the peer
         # counts any frame beyond it); then every frame carries the target in the internal convention
-        frame_step = firmware_frame_step(CONFIG.robot)
+        frame_step = CONFIG.robot.frame_step_rad
         check(np.all(np.abs(np.diff(wire, axis=0)) <= frame_step + 1e-5), "frame steps within the firmware's")
         at_target = np.all(np.isclose(wire, target_model, atol=1e-5), axis=1)
         ramp = int(np.argmax(at_target)) if at_target.any() else len(wire)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import numpy as np
 import yaml
 
 PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -47,6 +48,12 @@ class RobotConfig:
     @property
     def num_joints(self) -> int:
         return len(self.joint_names)
+
+    @property
+    def frame_step_rad(self) -> np.ndarray:
+        """The firmware's largest q_des change per 2 ms command frame, per joint (rad; sign-free, so either
+        convention): what the firmware model enforces and the LCM bridge ramps within."""
+        return _per_joint_rad(self.max_target_step_deg, self.num_joints)
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -175,6 +182,11 @@ def _share(value: float, bounds: tuple[float, float]) -> float:
     return abs(value) / reach if reach > 0 else 0.0
 
 
+def _per_joint_rad(per_leg_deg: tuple[float, float, float], num_joints: int) -> np.ndarray:
+    """An (abad, hip, knee) triple in degrees as one value per joint in radians, leg after leg."""
+    return np.tile(np.radians(np.asarray(per_leg_deg, dtype=np.float64)), num_joints // 3)
+
+
 def _clip(value: float, bounds: tuple[float, float]) -> float:
     return float(min(max(value, bounds[0]), bounds[1]))
 
@@ -291,6 +303,12 @@ class StackConfig:
                 raise ConfigError(f"safety.max_target_step_deg for {joint} ({tick} deg per tick) is more than {ramp} "
                                   f"firmware frames of {frame} deg (robot.max_target_step_deg): the bridge could not "
                                   f"deliver it within {ramp} frames")
+
+    @property
+    def tick_step_rad(self) -> np.ndarray:
+        """Our largest q_des change per 50 Hz tick, per joint (rad): the safety filter's limit, which the experts'
+        plans respect too (the bridge spreads it over firmware frames, see _check_step_limit)."""
+        return _per_joint_rad(self.safety.max_target_step_deg, self.robot.num_joints)
 
     def skill(self, key: Union[int, str]) -> SkillConfig:
         """Look a skill up by id or name; unknown skills are a clear error, not an IndexError."""

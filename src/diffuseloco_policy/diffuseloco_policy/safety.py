@@ -107,8 +107,7 @@ class SafetyFilter:
         self.upper = np.asarray(robot.position_upper, dtype=np.float64) - margin
         if np.any(self.lower >= self.upper):
             raise ValueError(f"a joint-limit margin of {margin} rad leaves no room for some joint")
-        # per tick; the bridge splits it into firmware frames (SafetyConfig, StackConfig._check_step_limit)
-        self.max_step = np.tile(np.radians(safety.max_target_step_deg), n // JOINTS_PER_LEG)
+        self.max_step = config.tick_step_rad   # per tick; the bridge splits it into firmware frames
         self.kp_max = min(robot.kp_range[1], safety.kp_max)
         self.kd_max = min(robot.kd_range[1], safety.kd_max)
         self.kp_min = min(max(robot.kp_range[0], 0.0), self.kp_max)

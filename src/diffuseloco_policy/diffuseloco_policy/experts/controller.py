@@ -83,7 +83,7 @@ class ExpertController:
         self.q_low = np.asarray(robot.position_lower).reshape(4, 3) + margin
         self.q_high = np.asarray(robot.position_upper).reshape(4, 3) - margin
         p = self.p
-        self.max_step = np.tile(np.radians(config.safety.max_target_step_deg), (4, 1))   # per tick, as the filter
+        self.max_step = config.tick_step_rad.reshape(4, 3)   # per tick, as the safety filter
         self.nominal = kin.HIP_ORIGINS + np.stack(
             [np.full(4, p.com_shift_x), kin.SIDE * (kin.ABAD_OFFSET - GAITS["trot"].inward),
              np.full(4, -p.foot_depth)], axis=1)

@@ -36,7 +36,6 @@ from ..bridge.lcm_bridge import (
 from ..bridge.lcm_types import leg_control_data_lcmt, motor_ctrl_state_lcmt, state_estimator_lcmt
 from ..config import load_config
 from ..joints import JointConvention
-from ..sim.firmware import firmware_frame_step
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .conversions import imu_msg
 from .spin import run_node, use_realtime_scheduling
@@ -69,7 +68,7 @@ class LcmBridgeNode(Node):
         self.leg_frame_id, self.imu_frame_id = p["leg_frame_id"], p["imu_frame_id"]
         self.period = 1.0 / p["rate_hz"]
         self.relay = CommandRelay(hold_s=p["hold_s"], require_activation=p["require_activation"],
-                                  max_frame_step=firmware_frame_step(robot))
+                                  max_frame_step=robot.frame_step_rad)
         self.dropped = 0
 
         self.leg_pub = self.create_publisher(LegState, p["leg_state_topic"], qos_profile_sensor_data)

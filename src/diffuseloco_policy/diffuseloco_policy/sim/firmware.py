@@ -23,12 +23,6 @@ GAP_FEEDFORWARD_SCALE = 0.0
 DAMPING_KD = 5.0           # "high damping" gain of the firmware's fallback, N m s / rad
 
 
-def firmware_frame_step(robot: RobotConfig) -> np.ndarray:
-    """The firmware's largest q_des change per command frame, per joint (rad; sign-free, so either convention)."""
-    step = np.deg2rad(np.asarray(robot.max_target_step_deg, dtype=np.float64))
-    return np.tile(step, robot.num_joints // 3)
-
-
 class MotorFirmware:
     """Accepts command frames as the firmware does and says what the motors execute (SDK convention)."""
 
@@ -36,7 +30,7 @@ class MotorFirmware:
         convention = JointConvention(robot)
         lower, upper = convention.limits_sdk(robot)
         self.lower, self.upper = lower + robot.limit_margin, upper - robot.limit_margin
-        self.max_step = firmware_frame_step(robot)
+        self.max_step = robot.frame_step_rad
         self.kp_max, self.kd_max = robot.kp_range[1], robot.kd_range[1]
         self.torque_limit = robot.torque_limit
         self.reset()
