@@ -108,6 +108,11 @@ def test_episodes_are_reproducible(standing_model):
     assert first["segments"] == second["segments"]
 
 
+def test_warm_zero_means_the_full_sampler(standing_model):
+    assert make_policy(f"{standing_model},warm=0", CONFIG).runtime.warm_start_steps is None
+    assert make_policy(f"{standing_model},warm=2", CONFIG).runtime.warm_start_steps == 2
+
+
 class Collapse(EvalPolicy):
     """A 'policy' that folds the legs: the robot lies down, which must count as a fall."""
 

@@ -186,3 +186,34 @@ def test_a_delayed_expert_applies_what_it_planned_one_tick_earlier(delayed):
     made_by = [round((q - rollout.expert.pose).mean() / 0.001) for q in sent]
     # current frame: tick k applies call k+1 (made from s[k]); delayed: call k (made from s[k-1]), tick 0 its own
     assert made_by == ([1, 2, 3, 4, 5] if not delayed else [1, 1, 2, 3, 4])
+
+
+def test_action_noise_disturbs_what_is_executed_and_records_the_experts_action():
+    """DART data: the next observation's last action is the executed (disturbed) target, the recorded action is
+    the expert's; without noise the two are the same."""
+    from diffuseloco_policy.experts.rollout import ActionNoise
+
+    config = load_config()
+    decoder = ActionDecoder(config)
+    last_action = config.observation.slices()["last_action"]
+    for noise, differs in ((ActionNoise(), False), (ActionNoise(std=0.15, correlation_s=0.1), True)):
+        rollout = ExpertRollout(config, seed=0, delayed=True, action_noise=noise)
+        ticks = [rollout.tick(1, (0.4, 0.0, 0.0)) for _ in range(60)]
+        for tick, following in zip(ticks[:-1], ticks[1:]):
+            np.testing.assert_allclose(following.observation[last_action], decoder.action(tick.target), atol=1e-9)
+        gap = np.mean([np.abs(decoder.action(t.target) - t.action).mean() for t in ticks])
+        assert (gap > 0.05) if differs else (gap == 0.0)
+        assert not rollout.sim.fallen()
+
+
+def test_ornstein_uhlenbeck_noise_has_the_asked_std_and_correlation():
+    from diffuseloco_policy.experts.rollout import ActionNoise, OrnsteinUhlenbeck
+
+    process = OrnsteinUhlenbeck(ActionNoise(std=0.2, correlation_s=0.1), size=12, dt=0.02,
+                                rng=np.random.default_rng(0))
+    x = np.array([process.sample() for _ in range(20000)])
+    assert abs(x.std() - 0.2) < 0.01
+    lag1 = np.mean([np.corrcoef(x[:-1, j], x[1:, j])[0, 1] for j in range(12)])
+    assert abs(lag1 - np.exp(-0.02 / 0.1)) < 0.02
+    with pytest.raises(ValueError):
+        ActionNoise(std=-0.1)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..config import StackConfig, load_config, plain
 from ..experts.controller import ExpertParams
-from ..experts.rollout import ExpertRollout, random_schedule
+from ..experts.rollout import ActionNoise, ExpertRollout, random_schedule
 from ..sim import SimConfig
 from .dataset import EpisodeArrays, write_dataset
 
@@ -40,6 +40,8 @@ class GenerateSettings:
     randomize: bool = True
     expert_delayed: bool = True   # experts act on s[t-1] like the deployed policy (False: on s[t], the first dataset)
     trim_before_fall_s: float = 1.0   # a falling episode keeps only the ticks up to this long before the fall
+    action_noise_std: float = 0.0     # DART: executed targets disturbed by this much (action units), labels clean
+    action_noise_correlation_s: float = 0.1
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -52,8 +54,9 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
     seed = episode_seed(settings.seed, index)
     rng = np.random.default_rng(seed)
     sim_config = SimConfig.randomized() if settings.randomize else SimConfig()
+    noise = ActionNoise(settings.action_noise_std, settings.action_noise_correlation_s)
     rollout = ExpertRollout(config, sim_config, seed=seed + 1, expert_params=ExpertParams(),
-                            delayed=settings.expert_delayed)
+                            delayed=settings.expert_delayed, action_noise=noise)
     ticks = int(settings.episode_s * config.rates.control_hz)
     schedule = random_schedule(config, rng, ticks, segment_s=settings.segment_s)
     episode = EpisodeArrays()
@@ -121,10 +124,15 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="seconds dropped before a fall (the expert losing balance is not a demonstration)")
     parser.add_argument("--expert-on-current-frame", action="store_true",
                         help="experts react to s[t] (the first dataset) instead of acting on s[t-1] like the policy")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="std (action units) of a correlated disturbance on the executed targets; the recorded "
+                             "action stays the expert's (DART)")
+    parser.add_argument("--action-noise-correlation", type=float, default=0.1, help="its time constant (s)")
     args = parser.parse_args(argv)
     settings = GenerateSettings(seed=args.seed, episode_s=args.episode_seconds, randomize=not args.no_randomize,
                                 expert_delayed=not args.expert_on_current_frame,
-                                trim_before_fall_s=args.trim_before_fall)
+                                trim_before_fall_s=args.trim_before_fall, action_noise_std=args.action_noise,
+                                action_noise_correlation_s=args.action_noise_correlation)
     stats = generate(load_config(args.config), args.out, args.transitions, settings, args.workers)
     print(stats)
 

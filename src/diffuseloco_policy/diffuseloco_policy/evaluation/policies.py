@@ -2,7 +2,8 @@
 
 Policy specs (the CLI's --policy):
   expert                              the expert controllers (ExpertStandIn), fed the simulator's true velocity
-  models/x.onnx[,warm=K]              an exported model (diffusion, optionally warm-started, or bc_mlp), ONNX Runtime
+  models/x.onnx[,warm=K]              an exported model (diffusion, optionally warm-started, or bc_mlp), ONNX Runtime;
+                                      warm=0 (or no warm) is the full sampler every tick
   ckpt.safetensors[,warm=K]           a checkpoint through the torch runtime
   ...,backend=onnx|torch,label=NAME,threads=N   explicit backend, a display name, intra-op threads
 """
@@ -137,6 +138,7 @@ def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
         raise FileNotFoundError(f"policy model {file} does not exist (or use 'expert')")
     backend = options.get("backend") or ("onnx" if file.suffix == ".onnx" else "torch")
     warm = int(options["warm"]) if options.get("warm") else None
+    warm = warm or None   # warm=0: no warm start, i.e. the full sampler
     threads = int(options["threads"]) if options.get("threads") else None
     runtime = load_runtime(file, robot=config, backend=backend, warm_start_steps=warm, intra_op_threads=threads,
                            seed=seed)

@@ -6,6 +6,11 @@ its plan for t+1; pd_targets.ActionDecoder turns them into q_des and qd_des as i
 deployed SafetyFilter (per-tick step limit, on by default, joint-limit margin, torque bounds) clamps the command;
 the simulator runs one 0.02 s control period of the 500 Hz joint law with it. The dataset's action is the q_des
 the filter let through, as an action. One `Tick` record holds exactly what the dataset stores.
+
+With `ActionNoise` the executed targets are the expert's plus a slowly varying disturbance while the recorded
+action stays the expert's own (DART, Laskey et al. 2017): the data then shows what to do from states a slightly
+wrong policy drives the robot into, and the history's last actions (the executed ones) stop being a copy of the
+labels, which a history-conditioned clone otherwise learns to continue instead of following the command.
 """
 
 from __future__ import annotations
@@ -40,12 +45,48 @@ class Tick:
     state: RobotState
     observation: np.ndarray
     goal: np.ndarray
-    action: np.ndarray          # ActionDecoder.action(q_des): the filtered position target as an action
-    target: np.ndarray          # q_des sent (model convention, after the SafetyFilter)
+    action: np.ndarray          # ActionDecoder.action(q_des): the expert's filtered position target as an action
+    target: np.ndarray          # q_des sent (model convention, after the SafetyFilter; with ActionNoise, disturbed)
     velocity_target: np.ndarray  # qd_des sent (model convention, after the SafetyFilter)
     skill: int
     command: np.ndarray
     filter_reasons: tuple = ()
+
+
+@dataclass(frozen=True)
+class ActionNoise:
+    """Disturbance added to the executed targets: an Ornstein-Uhlenbeck process per joint, in action units.
+
+    Correlated rather than white because a clone's errors are: it drifts in stride and cadence over a few ticks,
+    and white noise of the same size would mostly be filtered out by the joint PD before the state showed it.
+    """
+
+    std: float = 0.0              # stationary standard deviation (action units; x action.scale rad)
+    correlation_s: float = 0.1    # time constant
+
+    def __post_init__(self) -> None:
+        if self.std < 0.0 or self.correlation_s <= 0.0:
+            raise ValueError(f"ActionNoise needs std >= 0 and correlation_s > 0, got {self}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.std > 0.0
+
+
+class OrnsteinUhlenbeck:
+    """x[k+1] = a x[k] + sqrt(1 - a^2) std w[k]: stationary with the given std, starting from a stationary draw."""
+
+    def __init__(self, noise: ActionNoise, size: int, dt: float, rng: np.random.Generator) -> None:
+        self.noise, self.size, self.rng = noise, size, rng
+        self.decay = float(np.exp(-dt / noise.correlation_s))
+        self.reset()
+
+    def reset(self) -> None:
+        self.value = self.noise.std * self.rng.standard_normal(self.size)
+
+    def sample(self) -> np.ndarray:
+        self.value = self.decay * self.value + np.sqrt(1.0 - self.decay**2) * self.noise.std * self.rng.standard_normal(self.size)
+        return self.value.copy()
 
 
 def sample_command(config: StackConfig, skill: int, rng: np.random.Generator) -> tuple[float, float, float]:
@@ -90,8 +131,8 @@ class ExpertRollout:
 
     def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
                  expert_params: Optional[ExpertParams] = None, rate_limit: bool = True,
-                 delayed: bool = False) -> None:
-        """delayed: the expert acts like the deployed policy, on s[t-1]: the targets applied at tick t are the ones
+                 delayed: bool = False, action_noise: ActionNoise = ActionNoise()) -> None:
+        """action_noise: disturb the executed targets, record the expert's (see the module doc). delayed: the expert acts like the deployed policy, on s[t-1]: the targets applied at tick t are the ones
         it computed at t-1 (as experts/stand_in.py does in the graph). Data recorded so is a function of the
         delayed window a policy sees; with delayed=False the action of t reacts to s[t], which a delayed-input
         model can only guess (see README, Training and evaluation)."""
@@ -105,15 +146,21 @@ class ExpertRollout:
         self.safety = SafetyFilter(config if rate_limit else without_step_limit(config))
         self.kp = np.full(config.robot.num_joints, config.robot.kp)
         self.kd = np.full(config.robot.num_joints, config.robot.kd)
+        self.noise = OrnsteinUhlenbeck(action_noise, config.robot.num_joints, 1.0 / config.rates.control_hz,
+                                       np.random.default_rng([seed, 0xDA27])) if action_noise.enabled else None
         self._reset_command()
 
     def _reset_command(self) -> None:
         self._pending: Optional[tuple[np.ndarray, np.ndarray]] = None  # delayed: the targets made at t-1
         self.last_action = np.zeros(self.config.robot.num_joints)
         self.last_q_des = np.asarray(self.config.robot.default_pose, dtype=np.float64).copy()  # the sim's hold
+        if self.noise is not None:
+            self.noise.reset()
 
     def reset(self, seed: Optional[int] = None) -> None:
         self.sim.reset(seed=seed)
+        if self.noise is not None and seed is not None:
+            self.noise.rng = np.random.default_rng([seed, 0xDA27])
         self.expert.reset()
         self._reset_command()
 
@@ -129,17 +176,21 @@ class ExpertRollout:
             applied, self._pending = self._pending or planned, planned
         target, target_next = applied
         q_des, qd_des = self.decoder.targets(self.decoder.action(target), self.decoder.action(target_next))
-        safe, reasons = self.safety.filter(PDCommand(q=q_des, dq=qd_des, kp=self.kp, kd=self.kd,
-                                                     tau=np.zeros_like(q_des)),
-                                           previous_q_des=self.last_q_des, measured_q=state.joint_position)
+        safe, reasons = self._filtered(q_des, qd_des, state)
         action = self.decoder.action(safe.q)
+        if self.noise is not None:
+            safe, reasons = self._filtered(self.decoder.position(action + self.noise.sample()), qd_des, state)
         record = Tick(state, observation, self.builder.goal(command, skill), action, np.array(safe.q),
                       np.array(safe.dq), skill, command, tuple(reasons))
         self.sim.command_pd(safe.q, safe.dq, safe.kp, safe.kd, safe.tau)
         self.sim.step()
-        self.last_action = action
+        self.last_action = self.decoder.action(safe.q)   # what was executed: the next observation's last action
         self.last_q_des = np.array(safe.q)
         return record
+
+    def _filtered(self, q_des: np.ndarray, qd_des: np.ndarray, state: RobotState) -> tuple[PDCommand, list]:
+        return self.safety.filter(PDCommand(q=q_des, dq=qd_des, kp=self.kp, kd=self.kd, tau=np.zeros_like(q_des)),
+                                  previous_q_des=self.last_q_des, measured_q=state.joint_position)
 
     def run(self, segments: Sequence[Segment]) -> Iterator[Tick]:
         """Ticks along a schedule; stops early (after yielding) when the robot falls."""
