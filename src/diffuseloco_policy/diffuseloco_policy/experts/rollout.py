@@ -9,8 +9,8 @@ the filter let through, as an action. One `Tick` record holds exactly what the d
 
 With `ActionNoise` the executed targets are the expert's plus a slowly varying disturbance while the recorded
 action stays the expert's own (DART, Laskey et al. 2017): the data then shows what to do from states a slightly
-wrong policy drives the robot into, and the history's last actions (the executed ones) stop being a copy of the
-labels, which a history-conditioned clone otherwise learns to continue instead of following the command.
+wrong policy drives the robot into, and the history's last actions (the executed ones) are no longer exact
+copies of the labels. What it did for the clone: docs/policy_eval/tracking.md.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ class Tick:
 class ActionNoise:
     """Disturbance added to the executed targets: an Ornstein-Uhlenbeck process per joint, in action units.
 
-    Correlated rather than white because a clone's errors are: it drifts in stride and cadence over a few ticks,
-    and white noise of the same size would mostly be filtered out by the joint PD before the state showed it.
+    Correlated rather than white because a clone's errors are: it drifts in stride and cadence over several
+    ticks (docs/policy_eval/tracking.md), not independently from one tick to the next.
     """
 
     std: float = 0.0              # stationary standard deviation (action units; x action.scale rad)
@@ -85,7 +85,8 @@ class OrnsteinUhlenbeck:
         self.value = self.noise.std * self.rng.standard_normal(self.size)
 
     def sample(self) -> np.ndarray:
-        self.value = self.decay * self.value + np.sqrt(1.0 - self.decay**2) * self.noise.std * self.rng.standard_normal(self.size)
+        fresh = np.sqrt(1.0 - self.decay**2) * self.noise.std * self.rng.standard_normal(self.size)
+        self.value = self.decay * self.value + fresh
         return self.value.copy()
 
 
@@ -132,10 +133,11 @@ class ExpertRollout:
     def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
                  expert_params: Optional[ExpertParams] = None, rate_limit: bool = True,
                  delayed: bool = False, action_noise: ActionNoise = ActionNoise()) -> None:
-        """action_noise: disturb the executed targets, record the expert's (see the module doc). delayed: the expert acts like the deployed policy, on s[t-1]: the targets applied at tick t are the ones
+        """delayed: the expert acts like the deployed policy, on s[t-1]: the targets applied at tick t are the ones
         it computed at t-1 (as experts/stand_in.py does in the graph). Data recorded so is a function of the
         delayed window a policy sees; with delayed=False the action of t reacts to s[t], which a delayed-input
-        model can only guess (see README, Training and evaluation)."""
+        model can only guess (see README, Training and evaluation). action_noise: disturb the executed targets and
+        record the expert's (see the module doc)."""
         self.config = config
         self.delayed = delayed
         self.sim = CyberDogSim(config, sim_config, seed=seed)
