@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ros_messages import message_class, random_message
 
@@ -57,7 +57,8 @@ def test_message_round_trips_between_processes(type_name, echo_process, node):
     rng = np.random.default_rng(zlib.crc32(type_name.encode()))
     sent = [random_message(cls, rng) for _ in range(3)]
     received = []
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    # transient local: a message published before the far side has matched this endpoint still arrives
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     publisher = node.create_publisher(cls, topic_for(type_name), qos)
     subscription = node.create_subscription(cls, topic_for(type_name) + "/echo", received.append, qos)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ros_messages import message_class
 
@@ -18,7 +18,8 @@ from ros_messages import message_class
 def main(argv: list[str]) -> None:
     rclpy.init()
     node = rclpy.create_node("round_trip_echo")
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    # transient local: a message published before the far side has matched this endpoint still arrives
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     keep = []
     for spec in argv:
         type_name, topic = spec.split(":")
