@@ -137,8 +137,7 @@ def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
     if not file.exists():
         raise FileNotFoundError(f"policy model {file} does not exist (or use 'expert')")
     backend = options.get("backend") or ("onnx" if file.suffix == ".onnx" else "torch")
-    warm = int(options["warm"]) if options.get("warm") else None
-    warm = warm or None   # warm=0: no warm start, i.e. the full sampler
+    warm = int(options.get("warm") or 0) or None   # warm=0 or none given: the full sampler every tick
     threads = int(options["threads"]) if options.get("threads") else None
     runtime = load_runtime(file, robot=config, backend=backend, warm_start_steps=warm, intra_op_threads=threads,
                            seed=seed)

@@ -90,6 +90,11 @@ class OrnsteinUhlenbeck:
         return self.value.copy()
 
 
+def _noise_rng(seed: int) -> np.random.Generator:
+    """The disturbance's own stream, apart from the simulator's, so a noisy episode keeps the same physics draw."""
+    return np.random.default_rng([seed, 0xDA27])
+
+
 def sample_command(config: StackConfig, skill: int, rng: np.random.Generator) -> tuple[float, float, float]:
     """A command inside the skill's range: uniform, with some pure-axis and zero commands mixed in."""
     s = config.skill(skill)
@@ -149,7 +154,7 @@ class ExpertRollout:
         self.kp = np.full(config.robot.num_joints, config.robot.kp)
         self.kd = np.full(config.robot.num_joints, config.robot.kd)
         self.noise = OrnsteinUhlenbeck(action_noise, config.robot.num_joints, 1.0 / config.rates.control_hz,
-                                       np.random.default_rng([seed, 0xDA27])) if action_noise.enabled else None
+                                       _noise_rng(seed)) if action_noise.enabled else None
         self._reset_command()
 
     def _reset_command(self) -> None:
@@ -162,7 +167,7 @@ class ExpertRollout:
     def reset(self, seed: Optional[int] = None) -> None:
         self.sim.reset(seed=seed)
         if self.noise is not None and seed is not None:
-            self.noise.rng = np.random.default_rng([seed, 0xDA27])
+            self.noise.rng = _noise_rng(seed)
         self.expert.reset()
         self._reset_command()
 
