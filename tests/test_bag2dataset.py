@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
+from velocity_config import observing_velocity
 
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.data.bag2dataset import BagConversionError, ConvertSettings, convert, main
@@ -56,7 +57,11 @@ def _msg(name, **fields):
     return TS.types[name](**fields)
 
 
-def write_bag(path, with_imu=True):
+def body_velocity(j):  # the estimator's vBody at 500 Hz sample j
+    return np.array([0.001 * j, -0.0005 * j, 0.01])
+
+
+def write_bag(path, with_imu=True, with_velocity=False):
     f32, z12 = (lambda a: np.asarray(a, dtype=np.float32)), np.zeros(12, dtype=np.float32)
     Vec3, Quat = TS.types["geometry_msgs/msg/Vector3"], TS.types["geometry_msgs/msg/Quaternion"]
     out = []  # (time, topic, type, message)
@@ -74,6 +79,10 @@ def write_bag(path, with_imu=True):
                 orientation_covariance=np.zeros(9), angular_velocity=Vec3(x=0.01 * j, y=0.0, z=-0.02),
                 angular_velocity_covariance=np.zeros(9), linear_acceleration=Vec3(x=0.0, y=0.0, z=9.81),
                 linear_acceleration_covariance=np.zeros(9))))
+        if with_velocity:
+            out.append((t, "/cyberdog/body_velocity", "geometry_msgs/msg/TwistStamped", _twist(t, body_velocity(j))))
+        if j % 10 == 0:   # the simulator's ground truth, same type: it must never pass for the estimate
+            out.append((t, "/sim/base_twist", "geometry_msgs/msg/TwistStamped", _twist(t, [9.0, 9.0, 9.0])))
     for t, vx in ((T0 + 1 * MS, 0.5), (T0 + 1500 * MS, 2.0)):   # trot; then vx beyond its range (clamped to 1.0)
         out.append((t, "/diffuseloco/skill_cmd", "diffuseloco_msgs/msg/SkillCommand", _msg(
             "diffuseloco_msgs/msg/SkillCommand", header=_header(t), skill=1, vx=vx, vy=0.1, yaw_rate=0.2,
@@ -97,6 +106,13 @@ def write_bag(path, with_imu=True):
                 connections[topic] = writer.add_connection(topic, msgtype, typestore=TS)
             writer.write(connections[topic], t, TS.serialize_cdr(msg, msgtype))
     return path
+
+
+def _twist(t, linear):
+    Vec3 = TS.types["geometry_msgs/msg/Vector3"]
+    x, y, z = (float(v) for v in linear)
+    twist = TS.types["geometry_msgs/msg/Twist"](linear=Vec3(x=x, y=y, z=z), angular=Vec3(x=0.0, y=0.0, z=0.0))
+    return _msg("geometry_msgs/msg/TwistStamped", header=_header(t), twist=twist)
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +175,19 @@ def test_missing_topic_is_a_clear_error(tmp_path):
     with pytest.raises(BagConversionError, match=r"no sensor_msgs/msg/Imu topic /cyberdog/imu(.|\n)*/cyberdog/leg_state"):
         convert([bag], tmp_path / "x.zarr", CONFIG)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_a_config_that_observes_the_body_velocity_takes_it_from_the_estimator_topic(tmp_path):
+    config = observing_velocity(CONFIG)
+    bag = write_bag(tmp_path / "with_velocity", with_velocity=True)
+    convert([bag], tmp_path / "v.zarr", config)
+    data = load_dataset(tmp_path / "v.zarr")
+    samples = [5 * (10 + 2 * k) for k in COMMAND_TICKS if k not in STANDING_UP]
+    np.testing.assert_allclose(data["obs"][:, config.observation.slices()["base_linear_velocity"]],
+                               [body_velocity(j) for j in samples], atol=1e-6)
+
+
+def test_without_the_estimator_topic_the_ground_truth_twist_does_not_stand_in(bag, tmp_path):
+    with pytest.raises(BagConversionError, match="no body velocity topic"):
+        convert([bag], tmp_path / "v.zarr", observing_velocity(CONFIG))
+    assert not (tmp_path / "v.zarr").exists()

@@ -12,6 +12,7 @@ import pytest
 
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.controller import ControllerRequest, ControllerState
+from diffuseloco_policy.evaluation.episode import samples
 from diffuseloco_policy.policy_loop import PolicyLoop
 from diffuseloco_policy.safety import ImuSample, JointSample
 from diffuseloco_policy.sim import CyberDogSim
@@ -24,12 +25,6 @@ HORIZON, JOINTS = CONFIG.action.horizon, CONFIG.robot.num_joints
 def zero_sampler(obs, goal):
     """Actions 0 = the default pose: a 'policy' that stands still."""
     return np.zeros((HORIZON, JOINTS))
-
-
-def samples(sim: CyberDogSim, now: float) -> tuple[JointSample, ImuSample]:
-    state = sim.robot_state()
-    return (JointSample(state.joint_position, state.joint_velocity, now, now),
-            ImuSample(state.quaternion, state.angular_velocity, now, now))
 
 
 def run(loop: PolicyLoop, sim: CyberDogSim, ticks: int, t0: float = 0.0, wait: float = 0.0):
@@ -130,7 +125,7 @@ def test_stale_sensors_lead_to_damping_with_the_reason(sim):
         run(loop, sim, 2)
         loop.request(ControllerRequest.STAND_UP)
         run(loop, sim, 10, t0=2 * DT)
-        joints, imu = samples(sim, 0.0)
+        joints, imu, _ = samples(sim, 0.0)
         report = loop.tick(5.0, joints, imu)  # samples received 5 s ago
     finally:
         loop.close()

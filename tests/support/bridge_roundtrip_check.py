@@ -22,6 +22,7 @@ import time
 import numpy as np
 import rclpy
 from cyberdog_msgs.msg import LegState, MotorCommand, MotorControlState
+from geometry_msgs.msg import TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -55,11 +56,14 @@ class Watcher(BackgroundNode):
         self.lock = threading.Lock()
         self.legs: list[LegState] = []
         self.imus: list[Imu] = []
+        self.velocities: list[TwistStamped] = []
         self.states: list[MotorControlState] = []
         self.frames: list[tuple[float, motor_ctrl_lcmt]] = []
         n = self.node
         n.create_subscription(LegState, "/cyberdog/leg_state", self._keep(self.legs), qos_profile_sensor_data)
         n.create_subscription(Imu, "/cyberdog/imu", self._keep(self.imus), qos_profile_sensor_data)
+        n.create_subscription(TwistStamped, "/cyberdog/body_velocity", self._keep(self.velocities),
+                              qos_profile_sensor_data)
         n.create_subscription(MotorControlState, "/cyberdog/motor_ctrl_state", self._keep(self.states), 10)
         self.cmd_pub = n.create_publisher(MotorCommand, "/cyberdog/motor_cmd", COMMAND_QOS)
         self.lcm = lb.LcmEndpoint(lcm_url, "check")
@@ -155,11 +159,16 @@ def main(mode: str) -> dict:
     try:
         w = watcher
         # 1. the robot's state reaches ROS
-        w.wait_for(lambda: len(w.legs) > 500 and len(w.imus) > 500 and len(w.states) > 2, 60.0,
-                   "LegState, Imu and MotorControlState from the bridge (1 s of them: the limp robot has settled)")
+        w.wait_for(lambda: len(w.legs) > 500 and len(w.imus) > 500 and len(w.velocities) > 500 and len(w.states) > 2,
+                   60.0, "LegState, Imu, body velocity and MotorControlState from the bridge (1 s of them: the limp "
+                   "robot has settled)")
         with w.lock:
-            leg, imu, state = w.legs[-1], w.imus[-1], w.states[-1]
-        check(leg.header.frame_id == "base" and imu.header.frame_id == "imu_link", "frame ids")
+            leg, imu, velocity, state = w.legs[-1], w.imus[-1], w.velocities[-1], w.states[-1]
+        check(leg.header.frame_id == "base" and imu.header.frame_id == "imu_link"
+              and velocity.header.frame_id == "base", "frame ids")
+        v = velocity.twist.linear
+        check(np.isfinite([v.x, v.y, v.z]).all() and np.linalg.norm([v.x, v.y, v.z]) < 0.3,
+              f"vBody of a robot lying still: {v}")
         check(all(leg.q[i] < -0.3 for i in (2, 5, 8, 11)), f"knees negative (SDK convention) on ROS: {list(leg.q)}")
         q = imu.orientation
         check(abs(q.w * q.w + q.x * q.x + q.y * q.y + q.z * q.z - 1.0) < 1e-3 and q.w > 0.9, f"upright quaternion {q}")

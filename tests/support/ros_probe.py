@@ -53,6 +53,15 @@ class Probe(BackgroundNode):
     def _on_pose(self, msg: PoseStamped) -> None:
         self.pose = msg
 
+    def relay(self, source: str, target: str, msg_type: type) -> threading.Event:
+        """Forward source to target (sensor-data QoS) until the returned event is set: a stream a test can cut
+        while everything else keeps flowing."""
+        stop = threading.Event()
+        publisher = self.node.create_publisher(msg_type, target, qos_profile_sensor_data)
+        self.node.create_subscription(msg_type, source, lambda msg: stop.is_set() or publisher.publish(msg),
+                                      qos_profile_sensor_data)
+        return stop
+
     def now(self) -> float:
         return time.monotonic()
 

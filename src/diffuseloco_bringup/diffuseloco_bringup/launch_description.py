@@ -11,8 +11,9 @@ from launch_ros.actions import Node
 from .graph import TELEOP_KINDS, graph, params_file
 
 RECORD_CHOICES = ("none", "recorder", "ros2bag")
-RECORDED_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/motor_cmd", "/diffuseloco/skill_cmd",
-                   "/diffuseloco/status", "/joy"]
+RECORDED_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/body_velocity", "/cyberdog/motor_cmd",
+                   "/diffuseloco/skill_cmd", "/diffuseloco/status",
+                   "/joy"]
 
 
 def _actions(context: LaunchContext, target: str) -> list:

@@ -7,7 +7,7 @@ sees identical numbers in training and on the robot. Joint values here are in mo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -19,13 +19,15 @@ class RobotState:
     """One proprioceptive sample in model convention.
 
     quaternion is (w, x, y, z) of the body in the world frame, as the CyberDog state estimator reports it;
-    angular_velocity is the body-frame gyro reading (rad/s).
+    angular_velocity is the body-frame gyro reading (rad/s); linear_velocity is the state estimator's body-frame
+    velocity estimate (vBody, m/s) where the source has one (only models with a base_linear_velocity term need it).
     """
 
     joint_position: np.ndarray
     joint_velocity: np.ndarray
     quaternion: np.ndarray
     angular_velocity: np.ndarray
+    linear_velocity: Optional[np.ndarray] = None
 
 
 def projected_gravity(quaternion_wxyz: np.ndarray) -> np.ndarray:
@@ -33,6 +35,13 @@ def projected_gravity(quaternion_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = np.asarray(quaternion_wxyz, dtype=np.float64) / np.linalg.norm(quaternion_wxyz)
     # Third row of the world-from-body rotation matrix, negated: R^T @ (0, 0, -1).
     return -np.array([2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)])
+
+
+def _estimated_velocity(state: RobotState) -> np.ndarray:
+    if state.linear_velocity is None:
+        raise ValueError("observation term 'base_linear_velocity' needs the state estimator's body velocity (vBody), "
+                         "and this robot state carries none")
+    return np.asarray(state.linear_velocity, dtype=np.float64)
 
 
 class ObservationBuilder:
@@ -53,6 +62,7 @@ class ObservationBuilder:
         readers: dict[str, Callable[[RobotState, np.ndarray], np.ndarray]] = {
             "projected_gravity": lambda s, a: projected_gravity(s.quaternion),
             "base_angular_velocity": lambda s, a: np.asarray(s.angular_velocity, dtype=np.float64),
+            "base_linear_velocity": lambda s, a: _estimated_velocity(s),
             "joint_position": lambda s, a: np.asarray(s.joint_position, dtype=np.float64) - self.default_pose,
             "joint_velocity": lambda s, a: np.asarray(s.joint_velocity, dtype=np.float64),
             "last_action": lambda s, a: np.asarray(a, dtype=np.float64),

@@ -32,7 +32,7 @@ from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler
 from .observation import ObservationBuilder, RobotState
 from .pd_targets import ActionDecoder
-from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor
+from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, VelocitySample
 
 
 @dataclass
@@ -129,10 +129,14 @@ class PolicyLoop:
         return accepted, message
 
     # ------------------------------------------------------------------------------------------------- tick
-    def tick(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample]) -> TickReport:
-        fault = self.monitor.check(now, joints, imu)
+    def tick(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample],
+             velocity: Optional[VelocitySample] = None) -> TickReport:
+        """velocity: the state estimator's vBody, needed (and checked like any sensor) only by models that
+        observe it."""
+        fault = self.monitor.check(now, joints, imu, velocity)
+        sensors = _Sensors(joints, imu, velocity)
         if self.current_frame:  # ablation: s[t] is recorded first, and the chunk for tick t is sampled from it
-            self._record_frame(joints, imu, fault, for_tick=self.ticks)
+            self._record_frame(sensors, fault, for_tick=self.ticks)
         latency, missed, waited = self._collect_plan()
         target = self._planned_targets() if fault is None else None
         q_target, dq_target = (None, None) if target is None else target
@@ -143,7 +147,7 @@ class PolicyLoop:
             # "no joint state yet" at start-up are not faults of a running robot
             self.last_fault = self.controller.last_fault or fault or self.last_fault
         if not self.current_frame:  # s[t] is recorded after acting: the input of tick t+1
-            self._record_frame(joints, imu, fault, for_tick=self.ticks + 1)
+            self._record_frame(sensors, fault, for_tick=self.ticks + 1)
         self._last_q_des = safe.q
         if fault is None and joints is not None and imu is not None:
             self._last_action = self.decoder.action(safe.q)
@@ -192,19 +196,16 @@ class PolicyLoop:
         executed = self._plan_index - self.config.action.execute_index + 1  # entries of the plan used so far
         return self._plan is None or executed >= self.replan_every
 
-    def _record_frame(self, joints: Optional[JointSample], imu: Optional[ImuSample], fault: Optional[str],
-                      for_tick: int) -> None:
+    def _record_frame(self, sensors: "_Sensors", fault: Optional[str], for_tick: int) -> None:
         """Record s[t] with the action applied at t-1 and, if a chunk is due, submit the window ending at s[t]
         as the input for tick `for_tick`."""
-        if fault is not None or joints is None or imu is None:
+        state = None if fault is not None else sensors.robot_state()
+        if state is None:
             self._history_broken = True
             return
         if self._history_broken:  # never stitch frames from before a sensor fault to frames after it
             self.history.reset()
             self._plan, self._history_broken, self._fresh = None, False, True
-        state = RobotState(np.asarray(joints.q, dtype=np.float64), np.asarray(joints.dq, dtype=np.float64),
-                           np.asarray(imu.quaternion, dtype=np.float64),
-                           np.asarray(imu.angular_velocity, dtype=np.float64))
         obs = self.builder.observation(state, self._last_action)
         goal = self.builder.goal(self.skill.command, self.skill.skill)
         self.history.push(obs, goal)
@@ -217,3 +218,21 @@ class PolicyLoop:
 
     def close(self) -> None:
         self.worker.close()
+
+
+@dataclass(frozen=True)
+class _Sensors:
+    """One tick's samples as the node handed them over."""
+
+    joints: Optional[JointSample]
+    imu: Optional[ImuSample]
+    velocity: Optional[VelocitySample]
+
+    def robot_state(self) -> Optional[RobotState]:
+        """s[t] for the observation builder, or None when a stream the observation needs is missing."""
+        if self.joints is None or self.imu is None:
+            return None
+        v = None if self.velocity is None else np.asarray(self.velocity.linear_velocity, dtype=np.float64)
+        return RobotState(np.asarray(self.joints.q, dtype=np.float64), np.asarray(self.joints.dq, dtype=np.float64),
+                          np.asarray(self.imu.quaternion, dtype=np.float64),
+                          np.asarray(self.imu.angular_velocity, dtype=np.float64), v)

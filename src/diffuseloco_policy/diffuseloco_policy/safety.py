@@ -227,6 +227,20 @@ class ImuSample:
     stamp: Optional[float] = None
 
 
+@dataclass(frozen=True)
+class VelocitySample:
+    """The state estimator's body-frame linear velocity (vBody, m/s), with receive time and stamp. Only models
+    with a base_linear_velocity observation term use it; for them it is a sensor like the others."""
+
+    linear_velocity: ArrayLike
+    received: float
+    stamp: Optional[float] = None
+
+
+# m/s: a body-velocity estimate beyond this is a message or estimator error (CyberDog 2 tops out near 3.2 m/s)
+PLAUSIBLE_BODY_SPEED = 5.0
+
+
 def roll_pitch(quaternion_wxyz: ArrayLike) -> tuple[float, float]:
     """Roll and pitch (rad, ZYX Euler) of a body-in-world quaternion; the heading does not matter here."""
     w, x, y, z = np.asarray(quaternion_wxyz, dtype=np.float64) / np.linalg.norm(quaternion_wxyz)
@@ -257,18 +271,24 @@ class SensorMonitor:
         self.q_low = np.asarray(config.robot.position_lower) - safety.joint_limit_tolerance
         self.q_high = np.asarray(config.robot.position_upper) + safety.joint_limit_tolerance
         self.joint_names = config.robot.joint_names
-        self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock()}
+        self.needs_velocity = any(t.name == "base_linear_velocity" for t in config.observation.terms)
+        self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock(), "body velocity": _StreamClock()}
 
     def reset(self) -> None:
         """Forget the stamps seen (after a deliberate restart of a sensor source)."""
         for clock in self._clocks.values():
             clock.last_stamp = -math.inf
 
-    def check(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample]) -> Optional[str]:
-        """The first fault among: missing, malformed, stale, out of order, implausible values; None if healthy."""
+    def check(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample],
+              velocity: Optional[VelocitySample] = None) -> Optional[str]:
+        """The first fault among: missing, malformed, stale, out of order, implausible values; None if healthy.
+        The body velocity is checked only when the model observes it."""
         if not is_finite_number(now):
             return f"invalid clock reading {now!r}"
-        return self._check_joints(now, joints) or self._check_imu(now, imu)
+        fault = self._check_joints(now, joints) or self._check_imu(now, imu)
+        if fault is None and self.needs_velocity:
+            fault = self._check_velocity(now, velocity)
+        return fault
 
     def _check_joints(self, now: float, sample: Optional[JointSample]) -> Optional[str]:
         if sample is None:
@@ -311,6 +331,20 @@ class SensorMonitor:
         roll, pitch = roll_pitch(quat)
         if abs(roll) > self.max_tilt or abs(pitch) > self.max_tilt:
             return f"attitude beyond {self.max_tilt} rad: roll {roll:.2f}, pitch {pitch:.2f}"
+        return None
+
+    def _check_velocity(self, now: float, sample: Optional[VelocitySample]) -> Optional[str]:
+        if sample is None:
+            return "no body velocity estimate received (the model observes the state estimator's vBody)"
+        fault = self._timing(now, "body velocity", sample.received, sample.stamp)
+        if fault:
+            return fault
+        velocity, fault = _finite_vector(sample.linear_velocity, 3, "body velocity")
+        if fault:
+            return fault
+        speed = float(np.linalg.norm(velocity))
+        if speed > PLAUSIBLE_BODY_SPEED:
+            return f"body velocity estimate {speed:.1f} m/s beyond {PLAUSIBLE_BODY_SPEED:.1f}: estimator or message error"
         return None
 
     def _timing(self, now: float, stream: str, received: float, stamp: Optional[float]) -> Optional[str]:

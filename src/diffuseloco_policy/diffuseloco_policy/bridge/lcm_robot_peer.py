@@ -101,14 +101,15 @@ class LcmRobotPeer:
 
     # -------------------------------------------------------------------------------------------- sensors
     def _publish(self) -> None:
-        joints, forces = self.sim.joint_state(), self.sim.foot_forces()
+        joints, imu, forces = self.sim.joint_state(), self.sim.imu(), self.sim.foot_forces()
         zeros, no_limits = np.zeros(12), np.zeros(NUM_LEGS, dtype=np.int32)
         data = LegData(joints.q, joints.qd, joints.tau_est, zeros, zeros, forces.reshape(12), zeros,
                        no_limits, no_limits, no_limits)
         self.tx.publish(LEG_CONTROL_DATA, leg_control_data_lcm(data, self.convention))
+        velocity_world = self.sim.base_rotation() @ self.sim.body_velocity(joints, imu)   # the estimator's, not truth
         self.estimator.publish(STATE_ESTIMATOR, state_estimator_lcm(
-            self.sim.imu(), timestamp=int(self.sim.time * 1e6), position=self.sim.base_position(),
-            contact=self.sim.foot_contacts().astype(np.float64)))
+            imu, timestamp=int(self.sim.time * 1e6), position=self.sim.base_position(),
+            velocity_world=velocity_world, contact=self.sim.foot_contacts().astype(np.float64)))
         if self.sim.step_count % self.state_every == 0:
             with self._lock:
                 state = MotorCtrlState(self.err_flag, self._interval)

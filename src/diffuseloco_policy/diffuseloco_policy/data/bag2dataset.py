@@ -54,6 +54,7 @@ class TopicSpec:
     default: str
     msgtype: str
     required: bool
+    by_type: bool = True   # without the topic, the bag's only topic of this type stands in for it
 
 
 TOPICS = (
@@ -62,6 +63,9 @@ TOPICS = (
     TopicSpec("motor_cmd", "/cyberdog/motor_cmd", "cyberdog_msgs/msg/MotorCommand", True),
     TopicSpec("skill_cmd", "/diffuseloco/skill_cmd", "diffuseloco_msgs/msg/SkillCommand", True),
     TopicSpec("status", "/diffuseloco/status", "diffuseloco_msgs/msg/PolicyStatus", False),
+    # the state estimator's vBody, for configs that observe it; never picked by type: the simulator's
+    # ground-truth /sim/base_twist has the same type and must not pass for the estimate
+    TopicSpec("body_velocity", "/cyberdog/body_velocity", "geometry_msgs/msg/TwistStamped", False, by_type=False),
 )
 
 
@@ -101,6 +105,8 @@ class BagStreams:
     status_recv: Optional[np.ndarray] = None
     status_stamp: Optional[np.ndarray] = None
     status_state: Optional[np.ndarray] = None
+    velocity_recv: Optional[np.ndarray] = None
+    velocity: Optional[np.ndarray] = None    # (vx, vy, vz) body frame, m/s
     topics: dict = field(default_factory=dict)
 
 
@@ -120,7 +126,7 @@ def _resolve_topics(path: Path, available: dict[str, str], settings: ConvertSett
             chosen[spec.key] = name
             continue
         same_type = [t for t, m in available.items() if m == spec.msgtype]
-        if asked is None and len(same_type) == 1:
+        if asked is None and spec.by_type and len(same_type) == 1:
             chosen[spec.key] = same_type[0]
             continue
         chosen[spec.key] = None
@@ -182,6 +188,9 @@ def read_bag(path: Path, settings: ConvertSettings) -> BagStreams:
         streams.status_recv = recv("status")
         streams.status_stamp = stack("status", lambda m: _stamp_ns(m.header), np.int64)
         streams.status_state = stack("status", lambda m: m.state, np.int64)
+    if rows.get("body_velocity"):
+        streams.velocity_recv = recv("body_velocity")
+        streams.velocity = stack("body_velocity", lambda m: (m.twist.linear.x, m.twist.linear.y, m.twist.linear.z))
     for name in ("leg_q", "leg_qd", "cmd_q_des"):
         value = getattr(streams, name)
         if value.ndim != 2 or value.shape[1] != 12:
@@ -258,7 +267,8 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
         running = fresh & (s.status_state[np.maximum(st, 0)] == STATE_RUNNING)
     else:
         running = np.ones(n, dtype=bool)
-    keep = has_command & leg_ok & imu_ok & skill_ok & running
+    velocity, velocity_ok = _body_velocity(config, s, ticks, timeout_ns, name)
+    keep = has_command & leg_ok & imu_ok & velocity_ok & skill_ok & running
 
     q_des = convention.to_model(s.cmd_q_des)
     actions = decoder.action(q_des)                                 # per command
@@ -279,7 +289,8 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
             current = {key: [] for key in ("obs", "goal", "action", "skill", "command")}
             episodes.append(current)
         state = RobotState(convention.to_model(s.leg_q[leg[k]]), convention.to_model(s.leg_qd[leg[k]]),
-                           s.imu_quat[imu[k]], s.imu_gyro[imu[k]])
+                           s.imu_quat[imu[k]], s.imu_gyro[imu[k]],
+                           None if velocity is None else s.velocity[velocity[k]])
         skill, command = int(skill_ids[sk[k]]), skill_cmds[sk[k]]
         current["obs"].append(builder.observation(state, last_action[k]))
         current["goal"].append(builder.goal(command, skill))
@@ -292,11 +303,26 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
         "bag": name, "ticks": n, "resampled": bool(resample), "kept_ticks": int(sum(len(e["obs"]) for e in kept)),
         "episodes": len(kept), "short_episodes_dropped": int(sum(1 for x in lengths if x < settings.min_episode_ticks)),
         "dropped": {"no_command": int(np.sum(~has_command)), "stale_leg_state": int(np.sum(has_command & ~leg_ok)),
-                    "stale_imu": int(np.sum(has_command & ~imu_ok)), "no_skill_command": int(np.sum(~skill_ok)),
+                    "stale_imu": int(np.sum(has_command & ~imu_ok)),
+                    "stale_body_velocity": int(np.sum(has_command & ~velocity_ok)), "no_skill_command": int(np.sum(~skill_ok)),
                     "not_running": int(np.sum(~running))},
         "topics": {k: v for k, v in s.topics.items()}, "notes": notes,
     }
     return kept, stats
+
+
+def _body_velocity(config: StackConfig, s: BagStreams, ticks: np.ndarray, timeout_ns: int, name: str
+                   ) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """Per tick, the index of the newest body-velocity sample and whether it is fresh; (None, all True) when the
+    observation does not use it. A config that observes it cannot be fed from a bag without it."""
+    if not any(t.name == "base_linear_velocity" for t in config.observation.terms):
+        return None, np.ones(len(ticks), dtype=bool)
+    if s.velocity_recv is None:
+        raise BagConversionError(f"bag {name}: the observation has base_linear_velocity (the state estimator's "
+                                 f"vBody) but the bag has no body velocity topic (record /cyberdog/body_velocity, "
+                                 f"or pass --body-velocity-topic)")
+    index = _latest(s.velocity_recv, ticks)
+    return index, (index >= 0) & (ticks - s.velocity_recv[np.maximum(index, 0)] <= timeout_ns)
 
 
 def convert(bags: Sequence[Path], out: Path, config: Optional[StackConfig] = None,

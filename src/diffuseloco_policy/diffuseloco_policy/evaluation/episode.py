@@ -28,7 +28,7 @@ from ..config import StackConfig
 from ..controller import ControllerRequest, ControllerState
 from ..experts.evaluate import contact_pattern
 from ..policy_loop import PolicyLoop
-from ..safety import ImuSample, JointSample
+from ..safety import ImuSample, JointSample, VelocitySample
 from ..sim import CyberDogSim
 from .policies import EvalPolicy
 from .scenarios import Scenario, ScenarioMatrix
@@ -60,10 +60,12 @@ class Trace:
     skill: np.ndarray      # (T,)
 
 
-def samples(sim: CyberDogSim, now: float) -> tuple[JointSample, ImuSample]:
+def samples(sim: CyberDogSim, now: float) -> tuple[JointSample, ImuSample, VelocitySample]:
+    """What the robot's drivers would deliver now, stamped `now`: joint state, IMU and the estimator's vBody."""
     state = sim.robot_state()
     return (JointSample(state.joint_position, state.joint_velocity, now, now),
-            ImuSample(state.quaternion, state.angular_velocity, now, now))
+            ImuSample(state.quaternion, state.angular_velocity, now, now),
+            VelocitySample(state.linear_velocity, now, now))
 
 
 def run_episode(config: StackConfig, sim: CyberDogSim, policy: EvalPolicy, scenario: Scenario,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from builtin_interfaces.msg import Time
 from cyberdog_msgs.msg import LegState, MotorCommand
+from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import Imu
 
 from ..sim.interfaces import ImuReading, JointState
@@ -55,6 +56,20 @@ def imu_msg(reading: ImuReading, stamp: Time, frame_id: str = "imu_link") -> Imu
     a = reading.accelerometer
     msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (float(v) for v in a)
     return msg
+
+
+def body_velocity_msg(velocity: np.ndarray, stamp: Time, frame_id: str = "base") -> TwistStamped:
+    """The state estimator's vBody (body frame, m/s) as twist.linear; the angular part stays zero (the IMU
+    carries the gyro)."""
+    msg = TwistStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in velocity)
+    return msg
+
+
+def body_velocity_from_msg(msg: TwistStamped) -> np.ndarray:
+    v = msg.twist.linear
+    return np.array([v.x, v.y, v.z])
 
 
 def imu_reading_from_msg(msg: Imu) -> ImuReading:

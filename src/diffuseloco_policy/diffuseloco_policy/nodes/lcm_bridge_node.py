@@ -4,7 +4,8 @@ LCM -> ROS (each LCM channel handled in its own `handle_timeout` thread, publish
   leg_control_data (udpm :7667)  -> cyberdog_msgs/LegState on leg_state_topic (all fields: q, qd, tau_est, p, v,
                                     force_est, force_desired, limit flags; frame `leg_frame_id`)
   state_estimator  (udpm :7669)  -> sensor_msgs/Imu on imu_topic (quat w,x,y,z -> orientation, omegaBody, aBody;
-                                    frame `imu_frame_id`)
+                                    frame `imu_frame_id`), and vBody -> geometry_msgs/TwistStamped (twist.linear,
+                                    m/s, body frame `leg_frame_id`) on body_velocity_topic
   motor_ctrl_state (udpm :7667)  -> cyberdog_msgs/MotorControlState on motor_ctrl_state_topic
 ROS -> LCM:
   cyberdog_msgs/MotorCommand on motor_command_topic -> motor_ctrl, re-sent every 2 ms (rate_hz) by a sender
@@ -25,6 +26,7 @@ from typing import Optional
 
 import numpy as np
 from cyberdog_msgs.msg import LegState, MotorCommand, MotorControlState
+from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu
@@ -37,7 +39,7 @@ from ..bridge.lcm_types import leg_control_data_lcmt, motor_ctrl_state_lcmt, sta
 from ..config import load_config
 from ..joints import JointConvention
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
-from .conversions import imu_msg
+from .conversions import body_velocity_msg, imu_msg
 from .spin import run_node, use_realtime_scheduling
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -73,6 +75,7 @@ class LcmBridgeNode(Node):
 
         self.leg_pub = self.create_publisher(LegState, p["leg_state_topic"], qos_profile_sensor_data)
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], qos_profile_sensor_data)
+        self.velocity_pub = self.create_publisher(TwistStamped, p["body_velocity_topic"], qos_profile_sensor_data)
         self.state_pub = self.create_publisher(MotorControlState, p["motor_ctrl_state_topic"], 10)
         self.create_subscription(MotorCommand, p["motor_command_topic"], self._on_command, COMMAND_QOS)
 
@@ -97,6 +100,7 @@ class LcmBridgeNode(Node):
             "config": "", "lcm_url": DEFAULT_LCM_URL, "estimator_lcm_url": DEFAULT_ESTIMATOR_LCM_URL,
             "rate_hz": FRAME_RATE_HZ, "hold_s": DEFAULT_HOLD_S, "require_activation": True,
             "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
+            "body_velocity_topic": "/cyberdog/body_velocity",
             "motor_command_topic": "/cyberdog/motor_cmd", "motor_ctrl_state_topic": "/cyberdog/motor_ctrl_state",
             "leg_frame_id": "base", "imu_frame_id": "imu_link", "realtime_priority": 0,
         }
@@ -158,7 +162,10 @@ class LcmBridgeNode(Node):
         self._publish(self.leg_pub, leg_state_from_data(data, self._stamp(), self.leg_frame_id))
 
     def _on_estimator(self, msg: state_estimator_lcmt) -> None:
-        self._publish(self.imu_pub, imu_msg(imu_reading_from_estimator(msg), self._stamp(), self.imu_frame_id))
+        stamp = self._stamp()
+        self._publish(self.imu_pub, imu_msg(imu_reading_from_estimator(msg), stamp, self.imu_frame_id))
+        self._publish(self.velocity_pub, body_velocity_msg(np.asarray(msg.vBody, dtype=np.float64), stamp,
+                                                           self.leg_frame_id))
 
     def _on_motor_ctrl_state(self, msg: motor_ctrl_state_lcmt) -> None:
         state = motor_ctrl_state_from_lcm(msg)

@@ -33,12 +33,13 @@ from ..joints import JointConvention
 from ..model_file import ModelMismatchError, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import load_runtime
-from ..safety import ImuSample, JointSample, PDCommand
+from ..safety import ImuSample, JointSample, PDCommand, VelocitySample
 from ..sensor_gate import SensorGate
 from ..timing import TickTiming
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .spin import run_node, use_realtime_scheduling
-from .conversions import joint_state_from_msg, imu_reading_from_msg, motor_command_msg, stamp_to_seconds
+from .conversions import (body_velocity_from_msg, imu_reading_from_msg, joint_state_from_msg, motor_command_msg,
+                          stamp_to_seconds)
 
 EXPERT_STAND_IN = "expert"
 # How long a tick waits for a plan that is not ready at its start, before it counts a deadline miss and follows
@@ -78,18 +79,23 @@ class PolicyNode(Node):
                                reset_sampler=setup.reset, current_frame=setup.current_frame)
         self._joints: Optional[JointSample] = None
         self._imu: Optional[ImuSample] = None
+        self._velocity: Optional[VelocitySample] = None
         self.period = 1.0 / self.config.rates.control_hz
         self.timing = TickTiming(self.period)
         self._joints_wall: Optional[float] = None
         self._miss_to_log: Optional[tuple[PlanMiss, int, tuple[float, float]]] = None
         self.leg_gate = SensorGate(self.config.safety.sensor_timeout)
         self.imu_gate = SensorGate(self.config.safety.sensor_timeout)
+        self.velocity_gate = SensorGate(self.config.safety.sensor_timeout)
 
         self.command_pub = self.create_publisher(MotorCommand, p["motor_command_topic"], 1)
         self.status_pub = self.create_publisher(PolicyStatus, p["status_topic"], 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(LegState, p["leg_state_topic"], self._on_leg_state, qos_profile_sensor_data)
         self.create_subscription(Imu, p["imu_topic"], self._on_imu, qos_profile_sensor_data)
+        if self.loop.monitor.needs_velocity:  # the model observes the state estimator's vBody
+            self.create_subscription(TwistStamped, p["body_velocity_topic"], self._on_body_velocity,
+                                     qos_profile_sensor_data)
         self.create_subscription(SkillCommand, p["skill_command_topic"], self._on_skill_command, 10)
         self.create_service(SetControllerState, p["state_service"], self._on_state_request)
         self.create_timer(self.period, self._on_tick)
@@ -143,7 +149,8 @@ class PolicyNode(Node):
             "model": "", "config": "", "backend": "onnx", "warm_start_steps": 0, "intra_op_threads": 0,
             "inference_wait_ms": DEFAULT_INFERENCE_WAIT_MS, "realtime_priority": 0,
             "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
-            "motor_command_topic": "/cyberdog/motor_cmd", "skill_command_topic": "/diffuseloco/skill_cmd",
+            "body_velocity_topic": "/cyberdog/body_velocity", "motor_command_topic": "/cyberdog/motor_cmd",
+            "skill_command_topic": "/diffuseloco/skill_cmd",
             "status_topic": "/diffuseloco/status", "state_service": "/diffuseloco/set_state",
         }
         return {name: self.declare_parameter(name, value).value for name, value in defaults.items()}
@@ -171,6 +178,11 @@ class PolicyNode(Node):
         reading = imu_reading_from_msg(msg)
         self._imu = ImuSample(reading.quaternion, reading.gyro, now, stamp)
 
+    def _on_body_velocity(self, msg: TwistStamped) -> None:
+        now, stamp = self._now(), stamp_to_seconds(msg.header.stamp)
+        if self._gate("body velocity", self.velocity_gate, stamp, now):
+            self._velocity = VelocitySample(body_velocity_from_msg(msg), now, stamp)
+
     def _gate(self, stream: str, gate: SensorGate, stamp: float, now: float) -> bool:
         accepted, note = gate.offer(stamp, now)
         if note:
@@ -192,7 +204,7 @@ class PolicyNode(Node):
     def _on_tick(self) -> None:
         self.timing.tick_started(time.perf_counter())
         joints, joints_wall = self._joints, self._joints_wall
-        report = self.loop.tick(self._now(), joints, self._imu)
+        report = self.loop.tick(self._now(), joints, self._imu, self._velocity)
         stamp = self.get_clock().now().to_msg()
         self.command_pub.publish(motor_command_msg(self._to_sdk(report.command), stamp))
         self.timing.tick_finished(time.perf_counter(), joints_wall, report.plan_wait_s)
@@ -249,7 +261,8 @@ class PolicyNode(Node):
             ("deadline_misses", self.loop.deadline_misses), ("plans_waited_for", self.loop.plans_waited_for),
             ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
             *((k, f"{v:.3f}") for k, v in self.timing.summary().items()),
-            *((f"{name}_{k}", str(v)) for name, gate in (("joint_state", self.leg_gate), ("imu", self.imu_gate))
+            *((f"{name}_{k}", str(v)) for name, gate in (("joint_state", self.leg_gate), ("imu", self.imu_gate),
+                                                              ("body_velocity", self.velocity_gate))
               for k, v in vars(gate.counters).items()))]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

@@ -42,8 +42,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ..data.bagtypes import ensure_types, make_typestore
 
-DEFAULT_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/motor_cmd", "/diffuseloco/skill_cmd",
-                  "/diffuseloco/status"]
+DEFAULT_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/body_velocity", "/cyberdog/motor_cmd",
+                  "/diffuseloco/skill_cmd", "/diffuseloco/status"]
 STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 

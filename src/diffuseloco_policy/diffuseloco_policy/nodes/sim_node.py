@@ -29,7 +29,7 @@ from ..sim import CyberDogSim, SimConfig
 from ..sim.firmware import MotorFirmware
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .spin import run_node
-from .conversions import imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
+from .conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -57,6 +57,7 @@ class SimulatorNode(Node):
 
         self.leg_pub = self.create_publisher(LegState, p["leg_state_topic"], qos_profile_sensor_data)
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], qos_profile_sensor_data)
+        self.velocity_pub = self.create_publisher(TwistStamped, p["body_velocity_topic"], qos_profile_sensor_data)
         self.twist_pub = self.create_publisher(TwistStamped, "/sim/base_twist", 10)
         self.pose_pub = self.create_publisher(PoseStamped, "/sim/base_pose", 10)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
@@ -71,7 +72,8 @@ class SimulatorNode(Node):
         defaults = {
             "config": "", "seed": 0, "randomize": False, "pushes": False, "real_time_factor": 1.0,
             "publish_clock": False, "state_rate_hz": 500.0, "bridge_hold_s": 0.1, "leg_state_topic": "/cyberdog/leg_state",
-            "imu_topic": "/cyberdog/imu", "motor_command_topic": "/cyberdog/motor_cmd",
+            "imu_topic": "/cyberdog/imu", "body_velocity_topic": "/cyberdog/body_velocity",
+            "motor_command_topic": "/cyberdog/motor_cmd",
         }
         return {name: self.declare_parameter(name, value).value for name, value in defaults.items()}
 
@@ -114,8 +116,10 @@ class SimulatorNode(Node):
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=seconds_to_stamp(self.sim.time)))
         stamp = self._stamp()
-        self.leg_pub.publish(leg_state_msg(self.sim.joint_state(), stamp, foot_forces=self.sim.foot_forces()))
-        self.imu_pub.publish(imu_msg(self.sim.imu(), stamp))
+        joints, imu = self.sim.joint_state(), self.sim.imu()
+        self.leg_pub.publish(leg_state_msg(joints, stamp, foot_forces=self.sim.foot_forces()))
+        self.imu_pub.publish(imu_msg(imu, stamp))
+        self.velocity_pub.publish(body_velocity_msg(self.sim.body_velocity(joints, imu), stamp))
         if self.sim.step_count % (10 * self.steps_per_state) == 0:
             self._publish_ground_truth(stamp)
 

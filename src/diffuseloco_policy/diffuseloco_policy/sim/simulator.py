@@ -23,6 +23,7 @@ from ..joints import JointConvention
 from ..observation import RobotState
 from .interfaces import ImuReading, JointState, MotorCommand
 from .sim_config import SimConfig
+from .state_estimator import LegOdometry
 
 MODEL_PATH = Path(__file__).resolve().parent / "assets" / "cyberdog2.xml"
 FOOT_GEOMS = ("FR_foot", "FL_foot", "RR_foot", "RL_foot")
@@ -77,6 +78,7 @@ class CyberDogSim:
         self._sensor_adr = {n: int(self.model.sensor(n).adr[0]) for n in ("imu_quat", "imu_gyro", "imu_acc")}
         self._sensor_delay = int(round(self.sim_config.sensor_latency_s / self.physics_dt))
         self._actuation_delay = int(round(self.sim_config.actuation_latency_s / self.physics_dt))
+        self.odometry = LegOdometry()
         self.reset()
 
     # ----------------------------------------------------------------------------------------------- lifecycle
@@ -100,6 +102,7 @@ class CyberDogSim:
         self._history: collections.deque = collections.deque(maxlen=self._sensor_delay + 1)
         self._history.append(self._snapshot())
         self._next_push = self._draw_push_time()
+        self.odometry.reset()
         return self.params
 
     @property
@@ -224,10 +227,18 @@ class CyberDogSim:
         return ImuReading(quat, snap.gyro + self._noise(noise.gyro, 3), snap.acc + self._noise(noise.accelerometer, 3))
 
     def robot_state(self) -> RobotState:
-        """The measured state in model convention, ready for ObservationBuilder (same latency and noise)."""
+        """The measured state in model convention, ready for ObservationBuilder (same latency and noise), with
+        the body velocity a state estimator derives from these readings."""
         joints, imu = self.joint_state(), self.imu()
         to_model = self.convention.to_model
-        return RobotState(to_model(joints.q), to_model(joints.qd), imu.quaternion, imu.gyro)
+        return RobotState(to_model(joints.q), to_model(joints.qd), imu.quaternion, imu.gyro,
+                          self.body_velocity(joints, imu))
+
+    def body_velocity(self, joints: JointState, imu: ImuReading) -> np.ndarray:
+        """The state estimator's vBody (body frame, m/s) from these readings and the feet now on the ground:
+        leg odometry (sim/state_estimator.py), never the ground truth."""
+        to_model = self.convention.to_model
+        return self.odometry.update(to_model(joints.q), to_model(joints.qd), imu.gyro, self.foot_contacts())
 
     def _noise(self, std: float, n: int) -> np.ndarray:
         return self.rng.normal(0.0, std, n) if std > 0 else np.zeros(n)
