@@ -336,16 +336,12 @@ class SensorMonitor:
     def _check_velocity(self, now: float, sample: Optional[VelocitySample]) -> Optional[str]:
         if sample is None:
             return "no body velocity estimate received (the model observes the state estimator's vBody)"
-        fault = self._timing(now, "body velocity", sample.received, sample.stamp)
-        if fault:
-            return fault
-        velocity, fault = _finite_vector(sample.linear_velocity, 3, "body velocity")
-        if fault:
-            return fault
-        speed = float(np.linalg.norm(velocity))
+        velocity, malformed = _finite_vector(sample.linear_velocity, 3, "body velocity")
+        fault = self._timing(now, "body velocity", sample.received, sample.stamp) or malformed
+        speed = 0.0 if fault else float(np.linalg.norm(velocity))
         if speed > PLAUSIBLE_BODY_SPEED:
-            return f"body velocity estimate {speed:.1f} m/s beyond {PLAUSIBLE_BODY_SPEED:.1f}: estimator or message error"
-        return None
+            fault = f"body velocity estimate {speed:.1f} m/s beyond {PLAUSIBLE_BODY_SPEED:.1f}: estimator or message error"
+        return fault
 
     def _timing(self, now: float, stream: str, received: float, stamp: Optional[float]) -> Optional[str]:
         """Staleness from the receive time; ordering from the sender's stamp (or the receive time)."""
