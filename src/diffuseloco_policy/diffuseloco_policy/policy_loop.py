@@ -229,7 +229,8 @@ class _Sensors:
     velocity: Optional[VelocitySample]
 
     def robot_state(self) -> Optional[RobotState]:
-        """s[t] for the observation builder, or None when a stream the observation needs is missing."""
+        """s[t] for the observation builder, or None without a joint state or IMU sample (a body velocity the
+        model needs but lacks is already a SensorMonitor fault)."""
         if self.joints is None or self.imu is None:
             return None
         v = None if self.velocity is None else np.asarray(self.velocity.linear_velocity, dtype=np.float64)
