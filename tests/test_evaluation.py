@@ -11,6 +11,7 @@ import pytest
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.evaluation import EvalPolicy, LoopOptions, load_matrix, make_policy, run_episode
 from diffuseloco_policy.evaluation.cli import evaluate, main
+from diffuseloco_policy.evaluation.report import bar_value
 from diffuseloco_policy.pd_targets import ActionDecoder
 from diffuseloco_policy.sim import CyberDogSim, SimConfig
 
@@ -208,3 +209,9 @@ def test_runs_of_different_policies_merge_into_one_comparison(standing_model, tm
     evaluate(["expert"], _trot_only(), CONFIG, seeds=1, out=tmp_path / "c", ablations=["none"], base_seed=5, **quiet)
     with pytest.raises(MergeError, match="base_seed"):
         merge_runs([load_run(tmp_path / "a"), load_run(tmp_path / "c")], ["a", "c"])
+
+
+def test_an_unscored_metric_is_charted_as_missing_not_as_perfect():
+    """A policy that falls in every episode has no tracking error: its chart bar must not read as 0 error."""
+    assert bar_value(None) == (0.0, " n/a")
+    assert bar_value(0.151) == (0.151, " 0.151")

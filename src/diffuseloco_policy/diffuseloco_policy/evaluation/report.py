@@ -167,6 +167,12 @@ def plot_episode(trace: Trace, title: str, out_dir: Path, stem: str) -> list[Pat
     return paths
 
 
+def bar_value(value: Optional[float]) -> tuple[float, str]:
+    """A chart bar's length and label. None means nothing was scored (a policy that falls before any segment
+    counts has no tracking error): no bar and "n/a", never a bar that reads as a perfect 0."""
+    return (0.0, " n/a") if value is None else (float(value), f" {value:.3g}")
+
+
 def plot_comparison(summary: dict[str, Any], path: Path) -> Path:
     """One chart of the headline metrics per policy: falls, velocity tracking error, transition success."""
     import matplotlib
@@ -176,15 +182,16 @@ def plot_comparison(summary: dict[str, Any], path: Path) -> Path:
 
     labels = list(summary)
     overall = [summary[label]["overall"] for label in labels]
-    panels = [("fall rate", [o["fall_rate"] or 0.0 for o in overall]),
-              ("vx error [m/s]", [o["error_vx"] or 0.0 for o in overall]),
-              ("yaw-rate error [rad/s]", [o["error_yaw_rate"] or 0.0 for o in overall]),
-              ("transition success", [o["transition_success"] or 0.0 for o in overall])]
+    panels = [("fall rate", [o["fall_rate"] for o in overall]),
+              ("vx error [m/s]", [o["error_vx"] for o in overall]),
+              ("yaw-rate error [rad/s]", [o["error_yaw_rate"] for o in overall]),
+              ("transition success", [o["transition_success"] for o in overall])]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.45 * len(labels) + 1.6), sharey=True)
     for ax, (title, values) in zip(axes, panels):
-        ax.barh(range(len(labels)), values, color="tab:blue")
-        for y, v in enumerate(values):
-            ax.text(v, y, f" {v:.3g}", va="center", fontsize=7)
+        bars = [bar_value(v) for v in values]
+        ax.barh(range(len(labels)), [width for width, _ in bars], color="tab:blue")
+        for y, (width, text) in enumerate(bars):
+            ax.text(width, y, text, va="center", fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.margins(x=0.25)
