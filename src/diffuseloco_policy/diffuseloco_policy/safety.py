@@ -340,7 +340,8 @@ class SensorMonitor:
         fault = self._timing(now, "body velocity", sample.received, sample.stamp) or malformed
         speed = 0.0 if fault else float(np.linalg.norm(velocity))
         if speed > PLAUSIBLE_BODY_SPEED:
-            fault = f"body velocity estimate {speed:.1f} m/s beyond {PLAUSIBLE_BODY_SPEED:.1f}: estimator or message error"
+            fault = (f"body velocity estimate {speed:.1f} m/s beyond {PLAUSIBLE_BODY_SPEED:.1f}: "
+                     "estimator or message error")
         return fault
 
     def _timing(self, now: float, stream: str, received: float, stamp: Optional[float]) -> Optional[str]:

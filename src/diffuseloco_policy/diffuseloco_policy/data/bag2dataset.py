@@ -304,7 +304,8 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
         "episodes": len(kept), "short_episodes_dropped": int(sum(1 for x in lengths if x < settings.min_episode_ticks)),
         "dropped": {"no_command": int(np.sum(~has_command)), "stale_leg_state": int(np.sum(has_command & ~leg_ok)),
                     "stale_imu": int(np.sum(has_command & ~imu_ok)),
-                    "stale_body_velocity": int(np.sum(has_command & ~velocity_ok)), "no_skill_command": int(np.sum(~skill_ok)),
+                    "stale_body_velocity": int(np.sum(has_command & ~velocity_ok)),
+                    "no_skill_command": int(np.sum(~skill_ok)),
                     "not_running": int(np.sum(~running))},
         "topics": {k: v for k, v in s.topics.items()}, "notes": notes,
     }
