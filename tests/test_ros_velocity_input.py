@@ -1,0 +1,62 @@
+"""A model that observes the state estimator's body velocity, in the ROS graph: the policy node subscribes to
+/cyberdog/body_velocity only for such a model and treats it as a sensor. Its own module, so that no other
+test's graph (another policy node on the same topics and service) is alive beside this one."""
+
+from __future__ import annotations
+
+import time
+
+import yaml
+from geometry_msgs.msg import TwistStamped
+from ros_probe import Probe
+from tiny_model import export_standing_model
+from velocity_config import observing_velocity
+
+from diffuseloco_bringup.graph import NodeSpec, params_file
+from diffuseloco_bringup.run import Graph
+from diffuseloco_msgs.msg import PolicyStatus
+from diffuseloco_msgs.srv import SetControllerState
+from diffuseloco_policy.config import load_config
+
+CONFIG = load_config()
+RELAYED = "/test/body_velocity"
+R = SetControllerState.Request
+
+
+def state(probe: Probe) -> int:
+    return probe.latest_status().state
+
+
+def test_a_model_that_observes_the_body_velocity_runs_on_the_simulators_estimate(tmp_path):
+    """Robot config and model with the base_linear_velocity term: the policy node subscribes to the simulator's
+    vBody stand-in (forwarded here by the probe), runs on it, and damps with the reason when that one stream
+    stops while the joint state and IMU keep coming."""
+    config_path = tmp_path / "robot.yaml"
+    config_path.write_text(yaml.safe_dump(observing_velocity(CONFIG).to_dict()))
+    model = export_standing_model(tmp_path / "velocity_policy.onnx", config_path=config_path)
+    params = yaml.safe_load(params_file("sim").read_text())
+    params["cyberdog_sim"]["ros__parameters"].update(config=str(config_path))
+    params["diffuseloco_policy"]["ros__parameters"].update(model=str(model), config=str(config_path),
+                                                           warm_start_steps=2, body_velocity_topic=RELAYED)
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    graph = Graph([NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
+                   NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params_path)
+    graph.start()
+    probe = Probe()
+    stop_relay = probe.relay("/cyberdog/body_velocity", RELAYED, TwistStamped)
+    try:
+        probe.wait_for(lambda: probe.latest_status() is not None and model.name in probe.latest_status().model,
+                       60.0, "the velocity-observing policy node's status")
+        probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 15.0, "healthy sensors for STAND_UP")
+        probe.wait_for(lambda: probe.request(R.REQUEST_RUN).accepted, CONFIG.controller.stand_up_duration + 5.0,
+                       "RUN to be accepted after the stand-up")
+        probe.wait_for(lambda: state(probe) == PolicyStatus.STATE_RUNNING, 2.0, "RUNNING")
+        time.sleep(1.0)
+        assert state(probe) == PolicyStatus.STATE_RUNNING, probe.latest_status().last_fault
+        stop_relay.set()
+        probe.wait_for(lambda: state(probe) == PolicyStatus.STATE_DAMPING, 1.0, "DAMPING without vBody")
+        assert "body velocity" in probe.latest_status().last_fault
+    finally:
+        probe.close()
+        graph.stop()
