@@ -8,6 +8,7 @@ from diffuseloco_policy.config import load_config
 from diffuseloco_policy.experts import kinematics as kin
 from diffuseloco_policy.experts.rollout import ExpertRollout
 from diffuseloco_policy.pd_targets import ActionDecoder
+from diffuseloco_policy.sim import SimConfig
 
 
 def test_inverse_kinematics_round_trip():
@@ -217,3 +218,26 @@ def test_ornstein_uhlenbeck_noise_has_the_asked_std_and_correlation():
     assert abs(lag1 - np.exp(-0.02 / 0.1)) < 0.02
     with pytest.raises(ValueError):
         ActionNoise(std=-0.1)
+
+
+def test_the_gait_schedule_depends_on_the_skill_commands_alone():
+    """A GaitSchedule that sees only the skill sequence keeps the same phases and stance as the expert walking the
+    randomized robot through stand, every gait and back: nothing the robot does enters the gait's timing, so a
+    policy loop can reproduce it."""
+    from diffuseloco_policy.experts.gaits import GaitSchedule
+
+    config = load_config()
+    rollout = ExpertRollout(config, SimConfig.randomized().without_pushes(), seed=1, delayed=True)
+    schedule = GaitSchedule(rollout.expert.p.lookahead)
+    expert = rollout.expert
+    moved = 0
+    for name, command, ticks in [("stand", (0, 0, 0), 20), ("trot", (0.5, 0, 0.3), 60), ("pace", (0.2, 0, 0), 60),
+                                 ("stand", (0, 0, 0), 40), ("bound", (0.3, 0, 0), 60), ("trot", (0.8, 0, 0), 40)]:
+        for _ in range(ticks):
+            rollout.tick(config.skill(name).id, command)
+            schedule.set_skill(name)
+            schedule.tick(config.rates.control_dt)
+            np.testing.assert_array_equal(schedule.clock.leg_phases(), expert.clock.leg_phases())
+            np.testing.assert_array_equal(schedule.stance, expert.stance)
+            moved += int(not schedule.stance.all())
+    assert moved > 100 and not rollout.sim.fallen()

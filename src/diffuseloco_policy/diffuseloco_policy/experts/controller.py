@@ -29,7 +29,7 @@ import numpy as np
 from ..config import StackConfig
 from ..observation import RobotState, projected_gravity
 from . import kinematics as kin
-from .gaits import GAITS, STAND, GaitClock
+from .gaits import GAITS, STAND, GaitSchedule
 
 GRAVITY = 9.81
 
@@ -96,10 +96,7 @@ class ExpertController:
         self.last_target = q0.reshape(4, 3).copy()
         self.feet = kin.forward(self.last_target)
         self.anchor = self.feet[:, :2].copy()
-        self.stance = np.ones(4, dtype=bool)
-        self.latched = np.ones(4, dtype=bool)
-        self.clock = GaitClock(GAITS["trot"])
-        self.skill = STAND
+        self.gait = GaitSchedule(self.p.lookahead)
         self.cmd = np.zeros(3)
         self.integral = np.zeros(3)
         self.load_offset: Optional[np.ndarray] = None     # gravity feed-forward in the position target (4, 3)
@@ -110,9 +107,13 @@ class ExpertController:
         name = self.config.skill(skill).name if isinstance(skill, int) else skill
         if name != STAND and name not in GAITS:
             raise ValueError(f"no expert for skill {name!r}; have {sorted(GAITS)} and {STAND!r}")
-        self.skill = name
-        if name != STAND:
-            self.clock.target = GAITS[name]
+        self.gait.set_skill(name)
+
+    # The gait schedule's state, read and written by the plan below (and by tests that pose the expert).
+    skill = property(lambda self: self.gait.skill)
+    clock = property(lambda self: self.gait.clock)
+    latched = property(lambda self: self.gait.latched)
+    stance = property(lambda self: self.gait.stance, lambda self, value: setattr(self.gait, "stance", value))
 
     # ------------------------------------------------------------------------------------------------- act
     def act(self, state: RobotState, base_velocity: np.ndarray, command: np.ndarray,
@@ -142,20 +143,11 @@ class ExpertController:
         return target.ravel().copy(), target_next.ravel().copy()
 
     def _update_mode(self) -> bool:
-        """Stand: legs latch into stance as their swings end. Leaving stand restarts the clock once all are down."""
-        if self.skill == STAND:
-            self.latched |= self.stance
-            return bool(self.latched.all())
-        if self.latched.all():
-            self.clock.restart(GAITS[self.skill])
-            self.latched[:] = False
-            self.stance = self.clock.leg_phases(self.p.lookahead) < self.clock.duty
+        """The gait schedule's mode for this tick (GaitSchedule.update); a restart re-anchors the feet."""
+        standing, restarted = self.gait.update()
+        if restarted:
             self.anchor = self.feet[:, :2].copy()
-            return False
-        if self.latched.any():      # still settling into a stand: keep standing until every foot is down
-            self.latched |= self.stance
-            return False
-        return False
+        return standing
 
     def _slew_command(self, command: np.ndarray) -> None:
         limit = np.array([self.p.accel_limit, self.p.accel_limit, self.p.yaw_accel_limit]) * self.dt

@@ -91,3 +91,54 @@ class GaitClock:
     def leg_phases(self, lookahead: float = 0.0) -> np.ndarray:
         """Each leg's phase in [0, 1), optionally a little ahead in time (to lead the PD lag)."""
         return (self.phase + lookahead / self.period + self.offsets) % 1.0
+
+
+class GaitSchedule:
+    """Where every leg is in its gait, from the skill commands alone.
+
+    Standing latches each leg into stance as its swing ends; leaving stand restarts the clock once every leg is
+    down; moving, the clock glides toward the selected gait's timing. No sensor enters it, so anything that sees
+    the same skill sequence at the same rate (the experts, and a policy loop that would give a model the gait
+    phase) computes the same phases.
+    """
+
+    def __init__(self, lookahead: float = 0.0) -> None:
+        self.lookahead = lookahead          # s, phases are read this far ahead (the experts lead the PD lag)
+        self.clock = GaitClock(GAITS["trot"])
+        self.skill = STAND
+        self.stance = np.ones(4, dtype=bool)    # the stance the last plan used (FR, FL, RR, RL)
+        self.latched = np.ones(4, dtype=bool)   # legs a stand holds down
+
+    def set_skill(self, name: str) -> None:
+        """Select the gait to glide into (STAND or a key of GAITS)."""
+        self.skill = name
+        if name != STAND:
+            self.clock.target = GAITS[name]
+
+    def update(self) -> tuple[bool, bool]:
+        """This tick's mode: (standing, restarted). Stand: legs latch into stance as their swings end; leaving
+        stand restarts the clock once all are down (restarted: the plan's feet start over from where they are)."""
+        if self.skill == STAND:
+            self.latched |= self.stance
+            return bool(self.latched.all()), False
+        if self.latched.all():
+            self.clock.restart(GAITS[self.skill])
+            self.latched[:] = False
+            self.stance = self.stance_now()
+            return False, True
+        if self.latched.any():      # still settling into a stand: keep standing until every foot is down
+            self.latched |= self.stance
+        return False, False
+
+    def tick(self, dt: float) -> bool:
+        """One control tick as the experts take it (mode, clock, stance), for a follower that only needs the
+        phases; returns whether the gait stands."""
+        standing, _ = self.update()
+        if not standing:
+            self.clock.advance(dt)
+        self.stance = self.stance_now()
+        return standing
+
+    def stance_now(self) -> np.ndarray:
+        """Legs in stance now: latched ones and those whose phase is below the duty factor."""
+        return self.latched | (self.clock.leg_phases(self.lookahead) < self.clock.duty)
