@@ -12,8 +12,7 @@ from .graph import TELEOP_KINDS, graph, params_file
 
 RECORD_CHOICES = ("none", "recorder", "ros2bag")
 RECORDED_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/body_velocity", "/cyberdog/motor_cmd",
-                   "/diffuseloco/skill_cmd", "/diffuseloco/status",
-                   "/joy"]
+                   "/diffuseloco/skill_cmd", "/diffuseloco/status", "/joy"]
 
 
 def _actions(context: LaunchContext, target: str) -> list:

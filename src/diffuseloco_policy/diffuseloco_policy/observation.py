@@ -37,9 +37,17 @@ def projected_gravity(quaternion_wxyz: np.ndarray) -> np.ndarray:
     return -np.array([2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)])
 
 
+BODY_VELOCITY_TERM = "base_linear_velocity"
+
+
+def observes_body_velocity(config: StackConfig) -> bool:
+    """Whether the observation has the state estimator's vBody: then it is a sensor the source must deliver."""
+    return any(t.name == BODY_VELOCITY_TERM for t in config.observation.terms)
+
+
 def _estimated_velocity(state: RobotState) -> np.ndarray:
     if state.linear_velocity is None:
-        raise ValueError("observation term 'base_linear_velocity' needs the state estimator's body velocity (vBody), "
+        raise ValueError(f"observation term {BODY_VELOCITY_TERM!r} needs the state estimator's body velocity (vBody), "
                          "and this robot state carries none")
     return np.asarray(state.linear_velocity, dtype=np.float64)
 
@@ -62,7 +70,7 @@ class ObservationBuilder:
         readers: dict[str, Callable[[RobotState, np.ndarray], np.ndarray]] = {
             "projected_gravity": lambda s, a: projected_gravity(s.quaternion),
             "base_angular_velocity": lambda s, a: np.asarray(s.angular_velocity, dtype=np.float64),
-            "base_linear_velocity": lambda s, a: _estimated_velocity(s),
+            BODY_VELOCITY_TERM: lambda s, a: _estimated_velocity(s),
             "joint_position": lambda s, a: np.asarray(s.joint_position, dtype=np.float64) - self.default_pose,
             "joint_velocity": lambda s, a: np.asarray(s.joint_velocity, dtype=np.float64),
             "last_action": lambda s, a: np.asarray(a, dtype=np.float64),

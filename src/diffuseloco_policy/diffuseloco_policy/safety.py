@@ -17,6 +17,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .config import StackConfig
+from .observation import observes_body_velocity
 
 ArrayLike = Union[np.ndarray, Sequence[float]]
 JOINTS_PER_LEG = 3
@@ -271,7 +272,7 @@ class SensorMonitor:
         self.q_low = np.asarray(config.robot.position_lower) - safety.joint_limit_tolerance
         self.q_high = np.asarray(config.robot.position_upper) + safety.joint_limit_tolerance
         self.joint_names = config.robot.joint_names
-        self.needs_velocity = any(t.name == "base_linear_velocity" for t in config.observation.terms)
+        self.needs_velocity = observes_body_velocity(config)
         self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock(), "body velocity": _StreamClock()}
 
     def reset(self) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..config import StackConfig, load_config, plain
 from ..joints import JointConvention
-from ..observation import ObservationBuilder, RobotState
+from ..observation import ObservationBuilder, RobotState, observes_body_velocity
 from ..pd_targets import ActionDecoder
 from .dataset import write_dataset
 
@@ -316,7 +316,7 @@ def _body_velocity(config: StackConfig, s: BagStreams, ticks: np.ndarray, timeou
                    ) -> tuple[Optional[np.ndarray], np.ndarray]:
     """Per tick, the index of the newest body-velocity sample and whether it is fresh; (None, all True) when the
     observation does not use it. A config that observes it cannot be fed from a bag without it."""
-    if not any(t.name == "base_linear_velocity" for t in config.observation.terms):
+    if not observes_body_velocity(config):
         return None, np.ones(len(ticks), dtype=bool)
     if s.velocity_recv is None:
         raise BagConversionError(f"bag {name}: the observation has base_linear_velocity (the state estimator's "
