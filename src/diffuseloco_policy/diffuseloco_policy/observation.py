@@ -45,11 +45,30 @@ def observes_body_velocity(config: StackConfig) -> bool:
     return any(t.name == BODY_VELOCITY_TERM for t in config.observation.terms)
 
 
+GAIT_PHASE_TERM = "gait_phase"
+GAIT_PHASE_SIZE = 12    # sin and cos of each leg's phase, then its stance flag (experts/gaits.py)
+
+
+def observes_gait_phase(config: StackConfig) -> bool:
+    """Whether the goal has the gait clock: then whoever builds goals must run a GaitFollower beside it."""
+    return any(t.name == GAIT_PHASE_TERM for t in config.observation.goal_terms)
+
+
 def _estimated_velocity(state: RobotState) -> np.ndarray:
     if state.linear_velocity is None:
         raise ValueError(f"observation term {BODY_VELOCITY_TERM!r} needs the state estimator's body velocity (vBody), "
                          "and this robot state carries none")
     return np.asarray(state.linear_velocity, dtype=np.float64)
+
+
+def _gait_phase(value: Optional[np.ndarray]) -> np.ndarray:
+    if value is None:
+        raise ValueError(f"goal term {GAIT_PHASE_TERM!r} needs the gait schedule's phase features (a GaitFollower "
+                         "fed the skill commands), and none were given")
+    value = np.asarray(value, dtype=np.float64)
+    if value.shape != (GAIT_PHASE_SIZE,):
+        raise ValueError(f"gait phase features have shape {value.shape}, expected ({GAIT_PHASE_SIZE},)")
+    return value
 
 
 class ObservationBuilder:
@@ -61,9 +80,13 @@ class ObservationBuilder:
         self.num_skills = len(config.skills)
         self._obs_terms = [(t, self._state_term(t)) for t in config.observation.terms]
         self._goal_names = [t.name for t in config.observation.goal_terms]
-        unknown = set(self._goal_names) - {"command", "skill"}
+        unknown = set(self._goal_names) - {"command", "skill", GAIT_PHASE_TERM}
         if unknown:
-            raise ConfigError(f"unknown goal terms {sorted(unknown)}; supported: command, skill")
+            raise ConfigError(f"unknown goal terms {sorted(unknown)}; supported: command, skill, {GAIT_PHASE_TERM}")
+        gait = [t for t in config.observation.goal_terms if t.name == GAIT_PHASE_TERM]
+        if gait and gait[0].size != GAIT_PHASE_SIZE:
+            raise ConfigError(f"goal term {GAIT_PHASE_TERM!r} has {GAIT_PHASE_SIZE} values (sin, cos and stance of "
+                              f"four legs), the config says {gait[0].size}")
         self._goal_scales = {t.name: np.asarray(t.scale, dtype=np.float64) for t in config.observation.goal_terms}
 
     def _state_term(self, term: TermConfig) -> Callable[[RobotState, np.ndarray], np.ndarray]:
@@ -89,16 +112,19 @@ class ObservationBuilder:
             parts.append(value * np.asarray(term.scale, dtype=np.float64))
         return np.concatenate(parts).astype(np.float32)
 
-    def goal(self, command: np.ndarray, skill_id: int) -> np.ndarray:
-        """The goal vector (float32): scaled (vx, vy, yaw rate) and a one-hot skill."""
+    def goal(self, command: np.ndarray, skill_id: int, gait_phase: Optional[np.ndarray] = None) -> np.ndarray:
+        """The goal vector (float32): scaled (vx, vy, yaw rate), a one-hot skill and, where the config has the
+        term, the gait phase (experts/gaits.py GaitSchedule.phase_features) of the same tick."""
         if not 0 <= int(skill_id) < self.num_skills:
             raise ConfigError(f"skill id {skill_id} outside 0..{self.num_skills - 1}")
         parts = []
         for name in self._goal_names:
             if name == "command":
                 parts.append(np.asarray(command, dtype=np.float64).reshape(3) * self._goal_scales[name])
-            else:
+            elif name == "skill":
                 parts.append(np.eye(self.num_skills)[int(skill_id)])
+            else:
+                parts.append(_gait_phase(gait_phase) * self._goal_scales[name])
         return np.concatenate(parts).astype(np.float32)
 
     def action_to_target(self, action: np.ndarray) -> np.ndarray:

@@ -28,9 +28,10 @@ import numpy as np
 
 from .config import StackConfig
 from .controller import Controller, ControllerRequest, ControllerState
+from .experts.gaits import GaitFollower
 from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler
-from .observation import ObservationBuilder, RobotState
+from .observation import ObservationBuilder, RobotState, observes_gait_phase
 from .pd_targets import ActionDecoder
 from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, VelocitySample
 
@@ -85,6 +86,9 @@ class PolicyLoop:
         self.config = config
         self.builder = ObservationBuilder(config)
         self.history = ObservationHistory.from_config(config)
+        # models with the gait_phase goal term: the experts' gait timing, run from the skills in effect
+        self.gait = GaitFollower(config) if observes_gait_phase(config) else None
+        self._stand_id = config.skill("stand").id
         self.decoder = ActionDecoder(config)
         self.controller = Controller(config)
         self.safety = SafetyFilter(config)
@@ -205,9 +209,11 @@ class PolicyLoop:
             return
         if self._history_broken:  # never stitch frames from before a sensor fault to frames after it
             self.history.reset()
+            if self.gait is not None:
+                self.gait.reset()
             self._plan, self._history_broken, self._fresh = None, False, True
         obs = self.builder.observation(state, self._last_action)
-        goal = self.builder.goal(self.skill.command, self.skill.skill)
+        goal = self.builder.goal(self.skill.command, self.skill.skill, self._gait_phase())
         self.history.push(obs, goal)
         if not self._replan_due():
             return
@@ -215,6 +221,14 @@ class PolicyLoop:
         self.worker.submit(for_tick, obs_window, goal_window, fresh=self._fresh)
         self._fresh = False
         self._submitted_for = for_tick
+
+    def _gait_phase(self) -> Optional[np.ndarray]:
+        """This frame's gait_phase term: the gait stands until the policy runs (as the experts' episodes start),
+        then follows the skill in effect."""
+        if self.gait is None:
+            return None
+        running = self.controller.state == ControllerState.RUNNING
+        return self.gait.step(self.skill.skill if running else self._stand_id)
 
     def close(self) -> None:
         self.worker.close()

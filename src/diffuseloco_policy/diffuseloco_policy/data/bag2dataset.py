@@ -36,8 +36,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..config import StackConfig, load_config, plain
+from ..experts.gaits import GaitFollower
 from ..joints import JointConvention
-from ..observation import ObservationBuilder, RobotState, observes_body_velocity
+from ..observation import ObservationBuilder, RobotState, observes_body_velocity, observes_gait_phase
 from ..pd_targets import ActionDecoder
 from .dataset import write_dataset
 
@@ -288,12 +289,13 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
         if current is None or not contiguous[k]:
             current = {key: [] for key in ("obs", "goal", "action", "skill", "command")}
             episodes.append(current)
+            gait = GaitFollower(config) if observes_gait_phase(config) else None   # a run starts standing
         state = RobotState(convention.to_model(s.leg_q[leg[k]]), convention.to_model(s.leg_qd[leg[k]]),
                            s.imu_quat[imu[k]], s.imu_gyro[imu[k]],
                            None if velocity is None else s.velocity[velocity[k]])
         skill, command = int(skill_ids[sk[k]]), skill_cmds[sk[k]]
         current["obs"].append(builder.observation(state, last_action[k]))
-        current["goal"].append(builder.goal(command, skill))
+        current["goal"].append(builder.goal(command, skill, None if gait is None else gait.step(skill)))
         current["action"].append(tick_action[k])
         current["skill"].append(skill)
         current["command"].append(command)

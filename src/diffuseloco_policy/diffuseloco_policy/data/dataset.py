@@ -1,9 +1,9 @@
 """The expert dataset on disk: a zarr group with per-tick arrays and episode boundaries.
 
-Layout (N transitions): data/obs (N, 42) float32, data/goal (N, 7) float32, data/action (N, 12) float32,
-data/skill (N,) int8, data/command (N, 3) float32, meta/episode_ends (E,) int64 (exclusive end index of each
-episode, as in the diffusion_policy replay buffer), and root attrs holding the stack config and generator
-settings so a trainer can refuse data made for another robot or layout.
+Layout (N transitions): data/obs (N, 42) float32, data/goal (N, 7; 19 with the gait clock) float32,
+data/action (N, 12) float32, data/skill (N,) int8, data/command (N, 3) float32, meta/episode_ends (E,) int64
+(exclusive end index of each episode, as in the diffusion_policy replay buffer), and root attrs holding the
+stack config and generator settings so a trainer can refuse data made for another robot or layout.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import numpy as np
 from ..config import StackConfig
 from ..observation import RobotState, projected_gravity
 from . import kinematics as kin
-from .gaits import GAITS, STAND, GaitSchedule
+from .gaits import GAITS, PLAN_LOOKAHEAD, STAND, GaitSchedule
 
 GRAVITY = 9.81
 
@@ -40,7 +40,7 @@ class ExpertParams:
 
     foot_depth: float = 0.243          # m, nominal foot-centre depth below the hip (the default pose's)
     com_shift_x: float = 0.012         # m, feet placed under the whole-body COM, which sits forward
-    lookahead: float = 0.01            # s, the trajectory is sampled this far ahead to lead the PD lag
+    lookahead: float = PLAN_LOOKAHEAD  # s, the trajectory is sampled this far ahead to lead the PD lag
     raibert_gain: float = 0.08         # s, touchdown correction per m/s of velocity error
     raibert_clip: float = 0.08         # m
     posture_gain: float = 1.0          # m/m/rad, foot-height correction of roll and pitch

@@ -9,8 +9,12 @@ thrown from swing back into stance, which is what makes mid-motion switches safe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..config import StackConfig
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class GaitParams:
 
 
 STAND = "stand"
+PLAN_LOOKAHEAD = 0.01   # s, the experts read their phases this far ahead to lead the PD lag
 GAITS: dict[str, GaitParams] = {
     # Trot steps at 4 Hz: at 1 m/s a 0.30 s period trips (the swing lags, feet scuff) where 0.25 s tracks; its
     # swings ask for up to 17 / 19 deg of hip / knee per tick at 1 m/s, 20 / 24 when turning at 1 rad/s too.
@@ -102,7 +107,7 @@ class GaitSchedule:
     phase) computes the same phases.
     """
 
-    def __init__(self, lookahead: float = 0.0) -> None:
+    def __init__(self, lookahead: float = PLAN_LOOKAHEAD) -> None:
         self.lookahead = lookahead          # s, phases are read this far ahead (the experts lead the PD lag)
         self.clock = GaitClock(GAITS["trot"])
         self.skill = STAND
@@ -142,3 +147,39 @@ class GaitSchedule:
     def stance_now(self) -> np.ndarray:
         """Legs in stance now: latched ones and those whose phase is below the duty factor."""
         return self.latched | (self.clock.leg_phases(self.lookahead) < self.clock.duty)
+
+    def phase_features(self) -> np.ndarray:
+        """The gait_phase goal term (FR, FL, RR, RL): sin and cos of each leg's phase, then its stance flag. On the
+        circle, phase 0.99 sits next to 0.01; the flags say which legs the gait holds down, all of them while it
+        stands (the clock is frozen then, so the phases alone could not tell)."""
+        angle = 2.0 * np.pi * self.clock.leg_phases(self.lookahead)
+        return np.concatenate([np.sin(angle), np.cos(angle), self.stance.astype(np.float64)])
+
+
+class GaitFollower:
+    """The experts' gait schedule replayed from skill ids, one control tick at a time.
+
+    A policy loop (and the bag converter) runs one to build the gait_phase goal term: fed the skill sequence the
+    expert saw, it gives the expert's own phases at every tick (tests/test_experts_rollout.py), so a model trained
+    on expert data sees the same timing on the robot. Only gaits the experts know have a schedule.
+    """
+
+    def __init__(self, config: "StackConfig", lookahead: float = PLAN_LOOKAHEAD) -> None:
+        unknown = [s.name for s in config.skills if s.name != STAND and s.name not in GAITS]
+        if unknown:
+            raise ValueError(f"no gait timing for skills {unknown}; the gait phase exists for {sorted(GAITS)} "
+                             f"and {STAND!r}")
+        self.names = {s.id: s.name for s in config.skills}
+        self.dt = config.rates.control_dt
+        self.lookahead = lookahead
+        self.reset()
+
+    def reset(self) -> None:
+        """Standing with every leg down, as the experts start."""
+        self.schedule = GaitSchedule(self.lookahead)
+
+    def step(self, skill_id: int) -> np.ndarray:
+        """Advance one control tick with this skill in effect; the tick's gait_phase features."""
+        self.schedule.set_skill(self.names[int(skill_id)])
+        self.schedule.tick(self.dt)
+        return self.schedule.phase_features()

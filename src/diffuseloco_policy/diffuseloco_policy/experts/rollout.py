@@ -22,7 +22,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..config import StackConfig
-from ..observation import ObservationBuilder, RobotState
+from ..observation import ObservationBuilder, RobotState, observes_gait_phase
 from ..pd_targets import ActionDecoder
 from ..safety import PDCommand, SafetyFilter
 from ..sim import CyberDogSim, SimConfig
@@ -148,6 +148,7 @@ class ExpertRollout:
         self.sim = CyberDogSim(config, sim_config, seed=seed)
         self.expert = ExpertController(config, expert_params)
         self.builder = ObservationBuilder(config)
+        self.observes_gait_phase = observes_gait_phase(config)
         self.decoder = ActionDecoder(config)
         self.rate_limit = rate_limit
         self.safety = SafetyFilter(config if rate_limit else without_step_limit(config))
@@ -187,7 +188,9 @@ class ExpertRollout:
         action = self.decoder.action(safe.q)
         if self.noise is not None:
             safe, reasons = self._filtered(self.decoder.position(action + self.noise.sample()), qd_des, state)
-        record = Tick(state, observation, self.builder.goal(command, skill), action, np.array(safe.q),
+        gait_phase = self.expert.gait.phase_features() if self.observes_gait_phase else None  # as this tick planned
+        goal = self.builder.goal(command, skill, gait_phase)
+        record = Tick(state, observation, goal, action, np.array(safe.q),
                       np.array(safe.dq), skill, command, tuple(reasons))
         self.sim.command_pd(safe.q, safe.dq, safe.kp, safe.kd, safe.tau)
         self.sim.step()
