@@ -16,6 +16,18 @@ def test_inverse_kinematics_round_trip():
     np.testing.assert_allclose(kin.inverse(kin.forward(q)), q, atol=1e-9)
 
 
+def test_the_feet_velocity_is_the_jacobian_times_the_joint_rates():
+    """kin.foot_velocity (two forward passes, the estimator's 500 Hz path) against the full Jacobian and against
+    the feet's motion over a short time."""
+    rng = np.random.default_rng(1)
+    q = np.tile([0.0, -0.785, 1.222], (4, 1)) + rng.uniform(-0.3, 0.3, (4, 3))
+    qd = rng.normal(0.0, 10.0, (4, 3))
+    expected = np.einsum("lij,lj->li", kin.jacobian(q), qd)
+    np.testing.assert_allclose(kin.foot_velocity(q, qd), expected, atol=1e-7)
+    dt = 1e-6
+    np.testing.assert_allclose(kin.foot_velocity(q, qd), (kin.forward(q + dt * qd) - kin.forward(q)) / dt, atol=1e-4)
+
+
 def _run(rollout, schedule):
     """Ticks along [(skill, command, ticks)]; checks every command against the per-tick step limit."""
     config = rollout.config
