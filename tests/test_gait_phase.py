@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from gait_config import with_gait_phase
+from layout_options import with_gait_phase
 from test_bag2dataset import COMMAND_TICKS, STANDING_UP, write_bag
 from test_policy_loop import drive_to_running
 

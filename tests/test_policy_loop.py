@@ -75,8 +75,8 @@ def test_the_sampler_never_sees_the_current_frame(sim):
     frames = []
     original = loop.builder.observation
 
-    def spy(state, last_action):
-        frames.append(original(state, last_action))
+    def spy(*args):
+        frames.append(original(*args))
         return frames[-1]
 
     loop.builder.observation = spy
@@ -197,7 +197,7 @@ def drive_to_running(loop: PolicyLoop, frames: list) -> list:
     """Tick a loop (no simulator) through PASSIVE -> STANDING_UP -> RUNNING; returns the reports of 24 RUNNING
     ticks, with `frames` collecting every observation the loop builds (one per tick)."""
     original = loop.builder.observation
-    loop.builder.observation = lambda state, last: frames.append(original(state, last)) or frames[-1]
+    loop.builder.observation = lambda *args: frames.append(original(*args)) or frames[-1]
     now, k = 0.0, 0
     for request in (ControllerRequest.STAND_UP, None):
         loop.tick(now, *synthetic_samples(k, now))

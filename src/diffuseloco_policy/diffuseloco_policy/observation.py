@@ -45,6 +45,15 @@ def observes_body_velocity(config: StackConfig) -> bool:
     return any(t.name == BODY_VELOCITY_TERM for t in config.observation.terms)
 
 
+APPLIED_ACTION_TERM = "applied_action"
+
+
+def observes_applied_action(config: StackConfig) -> bool:
+    """Whether a frame carries the action sent in its own tick: known once the tick has acted, so the frame can
+    only be recorded after acting (the deployed delayed design; not the current-frame ablation)."""
+    return any(t.name == APPLIED_ACTION_TERM for t in config.observation.terms)
+
+
 GAIT_PHASE_TERM = "gait_phase"
 GAIT_PHASE_SIZE = 12    # sin and cos of each leg's phase, then its stance flag (experts/gaits.py)
 
@@ -61,6 +70,13 @@ def _estimated_velocity(state: RobotState) -> np.ndarray:
     return np.asarray(state.linear_velocity, dtype=np.float64)
 
 
+def _applied(action: Optional[np.ndarray]) -> np.ndarray:
+    if action is None:
+        raise ValueError(f"observation term {APPLIED_ACTION_TERM!r} needs the action sent in the frame's tick, and "
+                         "none was given")
+    return np.asarray(action, dtype=np.float64)
+
+
 def _gait_phase(value: Optional[np.ndarray]) -> np.ndarray:
     if value is None:
         raise ValueError(f"goal term {GAIT_PHASE_TERM!r} needs the gait schedule's phase features (a GaitFollower "
@@ -69,6 +85,10 @@ def _gait_phase(value: Optional[np.ndarray]) -> np.ndarray:
     if value.shape != (GAIT_PHASE_SIZE,):
         raise ValueError(f"gait phase features have shape {value.shape}, expected ({GAIT_PHASE_SIZE},)")
     return value
+
+
+# (state at t, action sent at t-1, action sent at t or None) -> the term's values
+TermReader = Callable[[RobotState, np.ndarray, Optional[np.ndarray]], np.ndarray]
 
 
 class ObservationBuilder:
@@ -89,24 +109,27 @@ class ObservationBuilder:
                               f"four legs), the config says {gait[0].size}")
         self._goal_scales = {t.name: np.asarray(t.scale, dtype=np.float64) for t in config.observation.goal_terms}
 
-    def _state_term(self, term: TermConfig) -> Callable[[RobotState, np.ndarray], np.ndarray]:
-        readers: dict[str, Callable[[RobotState, np.ndarray], np.ndarray]] = {
-            "projected_gravity": lambda s, a: projected_gravity(s.quaternion),
-            "base_angular_velocity": lambda s, a: np.asarray(s.angular_velocity, dtype=np.float64),
-            BODY_VELOCITY_TERM: lambda s, a: _estimated_velocity(s),
-            "joint_position": lambda s, a: np.asarray(s.joint_position, dtype=np.float64) - self.default_pose,
-            "joint_velocity": lambda s, a: np.asarray(s.joint_velocity, dtype=np.float64),
-            "last_action": lambda s, a: np.asarray(a, dtype=np.float64),
+    def _state_term(self, term: TermConfig) -> TermReader:
+        readers: dict[str, TermReader] = {
+            "projected_gravity": lambda s, a, u: projected_gravity(s.quaternion),
+            "base_angular_velocity": lambda s, a, u: np.asarray(s.angular_velocity, dtype=np.float64),
+            BODY_VELOCITY_TERM: lambda s, a, u: _estimated_velocity(s),
+            "joint_position": lambda s, a, u: np.asarray(s.joint_position, dtype=np.float64) - self.default_pose,
+            "joint_velocity": lambda s, a, u: np.asarray(s.joint_velocity, dtype=np.float64),
+            "last_action": lambda s, a, u: np.asarray(a, dtype=np.float64),
+            APPLIED_ACTION_TERM: lambda s, a, u: _applied(u),
         }
         if term.name not in readers:
             raise ConfigError(f"unknown observation term {term.name!r}; supported: {sorted(readers)}")
         return readers[term.name]
 
-    def observation(self, state: RobotState, last_action: np.ndarray) -> np.ndarray:
-        """The proprioceptive observation (float32) for one tick."""
+    def observation(self, state: RobotState, last_action: np.ndarray,
+                    applied_action: Optional[np.ndarray] = None) -> np.ndarray:
+        """The proprioceptive observation (float32) for one tick: state measured at t, the action sent at t-1 and,
+        where the config has the applied_action term, the action sent at t (after the state was measured)."""
         parts = []
         for term, read in self._obs_terms:
-            value = read(state, last_action)
+            value = read(state, last_action, applied_action)
             if value.shape != (term.size,):
                 raise ValueError(f"observation term {term.name!r} has shape {value.shape}, expected ({term.size},)")
             parts.append(value * np.asarray(term.scale, dtype=np.float64))

@@ -31,7 +31,7 @@ from .controller import Controller, ControllerRequest, ControllerState
 from .experts.gaits import GaitFollower
 from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler
-from .observation import ObservationBuilder, RobotState, observes_gait_phase
+from .observation import ObservationBuilder, RobotState, observes_applied_action, observes_gait_phase
 from .pd_targets import ActionDecoder
 from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, VelocitySample
 
@@ -81,6 +81,9 @@ class PolicyLoop:
         if not 1 <= replan_every <= longest:
             raise ValueError(f"replan_every must be in 1..{longest} (chunk entries from execute_index on), "
                              f"got {replan_every}")
+        if current_frame and observes_applied_action(config):
+            raise ValueError("the applied_action term is the action sent after the frame's state was measured: the "
+                             "current-frame ablation records s[t] before acting, so it cannot run such a model")
         self.current_frame = current_frame
         self.replan_every = replan_every
         self.config = config
@@ -150,11 +153,12 @@ class PolicyLoop:
             # why the controller stopped the policy (a sensor fault, an e-stop); passive-state faults such as
             # "no joint state yet" at start-up are not faults of a running robot
             self.last_fault = self.controller.last_fault or fault or self.last_fault
+        sent = self.decoder.action(safe.q)
         if not self.current_frame:  # s[t] is recorded after acting: the input of tick t+1
-            self._record_frame(sensors, fault, for_tick=self.ticks + 1)
+            self._record_frame(sensors, fault, for_tick=self.ticks + 1, sent=sent)
         self._last_q_des = safe.q
         if fault is None and joints is not None and imu is not None:
-            self._last_action = self.decoder.action(safe.q)
+            self._last_action = sent
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited)
 
@@ -200,9 +204,10 @@ class PolicyLoop:
         executed = self._plan_index - self.config.action.execute_index + 1  # entries of the plan used so far
         return self._plan is None or executed >= self.replan_every
 
-    def _record_frame(self, sensors: "_Sensors", fault: Optional[str], for_tick: int) -> None:
-        """Record s[t] with the action applied at t-1 and, if a chunk is due, submit the window ending at s[t]
-        as the input for tick `for_tick`."""
+    def _record_frame(self, sensors: "_Sensors", fault: Optional[str], for_tick: int,
+                      sent: Optional[np.ndarray] = None) -> None:
+        """Record s[t] with the action applied at t-1 (and the one sent at t, once this tick has acted) and, if a
+        chunk is due, submit the window ending at s[t] as the input for tick `for_tick`."""
         state = None if fault is not None else sensors.robot_state()
         if state is None:
             self._history_broken = True
@@ -212,7 +217,7 @@ class PolicyLoop:
             if self.gait is not None:
                 self.gait.reset()
             self._plan, self._history_broken, self._fresh = None, False, True
-        obs = self.builder.observation(state, self._last_action)
+        obs = self.builder.observation(state, self._last_action, sent)
         goal = self.builder.goal(self.skill.command, self.skill.skill, self._gait_phase())
         self.history.push(obs, goal)
         if not self._replan_due():

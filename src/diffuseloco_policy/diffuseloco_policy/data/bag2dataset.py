@@ -294,7 +294,7 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
                            s.imu_quat[imu[k]], s.imu_gyro[imu[k]],
                            None if velocity is None else s.velocity[velocity[k]])
         skill, command = int(skill_ids[sk[k]]), skill_cmds[sk[k]]
-        current["obs"].append(builder.observation(state, last_action[k]))
+        current["obs"].append(builder.observation(state, last_action[k], tick_action[k]))
         current["goal"].append(builder.goal(command, skill, None if gait is None else gait.step(skill)))
         current["action"].append(tick_action[k])
         current["skill"].append(skill)

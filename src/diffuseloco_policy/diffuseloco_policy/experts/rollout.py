@@ -173,10 +173,10 @@ class ExpertRollout:
         self._reset_command()
 
     def tick(self, skill: int, command: Sequence[float]) -> Tick:
-        """Observe (state at t, action of t-1), act, filter, advance the simulator one control period."""
+        """Act on the state at t, filter, record the observation (state at t, the action executed at t-1 and, for
+        configs with applied_action, at t), advance the simulator one control period."""
         state = self.sim.robot_state()
         command = np.asarray(command, dtype=np.float64)
-        observation = self.builder.observation(state, self.last_action)
         velocity = self.sim.base_velocity_body()[:2]
         planned = self.expert.act(state, velocity, command, skill)
         applied = planned
@@ -188,13 +188,15 @@ class ExpertRollout:
         action = self.decoder.action(safe.q)
         if self.noise is not None:
             safe, reasons = self._filtered(self.decoder.position(action + self.noise.sample()), qd_des, state)
+        executed = self.decoder.action(safe.q)   # the next observation's last action
+        observation = self.builder.observation(state, self.last_action, executed)
         gait_phase = self.expert.gait.phase_features() if self.observes_gait_phase else None  # as this tick planned
         goal = self.builder.goal(command, skill, gait_phase)
         record = Tick(state, observation, goal, action, np.array(safe.q),
                       np.array(safe.dq), skill, command, tuple(reasons))
         self.sim.command_pd(safe.q, safe.dq, safe.kp, safe.kd, safe.tau)
         self.sim.step()
-        self.last_action = self.decoder.action(safe.q)   # what was executed: the next observation's last action
+        self.last_action = executed
         self.last_q_des = np.array(safe.q)
         return record
 
