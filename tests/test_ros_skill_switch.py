@@ -5,14 +5,17 @@ needed to test the plumbing); the gait is read from the robot-side topic, LegSta
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from diffuseloco_bringup.graph import NodeSpec
 from diffuseloco_bringup.run import Graph
 from diffuseloco_msgs.msg import PolicyStatus
 from diffuseloco_msgs.srv import SetControllerState
+from diffuseloco_policy.config import DEFAULT_ROBOT_CONFIG as CONFIG_FILE
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.experts.evaluate import contact_pattern
 from ros_probe import Probe
@@ -25,7 +28,7 @@ CONTACT_N = 5.0  # a foot carrying more than this is on the ground
 
 @pytest.fixture(scope="module")
 def expert_graph(tmp_path_factory):
-    params = write_params(tmp_path_factory.mktemp("params"), "expert")
+    params = tolerant_of_stalls(write_params(tmp_path_factory.mktemp("params"), "expert"))
     graph = Graph([NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
                    NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
     graph.start()
@@ -36,6 +39,20 @@ def expert_graph(tmp_path_factory):
     finally:
         probe.close()
         graph.stop()
+
+
+def tolerant_of_stalls(params: Path) -> Path:
+    """The policy node with a 0.25 s sensor timeout instead of 0.05. This test is about the skill plumbing; on a
+    shared 2-core machine the simulator process can stall 60-100 ms under the full suite, which the node rightly
+    treats as a sensor fault (test_ros_graph checks that reaction)."""
+    config = yaml.safe_load(CONFIG_FILE.read_text())
+    config["safety"]["sensor_timeout"] = 0.25
+    config_path = params.parent / "robot.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    values = yaml.safe_load(params.read_text())
+    values["diffuseloco_policy"]["ros__parameters"]["config"] = str(config_path)
+    params.write_text(yaml.safe_dump(values))
+    return params
 
 
 def pattern_between(probe: Probe, start: float, end: float) -> dict[str, float]:
