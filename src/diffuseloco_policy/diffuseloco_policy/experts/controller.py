@@ -203,7 +203,7 @@ class ExpertController:
             foot_speed[:] = 0.0
         phases = self.clock.leg_phases(self.p.lookahead)
         duty, period = self.clock.duty, self.clock.period
-        stance_now = self.latched | (phases < duty)
+        stance_now = self.gait.stance_now()
         pos = np.empty((4, 3))
         vel = np.zeros((4, 3))
         t_stance, t_swing = duty * period, (1.0 - duty) * period

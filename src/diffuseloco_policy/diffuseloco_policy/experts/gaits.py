@@ -103,8 +103,7 @@ class GaitSchedule:
 
     Standing latches each leg into stance as its swing ends; leaving stand restarts the clock once every leg is
     down; moving, the clock glides toward the selected gait's timing. No sensor enters it, so anything that sees
-    the same skill sequence at the same rate (the experts, and a policy loop that would give a model the gait
-    phase) computes the same phases.
+    the same skill sequence at the same rate (the experts, and a GaitFollower below) computes the same phases.
     """
 
     def __init__(self, lookahead: float = PLAN_LOOKAHEAD) -> None:
@@ -160,7 +159,7 @@ class GaitFollower:
     """The experts' gait schedule replayed from skill ids, one control tick at a time.
 
     A policy loop (and the bag converter) runs one to build the gait_phase goal term: fed the skill sequence the
-    expert saw, it gives the expert's own phases at every tick (tests/test_experts_rollout.py), so a model trained
+    expert saw, it gives the expert's own phases at every tick (tests/test_gait_phase.py), so a model trained
     on expert data sees the same timing on the robot. Only gaits the experts know have a schedule.
     """
 
