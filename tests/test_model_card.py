@@ -18,26 +18,32 @@ from diffuseloco_policy.training import TrainConfig
 from diffuseloco_policy.training.model_card import card_hashes, sha256, verify_card, write_card
 
 
+def write_run(run, datasets, total_steps, rows):
+    """A training out_dir as the trainer leaves it: its config and the loss log (step, loss)."""
+    run.mkdir()
+    cfg = TrainConfig(datasets=tuple(str(d) for d in datasets), out_dir=str(run), total_steps=total_steps,
+                      log_every=50)
+    (run / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    with (run / "loss.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "loss", "lr", "ema_decay", "samples_per_s"])
+        writer.writerows([[step, loss, 1e-4, 0.9, 500.0] for step, loss in rows])
+    return run
+
+
 @pytest.fixture(scope="module")
 def card(tmp_path_factory):
     root = tmp_path_factory.mktemp("card")
     model = export_standing_model(root / "models" / "dog.onnx")
     dataset = write_synthetic(root / "d.zarr")
-    run = root / "run"
-    run.mkdir()
-    cfg = TrainConfig(datasets=(str(dataset),), out_dir=str(run), total_steps=100, log_every=50)
-    (run / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
-    with (run / "loss.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerows([["step", "loss", "lr", "ema_decay", "samples_per_s"],
-                          [50, 0.5, 1e-4, 0.9, 500.0], [100, 0.25, 1e-4, 0.95, 500.0]])
+    run = write_run(root / "run", [dataset], 100, [(50, 0.5), (100, 0.25)])
     config = load_config()
     matrix = load_matrix("eval_tiny", config)
     evaluate([str(model)], matrix, config, seeds=1, out=root / "eval", ablations=["none"], plots=False,
              log=lambda *_: None)
     notes = root / "notes.md"
     notes.write_text("## Limitations\n\nA test model.\n")
-    return write_card(model, run, dataset, root / "eval" / "results.json", model.with_suffix(".md"), notes)
+    return write_card(model, [run], [dataset], root / "eval" / "results.json", model.with_suffix(".md"), notes)
 
 
 def test_card_lists_every_file_with_its_hash(card):
@@ -49,7 +55,7 @@ def test_card_lists_every_file_with_its_hash(card):
 
 def test_card_reads_its_numbers_from_the_artifacts(card):
     text = card.read_text()
-    assert "100 steps of batch 256" in text
+    assert "trained from scratch on `d.zarr`, to step 100 of batch 256 (0.0 M samples)" in text
     assert "final training loss (mean of the last 2 logs): 0.3750" in text
     info = read_onnx_info(card.parent / "dog.onnx")
     params = sum(p.numel() for p in build_policy(info.config, info.spec, info.normalizer).parameters())
@@ -68,3 +74,20 @@ def test_a_changed_or_missing_file_fails_verification(card, tmp_path):
     empty = tmp_path / "empty.md"
     empty.write_text("# nothing\n")
     assert verify_card(empty) == [f"{empty}: lists no files"]
+
+
+def test_a_fine_tuned_model_lists_both_runs_and_every_dataset(card, tmp_path):
+    """A model resumed on other data (the DART fine-tune) has a lineage: the card names both runs in order, the
+    step the second resumed at, and the loss and data of each."""
+    noisy = write_synthetic(tmp_path / "noisy.zarr")
+    first = write_run(tmp_path / "base", [tmp_path / "clean.zarr"], 100, [(50, 0.5), (100, 0.25)])
+    second = write_run(tmp_path / "finetune", [tmp_path / "clean.zarr", noisy], 200, [(150, 0.4), (200, 0.2)])
+    model = card.parent / "dog.onnx"
+    out = write_card(model, [first, second], [noisy], card.parent.parent / "eval" / "results.json",
+                     tmp_path / "dog.md")
+    text = out.read_text()
+    assert "- `base`: trained from scratch on `clean.zarr`, to step 100" in text
+    assert "- `finetune`: resumed from the run above at step 100 on `clean.zarr`, `noisy.zarr`, to step 200" in text
+    assert "final training loss (mean of the last 2 logs): 0.3750" in text
+    assert "final training loss (mean of the last 2 logs): 0.3000" in text
+    assert text.count("<summary>training config:") == 2 and "- `noisy.zarr` from" in text

@@ -1,7 +1,7 @@
 """Write the model card that ships beside a trained policy in models/.
 
     python -m diffuseloco_policy.training.model_card --model models/diffuseloco_cyberdog2.onnx \\
-        --run out/train_small --dataset data/experts.zarr --eval out/eval_shipped/results.json \\
+        --run out/train_small [out/train_finetune] --dataset data/experts.zarr [...] --eval out/eval_shipped/results.json \\
         [--notes notes.md] --out models/diffuseloco_cyberdog2.md
 
 Why generated: every number in the card (file hashes, model size, data, training, evaluation) is read from the
@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional, Sequence
 
 import yaml
 
@@ -74,39 +74,60 @@ def model_section(model: Path) -> list[str]:
             "- the file embeds its stack config and normalizer; the loader refuses a robot config that differs"]
 
 
-def data_section(dataset: Path) -> list[str]:
+def data_section(datasets: Sequence[Path]) -> list[str]:
+    lines = ["## Data", ""]
+    for dataset in datasets:
+        lines += _dataset_lines(dataset)
+    return lines
+
+
+def _dataset_lines(dataset: Path) -> list[str]:
     import zarr
 
     attrs = dict(zarr.open_group(str(dataset), mode="r").attrs)
     stats, generator = attrs.get("stats", {}), attrs.get("generator", {})
-    return ["## Data", "",
-            f"- `{dataset.name}` from `python -m diffuseloco_policy.data.generate` (seed {generator.get('seed')}, "
+    noise = generator.get("action_noise_std")
+    disturbance = (f"; executed targets disturbed by correlated noise (DART), std {noise} action units, "
+                   f"{generator.get('action_noise_correlation_s')} s time constant, labels the experts' own"
+                   if noise else "")
+    return [f"- `{dataset.name}` from `python -m diffuseloco_policy.data.generate` (seed {generator.get('seed')}, "
             f"{generator.get('episode_s')} s episodes, skill segments {generator.get('segment_s')} s, "
             f"randomized physics {generator.get('randomize')}); the experts act on "
-            f"{'s[t-1], like the policy' if generator.get('expert_delayed', False) else 's[t], the current frame'}",
-            f"- {stats.get('transitions', 0):,} transitions in {stats.get('episodes', 0):,} episodes of the "
+            f"{'s[t-1], like the policy' if generator.get('expert_delayed', False) else 's[t], the current frame'}"
+            f"{disturbance}",
+            f"  - {stats.get('transitions', 0):,} transitions in {stats.get('episodes', 0):,} episodes of the "
             f"expert controllers; {stats.get('falls', 0)} episodes ended in a fall (cut "
             f"{stats.get('fall_trim_s', 0.0)} s before it)"]
 
 
-def training_section(run: Path) -> list[str]:
-    cfg = yaml.safe_load((run / "train_config.yaml").read_text())
-    with (run / "loss.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    last = rows[-1]
-    log_every, batch = int(cfg["log_every"]), int(cfg["batch_size"])
-    wall_s = sum(log_every * batch / float(r["samples_per_s"]) for r in rows)
-    tail = [float(r["loss"]) for r in rows[-20:]]
-    return ["## Training", "",
-            "- `python -m diffuseloco_policy.training` with the config below: "
-            f"{int(last['step']):,} steps of batch {batch} ({int(last['step']) * batch / 1e6:.1f} M samples), "
-            f"about {wall_s / 3600:.1f} h of compute on {cfg['device']} with {cfg['threads']} thread(s)",
-            f"- AdamW lr {cfg['lr']}, betas {cfg['betas']}, weight decay {cfg['weight_decay']}, cosine schedule "
-            f"over {cfg['total_steps']} steps after {cfg['warmup_steps']} warm-up steps, EMA (power "
-            f"{cfg['ema']['power']}); the EMA weights are exported",
-            f"- final training loss (mean of the last {len(tail)} logs): {sum(tail) / len(tail):.4f}",
-            "", "<details><summary>training config</summary>", "", "```yaml", yaml.safe_dump(cfg).strip(), "```",
-            "", "</details>"]
+def training_section(runs: Sequence[Path]) -> list[str]:
+    """One bullet per run; each run after the first resumed the one before it (a fine-tune), so the steps add up
+    to the last run's step count and the exported weights are the last run's."""
+    lines = ["## Training", ""]
+    configs = []
+    for stage, run in enumerate(runs):
+        cfg = yaml.safe_load((run / "train_config.yaml").read_text())
+        with (run / "loss.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        configs.append(cfg)
+        first, last = int(rows[0]["step"]) - int(cfg["log_every"]), int(rows[-1]["step"])
+        batch = int(cfg["batch_size"])
+        wall_s = sum(int(cfg["log_every"]) * batch / float(r["samples_per_s"]) for r in rows)
+        tail = [float(r["loss"]) for r in rows[-20:]]
+        data = ", ".join(f"`{Path(d).name}`" for d in cfg["datasets"])
+        what = "trained from scratch" if stage == 0 else f"resumed from the run above at step {first:,}"
+        lines += [f"- `{run.name}`: {what} on {data}, to step {last:,} of batch {batch} "
+                  f"({(last - first) * batch / 1e6:.1f} M samples), about {wall_s / 3600:.1f} h of compute on "
+                  f"{cfg['device']} with {cfg['threads']} thread(s); AdamW lr {cfg['lr']}, betas {cfg['betas']}, "
+                  f"weight decay {cfg['weight_decay']}, cosine schedule over {cfg['total_steps']} steps after "
+                  f"{cfg['warmup_steps']} warm-up steps, EMA (power {cfg['ema']['power']}); final training loss "
+                  f"(mean of the last {len(tail)} logs): {sum(tail) / len(tail):.4f}"]
+    lines += ["- `python -m diffuseloco_policy.training` with the config(s) below; the EMA weights of the last run "
+              "are exported"]
+    for run, cfg in zip(runs, configs):
+        lines += ["", f"<details><summary>training config: {run.name}</summary>", "", "```yaml",
+                  yaml.safe_dump(cfg).strip(), "```", "", "</details>"]
+    return lines
 
 
 def evaluation_section(results: Path) -> list[str]:
@@ -117,13 +138,15 @@ def evaluation_section(results: Path) -> list[str]:
             f"{report['meta']['wall_s'] / 60:.0f} min wall time):", "", *body]
 
 
-def write_card(model: Path, run: Path, dataset: Path, results: Path, out: Path,
+def write_card(model: Path, runs: Sequence[Path], datasets: Sequence[Path], results: Path, out: Path,
                notes: Optional[Path] = None) -> Path:
+    """runs: the training runs in order (a fine-tune after the run it resumed); datasets: every dataset they
+    read."""
     title = f"# Model card: {model.stem}"
     sections = [[title, "", f"A DiffuseLoco policy for the simulated CyberDog 2, trained offline on expert "
                  f"demonstrations. Run it in simulation with `python -m diffuseloco_bringup.run sim --model {model}`; "
                  f"evaluate it with `python -m diffuseloco_policy.evaluation --policy {model},warm=2`."],
-                files_section(model), model_section(model), data_section(dataset), training_section(run),
+                files_section(model), model_section(model), data_section(datasets), training_section(runs),
                 evaluation_section(results)]
     if notes:
         sections.append(notes.read_text().rstrip().splitlines())
@@ -155,8 +178,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m diffuseloco_policy.training.model_card",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="the full-sampler .onnx (warm graphs beside it)")
-    parser.add_argument("--run", type=Path, required=True, help="training out_dir (train_config.yaml, loss.csv)")
-    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--run", type=Path, nargs="+", required=True,
+                        help="training out_dir(s) (train_config.yaml, loss.csv), in order: a fine-tune after the "
+                             "run it resumed")
+    parser.add_argument("--dataset", type=Path, nargs="+", required=True, help="every dataset the runs read")
     parser.add_argument("--eval", type=Path, required=True, help="results.json of the evaluation command")
     parser.add_argument("--notes", type=Path, default=None, help="markdown appended as is")
     parser.add_argument("--out", type=Path, default=None, help="default: the model path with .md")
