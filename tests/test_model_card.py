@@ -60,6 +60,8 @@ def test_card_reads_its_numbers_from_the_artifacts(card):
     info = read_onnx_info(card.parent / "dog.onnx")
     params = sum(p.numel() for p in build_policy(info.config, info.spec, info.normalizer).parameters())
     assert f"{params / 1e6:.2f} M parameters" in text and "delayed s[t-8..t-1]" in text
+    trot = info.config.skill("trot")
+    assert f"trot vx [{trot.vx[0]:g}, {trot.vx[1]:g}] vy [{trot.vy[0]:g}, {trot.vy[1]:g}]" in text
     assert "| dog[onnx] | **all** | 2 |" in text  # the evaluation table of the two eval_tiny scenarios
     assert text.rstrip().endswith("A test model.")
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from synthetic_data import write_synthetic
 
-from diffuseloco_policy.config import load_config
-from diffuseloco_policy.model_file import load_checkpoint
+from diffuseloco_policy.config import ConfigError, load_config
+from diffuseloco_policy.model_file import load_checkpoint, read_onnx_info, within_trained_ranges
 from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime
 from diffuseloco_policy.training import EMASection, ModelSection, TrainConfig, Trainer, ema_decay, lr_factor
 from diffuseloco_policy.training import __main__ as cli
@@ -195,3 +195,33 @@ def test_dataset_for_another_robot_is_refused(tmp_path):
     data = write_synthetic(tmp_path / "other.zarr", lengths=(40,), config=other)
     with pytest.raises(ConfigError, match="action scale"):
         Trainer(config(data, tmp_path / "run"))
+
+
+def test_an_envelope_narrows_the_commands_the_file_accepts(trained, tmp_path):
+    """A model trusted only in part of its training ranges ships with that envelope in its file, and the command
+    clamp the policy node applies (within_trained_ranges) then keeps every command inside it."""
+    _, _, out = trained
+    onnx_path = tmp_path / "enveloped.onnx"
+    export_main(["--checkpoint", str(out / "ckpt_latest"), "--out", str(onnx_path), "--warm-steps",
+                 "--envelope", "trot.vx=-0.25:0.5", "--envelope", "trot.yaw_rate=-0.5:0.5"])
+    robot = load_config()
+    narrowed = within_trained_ranges(robot, read_onnx_info(onnx_path, robot).config)
+    trot = narrowed.skill("trot")
+    assert trot.vx == (-0.25, 0.5) and trot.yaw_rate == (-0.5, 0.5) and trot.vy == robot.skill("trot").vy
+    assert narrowed.skill("pace") == robot.skill("pace")
+    assert trot.clamp_command(1.0, 0.0, -1.0) == (0.5, 0.0, -0.5)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("trot.vx=-0.25:2.0", "wider than the trained range"),
+    ("gallop.vx=0:1", "unknown skills"),
+    ("trot.speed=0:1", "field must be one of"),
+    ("trot.vx=0.5:0.1", "LOW is above HIGH"),
+    ("trot.vx=fast", "expected SKILL.FIELD=LOW:HIGH"),
+])
+def test_a_bad_envelope_is_refused_before_anything_is_written(trained, tmp_path, entry, message):
+    _, _, out = trained
+    with pytest.raises(ConfigError, match=message):
+        export_main(["--checkpoint", str(out / "ckpt_latest"), "--out", str(tmp_path / "x.onnx"),
+                     "--envelope", entry])
+    assert not (tmp_path / "x.onnx").exists()

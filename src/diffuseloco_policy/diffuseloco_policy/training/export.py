@@ -5,25 +5,75 @@
 Writes models/policy.onnx and models/policy.warm<k>.onnx for each --warm-steps entry (default: the model's
 warm_start_steps), each checked once in ONNX Runtime against the torch model to 1e-4 by export_onnx.
 --weights model exports the raw (non-EMA) weights instead, for debugging.
+
+--envelope SKILL.FIELD=LOW:HIGH (repeatable; FIELD is vx, vy or yaw_rate) narrows a skill's command range in the
+file below what the model was trained on. The policy node clamps commands to the file's ranges (and logs the
+narrowing at start), so a model that is only trusted inside part of its training ranges ships with that
+envelope enforced, not merely documented. Widening a range is refused: the model has never seen those commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
+from ..config import ConfigError, StackConfig
 from ..export import export_onnx
 from ..model_file import load_checkpoint
 from .checkpoint import ema_weights_path
 
+RANGE_FIELDS = ("vx", "vy", "yaw_rate")
+
+
+def parse_envelope(entries: Sequence[str]) -> dict[tuple[str, str], tuple[float, float]]:
+    """'trot.vx=-0.25:0.5' -> {('trot', 'vx'): (-0.25, 0.5)}."""
+    limits = {}
+    for entry in entries:
+        try:
+            key, bounds = entry.split("=")
+            skill, field = key.split(".")
+            low, high = (float(b) for b in bounds.split(":"))
+        except ValueError:
+            raise ConfigError(f"envelope entry {entry!r}: expected SKILL.FIELD=LOW:HIGH, e.g. trot.vx=-0.25:0.5")
+        if field not in RANGE_FIELDS:
+            raise ConfigError(f"envelope entry {entry!r}: field must be one of {RANGE_FIELDS}")
+        if low > high:
+            raise ConfigError(f"envelope entry {entry!r}: LOW is above HIGH")
+        limits[(skill, field)] = (low, high)
+    return limits
+
+
+def narrow_envelope(config: StackConfig, limits: Mapping[tuple[str, str], tuple[float, float]]) -> StackConfig:
+    """The config with the given command ranges; each must lie inside the trained one (unknown skills and wider
+    ranges are a ConfigError naming the entry)."""
+    skills = []
+    for skill in config.skills:
+        changes = {}
+        for field in RANGE_FIELDS:
+            if (skill.name, field) not in limits:
+                continue
+            (low, high), (trained_low, trained_high) = limits[(skill.name, field)], getattr(skill, field)
+            if low < trained_low or high > trained_high:
+                raise ConfigError(f"envelope {skill.name}.{field}=[{low}, {high}] is wider than the trained range "
+                                  f"[{trained_low}, {trained_high}]: the model has never seen those commands")
+            changes[field] = (low, high)
+        skills.append(dataclasses.replace(skill, **changes))
+    unknown = {name for name, _ in limits} - {s.name for s in config.skills}
+    if unknown:
+        raise ConfigError(f"envelope names unknown skills {sorted(unknown)}; the model's: "
+                          f"{[s.name for s in config.skills]}")
+    return dataclasses.replace(config, skills=tuple(skills))
+
 
 def export_checkpoint(checkpoint: Union[str, Path], out: Union[str, Path], warm_steps: Optional[Sequence[int]] = None,
-                      weights: str = "ema") -> list[Path]:
+                      weights: str = "ema", envelope: Sequence[str] = ()) -> list[Path]:
     policy, info = load_checkpoint(ema_weights_path(checkpoint, weights))
     if warm_steps is None:
         warm_steps = (info.spec.warm_start_steps,) if info.spec.kind == "diffusion" else ()
-    return export_onnx(policy, info.config, out, warm_steps=tuple(warm_steps), verify=True)
+    config = narrow_envelope(info.config, parse_envelope(envelope))
+    return export_onnx(policy, config, out, warm_steps=tuple(warm_steps), verify=True)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -34,8 +84,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--warm-steps", type=int, nargs="*", default=None,
                         help="warm-start graphs to write (default: the model's warm_start_steps)")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema")
+    parser.add_argument("--envelope", action="append", default=[], metavar="SKILL.FIELD=LOW:HIGH",
+                        help="narrow a skill's command range in the file (repeatable), e.g. trot.vx=-0.25:0.5")
     args = parser.parse_args(argv)
-    for path in export_checkpoint(args.checkpoint, args.out, args.warm_steps, args.weights):
+    for path in export_checkpoint(args.checkpoint, args.out, args.warm_steps, args.weights, args.envelope):
         print(path)
 
 
