@@ -9,6 +9,7 @@ import torch
 from synthetic_data import write_synthetic
 
 from diffuseloco_policy.config import ConfigError, load_config
+from diffuseloco_policy.evaluation.cli import robot_config
 from diffuseloco_policy.model_file import load_checkpoint, read_onnx_info, within_trained_ranges
 from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime
 from diffuseloco_policy.training import EMASection, ModelSection, TrainConfig, Trainer, ema_decay, lr_factor
@@ -161,6 +162,11 @@ def test_shipped_presets_load():
     for other, field in ((ablation, "delayed"), (mlp, "model")):
         changed = {k for k, v in other.to_dict().items() if v != small.to_dict()[k]}
         assert changed == {field, "out_dir"}
+    # the shipped model's second stage resumes train_small on more data, on to a longer schedule
+    finetune = load_train_config("train_small_dart")
+    changed = {k for k, v in finetune.to_dict().items() if v != small.to_dict()[k]}
+    assert changed == {"datasets", "out_dir", "total_steps"}
+    assert finetune.datasets[0] == small.datasets[0] and finetune.total_steps > small.total_steps
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):
@@ -210,6 +216,8 @@ def test_an_envelope_narrows_the_commands_the_file_accepts(trained, tmp_path):
     assert trot.vx == (-0.25, 0.5) and trot.yaw_rate == (-0.5, 0.5) and trot.vy == robot.skill("trot").vy
     assert narrowed.skill("pace") == robot.skill("pace")
     assert trot.clamp_command(1.0, 0.0, -1.0) == (0.5, 0.0, -0.5)
+    # the evaluation cuts its config the same way, so its speed fractions mean the commands the node will give
+    assert robot_config(None, onnx_path) == narrowed
 
 
 @pytest.mark.parametrize("entry, message", [

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import StackConfig, load_config
+from ..model_file import read_onnx_info, within_trained_ranges
 from ..sim import CyberDogSim, SimConfig
 from .episode import LoopOptions, run_episode
 from .policies import make_policy
@@ -122,6 +123,15 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
     return report
 
 
+def robot_config(path: Optional[Path], ranges_from: Optional[Path] = None) -> StackConfig:
+    """The robot config, with `ranges_from` its command ranges cut to that model file's, as the policy node cuts
+    them at start: a model shipped with an envelope is then evaluated on the commands it will be given."""
+    config = load_config(path)
+    if ranges_from is not None:
+        config = within_trained_ranges(config, read_onnx_info(ranges_from, config).config)
+    return config
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffuseloco_policy.evaluation",
                                      description=__doc__.split("\n")[0],
@@ -142,9 +152,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="s PolicyLoop waits for a chunk (large = deterministic; latency is reported separately)")
     parser.add_argument("--duration", type=float, default=None, help="override the matrix's episode duration (s)")
     parser.add_argument("--config", type=Path, default=None, help="robot config (default: the shipped CyberDog 2)")
+    parser.add_argument("--ranges-from", type=Path, default=None, metavar="MODEL.onnx",
+                        help="cut the config's command ranges to this model file's, as the policy node does")
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = robot_config(args.config, args.ranges_from)
     matrix = load_matrix(args.scenarios, config)
     if args.duration is not None:
         from dataclasses import replace
