@@ -17,7 +17,7 @@ from diffuseloco_bringup.run import Graph, node_command
 from diffuseloco_policy.config import load_config
 from ros_probe import Probe
 from test_fault_injection import CONFIG, R, S, FakeRobot, model, stand_up  # noqa: F401 - `model` is a fixture
-from test_ros_graph import assert_safe, write_params
+from test_ros_graph import assert_safe, tolerant_of_stalls, write_params
 from tiny_model import export_standing_model
 
 
@@ -57,10 +57,15 @@ def test_bad_model_files_are_refused_at_start_with_the_reason(model, tmp_path, c
 
 @contextmanager
 def running_policy(params: Path, overrides: dict, probe_name: str):
-    """A policy node with `overrides` in its parameters, the fake robot, and the policy RUNNING; yields the probe."""
+    """A policy node with `overrides` in its parameters, the fake robot, and the policy RUNNING; yields the probe.
+    The sensor timeout is 0.5 s: these cases are about inference and the safety check, and the fake robot in
+    this process stalled up to 320 ms under the full suite (a sensor fault for the robot's 0.05 s)."""
+    overrides = dict(overrides)
+    config = overrides.pop("config", None)
     data = yaml.safe_load(params.read_text())
     data["diffuseloco_policy"]["ros__parameters"].update(overrides)
     params.write_text(yaml.safe_dump(data))
+    tolerant_of_stalls(params, 0.5, Path(config) if config else None)
     graph = Graph([NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
     graph.start()
     probe = Probe(probe_name)

@@ -9,17 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from diffuseloco_bringup.graph import NodeSpec
 from diffuseloco_bringup.run import Graph
 from diffuseloco_msgs.msg import PolicyStatus
 from diffuseloco_msgs.srv import SetControllerState
-from diffuseloco_policy.config import DEFAULT_ROBOT_CONFIG as CONFIG_FILE
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.experts.evaluate import contact_pattern
 from ros_probe import Probe
-from test_ros_graph import write_params
+from test_ros_graph import tolerant_of_stalls, write_params
 
 CONFIG = load_config()
 R = SetControllerState.Request
@@ -39,20 +37,6 @@ def expert_graph(tmp_path_factory):
     finally:
         probe.close()
         graph.stop()
-
-
-def tolerant_of_stalls(params: Path) -> Path:
-    """The policy node with a 0.25 s sensor timeout instead of 0.05. This test is about the skill plumbing; on a
-    shared 2-core machine the simulator process can stall 60-100 ms under the full suite, which the node rightly
-    treats as a sensor fault (test_ros_graph checks that reaction)."""
-    config = yaml.safe_load(CONFIG_FILE.read_text())
-    config["safety"]["sensor_timeout"] = 0.25
-    config_path = params.parent / "robot.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    values = yaml.safe_load(params.read_text())
-    values["diffuseloco_policy"]["ros__parameters"]["config"] = str(config_path)
-    params.write_text(yaml.safe_dump(values))
-    return params
 
 
 def pattern_between(probe: Probe, start: float, end: float) -> dict[str, float]:
