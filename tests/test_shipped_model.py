@@ -12,8 +12,7 @@ import pytest
 
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.evaluation import load_matrix
-from diffuseloco_policy.evaluation.cli import evaluate
-from diffuseloco_policy.model_file import read_onnx_info, within_trained_ranges
+from diffuseloco_policy.evaluation.cli import evaluate, robot_config
 from diffuseloco_policy.runtime import load_runtime
 from diffuseloco_policy.training.model_card import verify_card
 
@@ -32,20 +31,26 @@ def test_it_loads_against_the_robot_config_with_its_warm_start_graph():
     assert runtime.warm_start_steps == 2
 
 
-def test_its_file_limits_trot_to_the_envelope_it_was_checked_in():
+@pytest.fixture(scope="module")
+def allowed():
+    """The robot config with the commands the policy node would give this model (cut to the file's ranges), as
+    `evaluation --ranges-from` builds it."""
+    return robot_config(None, MODEL)
+
+
+def test_its_file_limits_trot_to_the_envelope_it_was_checked_in(allowed):
     """Outside it (1 m/s, fast right turns) the model falls; the node clamps commands to the file's ranges."""
-    trot = within_trained_ranges(CONFIG, read_onnx_info(MODEL, CONFIG).config).skill("trot")
+    trot = allowed.skill("trot")
     assert trot.vx == (-0.15, 0.6) and trot.yaw_rate == (-0.5, 0.5)
     assert CONFIG.skill("trot").vx[1] > trot.vx[1]
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
+def short_run(allowed, tmp_path_factory):
     """eval_smoke: trot at full forward speed, turning left and right, and stand -> trot, randomized physics,
     6 s each, through the deployed PolicyLoop with the warm-started sampler; speeds within the ranges the model
     file allows, as the policy node clamps them."""
-    trained = within_trained_ranges(CONFIG, read_onnx_info(MODEL, CONFIG).config)
-    report = evaluate([f"{MODEL},warm=2,label=shipped"], load_matrix("eval_smoke", trained), trained, seeds=1,
+    report = evaluate([f"{MODEL},warm=2,label=shipped"], load_matrix("eval_smoke", allowed), allowed, seeds=1,
                       out=tmp_path_factory.mktemp("eval"), ablations=["none"], plots=False, log=lambda *_: None)
     return report["summary"]["shipped"]
 

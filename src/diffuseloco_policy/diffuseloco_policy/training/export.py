@@ -69,10 +69,11 @@ def narrow_envelope(config: StackConfig, limits: Mapping[tuple[str, str], tuple[
 
 def export_checkpoint(checkpoint: Union[str, Path], out: Union[str, Path], warm_steps: Optional[Sequence[int]] = None,
                       weights: str = "ema", envelope: Sequence[str] = ()) -> list[Path]:
+    limits = parse_envelope(envelope)   # a malformed entry fails before the checkpoint is loaded
     policy, info = load_checkpoint(ema_weights_path(checkpoint, weights))
     if warm_steps is None:
         warm_steps = (info.spec.warm_start_steps,) if info.spec.kind == "diffusion" else ()
-    config = narrow_envelope(info.config, parse_envelope(envelope))
+    config = narrow_envelope(info.config, limits)
     return export_onnx(policy, config, out, warm_steps=tuple(warm_steps), verify=True)
 
 

@@ -112,16 +112,14 @@ def _dataset_lines(dataset: Path) -> list[str]:
 def training_section(runs: Sequence[Path]) -> list[str]:
     """One bullet per run; each run after the first resumed the one before it (a fine-tune), so the steps add up
     to the last run's step count and the exported weights are the last run's."""
-    lines = ["## Training", ""]
-    configs = []
+    lines, details = ["## Training", ""], []
     for stage, run in enumerate(runs):
         cfg = yaml.safe_load((run / "train_config.yaml").read_text())
         with (run / "loss.csv").open() as f:
             rows = list(csv.DictReader(f))
-        configs.append(cfg)
-        first, last = int(rows[0]["step"]) - int(cfg["log_every"]), int(rows[-1]["step"])
-        batch = int(cfg["batch_size"])
-        wall_s = sum(int(cfg["log_every"]) * batch / float(r["samples_per_s"]) for r in rows)
+        log_every, batch = int(cfg["log_every"]), int(cfg["batch_size"])
+        first, last = int(rows[0]["step"]) - log_every, int(rows[-1]["step"])
+        wall_s = sum(log_every * batch / float(r["samples_per_s"]) for r in rows)
         tail = [float(r["loss"]) for r in rows[-20:]]
         data = ", ".join(f"`{Path(d).name}`" for d in cfg["datasets"])
         what = "trained from scratch" if stage == 0 else f"resumed from the run above at step {first:,}"
@@ -131,12 +129,10 @@ def training_section(runs: Sequence[Path]) -> list[str]:
                   f"weight decay {cfg['weight_decay']}, cosine schedule over {cfg['total_steps']} steps after "
                   f"{cfg['warmup_steps']} warm-up steps, EMA (power {cfg['ema']['power']}); final training loss "
                   f"(mean of the last {len(tail)} logs): {sum(tail) / len(tail):.4f}"]
-    lines += ["- `python -m diffuseloco_policy.training` with the config(s) below; the EMA weights of the last run "
-              "are exported"]
-    for run, cfg in zip(runs, configs):
-        lines += ["", f"<details><summary>training config: {run.name}</summary>", "", "```yaml",
-                  yaml.safe_dump(cfg).strip(), "```", "", "</details>"]
-    return lines
+        details += ["", f"<details><summary>training config: {run.name}</summary>", "", "```yaml",
+                    yaml.safe_dump(cfg).strip(), "```", "", "</details>"]
+    return lines + ["- `python -m diffuseloco_policy.training` with the config(s) below; the EMA weights of the last "
+                    "run are exported"] + details
 
 
 def evaluation_section(results: Path) -> list[str]:
