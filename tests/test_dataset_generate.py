@@ -30,7 +30,7 @@ def test_falling_episode_is_cut_before_the_fall(monkeypatch):
     """The expert's last second of losing balance is not kept as a demonstration."""
     config = load_config()
     settings = GenerateSettings(seed=0, episode_s=4.0, trim_before_fall_s=1.0)
-    standing, _ = gen.run_episode(config, settings, 0)
+    standing = gen.run_episode(config, settings, 0).arrays
     fall_at = 150
     original_run = gen.ExpertRollout.run
 
@@ -42,7 +42,8 @@ def test_falling_episode_is_cut_before_the_fall(monkeypatch):
                 return
 
     monkeypatch.setattr(gen.ExpertRollout, "run", run_then_fall)
-    fallen, fell = gen.run_episode(config, settings, 0)
-    assert fell and len(standing["obs"]) == 200
+    outcome = gen.run_episode(config, settings, 0)
+    fallen = outcome.arrays
+    assert outcome.fell and outcome.ticks == fall_at and len(standing["obs"]) == 200
     assert len(fallen["obs"]) == fall_at - 50
     np.testing.assert_array_equal(fallen["obs"], standing["obs"][:fall_at - 50])

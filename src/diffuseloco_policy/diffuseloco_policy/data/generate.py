@@ -6,12 +6,16 @@ Episode i is driven entirely by a generator seeded from (seed, i), so the same s
 any number of workers. The observation of tick t is built from the state measured at t and the action applied
 at t-1; the delayed-history slicing happens at training time. An episode that falls is cut `trim_before_fall_s`
 before the fall: the expert's last second of losing balance is not a demonstration worth cloning.
+
+DAgger data: `--learner models/x.onnx --learner-share 0.5` lets that policy drive half of the ticks, in short
+stretches, while the expert labels every tick (experts/dagger.py). Each worker process opens the model once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import multiprocessing
 import time
 from pathlib import Path
@@ -22,7 +26,9 @@ from tqdm import tqdm
 
 from ..config import StackConfig, load_config, plain
 from ..experts.controller import ExpertParams
+from ..experts.dagger import LearnerInTheLoop, LearnerShare
 from ..experts.rollout import ActionNoise, ExpertRollout, random_schedule
+from ..runtime import PolicyRuntime, load_runtime
 from ..sim import SimConfig
 from .dataset import EpisodeArrays, write_dataset
 
@@ -42,6 +48,10 @@ class GenerateSettings:
     trim_before_fall_s: float = 1.0   # a falling episode keeps only the ticks up to this long before the fall
     action_noise_std: float = 0.0     # DART: executed targets disturbed by this much (action units), labels clean
     action_noise_correlation_s: float = 0.1
+    learner: Optional[str] = None     # DAgger: an exported delayed-input model that drives part of each episode
+    learner_warm_steps: int = 2       # its warm start, as deployed
+    learner_share: float = 0.5        # fraction of ticks it drives
+    learner_stretch_s: float = 0.1    # mean length of its turns
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -49,31 +59,57 @@ def episode_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(entropy=seed, spawn_key=(index,)).generate_state(1)[0])
 
 
-def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> tuple[dict[str, np.ndarray], bool]:
-    """One episode's arrays and whether it ended in a fall."""
+@dataclasses.dataclass
+class Episode:
+    """One rolled-out episode: its arrays (trimmed before a fall), and counts over every tick it ran."""
+
+    arrays: dict[str, np.ndarray]
+    fell: bool
+    ticks: int               # before the fall trim
+    learner_ticks: int = 0   # of those, driven by the learner (DAgger)
+
+
+def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> Episode:
+    """One episode from its index alone (so any number of workers gives the same data)."""
     seed = episode_seed(settings.seed, index)
     rng = np.random.default_rng(seed)
     sim_config = SimConfig.randomized() if settings.randomize else SimConfig()
     noise = ActionNoise(settings.action_noise_std, settings.action_noise_correlation_s)
+    learner = _learner(config, settings, seed)
     rollout = ExpertRollout(config, sim_config, seed=seed + 1, expert_params=ExpertParams(),
-                            delayed=settings.expert_delayed, action_noise=noise)
-    ticks = int(settings.episode_s * config.rates.control_hz)
-    schedule = random_schedule(config, rng, ticks, segment_s=settings.segment_s)
+                            delayed=settings.expert_delayed, action_noise=noise, learner=learner)
+    schedule = random_schedule(config, rng, int(settings.episode_s * config.rates.control_hz),
+                               segment_s=settings.segment_s)
     episode = EpisodeArrays()
     for tick in rollout.run(schedule):
         episode.append(tick.observation, tick.goal, tick.action, tick.skill, tick.command)
     arrays, fell = episode.stacked(), rollout.sim.fallen()
+    ticks = len(arrays["obs"])
     if fell:
-        keep = max(0, len(arrays["obs"]) - int(round(settings.trim_before_fall_s * config.rates.control_hz)))
+        keep = max(0, ticks - int(round(settings.trim_before_fall_s * config.rates.control_hz)))
         arrays = {k: v[:keep] for k, v in arrays.items()}
-    return arrays, fell
+    return Episode(arrays, fell, ticks, 0 if learner is None else learner.ticks_driven)
 
 
-def _worker(args: tuple[StackConfig, GenerateSettings, int]) -> tuple[dict[str, np.ndarray], bool]:
+def _learner(config: StackConfig, settings: GenerateSettings, seed: int) -> Optional[LearnerInTheLoop]:
+    if settings.learner is None:
+        return None
+    runtime = _learner_runtime(config, settings.learner, settings.learner_warm_steps)
+    share = LearnerShare(settings.learner_share, settings.learner_stretch_s)
+    return LearnerInTheLoop(runtime, config, share, np.random.default_rng([seed, 0xDA66]))
+
+
+@functools.lru_cache(maxsize=1)
+def _learner_runtime(config: StackConfig, path: str, warm_steps: int) -> PolicyRuntime:
+    """One ONNX session per worker process (one intra-op thread: the workers already use the cores)."""
+    return load_runtime(path, robot=config, warm_start_steps=warm_steps or None, intra_op_threads=1)
+
+
+def _worker(args: tuple[StackConfig, GenerateSettings, int]) -> Episode:
     return run_episode(*args)
 
 
-def episodes(config: StackConfig, settings: GenerateSettings, workers: int) -> Iterator[tuple[dict, bool]]:
+def episodes(config: StackConfig, settings: GenerateSettings, workers: int) -> Iterator[Episode]:
     """Episodes in index order, computed in parallel when workers > 1 (order, hence data, stays the same)."""
     jobs = ((config, settings, i) for i in range(10**9))
     if workers <= 1:
@@ -86,11 +122,12 @@ def episodes(config: StackConfig, settings: GenerateSettings, workers: int) -> I
 def generate(config: StackConfig, out: Path, transitions: int, settings: GenerateSettings, workers: int = 1,
              progress: bool = True) -> dict:
     """Roll out episodes until `transitions` ticks are collected (the last one truncated) and write the zarr."""
-    collected, falls, total = [], 0, 0
+    collected, falls, total, driven, rolled = [], 0, 0, 0, 0
     start = time.perf_counter()
     bar = tqdm(total=transitions, unit="tick", disable=not progress)
-    for arrays, fell in episodes(config, settings, workers):
-        falls += int(fell)
+    for outcome in episodes(config, settings, workers):
+        arrays, falls = outcome.arrays, falls + int(outcome.fell)
+        driven, rolled = driven + outcome.learner_ticks, rolled + outcome.ticks
         if len(arrays["obs"]) < MIN_EPISODE_TICKS:   # fell right after the start: nothing worth keeping
             continue
         take = min(len(arrays["obs"]), transitions - total)
@@ -104,6 +141,8 @@ def generate(config: StackConfig, out: Path, transitions: int, settings: Generat
     stats = {"transitions": total, "episodes": len(collected), "falls": falls,
              "fall_trim_s": settings.trim_before_fall_s, "seconds": elapsed,
              "ticks_per_second": total / max(elapsed, 1e-9)}
+    if settings.learner is not None:   # measured over every tick rolled out (fall trims included)
+        stats["learner_share"] = driven / max(rolled, 1)
     attrs = {"config": config.to_dict(), "generator": dataclasses.asdict(settings), "stats": stats,
              "expert": dataclasses.asdict(ExpertParams()),
              "sim": dataclasses.asdict(SimConfig.randomized() if settings.randomize else SimConfig())}
@@ -128,11 +167,25 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="std (action units) of a correlated disturbance on the executed targets; the recorded "
                              "action stays the expert's (DART)")
     parser.add_argument("--action-noise-correlation", type=float, default=0.1, help="its time constant (s)")
+    parser.add_argument("--learner", type=Path, default=None,
+                        help="DAgger: an exported model (.onnx) that drives part of each episode; labels stay the "
+                             "expert's")
+    parser.add_argument("--learner-warm", type=int, default=2, help="its warm-start steps (0: full sampler)")
+    parser.add_argument("--learner-share", type=float, default=0.5, help="fraction of ticks the learner drives")
+    parser.add_argument("--learner-stretch", type=float, default=0.1, help="mean length of its turns (s)")
     args = parser.parse_args(argv)
+    if args.learner is not None and args.action_noise > 0.0:
+        parser.error("--learner and --action-noise both change what is executed: use one")
+    if args.learner is not None and not args.learner.is_file():
+        parser.error(f"--learner {args.learner}: no such model file")
     settings = GenerateSettings(seed=args.seed, episode_s=args.episode_seconds, randomize=not args.no_randomize,
                                 expert_delayed=not args.expert_on_current_frame,
                                 trim_before_fall_s=args.trim_before_fall, action_noise_std=args.action_noise,
-                                action_noise_correlation_s=args.action_noise_correlation)
+                                action_noise_correlation_s=args.action_noise_correlation,
+                                learner=None if args.learner is None else str(args.learner),
+                                learner_warm_steps=args.learner_warm, learner_share=args.learner_share,
+                                learner_stretch_s=args.learner_stretch)
+    LearnerShare(settings.learner_share, settings.learner_stretch_s)   # a bad share fails here, not in a worker
     stats = generate(load_config(args.config), args.out, args.transitions, settings, args.workers)
     print(stats)
 

@@ -11,6 +11,9 @@ With `ActionNoise` the executed targets are the expert's plus a slowly varying d
 action stays the expert's own (DART, Laskey et al. 2017): the data then shows what to do from states a slightly
 wrong policy drives the robot into, and the history's last actions (the executed ones) are no longer exact
 copies of the labels. What it did for the clone: docs/policy_eval/tracking.md.
+
+With a `LearnerInTheLoop` (experts/dagger.py) a trained policy drives stretches of the episode from its own
+delayed window while the expert keeps computing, and the recorded action is still the expert's (DAgger).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ..pd_targets import ActionDecoder
 from ..safety import PDCommand, SafetyFilter
 from ..sim import CyberDogSim, SimConfig
 from .controller import ExpertController, ExpertParams
+from .dagger import LearnerInTheLoop
 
 
 @dataclass(frozen=True)
@@ -137,12 +141,13 @@ class ExpertRollout:
 
     def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
                  expert_params: Optional[ExpertParams] = None, rate_limit: bool = True,
-                 delayed: bool = False, action_noise: ActionNoise = ActionNoise()) -> None:
+                 delayed: bool = False, action_noise: ActionNoise = ActionNoise(),
+                 learner: Optional[LearnerInTheLoop] = None) -> None:
         """delayed: the expert acts like the deployed policy, on s[t-1]: the targets applied at tick t are the ones
         it computed at t-1 (as experts/stand_in.py does in the graph). Data recorded so is a function of the
         delayed window a policy sees; with delayed=False the action of t reacts to s[t], which a delayed-input
         model can only guess (see README, Training and evaluation). action_noise: disturb the executed targets and
-        record the expert's (see the module doc)."""
+        record the expert's (see the module doc). learner: let a trained policy drive in turns, the expert labels."""
         self.config = config
         self.delayed = delayed
         self.sim = CyberDogSim(config, sim_config, seed=seed)
@@ -156,6 +161,7 @@ class ExpertRollout:
         self.kd = np.full(config.robot.num_joints, config.robot.kd)
         self.noise = OrnsteinUhlenbeck(action_noise, config.robot.num_joints, 1.0 / config.rates.control_hz,
                                        _noise_rng(seed)) if action_noise.enabled else None
+        self.learner = learner
         self._reset_command()
 
     def _reset_command(self) -> None:
@@ -164,6 +170,8 @@ class ExpertRollout:
         self.last_q_des = np.asarray(self.config.robot.default_pose, dtype=np.float64).copy()  # the sim's hold
         if self.noise is not None:
             self.noise.reset()
+        if self.learner is not None:
+            self.learner.reset()
 
     def reset(self, seed: Optional[int] = None) -> None:
         self.sim.reset(seed=seed)
@@ -188,10 +196,14 @@ class ExpertRollout:
         action = self.decoder.action(safe.q)
         if self.noise is not None:
             safe, reasons = self._filtered(self.decoder.position(action + self.noise.sample()), qd_des, state)
+        if self.learner is not None:
+            safe, reasons = self._learner_turn(safe, reasons, state)
         executed = self.decoder.action(safe.q)   # the next observation's last action
         observation = self.builder.observation(state, self.last_action, executed)
         gait_phase = self.expert.gait.phase_features() if self.observes_gait_phase else None  # as this tick planned
         goal = self.builder.goal(command, skill, gait_phase)
+        if self.learner is not None:
+            self.learner.record(observation, goal)
         record = Tick(state, observation, goal, action, np.array(safe.q),
                       np.array(safe.dq), skill, command, tuple(reasons))
         self.sim.command_pd(safe.q, safe.dq, safe.kp, safe.kd, safe.tau)
@@ -199,6 +211,15 @@ class ExpertRollout:
         self.last_action = executed
         self.last_q_des = np.array(safe.q)
         return record
+
+    def _learner_turn(self, expert: PDCommand, reasons: list, state: RobotState) -> tuple[PDCommand, list]:
+        """The learner's receding-horizon targets through the same safety filter when it drives this tick,
+        else the expert's command unchanged."""
+        chunk = self.learner.propose()
+        if not self.learner.drives():
+            return expert, reasons
+        q_des, qd_des = self.decoder.chunk_targets(chunk, self.learner.execute_index)
+        return self._filtered(q_des, qd_des, state)
 
     def _filtered(self, q_des: np.ndarray, qd_des: np.ndarray, state: RobotState) -> tuple[PDCommand, list]:
         return self.safety.filter(PDCommand(q=q_des, dq=qd_des, kp=self.kp, kd=self.kd, tau=np.zeros_like(q_des)),
