@@ -93,3 +93,18 @@ def test_a_fine_tuned_model_lists_both_runs_and_every_dataset(card, tmp_path):
     assert "final training loss (mean of the last 2 logs): 0.3750" in text
     assert "final training loss (mean of the last 2 logs): 0.3000" in text
     assert text.count("<summary>training config:") == 2 and "- `noisy.zarr` from" in text
+
+
+def test_the_data_section_says_which_model_drove_dagger_data(tmp_path):
+    """A DAgger dataset names the learner that drove it and its measured share; expert-only data says nothing of it."""
+    import zarr
+
+    from diffuseloco_policy.training.model_card import data_section
+
+    plain_data, dagger = write_synthetic(tmp_path / "experts.zarr"), write_synthetic(tmp_path / "dagger.zarr")
+    attrs = zarr.open_group(str(dagger), mode="r+").attrs
+    attrs["generator"] = {"seed": 2, "learner": "models/preview.onnx", "learner_stretch_s": 0.1}
+    attrs["stats"] = {"transitions": 360, "learner_share": 0.513}
+    text = "\n".join(data_section([plain_data, dagger]))
+    assert "`preview.onnx` drove 51% of the ticks in turns of 0.1 s on average" in text
+    assert text.count("DAgger") == 1

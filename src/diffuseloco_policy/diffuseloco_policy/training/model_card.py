@@ -99,6 +99,10 @@ def _dataset_lines(dataset: Path) -> list[str]:
     disturbance = (f"; executed targets disturbed by correlated noise (DART), std {noise} action units, "
                    f"{generator.get('action_noise_correlation_s')} s time constant, labels the experts' own"
                    if noise else "")
+    if generator.get("learner"):
+        disturbance += (f"; `{Path(generator['learner']).name}` drove {stats.get('learner_share', 0.0):.0%} of the "
+                        f"ticks in turns of {generator.get('learner_stretch_s')} s on average, labels the experts' "
+                        f"own (DAgger)")
     return [f"- `{dataset.name}` from `python -m diffuseloco_policy.data.generate` (seed {generator.get('seed')}, "
             f"{generator.get('episode_s')} s episodes, skill segments {generator.get('segment_s')} s, "
             f"randomized physics {generator.get('randomize')}); the experts act on "
