@@ -46,6 +46,8 @@ def test_cli_writes_results_json_markdown_and_plots(cli_run):
         assert set(report["summary"][label]["groups"]) == {"speed", "switch"}
     table = (out / "results.md").read_text()
     assert "| standing[onnx] | speed |" in table and "| expert | switch |" in table
+    assert f"Command ranges (the scenarios' speeds are fractions of them): {CONFIG.describe_command_ranges()}." in table
+    assert "trot vx [-0.5, 1]" in table and "episode seed i is 0 * 1000 + i" in table
     assert report["plots"] and all((out / p).stat().st_size > 1000 for p in report["plots"])
     assert any(p.startswith("velocity_") for p in report["plots"])
     assert any(p.startswith("contacts_") for p in report["plots"])
@@ -209,6 +211,13 @@ def test_runs_of_different_policies_merge_into_one_comparison(standing_model, tm
     evaluate(["expert"], _trot_only(), CONFIG, seeds=1, out=tmp_path / "c", ablations=["none"], base_seed=5, **quiet)
     with pytest.raises(MergeError, match="base_seed"):
         merge_runs([load_run(tmp_path / "a"), load_run(tmp_path / "c")], ["a", "c"])
+    trot = CONFIG.skill("trot")
+    narrowed = dataclasses.replace(CONFIG, skills=tuple(dataclasses.replace(s, vx=(0.0, 0.6)) if s is trot else s
+                                                        for s in CONFIG.skills))
+    evaluate(["expert"], _trot_only(), narrowed, seeds=1, out=tmp_path / "d", ablations=["none"], **quiet)
+    assert "trot vx [0, 0.6]" in (tmp_path / "d" / "results.md").read_text()
+    with pytest.raises(MergeError, match="command_ranges"):   # an envelope run is not the full-range run
+        merge_runs([load_run(tmp_path / "b"), load_run(tmp_path / "d")], ["b", "d"])
 
 
 def test_an_unscored_metric_is_charted_as_missing_not_as_perfect():

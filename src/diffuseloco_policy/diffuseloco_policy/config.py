@@ -317,6 +317,14 @@ class StackConfig:
                 return s
         raise ConfigError(f"unknown skill {key!r}; known: {[s.name for s in self.skills]}")
 
+    def describe_command_ranges(self) -> str:
+        """The moving skills' command ranges in one line, for reports that must say which ranges they ran with
+        (a model file's envelope can narrow them)."""
+        def span(r: tuple[float, float]) -> str:
+            return f"[{r[0]:g}, {r[1]:g}]"
+        return "; ".join(f"{s.name} vx {span(s.vx)} vy {span(s.vy)} yaw {span(s.yaw_rate)}" for s in self.skills
+                         if any(r != (0.0, 0.0) for r in (s.vx, s.vy, s.yaw_rate)))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and dicts, as YAML or JSON would hold them (for model metadata and checkpoints)."""
         return plain(dataclasses.asdict(self))

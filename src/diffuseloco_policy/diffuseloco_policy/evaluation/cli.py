@@ -115,7 +115,8 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
             "physics": ("SimConfig.randomized()" + ("" if matrix.pushes else " without pushes"))
             if matrix.randomized else "ideal (no noise, latency, randomization)",
             "duration_s": max(s.duration_s for s in matrix.scenarios), "settle_s": matrix.settle_s,
-            "inference_wait_s": inference_wait_s, "robot": config.robot.name, "wall_s": time.perf_counter() - start}
+            "inference_wait_s": inference_wait_s, "robot": config.robot.name,
+            "command_ranges": config.describe_command_ranges(), "wall_s": time.perf_counter() - start}
     report = {"meta": meta, "policies": policies, "matrix": matrix.to_dict(config), "summary": summary,
               "episodes": episodes, "plots": plot_files}
     (out / "results.json").write_text(json.dumps(report, indent=1))

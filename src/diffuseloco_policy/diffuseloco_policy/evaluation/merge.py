@@ -28,7 +28,8 @@ def load_run(path: Path) -> dict[str, Any]:
 
 def comparison_basis(run: dict[str, Any]) -> dict[str, Any]:
     """What must be equal for two runs to be compared episode for episode."""
-    return {"matrix": run["matrix"], "base_seed": run["meta"]["base_seed"], "physics": run["meta"]["physics"]}
+    return {"command_ranges": run["meta"].get("command_ranges"), "matrix": run["matrix"],
+            "base_seed": run["meta"]["base_seed"], "physics": run["meta"]["physics"]}
 
 
 def merge_runs(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:

@@ -94,7 +94,10 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Policy evaluation: {meta['matrix']}", "",
              f"Simulator: {meta['physics']}; {meta['seeds']} seed(s) per scenario; episode {meta['duration_s']} s "
              f"after RUN; tracking after {meta['settle_s']} s per segment; sampler wait "
-             f"{meta['inference_wait_s']} s (deterministic), latency measured separately.", "",
+             f"{meta['inference_wait_s']} s (deterministic), latency measured separately; episode seed "
+             f"i is {meta['base_seed']} * 1000 + i.", "",
+             f"Command ranges (the scenarios' speeds are fractions of them): {meta.get('command_ranges', 'not recorded')}.",
+             "",
              "Tracking error: mean per-tick |achieved - commanded| (ground truth, heading frame); vx bias: "
              "|segment mean - commanded| (the expert evaluator's metric). "
              "Transition: no fall within the window and the new skill's contact pattern. "

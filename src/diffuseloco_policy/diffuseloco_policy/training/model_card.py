@@ -22,7 +22,6 @@ from typing import Optional, Sequence
 
 import yaml
 
-from ..config import StackConfig
 from ..diffusion.policy import build_policy
 from ..evaluation.report import markdown as evaluation_markdown
 from ..model_file import read_onnx_info
@@ -72,15 +71,8 @@ def model_section(model: Path) -> list[str]:
             f"executed index {config.action.execute_index} (receding horizon, replanned every tick)",
             f"- robot: {config.robot.name}, joints {', '.join(config.robot.joint_names)}; control "
             f"{config.rates.control_hz:.0f} Hz, joint loop {config.rates.joint_loop_hz:.0f} Hz",
-            f"- command ranges the file accepts (the policy node clamps to them): {_ranges(config)}",
+            f"- command ranges the file accepts (the policy node clamps to them): {config.describe_command_ranges()}",
             "- the file embeds its stack config and normalizer; the loader refuses a robot config that differs"]
-
-
-def _ranges(config: StackConfig) -> str:
-    def span(r: tuple[float, float]) -> str:
-        return f"[{r[0]:g}, {r[1]:g}]"
-    return "; ".join(f"{s.name} vx {span(s.vx)} vy {span(s.vy)} yaw {span(s.yaw_rate)}" for s in config.skills
-                     if any(r != (0.0, 0.0) for r in (s.vx, s.vy, s.yaw_rate)))
 
 
 def data_section(datasets: Sequence[Path]) -> list[str]:
