@@ -118,3 +118,17 @@ def test_the_cli_refuses_a_missing_learner(tmp_path, capsys):
     with pytest.raises(SystemExit):
         gen.main(["--out", str(tmp_path / "x.zarr"), "--learner", str(tmp_path / "none.onnx")])
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_a_reset_with_a_seed_replays_the_learners_turns():
+    """ExpertRollout.reset(seed) reseeds the learner's stream too, so an episode with a learner replays exactly."""
+    learner = _learner()
+    rollout = ExpertRollout(CONFIG, seed=0, delayed=True, learner=learner)
+    runs = []
+    for _ in range(2):
+        rollout.reset(seed=7)
+        learner.turns = []
+        targets = [rollout.tick(CONFIG.skill("trot").id, (0.3, 0.0, 0.0)).target for _ in range(40)]
+        runs.append((list(learner.turns), np.array(targets)))
+    assert runs[0][0] == runs[1][0] and any(runs[0][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])

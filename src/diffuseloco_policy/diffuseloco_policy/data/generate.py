@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..config import StackConfig, load_config, plain
 from ..experts.controller import ExpertParams
-from ..experts.dagger import LearnerInTheLoop, LearnerShare
+from ..experts.dagger import LearnerInTheLoop, LearnerShare, learner_rng
 from ..experts.rollout import ActionNoise, ExpertRollout, random_schedule
 from ..runtime import PolicyRuntime, load_runtime
 from ..sim import SimConfig
@@ -96,7 +96,7 @@ def _learner(config: StackConfig, settings: GenerateSettings, seed: int) -> Opti
         return None
     runtime = _learner_runtime(config, settings.learner, settings.learner_warm_steps)
     share = LearnerShare(settings.learner_share, settings.learner_stretch_s)
-    return LearnerInTheLoop(runtime, config, share, np.random.default_rng([seed, 0xDA66]))
+    return LearnerInTheLoop(runtime, config, share, learner_rng(seed))
 
 
 @functools.lru_cache(maxsize=1)

@@ -43,6 +43,11 @@ class LearnerShare:
         return take_over, hand_back
 
 
+def learner_rng(seed: int) -> np.random.Generator:
+    """The learner's own stream (its sampler noise and the turn-taking), apart from the simulator's and DART's."""
+    return np.random.default_rng([seed, 0xDA66])
+
+
 class LearnerInTheLoop:
     """The learner's history, sampler and turn-taking for one rollout. Feed it every tick's frame with record()."""
 
@@ -57,10 +62,8 @@ class LearnerInTheLoop:
         self.driving = False
         self.ticks_driven = 0
 
-    def reset(self, rng: Optional[np.random.Generator] = None) -> None:
+    def reset(self) -> None:
         """A new episode: empty history, no warm-start chunk, the expert in control."""
-        if rng is not None:
-            self.rng = rng
         self.history.reset()
         self.runtime.reset()
         self.driving, self.ticks_driven = False, 0

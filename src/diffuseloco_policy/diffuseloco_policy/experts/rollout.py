@@ -30,7 +30,7 @@ from ..pd_targets import ActionDecoder
 from ..safety import PDCommand, SafetyFilter
 from ..sim import CyberDogSim, SimConfig
 from .controller import ExpertController, ExpertParams
-from .dagger import LearnerInTheLoop
+from .dagger import LearnerInTheLoop, learner_rng
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,8 @@ class ExpertRollout:
         self.sim.reset(seed=seed)
         if self.noise is not None and seed is not None:
             self.noise.rng = _noise_rng(seed)
+        if self.learner is not None and seed is not None:
+            self.learner.rng = learner_rng(seed)
         self.expert.reset()
         self._reset_command()
 
