@@ -132,3 +132,19 @@ def test_a_reset_with_a_seed_replays_the_learners_turns():
         runs.append((list(learner.turns), np.array(targets)))
     assert runs[0][0] == runs[1][0] and any(runs[0][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_the_cli_refuses_a_learner_made_for_another_robot_config(tmp_path, capsys):
+    """The shipped model against a config that also observes the body velocity: refused before any worker starts,
+    with the loader's reason."""
+    import yaml
+
+    from velocity_config import observing_velocity
+
+    other = tmp_path / "robot.yaml"
+    other.write_text(yaml.safe_dump(observing_velocity(CONFIG).to_dict()))
+    with pytest.raises(SystemExit):
+        gen.main(["--out", str(tmp_path / "x.zarr"), "--config", str(other), "--learner", str(SHIPPED_MODEL)])
+    error = capsys.readouterr().err
+    assert f"--learner {SHIPPED_MODEL}:" in error and "observation" in error
+    assert not (tmp_path / "x.zarr").exists()

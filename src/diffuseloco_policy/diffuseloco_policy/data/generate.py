@@ -185,8 +185,14 @@ def main(argv: Optional[list[str]] = None) -> None:
                                 learner=None if args.learner is None else str(args.learner),
                                 learner_warm_steps=args.learner_warm, learner_share=args.learner_share,
                                 learner_stretch_s=args.learner_stretch)
-    LearnerShare(settings.learner_share, settings.learner_stretch_s)   # a bad share fails here, not in a worker
-    stats = generate(load_config(args.config), args.out, args.transitions, settings, args.workers)
+    config = load_config(args.config)
+    if settings.learner is not None:   # a bad share or a model for another robot fails here, not in a worker
+        try:
+            LearnerShare(settings.learner_share, settings.learner_stretch_s)
+            _learner_runtime(config, settings.learner, settings.learner_warm_steps)
+        except (ValueError, RuntimeError) as error:
+            parser.error(f"--learner {args.learner}: {error}")
+    stats = generate(config, args.out, args.transitions, settings, args.workers)
     print(stats)
 
 
