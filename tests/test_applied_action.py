@@ -30,8 +30,8 @@ def test_the_generator_records_the_action_executed_in_the_frames_tick(noise):
     """Row k carries what was executed at tick k: the next row's last action. Without noise that is the recorded
     action; with DART noise it is the disturbed one, not the label."""
     settings = GenerateSettings(seed=0, episode_s=3.0, action_noise_std=noise)
-    arrays, _ = run_episode(APPLIED_CONFIG, settings, index=7)
-    plain, _ = run_episode(CONFIG, settings, index=7)
+    arrays = run_episode(APPLIED_CONFIG, settings, index=7).arrays
+    plain = run_episode(CONFIG, settings, index=7).arrays
     obs = arrays["obs"]
     np.testing.assert_array_equal(obs[:, :PLAIN_OBS], plain["obs"])        # the term only appends
     np.testing.assert_array_equal(obs[:-1, APPLIED], obs[1:, LAST])

@@ -47,10 +47,10 @@ def test_the_features_are_points_on_the_circle_and_stance_flags():
 def test_the_generator_records_the_phases_a_follower_computes_from_the_skills():
     """The dataset's clock comes from the expert's schedule; a follower fed only the recorded skills (the policy
     loop, the bag converter) reproduces it at every tick, through skill switches."""
-    arrays, _ = run_episode(GAIT_CONFIG, GenerateSettings(seed=0, episode_s=8.0), index=7)
+    arrays = run_episode(GAIT_CONFIG, GenerateSettings(seed=0, episode_s=8.0), index=7).arrays
     skills = arrays["skill"]
     assert set(skills.tolist()) == {STAND, TROT, CONFIG.skill("pace").id}         # trot, stand again, pace
-    plain, _ = run_episode(CONFIG, GenerateSettings(seed=0, episode_s=8.0), index=7)
+    plain = run_episode(CONFIG, GenerateSettings(seed=0, episode_s=8.0), index=7).arrays
     np.testing.assert_array_equal(arrays["goal"][:, :PLAIN_GOAL], plain["goal"])  # the term only appends
     np.testing.assert_array_equal(arrays["obs"], plain["obs"])
     np.testing.assert_allclose(arrays["goal"][:, PLAIN_GOAL:], followed(skills), atol=1e-6)
