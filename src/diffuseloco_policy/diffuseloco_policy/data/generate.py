@@ -186,10 +186,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                                 learner_warm_steps=args.learner_warm, learner_share=args.learner_share,
                                 learner_stretch_s=args.learner_stretch)
     config = load_config(args.config)
-    if settings.learner is not None:   # a bad share or a model for another robot fails here, not in a worker
-        try:
-            LearnerShare(settings.learner_share, settings.learner_stretch_s)
-            _learner_runtime(config, settings.learner, settings.learner_warm_steps)
+    if settings.learner is not None:   # what the workers will build, built once here: a bad share, a model for
+        try:                           # another robot or a current-frame model fails before any worker starts
+            _learner(config, settings, settings.seed)
         except (ValueError, RuntimeError) as error:
             parser.error(f"--learner {args.learner}: {error}")
     stats = generate(config, args.out, args.transitions, settings, args.workers)

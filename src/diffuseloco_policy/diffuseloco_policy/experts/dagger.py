@@ -55,7 +55,7 @@ class LearnerInTheLoop:
                  rng: np.random.Generator) -> None:
         if not runtime.info.spec.delayed_inputs:
             raise ValueError("the learner must be a delayed-input model: the rollout feeds it s[t-8..t-1]")
-        self.runtime, self.share, self.rng = runtime, share, rng
+        self.runtime, self.rng = runtime, rng
         self.history = ObservationHistory.from_config(config)
         self.execute_index = config.action.execute_index
         self.take_over, self.hand_back = share.switch_probabilities(config.rates.control_hz)
