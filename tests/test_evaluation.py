@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from diffuseloco_policy.command_feedback import without_feedback
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.evaluation import EvalPolicy, LoopOptions, load_matrix, make_policy, run_episode
 from diffuseloco_policy.evaluation.cli import evaluate, main
@@ -218,6 +219,53 @@ def test_runs_of_different_policies_merge_into_one_comparison(standing_model, tm
     assert "trot vx [0, 0.6]" in (tmp_path / "d" / "results.md").read_text()
     with pytest.raises(MergeError, match="command_ranges"):   # an envelope run is not the full-range run
         merge_runs([load_run(tmp_path / "b"), load_run(tmp_path / "d")], ["b", "d"])
+    evaluate(["expert"], _trot_only(), without_feedback(CONFIG), seeds=2, out=tmp_path / "e", ablations=["none"],
+             **quiet)
+    with pytest.raises(MergeError, match="command_feedback"):  # a run without the velocity loop in its config
+        merge_runs([load_run(tmp_path / "b"), load_run(tmp_path / "e")], ["b", "e"])
+
+
+class RecordingZeroPolicy(EvalPolicy):
+    """Holds the default pose and records the command term of the newest goal frame it is given."""
+
+    label = kind = "recording"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands: list[np.ndarray] = []
+        self._term = CONFIG.observation.goal_slices()["command"]
+        self._scale = np.asarray(next(t.scale for t in CONFIG.observation.goal_terms if t.name == "command"))
+
+    def sample(self, obs_window, goal_window):
+        self.commands.append(goal_window[-1, self._term] / self._scale)
+        return np.zeros((CONFIG.action.horizon, CONFIG.robot.num_joints))
+
+
+def test_the_velocity_loop_raises_the_models_command_of_a_dog_that_does_not_move():
+    """A policy that stands still, asked to trot at 0.5 m/s: inside the loop the command it is given climbs toward
+    the range's top; with the loop off it stays the user's. The scored command is the user's in both."""
+    matrix = _trot_only(3.5)
+    seen = {}
+    for name, config in (("on", CONFIG), ("off", without_feedback(CONFIG))):
+        policy = RecordingZeroPolicy()
+        result, trace = run_episode(config, CyberDogSim(config), policy, matrix.scenarios[0], matrix, seed=0)
+        seen[name] = np.array(policy.commands)[-50:, 0]
+        assert result["segments"][0]["command"][0] == pytest.approx(0.5)
+        np.testing.assert_allclose(trace.command[-1], [0.5, 0.0, 0.0])
+    np.testing.assert_allclose(seen["off"], 0.5, atol=1e-6)
+    top = min(0.5 + CONFIG.command_feedback.max_correction[0], CONFIG.skill("trot").vx[1])
+    assert seen["on"][-1] == pytest.approx(top) and np.all(np.diff(seen["on"]) >= 0)
+
+
+def test_feedback_off_in_a_policy_spec_runs_that_policy_without_the_loop(standing_model, tmp_path):
+    report = evaluate([f"{standing_model},label=raw,feedback=off", f"{standing_model},label=looped"], _trot_only(0.5),
+                      CONFIG, seeds=1, out=tmp_path, ablations=["none"], plots=False, log=lambda *_: None)
+    assert {p["label"]: p["command_feedback"] for p in report["policies"]} == {"raw": False, "looped": True}
+    assert report["meta"]["feedback_off"] == ["raw"]
+    assert "Outer velocity loop: velocity loop on (" in (tmp_path / "results.md").read_text()
+    assert "; off for raw." in (tmp_path / "results.md").read_text()
+    with pytest.raises(ValueError, match="feedback=on\\|off"):
+        make_policy(f"{standing_model},feedback=maybe", CONFIG)
 
 
 def test_an_unscored_metric_is_charted_as_missing_not_as_perfect():

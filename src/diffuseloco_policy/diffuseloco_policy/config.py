@@ -259,6 +259,27 @@ class ControllerConfig:
                 raise ConfigError(f"controller.{name} must be >= 0, got {getattr(self, name)}")
 
 
+@dataclass(frozen=True)
+class CommandFeedbackConfig:
+    """The outer velocity loop around the policy (command_feedback.py): integral gains and bounds per axis (vx, vy,
+    yaw rate). Off unless the robot config turns it on; a deployment setting, not part of what a model learned."""
+
+    enabled: bool = False
+    ki: tuple[float, float, float] = (1.5, 1.5, 1.5)              # correction per unit error per second (1/s)
+    max_correction: tuple[float, float, float] = (0.5, 0.2, 0.5)  # m/s, m/s, rad/s
+    leak_s: float = 0.5   # s, decay time constant of an axis's correction without a fresh measurement
+    settle_s: float = 1.0  # s after a new skill or command before the loop integrates (the gait's own transient)
+    settle_change: float = 0.1  # a command change beyond this (m/s or rad/s, any axis) starts a new settling period
+
+    def __post_init__(self) -> None:
+        if not all(k >= 0 for k in self.ki) or not all(m >= 0 for m in self.max_correction):
+            raise ConfigError("command_feedback.ki and max_correction must be >= 0")
+        if not self.leak_s > 0:
+            raise ConfigError(f"command_feedback.leak_s must be positive, got {self.leak_s}")
+        if not (self.settle_s >= 0 and self.settle_change > 0):
+            raise ConfigError("command_feedback.settle_s must be >= 0 and settle_change positive")
+
+
 MAX_RAMP_FRAMES = 3   # a tick's q_des change reaches the motors within this many 2 ms frames
 
 
@@ -273,6 +294,7 @@ class StackConfig:
     skills: tuple[SkillConfig, ...] = field(default_factory=tuple)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    command_feedback: CommandFeedbackConfig = field(default_factory=CommandFeedbackConfig)
 
     def __post_init__(self) -> None:
         self._check_lying_pose()

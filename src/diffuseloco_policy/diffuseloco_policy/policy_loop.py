@@ -9,7 +9,9 @@ Timing of tick t (delayed inputs, receding horizon):
   2. the controller state machine turns it into a command (or stands up, gets down, damps); the safety filter
      has the last word.
   3. build s[t] from the sensors and the action actually applied at t-1, push it, and submit s[t-7..t] so the
-     worker computes tick t+1's action during this period.
+     worker computes tick t+1's action during this period. The frame's goal carries the model command: the
+     skill's command plus the outer velocity loop's correction (command_feedback.py), updated at the start of
+     the tick from its gyro and vBody.
 
 Two ablation options (the paper's ablations; the defaults are the deployed design):
   current_frame=True: the sampler for tick t sees s[t-7..t], built at the start of tick t and sampled
@@ -28,6 +30,7 @@ import numpy as np
 
 from .config import StackConfig
 from .controller import Controller, ControllerRequest, ControllerState
+from .command_feedback import CommandFeedback, measured_from
 from .experts.gaits import GaitFollower
 from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler
@@ -100,6 +103,8 @@ class PolicyLoop:
         self._fresh = True  # the next sampler job starts without a warm start
         self.inference_wait_s = inference_wait_s
         self.skill = SkillCommandState()
+        self.feedback = CommandFeedback(config.command_feedback, config.rates.control_dt)
+        self.model_command = np.zeros(3)  # the command the model is given: the skill's, plus the velocity loop's
         self.ticks = 0
         self.deadline_misses = 0
         self.plans_waited_for = 0  # plans that came after the take began but within inference_wait_s
@@ -142,6 +147,7 @@ class PolicyLoop:
         observe it."""
         fault = self.monitor.check(now, joints, imu, velocity)
         sensors = _Sensors(joints, imu, velocity)
+        self._update_model_command(now, sensors, fault)
         if self.current_frame:  # ablation: s[t] is recorded first, and the chunk for tick t is sampled from it
             self._record_frame(sensors, fault, for_tick=self.ticks)
         latency, missed, waited = self._collect_plan()
@@ -161,6 +167,14 @@ class PolicyLoop:
             self._last_action = sent
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited)
+
+    def _update_model_command(self, now: float, sensors: "_Sensors", fault: Optional[str]) -> None:
+        """The skill's command corrected by the outer velocity loop from this tick's gyro and (fresh) vBody."""
+        running = fault is None and self.controller.state == ControllerState.RUNNING
+        measured = measured_from(sensors.fresh_velocity(now, self.config.safety.sensor_timeout),
+                                 None if sensors.imu is None else sensors.imu.angular_velocity)
+        self.model_command = self.feedback.update(self.config.skill(self.skill.skill), self.skill.command, measured,
+                                                  running)
 
     def _collect_plan(self) -> tuple[float, bool, float]:
         """Swap in the chunk computed for this tick, waiting for it at most inference_wait_s. If it is later, count
@@ -218,7 +232,7 @@ class PolicyLoop:
                 self.gait.reset()
             self._plan, self._history_broken, self._fresh = None, False, True
         obs = self.builder.observation(state, self._last_action, sent)
-        goal = self.builder.goal(self.skill.command, self.skill.skill, self._gait_phase())
+        goal = self.builder.goal(self.model_command, self.skill.skill, self._gait_phase())
         self.history.push(obs, goal)
         if not self._replan_due():
             return
@@ -246,6 +260,11 @@ class _Sensors:
     joints: Optional[JointSample]
     imu: Optional[ImuSample]
     velocity: Optional[VelocitySample]
+
+    def fresh_velocity(self, now: float, timeout: float) -> Optional[np.ndarray]:
+        """vBody if a sample arrived within `timeout` s, else None (the velocity loop then lets go)."""
+        sample = self.velocity
+        return None if sample is None or not now - sample.received <= timeout else sample.linear_velocity
 
     def robot_state(self) -> Optional[RobotState]:
         """s[t] for the observation builder, or None without a joint state or IMU sample (a body velocity the

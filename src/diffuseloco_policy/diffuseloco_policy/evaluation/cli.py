@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from ..command_feedback import describe as describe_feedback, without_feedback
 from ..config import StackConfig, load_config
 from ..model_file import read_onnx_info, within_trained_ranges
 from ..sim import CyberDogSim, SimConfig
@@ -87,17 +88,19 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
     start = time.perf_counter()
     for spec in policy_specs:
         policy = make_policy(spec, config, seed=base_seed)
+        loop_config = config if policy.command_feedback else without_feedback(config)
         try:
             for variant in ablations:
                 options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs)
                 label = policy.label if variant == "none" else f"{policy.label} ({options.name})"
                 policies.append({**policy.describe(), "label": label, "spec": spec, "ablation": options.name,
-                                 "current_frame": options.current_frame, "replan_every": options.replan_every})
+                                 "current_frame": options.current_frame, "replan_every": options.replan_every,
+                                 "command_feedback": loop_config.command_feedback.enabled})
                 episodes[label] = []
                 for scenario in matrix.scenarios:
                     for i in range(seeds):
                         seed = base_seed * 1000 + i  # seed i: the same physics draw for every policy
-                        result, trace = run_episode(config, sim, policy, scenario, matrix, seed, options)
+                        result, trace = run_episode(loop_config, sim, policy, scenario, matrix, seed, options)
                         episodes[label].append(result)
                         outcome = (f"FELL at {result['fall_time_s']:.2f} s ({result['fall_reason']})"
                                    if result["fell"] else "ok")
@@ -116,7 +119,10 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
             if matrix.randomized else "ideal (no noise, latency, randomization)",
             "duration_s": max(s.duration_s for s in matrix.scenarios), "settle_s": matrix.settle_s,
             "inference_wait_s": inference_wait_s, "robot": config.robot.name,
-            "command_ranges": config.describe_command_ranges(), "wall_s": time.perf_counter() - start}
+            "command_ranges": config.describe_command_ranges(),
+            "command_feedback": describe_feedback(config.command_feedback),
+            "feedback_off": [p["label"] for p in policies if not p["command_feedback"]],
+            "wall_s": time.perf_counter() - start}
     report = {"meta": meta, "policies": policies, "matrix": matrix.to_dict(config), "summary": summary,
               "episodes": episodes, "plots": plot_files}
     (out / "results.json").write_text(json.dumps(report, indent=1))

@@ -28,7 +28,8 @@ def load_run(path: Path) -> dict[str, Any]:
 
 def comparison_basis(run: dict[str, Any]) -> dict[str, Any]:
     """What must be equal for two runs to be compared episode for episode."""
-    return {"command_ranges": run["meta"].get("command_ranges"), "matrix": run["matrix"],
+    return {"command_ranges": run["meta"].get("command_ranges"),
+            "command_feedback": run["meta"].get("command_feedback"), "matrix": run["matrix"],
             "base_seed": run["meta"]["base_seed"], "physics": run["meta"]["physics"]}
 
 
@@ -51,7 +52,8 @@ def merge_runs(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]
         merged["plots"] += [str(Path(source) / p) for p in run["plots"]]
     meta = dict(first["meta"])
     meta.update(seeds="; ".join(seeds), wall_s=sum(r["meta"]["wall_s"] for r in runs), sources=sources,
-                duration_s=max(r["meta"]["duration_s"] for r in runs))
+                duration_s=max(r["meta"]["duration_s"] for r in runs),
+                feedback_off=[label for r in runs for label in r["meta"].get("feedback_off", [])])
     return {"meta": meta, "matrix": first["matrix"], **merged}
 
 

@@ -6,6 +6,7 @@ Policy specs (the CLI's --policy):
                                       warm=0 (or no warm) is the full sampler every tick
   ckpt.safetensors[,warm=K]           a checkpoint through the torch runtime
   ...,backend=onnx|torch,label=NAME,threads=N   explicit backend, a display name, intra-op threads
+  ...,feedback=off                    without the stack's outer velocity loop (command_feedback.py): the raw policy
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class EvalPolicy:
     label: str = "policy"
     kind: str = "?"
     delayed_inputs: bool = True  # False: a model trained on the current frame (the ablation) is run that way
+    command_feedback: bool = True  # False (spec feedback=off): run without the config's outer velocity loop
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -122,14 +124,21 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     parsed = {}
     for option in options:
         key, sep, value = option.partition("=")
-        if not sep or key not in ("warm", "backend", "label", "threads"):
+        if not sep or key not in ("warm", "backend", "label", "threads", "feedback") or (
+                key == "feedback" and value not in ("on", "off")):
             raise ValueError(f"policy option {option!r} in {spec!r}: expected warm=K, backend=onnx|torch, "
-                             f"label=NAME or threads=N")
+                             f"label=NAME, threads=N or feedback=on|off")
         parsed[key] = value
     return path, parsed
 
 
 def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
+    policy = _make_policy(spec, config, seed)
+    policy.command_feedback = parse_spec(spec)[1].get("feedback", "on") == "on"
+    return policy
+
+
+def _make_policy(spec: str, config: StackConfig, seed: int) -> EvalPolicy:
     path, options = parse_spec(spec)
     if path == EXPERT:
         return ExpertPolicy(config, label=options.get("label", EXPERT))

@@ -90,6 +90,15 @@ def _f(value: Optional[float], fmt: str = ".3f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _feedback_line(meta: dict[str, Any]) -> str:
+    """Which policies ran inside the stack's outer velocity loop (command_feedback.py)."""
+    described = meta.get("command_feedback")
+    if described is None:
+        return "Outer velocity loop: not recorded (runs before it existed ran without one)."
+    off = meta.get("feedback_off") or []
+    return f"Outer velocity loop: {described}" + (f"; off for {', '.join(off)}." if off else ".")
+
+
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Policy evaluation: {meta['matrix']}", "",
              f"Simulator: {meta['physics']}; {meta['seeds']} seed(s) per scenario; episode {meta['duration_s']} s "
@@ -97,7 +106,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
              f"{meta['inference_wait_s']} s (deterministic), latency measured separately; episode seed "
              f"i is {meta['base_seed']} * 1000 + i.", "",
              f"Command ranges (the scenarios' speeds are fractions of them): {meta.get('command_ranges', 'not recorded')}.",
-             "",
+             "", _feedback_line(meta), "",
              "Tracking error: mean per-tick |achieved - commanded| (ground truth, heading frame); vx bias: "
              "|segment mean - commanded| (the expert evaluator's metric). "
              "Transition: no fall within the window and the new skill's contact pattern. "

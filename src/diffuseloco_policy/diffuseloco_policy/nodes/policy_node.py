@@ -30,6 +30,7 @@ from ..controller import ControllerState
 from ..experts.stand_in import ExpertStandIn
 from ..inference import Sampler, describe_job
 from ..joints import JointConvention
+from ..command_feedback import describe as describe_feedback
 from ..model_file import ModelMismatchError, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import load_runtime
@@ -93,7 +94,8 @@ class PolicyNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(LegState, p["leg_state_topic"], self._on_leg_state, qos_profile_sensor_data)
         self.create_subscription(Imu, p["imu_topic"], self._on_imu, qos_profile_sensor_data)
-        if self.loop.monitor.needs_velocity:  # the model observes the state estimator's vBody
+        # vBody: an input of models that observe it (then checked like any sensor), and the velocity loop's measure
+        if self.loop.monitor.needs_velocity or self.loop.feedback.enabled:
             self.create_subscription(TwistStamped, p["body_velocity_topic"], self._on_body_velocity,
                                      qos_profile_sensor_data)
         self.create_subscription(SkillCommand, p["skill_command_topic"], self._on_skill_command, 10)
@@ -102,7 +104,8 @@ class PolicyNode(Node):
         self.create_timer(1.0, self._publish_diagnostics)
         source = "expert stand-in" if p["model"] == EXPERT_STAND_IN else f"{self.model_path.name} ({p['backend']})"
         self.get_logger().info(f"policy {source} loaded, "
-                               f"{self.config.rates.control_hz:.0f} Hz, state PASSIVE")
+                               f"{self.config.rates.control_hz:.0f} Hz, state PASSIVE; "
+                               f"{describe_feedback(self.config.command_feedback)}, vBody on {p['body_velocity_topic']}")
         use_realtime_scheduling(self, p["realtime_priority"])  # last: covers the inference and DDS threads
         # Everything allocated so far (modules, the model, the config) lives as long as the node: out of the
         # collector's sight, a full collection no longer walks it and holds the GIL for milliseconds mid-tick.
@@ -260,6 +263,8 @@ class PolicyNode(Node):
             ("state", ControllerState(state).name), ("ticks", self.loop.ticks),
             ("deadline_misses", self.loop.deadline_misses), ("plans_waited_for", self.loop.plans_waited_for),
             ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
+            ("model_command", _triple(self.loop.model_command)),
+            ("command_correction", _triple(self.loop.feedback.correction)),
             *((k, f"{v:.3f}") for k, v in self.timing.summary().items()),
             *((f"{name}_{k}", str(v)) for name, gate in (("joint_state", self.leg_gate), ("imu", self.imu_gate),
                                                               ("body_velocity", self.velocity_gate))
@@ -273,6 +278,11 @@ class PolicyNode(Node):
         if loop is not None:
             loop.close()
         super().destroy_node()
+
+
+def _triple(values: np.ndarray) -> str:
+    """vx, vy, yaw rate for a diagnostics value."""
+    return " ".join(f"{v:+.3f}" for v in values)
 
 
 def main(args: Optional[list[str]] = None) -> None:
