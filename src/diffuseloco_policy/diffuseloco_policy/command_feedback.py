@@ -112,7 +112,8 @@ def describe(config: CommandFeedbackConfig) -> str:
     if not config.enabled:
         return "velocity loop off (the model is given the command as it came)"
     return (f"velocity loop on (integral gains {list(config.ki)} 1/s for vx, vy, yaw rate, corrections at most "
-            f"{list(config.max_correction)}, vBody for vx and vy, gyro for yaw rate)")
+            f"{list(config.max_correction)}, vBody for vx and vy, gyro for yaw rate, waiting {config.settle_s:g} s "
+            f"after a new skill or command before it integrates)")
 
 
 def without_feedback(config: StackConfig) -> StackConfig:
