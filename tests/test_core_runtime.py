@@ -97,6 +97,34 @@ def test_runtime_state_and_rng(runtimes):
         onnx_rt.predict(obs[:4], goal)
 
 
+def test_noise_scale_is_the_samplers_temperature(runtimes):
+    """noise_scale multiplies the noise the runtime draws (explicit noise is used as given); at 0 the sampler is
+    deterministic whatever the generator. A bc_mlp draws no noise, so the scale changes nothing there."""
+    onnx_rt, _, path = runtimes
+    obs, goal = histories(None)
+    warm_steps = onnx_rt.warm_start_steps
+    cool = OnnxRuntime(path, CFG, warm_start_steps=warm_steps, noise_scale=0.25)
+    if not onnx_rt.is_diffusion:
+        np.testing.assert_array_equal(cool.predict(obs, goal, np.random.default_rng(1)),
+                                      onnx_rt.predict(obs, goal, np.random.default_rng(2)))
+        return
+    for warm in (False, True):
+        first = np.random.default_rng(0).standard_normal(cool.noise_shape(1, False), dtype=np.float32)
+        for runtime in (cool, onnx_rt):  # the same previous chunk to warm-start from
+            runtime.predict(obs, goal, first, warm=False)
+        scaled = 0.25 * np.random.default_rng(3).standard_normal(cool.noise_shape(1, warm), dtype=np.float32)
+        np.testing.assert_allclose(cool.predict(obs, goal, np.random.default_rng(3), warm=warm),
+                                   onnx_rt.predict(obs, goal, scaled, warm=warm), atol=1e-6)
+    frozen = OnnxRuntime(path, CFG, warm_start_steps=warm_steps, noise_scale=0.0)
+    np.testing.assert_array_equal(frozen.predict(obs, goal, np.random.default_rng(1), warm=False),
+                                  frozen.predict(obs, goal, np.random.default_rng(2), warm=False))
+    assert not np.allclose(onnx_rt.predict(obs, goal, np.random.default_rng(1), warm=False),
+                           onnx_rt.predict(obs, goal, np.random.default_rng(2), warm=False))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="noise_scale"):
+            load_runtime(path, CFG, noise_scale=bad)
+
+
 def test_warm_up_leaves_no_state_behind(runtimes):
     onnx_rt, torch_rt, _ = runtimes
     obs, goal = histories(None)

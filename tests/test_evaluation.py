@@ -268,6 +268,15 @@ def test_feedback_off_in_a_policy_spec_runs_that_policy_without_the_loop(standin
         make_policy(f"{standing_model},feedback=maybe", CONFIG)
 
 
+def test_noise_in_a_policy_spec_sets_the_samplers_temperature(standing_model):
+    policy = make_policy(f"{standing_model},warm=2,noise=0.25", CONFIG)
+    assert policy.runtime.noise_scale == 0.25 and policy.label == "standing[onnx,warm2,noise0.25]"
+    assert policy.describe()["noise_scale"] == 0.25
+    assert make_policy(str(standing_model), CONFIG).runtime.noise_scale == 1.0
+    with pytest.raises(ValueError, match="noise_scale"):
+        make_policy(f"{standing_model},noise=2", CONFIG)
+
+
 def test_an_unscored_metric_is_charted_as_missing_not_as_perfect():
     """A policy that falls in every episode has no tracking error: its chart bar must not read as 0 error."""
     assert bar_value(None) == (0.0, " n/a")

@@ -55,6 +55,17 @@ def test_bad_model_files_are_refused_at_start_with_the_reason(model, tmp_path, c
     assert "traceback" not in output
 
 
+def test_a_sampler_temperature_outside_0_1_is_refused_at_start(model, tmp_path):
+    params = write_params(tmp_path, model)
+    data = yaml.safe_load(params.read_text())
+    data["diffuseloco_policy"]["ros__parameters"]["noise_scale"] = 1.5
+    params.write_text(yaml.safe_dump(data))
+    result = start_policy_node(params)
+    output = (result.stdout + result.stderr).lower()
+    assert result.returncode == 2 and "refusing to start" in output and "noise_scale" in output, output[-2000:]
+    assert "traceback" not in output
+
+
 @contextmanager
 def running_policy(params: Path, overrides: dict, probe_name: str):
     """A policy node with `overrides` in its parameters, the fake robot, and the policy RUNNING; yields the probe.

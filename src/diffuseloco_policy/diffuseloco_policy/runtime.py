@@ -11,6 +11,7 @@ Inputs are raw (unnormalized) histories for ticks t-To..t-1 (see history.py), un
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Optional, Union
@@ -31,11 +32,19 @@ Pair = tuple[np.ndarray, np.ndarray]
 class PolicyRuntime(ABC):
     """predict(obs_hist, goal_hist, rng_or_noise) -> action chunk, with optional warm start between calls."""
 
-    def __init__(self, info: ModelInfo, warm_start_steps: Optional[int] = None, seed: int = 0) -> None:
+    def __init__(self, info: ModelInfo, warm_start_steps: Optional[int] = None, seed: int = 0,
+                 noise_scale: float = 1.0) -> None:
+        """noise_scale: the sampler's temperature, multiplying the noise it draws (1: the trained DDPM sampler;
+        0: deterministic denoising). Lower temperatures trade the diversity of modes for steadier actions: the
+        preview trots with less wobble at 0.25 (docs/policy_eval/tracking.md). Explicit noise arrays are used as
+        given."""
+        if not (math.isfinite(noise_scale) and 0.0 <= noise_scale <= 1.0):
+            raise ValueError(f"noise_scale must be in [0, 1], got {noise_scale}")
         self.info = info
         self.dims = info.dims
         self.is_diffusion = info.spec.kind == "diffusion"
         self.warm_start_steps = warm_start_steps if self.is_diffusion else None
+        self.noise_scale = float(noise_scale)
         self._rng = np.random.default_rng(seed)
         self._prev_clean: Optional[np.ndarray] = None
 
@@ -118,16 +127,18 @@ class PolicyRuntime(ABC):
                 raise ValueError(f"noise has shape {source.shape}, expected {shape}")
             return source.astype(np.float32, copy=False)
         rng = source if source is not None else self._rng
-        return rng.standard_normal(shape, dtype=np.float32)
+        noise = rng.standard_normal(shape, dtype=np.float32)
+        return noise if self.noise_scale == 1.0 else noise * np.float32(self.noise_scale)
 
 
 class OnnxRuntime(PolicyRuntime):
     """ONNX Runtime sessions for the full-sampler graph and (optionally) one warm-start graph."""
 
     def __init__(self, path: Union[str, Path], robot: Optional[StackConfig] = None,
-                 warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None, seed: int = 0) -> None:
+                 warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None, seed: int = 0,
+                 noise_scale: float = 1.0) -> None:
         info = read_onnx_info(path, robot)
-        super().__init__(info, warm_start_steps, seed)
+        super().__init__(info, warm_start_steps, seed, noise_scale)
         self.intra_op_threads = intra_op_threads or default_threads(info)
         self.session = self._open(path, self.intra_op_threads)
         self.warm_session = None
@@ -175,8 +186,8 @@ class TorchRuntime(PolicyRuntime):
     """The torch module itself (eval mode, no grad), e.g. straight from training or a checkpoint."""
 
     def __init__(self, policy: Policy, info: ModelInfo, warm_start_steps: Optional[int] = None,
-                 threads: Optional[int] = None, seed: int = 0) -> None:
-        super().__init__(info, warm_start_steps, seed)
+                 threads: Optional[int] = None, seed: int = 0, noise_scale: float = 1.0) -> None:
+        super().__init__(info, warm_start_steps, seed, noise_scale)
         self.policy = policy.eval()
         if threads is not None:
             torch.set_num_threads(threads)
@@ -190,9 +201,9 @@ class TorchRuntime(PolicyRuntime):
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], robot: Optional[StackConfig] = None,
                         warm_start_steps: Optional[int] = None, threads: Optional[int] = None,
-                        seed: int = 0) -> "TorchRuntime":
+                        seed: int = 0, noise_scale: float = 1.0) -> "TorchRuntime":
         policy, info = load_checkpoint(path, robot)
-        return cls(policy, info, warm_start_steps, threads=threads, seed=seed)
+        return cls(policy, info, warm_start_steps, threads=threads, seed=seed, noise_scale=noise_scale)
 
     @torch.no_grad()
     def sample_full(self, obs: np.ndarray, goal: np.ndarray, noise: Optional[np.ndarray]) -> Pair:
@@ -221,12 +232,12 @@ def default_threads(info: ModelInfo) -> int:
 
 def load_runtime(path: Union[str, Path], robot: Optional[StackConfig] = None, backend: str = "onnx",
                  warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None,
-                 seed: int = 0) -> PolicyRuntime:
+                 seed: int = 0, noise_scale: float = 1.0) -> PolicyRuntime:
     """Open a model file, validated against `robot`: backend 'onnx' reads an exported .onnx (plus its
     .warm<k>.onnx sibling when warm_start_steps is set), 'torch' a .safetensors checkpoint (threads = torch
-    intra-op threads)."""
+    intra-op threads). noise_scale: the sampler's temperature (PolicyRuntime)."""
     if backend == "onnx":
-        return OnnxRuntime(path, robot, warm_start_steps, intra_op_threads, seed)
+        return OnnxRuntime(path, robot, warm_start_steps, intra_op_threads, seed, noise_scale)
     if backend == "torch":
-        return TorchRuntime.from_checkpoint(path, robot, warm_start_steps, intra_op_threads, seed)
+        return TorchRuntime.from_checkpoint(path, robot, warm_start_steps, intra_op_threads, seed, noise_scale)
     raise ValueError(f"unknown backend {backend!r}; use 'onnx' or 'torch'")

@@ -7,6 +7,7 @@ Policy specs (the CLI's --policy):
   ckpt.safetensors[,warm=K]           a checkpoint through the torch runtime
   ...,backend=onnx|torch,label=NAME,threads=N   explicit backend, a display name, intra-op threads
   ...,feedback=off                    without the stack's outer velocity loop (command_feedback.py): the raw policy
+  ...,noise=S                         the sampler's temperature in [0, 1] (runtime.py; default 1, the trained sampler)
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class RuntimePolicy(EvalPolicy):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "source": self.source, "backend": self.backend,
-                "warm_start_steps": self.runtime.warm_start_steps}
+                "warm_start_steps": self.runtime.warm_start_steps, "noise_scale": self.runtime.noise_scale}
 
 
 class ExpertPolicy(EvalPolicy):
@@ -124,10 +125,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     parsed = {}
     for option in options:
         key, sep, value = option.partition("=")
-        if not sep or key not in ("warm", "backend", "label", "threads", "feedback") or (
+        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise") or (
                 key == "feedback" and value not in ("on", "off")):
             raise ValueError(f"policy option {option!r} in {spec!r}: expected warm=K, backend=onnx|torch, "
-                             f"label=NAME, threads=N or feedback=on|off")
+                             f"label=NAME, threads=N, feedback=on|off or noise=S")
         parsed[key] = value
     return path, parsed
 
@@ -148,7 +149,9 @@ def _make_policy(spec: str, config: StackConfig, seed: int) -> EvalPolicy:
     backend = options.get("backend") or ("onnx" if file.suffix == ".onnx" else "torch")
     warm = int(options.get("warm") or 0) or None   # warm=0 or none given: the full sampler every tick
     threads = int(options["threads"]) if options.get("threads") else None
+    noise = float(options.get("noise") or 1.0)
     runtime = load_runtime(file, robot=config, backend=backend, warm_start_steps=warm, intra_op_threads=threads,
-                           seed=seed)
-    label = options.get("label") or f"{file.stem}[{backend}{'' if warm is None else f',warm{warm}'}]"
+                           seed=seed, noise_scale=noise)
+    settings = ("" if warm is None else f",warm{warm}") + ("" if noise == 1.0 else f",noise{noise:g}")
+    label = options.get("label") or f"{file.stem}[{backend}{settings}]"
     return RuntimePolicy(runtime, label, str(file), backend)

@@ -102,7 +102,9 @@ class PolicyNode(Node):
         self.create_service(SetControllerState, p["state_service"], self._on_state_request)
         self.create_timer(self.period, self._on_tick)
         self.create_timer(1.0, self._publish_diagnostics)
-        source = "expert stand-in" if p["model"] == EXPERT_STAND_IN else f"{self.model_path.name} ({p['backend']})"
+        source = "expert stand-in" if p["model"] == EXPERT_STAND_IN else (
+            f"{self.model_path.name} ({p['backend']}, warm start {p['warm_start_steps'] or 'off'}, "
+            f"noise scale {p['noise_scale']:g})")
         self.get_logger().info(f"policy {source} loaded, "
                                f"{self.config.rates.control_hz:.0f} Hz, state PASSIVE; "
                                f"{describe_feedback(self.config.command_feedback)}, vBody on {p['body_velocity_topic']}")
@@ -128,7 +130,7 @@ class PolicyNode(Node):
             raise FileNotFoundError(f"model file {self.model_path} not found{hint}")
         runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
                                warm_start_steps=p["warm_start_steps"] or None,
-                               intra_op_threads=p["intra_op_threads"] or None)
+                               intra_op_threads=p["intra_op_threads"] or None, noise_scale=p["noise_scale"])
         runtime.warm_up()
         current_frame = not runtime.info.spec.delayed_inputs
         if current_frame:
@@ -149,7 +151,8 @@ class PolicyNode(Node):
 
     def _declare_parameters(self) -> dict:
         defaults = {
-            "model": "", "config": "", "backend": "onnx", "warm_start_steps": 0, "intra_op_threads": 0,
+            "model": "", "config": "", "backend": "onnx", "warm_start_steps": 0, "noise_scale": 1.0,
+            "intra_op_threads": 0,
             "inference_wait_ms": DEFAULT_INFERENCE_WAIT_MS, "realtime_priority": 0,
             "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
             "body_velocity_topic": "/cyberdog/body_velocity", "motor_command_topic": "/cyberdog/motor_cmd",
@@ -286,7 +289,7 @@ def _triple(values: np.ndarray) -> str:
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    run_node(PolicyNode, args, refuse=(ModelMismatchError, ConfigError, FileNotFoundError, OSError))
+    run_node(PolicyNode, args, refuse=(ModelMismatchError, ConfigError, FileNotFoundError, OSError, ValueError))
 
 
 if __name__ == "__main__":
