@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from diffuseloco_bringup.graph import params_file
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.evaluation import load_matrix
 from diffuseloco_policy.evaluation.cli import evaluate, robot_config
@@ -48,9 +50,11 @@ def test_its_file_limits_trot_to_the_envelope_it_was_checked_in(allowed):
 @pytest.fixture(scope="module")
 def short_run(allowed, tmp_path_factory):
     """eval_smoke: trot at full forward speed, turning left and right, and stand -> trot, randomized physics,
-    6 s each, through the deployed PolicyLoop with the warm-started sampler; speeds within the ranges the model
-    file allows, as the policy node clamps them."""
-    report = evaluate([f"{MODEL},warm=2,label=shipped"], load_matrix("eval_smoke", allowed), allowed, seeds=1,
+    6 s each, through the deployed PolicyLoop (with its velocity loop) and the sampler settings the bringup
+    configs give the node; speeds within the ranges the model file allows, as the policy node clamps them."""
+    params = yaml.safe_load(params_file("robot").read_text())["diffuseloco_policy"]["ros__parameters"]
+    spec = f"{MODEL},warm={params['warm_start_steps']},noise={params['noise_scale']},label=shipped"
+    report = evaluate([spec], load_matrix("eval_smoke", allowed), allowed, seeds=1,
                       out=tmp_path_factory.mktemp("eval"), ablations=["none"], plots=False, log=lambda *_: None)
     return report["summary"]["shipped"]
 
@@ -64,6 +68,6 @@ def test_it_trots_without_falling_and_starts_from_stand(short_run):
 def test_the_trot_is_diagonal_and_tracks_the_command(short_run):
     trot = short_run["skills"]["trot"]
     assert trot["expected_share"] > 0.8
-    # it lags (about half the commanded speed; docs/policy_eval/tracking.md), but it walks: standing still
-    # would miss by the whole command (0.3-0.6 m/s)
-    assert trot["mean_error_vx"] < 0.25 and trot["error_yaw_rate"] < 0.3
+    # at the envelope's top (0.6 m/s) it walks about 0.45 (docs/policy_eval/tracking.md); standing still would
+    # miss by the whole command (0.3-0.6 m/s)
+    assert trot["mean_error_vx"] < 0.2 and trot["error_yaw_rate"] < 0.25

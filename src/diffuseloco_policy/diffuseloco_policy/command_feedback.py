@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from .config import CommandFeedbackConfig, SkillConfig, StackConfig
-from .safety import PLAUSIBLE_BODY_SPEED, ArrayLike
+from .safety import PLAUSIBLE_BODY_SPEED, ArrayLike, finite_vector
 
 
 @dataclass(frozen=True)
@@ -124,19 +124,9 @@ def without_feedback(config: StackConfig) -> StackConfig:
 def measured_from(velocity: Optional[ArrayLike], gyro: Optional[ArrayLike]) -> Optional[Measured]:
     """A Measured from the tick's vBody (None when missing or stale) and gyro (None: nothing measured). Malformed,
     non-finite or implausible readings count as missing: the loop never integrates a broken sensor."""
-    rate = _vector3(gyro)
+    rate = finite_vector(gyro, 3)
     if rate is None:
         return None
-    v = _vector3(velocity)
+    v = finite_vector(velocity, 3)
     planar = v[:2] if v is not None and np.linalg.norm(v) <= PLAUSIBLE_BODY_SPEED else None
     return Measured(planar, float(rate[2]))
-
-
-def _vector3(value: Optional[ArrayLike]) -> Optional[np.ndarray]:
-    if value is None:
-        return None
-    try:
-        v = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return v if v.shape == (3,) and np.all(np.isfinite(v)) else None

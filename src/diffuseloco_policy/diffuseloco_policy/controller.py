@@ -17,7 +17,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .config import StackConfig
-from .safety import is_finite_number, ArrayLike, PDCommand
+from .safety import is_finite_number, finite_vector, ArrayLike, PDCommand
 
 
 class ControllerState(IntEnum):
@@ -257,15 +257,7 @@ class Controller:
         return PDCommand.damping(self.cc.damping_kd, q=q)
 
     def _valid_vector(self, value: Optional[ArrayLike]) -> Optional[np.ndarray]:
-        if value is None:
-            return None
-        try:
-            array = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            return None
-        if array.shape != (self.num_joints,) or not np.all(np.isfinite(array)):
-            return None
-        return array
+        return finite_vector(value, self.num_joints)
 
 
 class _Move:

@@ -369,6 +369,14 @@ def is_finite_number(value: object) -> bool:
         and math.isfinite(float(value))
 
 
+def finite_vector(value: Optional[ArrayLike], size: int) -> Optional[np.ndarray]:
+    """A copy of `value` as `size` finite floats, or None if it is missing, malformed or not finite."""
+    if value is None:
+        return None
+    array, fault = _finite_vector(value, size, "values")
+    return None if fault else array.copy()
+
+
 def _finite_vector(value: ArrayLike, size: int, label: str) -> tuple[np.ndarray, Optional[str]]:
     try:
         array = np.asarray(value, dtype=np.float64)
