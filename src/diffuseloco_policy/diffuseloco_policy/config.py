@@ -265,7 +265,7 @@ class CommandFeedbackConfig:
     yaw rate). Off unless the robot config turns it on; a deployment setting, not part of what a model learned."""
 
     enabled: bool = False
-    ki: tuple[float, float, float] = (1.5, 1.5, 1.5)              # correction per unit error per second (1/s)
+    ki: tuple[float, float, float] = (2.0, 2.0, 2.0)              # correction per unit error per second (1/s)
     max_correction: tuple[float, float, float] = (0.5, 0.2, 0.5)  # m/s, m/s, rad/s
     leak_s: float = 0.5   # s, decay time constant of an axis's correction without a fresh measurement
     settle_s: float = 1.0  # s after a new skill or command before the loop integrates (the gait's own transient)

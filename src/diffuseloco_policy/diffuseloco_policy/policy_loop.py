@@ -28,9 +28,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .command_feedback import CommandFeedback, measured_from
 from .config import StackConfig
 from .controller import Controller, ControllerRequest, ControllerState
-from .command_feedback import CommandFeedback, measured_from
 from .experts.gaits import GaitFollower
 from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler

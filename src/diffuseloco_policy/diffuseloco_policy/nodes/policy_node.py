@@ -25,12 +25,12 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu
 
+from ..command_feedback import describe as describe_feedback
 from ..config import ConfigError, StackConfig, load_config
 from ..controller import ControllerState
 from ..experts.stand_in import ExpertStandIn
 from ..inference import Sampler, describe_job
 from ..joints import JointConvention
-from ..command_feedback import describe as describe_feedback
 from ..model_file import ModelMismatchError, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import load_runtime
