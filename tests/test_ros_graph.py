@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from diagnostic_msgs.msg import DiagnosticArray
 from diffuseloco_bringup.graph import NodeSpec, params_file
 from diffuseloco_bringup.run import Graph
 from diffuseloco_msgs.msg import PolicyStatus
@@ -128,6 +129,27 @@ def test_skill_commands_reach_the_policy_clamped(sim_graph):
     probe.publish_skill(99, vx=0.1)   # unknown skill: refused, the previous one stays
     time.sleep(0.3)
     assert probe.latest_status().active_skill == trot.id
+
+
+def test_the_velocity_loop_moves_only_the_models_command(sim_graph):
+    """The standing test model never walks: asked to trot, the node's velocity loop (configs/cyberdog2.yaml,
+    command_feedback) raises the command the model is given, which /diagnostics reports, while PolicyStatus keeps
+    the user's command."""
+    _, probe = sim_graph
+    seen: list[dict[str, str]] = []
+    probe.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: seen.extend(
+        {kv.key: kv.value for kv in status.values} for status in msg.status if status.name == "diffuseloco_policy"), 10)
+    trot = CONFIG.skill("trot")
+    probe.publish_skill(trot.id, vx=0.2, yaw_rate=0.3)
+
+    def corrected() -> bool:
+        return bool(seen) and all(float(v) > 0.05 for v in seen[-1]["command_correction"].split()[::2])
+
+    probe.wait_for(corrected, CONFIG.command_feedback.settle_s + 6.0, "a positive vx and yaw correction in /diagnostics")
+    model_command = [float(v) for v in seen[-1]["model_command"].split()]
+    assert model_command[0] > 0.25 and model_command[2] > 0.35, model_command
+    assert state(probe) == PolicyStatus.STATE_RUNNING
+    np.testing.assert_allclose(probe.latest_status().command, [0.2, 0.0, 0.3], atol=1e-6)
 
 
 def test_estop_reaches_damping_within_one_tick_and_latches(sim_graph):
