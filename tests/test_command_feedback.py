@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from diffuseloco_policy.command_feedback import CommandFeedback, Measured, measured_from
+from diffuseloco_policy.command_feedback import CommandFeedback, Measured
 from diffuseloco_policy.config import CommandFeedbackConfig, ConfigError, load_config
 from diffuseloco_policy.controller import ControllerRequest, ControllerState
 from diffuseloco_policy.policy_loop import PolicyLoop
@@ -128,27 +128,6 @@ def test_a_new_skill_a_reversed_axis_or_leaving_running_starts_from_zero():
     assert np.all(feedback.correction == 0.0)
 
 
-@pytest.mark.parametrize("velocity, gyro, expected", [
-    ([0.2, 0.1, 0.0], [0.0, 0.0, 0.3], Measured(np.array([0.2, 0.1]), 0.3)),
-    (None, [0.0, 0.0, 0.3], Measured(None, 0.3)),
-    ([np.nan, 0.1, 0.0], [0.0, 0.0, 0.3], Measured(None, 0.3)),
-    ([9.0, 0.0, 0.0], [0.0, 0.0, 0.3], Measured(None, 0.3)),      # beyond any plausible body speed
-    ([0.2, 0.1], [0.0, 0.0, 0.3], Measured(None, 0.3)),           # malformed
-    ([0.2, 0.1, 0.0], [0.0, np.inf, 0.3], None),
-    ([0.2, 0.1, 0.0], "not a gyro", None),
-])
-def test_broken_readings_are_not_integrated(velocity, gyro, expected):
-    measured = measured_from(velocity, gyro)
-    if expected is None:
-        assert measured is None
-        return
-    assert measured.yaw_rate == expected.yaw_rate
-    if expected.planar is None:
-        assert measured.planar is None
-    else:
-        np.testing.assert_allclose(measured.planar, expected.planar)
-
-
 def test_config_refuses_negative_gains_and_a_non_positive_leak():
     with pytest.raises(ConfigError, match="ki"):
         CommandFeedbackConfig(ki=(-1.0, 0.0, 0.0))
@@ -166,9 +145,16 @@ COMMAND_TERM = CONFIG.observation.goal_slices()["command"]
 COMMAND_SCALE = np.asarray(next(t.scale for t in CONFIG.observation.goal_terms if t.name == "command"))
 
 
-def loop_goal_commands(feedback: CommandFeedbackConfig, vx_measured: float, with_velocity: bool = True):
-    """Run a PolicyLoop to RUNNING with trot at 0.3 m/s while vBody reads vx_measured; returns the commands
-    the sampler saw in its newest goal frame, per RUNNING tick, and the loop."""
+def vbody(vx: float):
+    """A healthy vBody reading vx, received and stamped now."""
+    return lambda now: VelocitySample([vx, 0.0, 0.0], now, now)
+
+
+def loop_goal_commands(feedback: CommandFeedbackConfig, vx_measured: float = 0.1, with_velocity: bool = True,
+                       velocity_at=None):
+    """Run a PolicyLoop to RUNNING with trot at 0.3 m/s while vBody reads vx_measured (or what velocity_at(now)
+    gives); returns the commands the sampler saw in its newest goal frame, per RUNNING tick, and the loop."""
+    velocity_at = velocity_at or vbody(vx_measured)
     seen = []
 
     def sampler(obs, goal):
@@ -183,7 +169,7 @@ def loop_goal_commands(feedback: CommandFeedbackConfig, vx_measured: float, with
 
         def tick():
             sensors = (JointSample(DEFAULT_POSE, np.zeros(12), now, now), ImuSample([1, 0, 0, 0], np.zeros(3), now, now),
-                       VelocitySample([vx_measured, 0.0, 0.0], now, now) if with_velocity else None)
+                       velocity_at(now) if with_velocity else None)
             return loop.tick(now, *sensors)
 
         tick()
@@ -216,3 +202,21 @@ def test_in_the_policy_loop_without_feedback_or_vbody_the_model_sees_the_users_c
     np.testing.assert_allclose(seen, np.tile([0.3, 0.0, 0.0], (len(seen), 1)), atol=1e-6)
     seen, _ = loop_goal_commands(ON, vx_measured=0.1, with_velocity=False)
     np.testing.assert_allclose(seen[:, 0], 0.3, atol=1e-6)
+
+
+BROKEN_VBODY = {
+    "not finite": lambda now: VelocitySample([np.nan, 0.0, 0.0], now, now),
+    "implausible": lambda now: VelocitySample([9.0, 0.0, 0.0], now, now),  # beyond any plausible body speed
+    "malformed": lambda now: VelocitySample([0.1, 0.0], now, now),
+    "stale": lambda now: VelocitySample([0.1, 0.0, 0.0], now - 1.0, now - 1.0),
+    "out of order": lambda now: VelocitySample([0.1, 0.0, 0.0], now, -now),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_VBODY))
+def test_a_broken_vbody_is_not_integrated_and_is_no_fault_for_a_model_that_does_not_observe_it(case):
+    """The loop uses vBody only where SensorMonitor passed it; the monitor's verdict says why not."""
+    seen, loop = loop_goal_commands(ON, velocity_at=BROKEN_VBODY[case])  # ON: integrating from the first tick
+    np.testing.assert_allclose(seen[:, 0], 0.3, atol=1e-6)
+    assert loop.monitor.velocity_fault and not loop.monitor.needs_velocity
+    assert loop.last_fault == ""

@@ -26,12 +26,12 @@ from typing import Optional
 import numpy as np
 
 from .config import CommandFeedbackConfig, SkillConfig, StackConfig
-from .safety import PLAUSIBLE_BODY_SPEED, ArrayLike, finite_vector
 
 
 @dataclass(frozen=True)
 class Measured:
-    """What the loop compares the command with: body-frame vx, vy (None without a fresh vBody) and yaw rate."""
+    """What the loop compares the command with: body-frame vx, vy (None without a vBody that SensorMonitor passed)
+    and the yaw rate from the gyro (of a tick whose IMU sample it passed)."""
 
     planar: Optional[np.ndarray]
     yaw_rate: float
@@ -88,13 +88,13 @@ class CommandFeedback:
 
     def _integrate(self, command: np.ndarray, measured: Optional[Measured]) -> None:
         """Integrate where there is a measurement; let the rest decay to zero."""
-        fresh = np.zeros(3, dtype=bool)
-        achieved = np.zeros(3)
+        achieved = np.full(3, np.nan)  # NaN: not measured this tick
         if measured is not None:
-            fresh[2], achieved[2] = math.isfinite(measured.yaw_rate), measured.yaw_rate
-            if measured.planar is not None and np.all(np.isfinite(measured.planar)):
-                fresh[:2], achieved[:2] = True, measured.planar[:2]
-        step = self._ki * (command - achieved) * self.dt
+            achieved[2] = measured.yaw_rate
+            if measured.planar is not None:
+                achieved[:2] = measured.planar[:2]
+        fresh = np.isfinite(achieved)
+        step = self._ki * (command - np.where(fresh, achieved, 0.0)) * self.dt
         self.correction = np.where(fresh, self.correction + step, self.correction * self._leak)
         self.correction = np.clip(self.correction, -self._limit, self._limit)
 
@@ -120,13 +120,3 @@ def without_feedback(config: StackConfig) -> StackConfig:
     """The same stack config with the velocity loop off (the raw policy, for comparison)."""
     return dataclasses.replace(config, command_feedback=dataclasses.replace(config.command_feedback, enabled=False))
 
-
-def measured_from(velocity: Optional[ArrayLike], gyro: Optional[ArrayLike]) -> Optional[Measured]:
-    """A Measured from the tick's vBody (None when missing or stale) and gyro (None: nothing measured). Malformed,
-    non-finite or implausible readings count as missing: the loop never integrates a broken sensor."""
-    rate = finite_vector(gyro, 3)
-    if rate is None:
-        return None
-    v = finite_vector(velocity, 3)
-    planar = v[:2] if v is not None and np.linalg.norm(v) <= PLAUSIBLE_BODY_SPEED else None
-    return Measured(planar, float(rate[2]))

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .command_feedback import CommandFeedback, measured_from
+from .command_feedback import CommandFeedback, Measured
 from .config import StackConfig
 from .controller import Controller, ControllerRequest, ControllerState
 from .experts.gaits import GaitFollower
@@ -147,7 +147,7 @@ class PolicyLoop:
         observe it."""
         fault = self.monitor.check(now, joints, imu, velocity)
         sensors = _Sensors(joints, imu, velocity)
-        self._update_model_command(now, sensors, fault)
+        self._update_model_command(sensors, fault)
         if self.current_frame:  # ablation: s[t] is recorded first, and the chunk for tick t is sampled from it
             self._record_frame(sensors, fault, for_tick=self.ticks)
         latency, missed, waited = self._collect_plan()
@@ -168,11 +168,15 @@ class PolicyLoop:
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited)
 
-    def _update_model_command(self, now: float, sensors: "_Sensors", fault: Optional[str]) -> None:
-        """The skill's command corrected by the outer velocity loop from this tick's gyro and (fresh) vBody."""
+    def _update_model_command(self, sensors: "_Sensors", fault: Optional[str]) -> None:
+        """The skill's command corrected by the outer velocity loop from this tick's gyro and vBody, as far as
+        SensorMonitor passed them (a tick without a fault has a sound IMU sample; vBody has its own verdict)."""
         running = fault is None and self.controller.state == ControllerState.RUNNING
-        measured = measured_from(sensors.fresh_velocity(now, self.config.safety.sensor_timeout),
-                                 None if sensors.imu is None else sensors.imu.angular_velocity)
+        measured = None
+        if running and sensors.imu is not None:
+            velocity = sensors.velocity if self.monitor.velocity_fault is None else None
+            planar = None if velocity is None else np.asarray(velocity.linear_velocity, dtype=np.float64)[:2]
+            measured = Measured(planar, float(np.asarray(sensors.imu.angular_velocity, dtype=np.float64)[2]))
         self.model_command = self.feedback.update(self.config.skill(self.skill.skill), self.skill.command, measured,
                                                   running)
 
@@ -260,11 +264,6 @@ class _Sensors:
     joints: Optional[JointSample]
     imu: Optional[ImuSample]
     velocity: Optional[VelocitySample]
-
-    def fresh_velocity(self, now: float, timeout: float) -> Optional[np.ndarray]:
-        """vBody if a sample arrived within `timeout` s, else None (the velocity loop then lets go)."""
-        sample = self.velocity
-        return None if sample is None or not now - sample.received <= timeout else sample.linear_velocity
 
     def robot_state(self) -> Optional[RobotState]:
         """s[t] for the observation builder, or None without a joint state or IMU sample (a body velocity the

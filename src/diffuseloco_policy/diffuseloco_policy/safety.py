@@ -230,8 +230,9 @@ class ImuSample:
 
 @dataclass(frozen=True)
 class VelocitySample:
-    """The state estimator's body-frame linear velocity (vBody, m/s), with receive time and stamp. Only models
-    with a base_linear_velocity observation term use it; for them it is a sensor like the others."""
+    """The state estimator's body-frame linear velocity (vBody, m/s), with receive time and stamp. Models with a
+    base_linear_velocity observation term use it (for them it is a sensor like the others), and so does the
+    outer velocity loop (command_feedback.py)."""
 
     linear_velocity: ArrayLike
     received: float
@@ -273,6 +274,9 @@ class SensorMonitor:
         self.q_high = np.asarray(config.robot.position_upper) + safety.joint_limit_tolerance
         self.joint_names = config.robot.joint_names
         self.needs_velocity = observes_body_velocity(config)
+        # the velocity loop reads vBody too: for it a broken estimate is no fault, only a reading not to use
+        self.checks_velocity = self.needs_velocity or config.command_feedback.enabled
+        self.velocity_fault: Optional[str] = "not checked: neither the model nor the velocity loop uses vBody"
         self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock(), "body velocity": _StreamClock()}
 
     def reset(self) -> None:
@@ -283,12 +287,15 @@ class SensorMonitor:
     def check(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample],
               velocity: Optional[VelocitySample] = None) -> Optional[str]:
         """The first fault among: missing, malformed, stale, out of order, implausible values; None if healthy.
-        The body velocity is checked only when the model observes it."""
+        The body velocity is checked whenever it is used, and its verdict kept in `velocity_fault`; it is a fault
+        of the tick only when the model observes it."""
         if not is_finite_number(now):
             return f"invalid clock reading {now!r}"
         fault = self._check_joints(now, joints) or self._check_imu(now, imu)
-        if fault is None and self.needs_velocity:
-            fault = self._check_velocity(now, velocity)
+        if self.checks_velocity:
+            self.velocity_fault = self._check_velocity(now, velocity)
+            if fault is None and self.needs_velocity:
+                fault = self.velocity_fault
         return fault
 
     def _check_joints(self, now: float, sample: Optional[JointSample]) -> Optional[str]:
@@ -336,7 +343,7 @@ class SensorMonitor:
 
     def _check_velocity(self, now: float, sample: Optional[VelocitySample]) -> Optional[str]:
         if sample is None:
-            return "no body velocity estimate received (the model observes the state estimator's vBody)"
+            return "no body velocity estimate received (the state estimator's vBody)"
         velocity, malformed = _finite_vector(sample.linear_velocity, 3, "body velocity")
         fault = self._timing(now, "body velocity", sample.received, sample.stamp) or malformed
         speed = 0.0 if fault else float(np.linalg.norm(velocity))

@@ -134,13 +134,13 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
-    policy = _make_policy(spec, config, seed)
-    policy.command_feedback = parse_spec(spec)[1].get("feedback", "on") == "on"
+    path, options = parse_spec(spec)
+    policy = _make_policy(path, options, config, seed)
+    policy.command_feedback = options.get("feedback", "on") == "on"
     return policy
 
 
-def _make_policy(spec: str, config: StackConfig, seed: int) -> EvalPolicy:
-    path, options = parse_spec(spec)
+def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: int) -> EvalPolicy:
     if path == EXPERT:
         return ExpertPolicy(config, label=options.get("label", EXPERT))
     file = Path(path)

@@ -95,7 +95,7 @@ class PolicyNode(Node):
         self.create_subscription(LegState, p["leg_state_topic"], self._on_leg_state, qos_profile_sensor_data)
         self.create_subscription(Imu, p["imu_topic"], self._on_imu, qos_profile_sensor_data)
         # vBody: an input of models that observe it (then checked like any sensor), and the velocity loop's measure
-        if self.loop.monitor.needs_velocity or self.loop.feedback.enabled:
+        if self.loop.monitor.checks_velocity:
             self.create_subscription(TwistStamped, p["body_velocity_topic"], self._on_body_velocity,
                                      qos_profile_sensor_data)
         self.create_subscription(SkillCommand, p["skill_command_topic"], self._on_skill_command, 10)
