@@ -201,6 +201,24 @@ def test_a_delayed_expert_applies_what_it_planned_one_tick_earlier(delayed):
     assert made_by == ([1, 2, 3, 4, 5] if not delayed else [1, 1, 2, 3, 4])
 
 
+def test_the_next_action_feedforward_sends_the_step_to_the_target_applied_next_tick():
+    """The diagnostic convention of a policy that predicts actions alone: qd_des at t is (q_des[t+1] - q_des[t])
+    x rate; the experts' own ("plan") differs from it while walking."""
+    config = load_config()
+    rate = config.rates.control_hz
+    gaps = {}
+    for feedforward in ("plan", "next_action"):
+        rollout = ExpertRollout(config, seed=0, delayed=True, feedforward=feedforward)
+        ticks = _run(rollout, [("stand", (0, 0, 0), 25), ("trot", (0.4, 0, 0), 50)])[30:]
+        steps = [(b.target - a.target) * rate for a, b in zip(ticks[:-1], ticks[1:])]
+        gaps[feedforward] = np.mean([np.abs(t.velocity_target - s).mean() for t, s in zip(ticks, steps)])
+    assert gaps["next_action"] < 1e-9 < 0.3 < gaps["plan"]
+    with pytest.raises(ValueError, match="delayed"):
+        ExpertRollout(config, feedforward="next_action")
+    with pytest.raises(ValueError, match="feedforward"):
+        ExpertRollout(config, delayed=True, feedforward="chunk")
+
+
 def test_action_noise_disturbs_what_is_executed_and_records_the_experts_action():
     """DART data: the next observation's last action is the executed (disturbed) target, the recorded action is
     the expert's; without noise the two are the same."""

@@ -5,7 +5,8 @@
 Per skill: N randomized episodes (SimConfig.randomized(): noise, latency, domain randomization, pushes), the
 command resampled every `--segment` seconds over the skill's whole range. Tracking error of a segment is
 |mean velocity - command| over the segment after a 1.5 s settling time (a gait's velocity oscillates within
-a stride, so per-sample errors would measure the gait, not the tracking). Contact pattern: among ticks with
+a stride, so per-sample errors would measure the gait, not the tracking); the per-tick error, which the policy
+evaluation reports and which does measure the gait's wobble, is reported beside it. Contact pattern: among ticks with
 exactly two feet down, the share where the pair is diagonal, lateral or front/rear.
 """
 
@@ -23,7 +24,7 @@ import numpy as np
 from ..config import StackConfig, load_config
 from ..sim import SimConfig
 from .controller import ExpertParams
-from .rollout import ExpertRollout, Segment, random_schedule, sample_command
+from .rollout import FEEDFORWARDS, ExpertRollout, Segment, random_schedule, sample_command
 
 PAIRS = {"diagonal": [(0, 3), (1, 2)], "lateral": [(0, 2), (1, 3)], "front_rear": [(0, 1), (2, 3)]}
 SETTLE_S = 1.5
@@ -42,7 +43,7 @@ def evaluate_episode(rollout: ExpertRollout, segments: Sequence[Segment], seed: 
     """Run one scheduled episode; per-segment tracking errors, contacts, fall, safety-filter interventions."""
     rollout.reset(seed=seed)
     sim, hz = rollout.sim, rollout.config.rates.control_hz
-    errors, contacts = [], []
+    errors, tick_errors, contacts = [], [], []
     filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0}
     for segment in segments:
         velocities = []
@@ -52,25 +53,27 @@ def evaluate_episode(rollout: ExpertRollout, segments: Sequence[Segment], seed: 
             filt["step_limited"] += any("step limited" in r for r in tick.filter_reasons)
             filt["torque_limited"] += any("torque limit" in r for r in tick.filter_reasons)
             if sim.fallen():
-                return {"fell": True, "errors": errors, "contacts": contacts, "filter": filt}
+                return {"fell": True, "errors": errors, "tick_errors": tick_errors, "contacts": contacts,
+                        "filter": filt}
             if i >= SETTLE_S * hz:
                 velocities.append([*sim.base_velocity_heading(), sim.yaw_rate()])
                 contacts.append(sim.foot_contacts())
         if velocities:
             errors.append(np.abs(np.mean(velocities, axis=0) - np.array(segment.command)))
-    return {"fell": False, "errors": errors, "contacts": contacts, "filter": filt}
+            tick_errors.append(np.abs(np.array(velocities) - np.array(segment.command)).mean(axis=0))
+    return {"fell": False, "errors": errors, "tick_errors": tick_errors, "contacts": contacts, "filter": filt}
 
 
 def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, seconds: float, segment_s: float,
                    seed: int, params: ExpertParams, sim_config: SimConfig, rate_limit: bool = True,
-                   delayed: bool = False) -> dict:
+                   delayed: bool = False, feedforward: str = "plan") -> dict:
     """Aggregate over episodes; skill None means random skill switches every segment. delayed: the experts act
-    one tick late, on s[t-1], as the dataset generator records them by default."""
+    one tick late, on s[t-1], as the dataset generator records them by default. feedforward: see ExpertRollout."""
     rng = np.random.default_rng(seed)
     rollout = ExpertRollout(config, sim_config, seed=seed, expert_params=params, rate_limit=rate_limit,
-                            delayed=delayed)
+                            delayed=delayed, feedforward=feedforward)
     hz = config.rates.control_hz
-    falls, errors, contacts, sim_time = 0, [], [], 0.0
+    falls, errors, tick_errors, contacts, sim_time = 0, [], [], [], 0.0
     filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0}
     start = time.perf_counter()
     for ep in range(episodes):
@@ -83,14 +86,18 @@ def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, sec
         result = evaluate_episode(rollout, segments, seed=int(rng.integers(2**31)))
         falls += int(result["fell"])
         errors += result["errors"]
+        tick_errors += result["tick_errors"]
         contacts += result["contacts"]
         for key in filt:
             filt[key] += result["filter"][key]
         sim_time += rollout.sim.time
     wall = time.perf_counter() - start
     err = np.mean(errors, axis=0) if errors else np.full(3, np.nan)
+    per_tick = np.mean(tick_errors, axis=0) if tick_errors else np.full(3, np.nan)
     return {"episodes": episodes, "falls": falls, "fall_rate": falls / episodes,
             "error_vx": float(err[0]), "error_vy": float(err[1]), "error_yaw_rate": float(err[2]),
+            "tick_error_vx": float(per_tick[0]), "tick_error_vy": float(per_tick[1]),
+            "tick_error_yaw_rate": float(per_tick[2]),
             "contacts": contact_pattern(np.array(contacts)) if contacts else {},
             "step_limited_ticks": filt["step_limited"] / max(filt["ticks"], 1),
             "torque_limited_ticks": filt["torque_limited"] / max(filt["ticks"], 1),
@@ -144,8 +151,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--ideal", action="store_true", help="no noise, latency, randomization or pushes")
     parser.add_argument("--delayed", action="store_true",
                         help="experts act on s[t-1], one tick late, as the dataset generator records them")
+    parser.add_argument("--feedforward", choices=FEEDFORWARDS, default="plan",
+                        help="qd_des from the experts' plan (theirs) or, with --delayed, the step to their next "
+                             "target (what a policy predicting actions alone executes; diagnostics)")
     parser.add_argument("--gif", action="store_true", help="render a GIF per skill (MUJOCO_GL=egl)")
     args = parser.parse_args(argv)
+    if args.feedforward == "next_action" and not args.delayed:
+        parser.error("--feedforward next_action needs --delayed")
     config = load_config()
     params = ExpertParams()
     rate_limit = not args.no_rate_limit
@@ -156,12 +168,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     for name in names:
         skill = None if name == "switch" else config.skill(name).id
         results[name] = evaluate_skill(config, skill, args.episodes, args.seconds, args.segment, args.seed,
-                                       params, sim_config, rate_limit, args.delayed)
+                                       params, sim_config, rate_limit, args.delayed, args.feedforward)
         print(name, results[name], flush=True)
         if args.gif and skill is not None:
             s = config.skill(skill)
             render_gif(config, skill, (s.vx[1] * 0.6, 0.0, 0.0), args.out / f"{name}.gif", params=params)
     report = {"params": dataclasses.asdict(params), "rate_limit": rate_limit, "delayed": args.delayed,
+              "feedforward": args.feedforward,
               "episodes": args.episodes,
               "seconds": args.seconds, "segment_s": args.segment, "seed": args.seed,
               "sim": "ideal" if args.ideal else "randomized (SimConfig.randomized(), pushes on)",

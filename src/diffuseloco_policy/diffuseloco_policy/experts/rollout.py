@@ -136,18 +136,30 @@ def without_step_limit(config: StackConfig) -> StackConfig:
                                safety=dataclasses.replace(config.safety, max_target_step_deg=wide))
 
 
+FEEDFORWARDS = ("plan", "next_action")
+
+
 class ExpertRollout:
     """Simulator + expert + decoder + safety filter + observation builder, stepped one 50 Hz tick at a time."""
 
     def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
                  expert_params: Optional[ExpertParams] = None, rate_limit: bool = True,
                  delayed: bool = False, action_noise: ActionNoise = ActionNoise(),
-                 learner: Optional[LearnerInTheLoop] = None) -> None:
+                 learner: Optional[LearnerInTheLoop] = None, feedforward: str = "plan") -> None:
         """delayed: the expert acts like the deployed policy, on s[t-1]: the targets applied at tick t are the ones
         it computed at t-1 (as experts/stand_in.py does in the graph). Data recorded so is a function of the
         delayed window a policy sees; with delayed=False the action of t reacts to s[t], which a delayed-input
         model can only guess (see README, Training and evaluation). action_noise: disturb the executed targets and
-        record the expert's (see the module doc). learner: let a trained policy drive in turns, the expert labels."""
+        record the expert's (see the module doc). learner: let a trained policy drive in turns, the expert labels.
+        feedforward: where qd_des comes from. "plan" (the experts' own): the velocity of the plan the targets came
+        from. "next_action" (diagnostic, needs delayed): the step to the target the expert applies next tick,
+        which is what a policy that predicts actions alone executes (ActionDecoder.chunk_targets); how the experts
+        walk with it: docs/policy_eval/tracking.md."""
+        if feedforward not in FEEDFORWARDS:
+            raise ValueError(f"feedforward {feedforward!r}: expected one of {FEEDFORWARDS}")
+        if feedforward == "next_action" and not delayed:
+            raise ValueError("feedforward 'next_action' needs delayed=True: only then is the next target known")
+        self.feedforward = feedforward
         self.config = config
         self.delayed = delayed
         self.sim = CyberDogSim(config, sim_config, seed=seed)
@@ -193,6 +205,8 @@ class ExpertRollout:
         if self.delayed:  # apply what was planned from s[t-1]; on the first tick only s[t] exists
             applied, self._pending = self._pending or planned, planned
         target, target_next = applied
+        if self.feedforward == "next_action":
+            target_next = planned[0]  # applied at t+1
         q_des, qd_des = self.decoder.targets(self.decoder.action(target), self.decoder.action(target_next))
         safe, reasons = self._filtered(q_des, qd_des, state)
         action = self.decoder.action(safe.q)
