@@ -44,6 +44,10 @@ def q_des_model(k):  # command k (50 Hz), model convention
     return DEFAULT + 0.05 * np.sin(0.1 * k + np.arange(12))
 
 
+def qd_des_model(k):  # the feed-forward sent with command k, model convention
+    return 0.25 * np.cos(0.1 * k + np.arange(12))
+
+
 def command_time(k):
     return T0 + 100 * MS + k * 20 * MS
 
@@ -92,7 +96,7 @@ def write_bag(path, with_imu=True, with_velocity=False):
         recv = stamp + 300_000                  # received 0.3 ms after the policy stamped it
         out.append((recv, "/cyberdog/motor_cmd", "cyberdog_msgs/msg/MotorCommand", _msg(
             "cyberdog_msgs/msg/MotorCommand", header=_header(stamp), q_des=f32(CONV.to_sdk(q_des_model(k))),
-            qd_des=z12, kp_des=np.full(12, 30, np.float32), kd_des=np.full(12, 3, np.float32), tau_des=z12)))
+            qd_des=f32(CONV.to_sdk(qd_des_model(k))), kp_des=np.full(12, 30, np.float32), kd_des=np.full(12, 3, np.float32), tau_des=z12)))
         state = 1 if k in STANDING_UP else 2
         out.append((recv + 50_000, "/diffuseloco/status", "diffuseloco_msgs/msg/PolicyStatus", _msg(
             "diffuseloco_msgs/msg/PolicyStatus", header=_header(stamp), state=state, state_name="",
@@ -137,6 +141,8 @@ def test_dataset_matches_the_known_values(bag, tmp_path):
     sl = CONFIG.observation.slices()
     expected_action = np.array([decoder.action(q_des_model(k)) for k in kept])
     np.testing.assert_allclose(data["action"], expected_action, atol=2e-6)
+    expected_feedforward = np.array([decoder.velocity_step(qd_des_model(k)) for k in kept])
+    np.testing.assert_allclose(data["action_velocity"], expected_feedforward, atol=2e-6)
     # The joint sample is the newest received at the command's stamp: 500 Hz sample j = 5 * (10 + 2 k).
     samples = [5 * (10 + 2 * k) for k in kept]
     np.testing.assert_allclose(data["obs"][:, sl["joint_position"]], [q_model(j) - DEFAULT for j in samples],

@@ -1,6 +1,7 @@
 """Training loop: the loss falls, checkpoints are pickle-free, resume is bit-exact, the EMA model exports."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -167,6 +168,13 @@ def test_shipped_presets_load():
     changed = {k for k, v in finetune.to_dict().items() if v != small.to_dict()[k]}
     assert changed == {"datasets", "out_dir", "total_steps"}
     assert finetune.datasets[0] == small.datasets[0] and finetune.total_steps > small.total_steps
+    # the predicted-feed-forward recipe is the shipped one with that switch on (and data that records it)
+    for recipe, base in (("train_small_qd", small), ("train_small_qd_dart", finetune)):
+        qd = load_train_config(recipe)
+        changed = {k for k, v in qd.to_dict().items() if v != base.to_dict()[k]}
+        assert changed == {"datasets", "out_dir", "model"}
+        assert qd.spec().predict_velocity and not base.spec().predict_velocity
+        assert qd.spec() == dataclasses.replace(base.spec(), predict_velocity=True)
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):

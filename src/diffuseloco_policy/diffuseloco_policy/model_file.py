@@ -44,7 +44,7 @@ class ModelInfo:
 
     @property
     def dims(self) -> PolicyDims:
-        return PolicyDims.from_config(self.config)
+        return PolicyDims.from_config(self.config, self.spec.predict_velocity)
 
 
 def observation_layout(config: StackConfig) -> dict[str, Any]:
@@ -95,17 +95,18 @@ def parse_metadata(metadata: Mapping[str, str], source: str = "model file") -> M
         normalizer = PolicyNormalizer.from_dict(values["normalizer"])
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise ModelMismatchError(f"{source}: corrupt metadata: {exc}") from exc
-    _check_redundant(values, config, normalizer, source)
+    _check_redundant(values, config, spec, normalizer, source)
     return ModelInfo(version, config, spec, normalizer, values["graph"])
 
 
-def _check_redundant(values: dict[str, Any], config: StackConfig, normalizer: PolicyNormalizer, source: str) -> None:
+def _check_redundant(values: dict[str, Any], config: StackConfig, spec: ModelSpec, normalizer: PolicyNormalizer,
+                     source: str) -> None:
     """The readable copies must agree with the embedded config, or the file was edited inconsistently."""
     expected = {"joint_order": list(config.robot.joint_names),
                 "observation_layout": json.loads(json.dumps(observation_layout(config))),
                 "rates": {"control_hz": config.rates.control_hz, "joint_loop_hz": config.rates.joint_loop_hz}}
     bad = [k for k, v in expected.items() if values[k] != v]
-    dims = PolicyDims.from_config(config)
+    dims = PolicyDims.from_config(config, spec.predict_velocity)
     if (normalizer.obs.dim, normalizer.goal.dim, normalizer.action.dim) != (dims.obs_dim, dims.goal_dim, dims.action_dim):
         bad.append("normalizer")
     if bad:

@@ -2,9 +2,12 @@
 
 An action is a joint position offset (q_des = default_pose + scale * action, model convention). Tracking a
 moving target with a PD joint law lags by about kd/kp (0.1 s at 30/3), so gaits need a velocity feed-forward.
-We send it where the joint law expects it, as qd_des, computed from the plan itself: the next action of the
-predicted chunk (or the expert's plan one tick ahead) minus this one, per tick. Experts, the dataset and the
-policy all go through this one function, so a policy trained on expert actions reproduces the expert's commands.
+We send it where the joint law expects it, as qd_des: the experts send their plan's velocity (their target for
+t+1 as planned at t, minus this one, per tick). A model that predicts actions alone can only derive it from its
+chunk's next action, which is the target the expert applied next tick, not the one it planned: with that
+feed-forward the experts themselves lag and wobble (docs/policy_eval/tracking.md). A model trained with
+ModelSpec.predict_velocity predicts the experts' feed-forward beside each action (stored per tick in the
+dataset as a step in action units) and the decoder sends it as it is.
 """
 
 from __future__ import annotations
@@ -34,15 +37,37 @@ class ActionDecoder:
 
     def velocity(self, action: np.ndarray, next_action: Optional[np.ndarray]) -> np.ndarray:
         """The plan's joint velocity over the coming tick; zero without a next action or feed-forward."""
-        if next_action is None or not self.feedforward:
+        if next_action is None:
             return np.zeros_like(self.default_pose)
-        step = np.asarray(next_action, dtype=np.float64) - np.asarray(action, dtype=np.float64)
-        return self.scale * step * self.control_hz
+        return self.from_step(np.asarray(next_action, dtype=np.float64) - np.asarray(action, dtype=np.float64))
+
+    def velocity_step(self, joint_velocity: np.ndarray) -> np.ndarray:
+        """A qd_des as the per-tick step in action units it stands for (inverse of from_step): how datasets store
+        the feed-forward sent with each action."""
+        return np.asarray(joint_velocity, dtype=np.float64) / (self.scale * self.control_hz)
+
+    def from_step(self, step: np.ndarray) -> np.ndarray:
+        """qd_des from a per-tick step in action units (zero without feed-forward)."""
+        if not self.feedforward:
+            return np.zeros_like(self.default_pose)
+        return self.scale * self.control_hz * np.asarray(step, dtype=np.float64)
 
     def targets(self, action: np.ndarray, next_action: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         return self.position(action), self.velocity(action, next_action)
 
+    def check_chunk(self, chunk: np.ndarray, horizon: int) -> None:
+        """Refuse (ValueError) a chunk this decoder cannot read: a sampler bug must not reach the motors."""
+        joints = len(self.default_pose)
+        if chunk.ndim != 2 or chunk.shape[0] != horizon or chunk.shape[1] not in (joints, 2 * joints):
+            raise ValueError(f"chunk of shape {chunk.shape}: expected ({horizon}, {joints}), or ({horizon}, "
+                             f"{2 * joints}) with the velocity feed-forward")
+
     def chunk_targets(self, chunk: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Receding horizon: execute chunk[index], with chunk[index + 1] as the plan's next step (if any)."""
+        """Receding horizon: execute chunk[index]. A chunk of a model that predicts the feed-forward
+        (ModelSpec.predict_velocity: entries twice as wide as an action) carries it beside the action; otherwise
+        the plan's next step, chunk[index + 1] (if any), is the velocity."""
+        joints = len(self.default_pose)
+        if chunk.shape[-1] == 2 * joints:
+            return self.position(chunk[index, :joints]), self.from_step(chunk[index, joints:])
         next_action = chunk[index + 1] if index + 1 < len(chunk) else None
         return self.targets(chunk[index], next_action)

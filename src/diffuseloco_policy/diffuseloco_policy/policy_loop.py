@@ -99,7 +99,7 @@ class PolicyLoop:
         self.controller = Controller(config)
         self.safety = SafetyFilter(config)
         self.monitor = SensorMonitor(config)
-        self.worker = InferenceWorker(sampler, reset_sampler)
+        self.worker = InferenceWorker(self._checked(sampler), reset_sampler)
         self._fresh = True  # the next sampler job starts without a warm start
         self.inference_wait_s = inference_wait_s
         self.skill = SkillCommandState()
@@ -117,6 +117,15 @@ class PolicyLoop:
         self._last_q_des: Optional[np.ndarray] = None
         self._last_action = np.zeros(len(config.robot.joint_names))
         self._history_broken = False  # a tick without a healthy frame: the history has a hole
+
+    def _checked(self, sampler: Sampler) -> Sampler:
+        """A chunk the decoder cannot read counts as a failed sampler call (the current plan goes on), not a crash
+        in the control tick."""
+        def sample(obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+            chunk = np.asarray(sampler(obs_window, goal_window), dtype=np.float64)
+            self.decoder.check_chunk(chunk, self.config.action.horizon)
+            return chunk
+        return sample
 
     # ------------------------------------------------------------------------------------------------ inputs
     def set_skill_command(self, skill: int, vx: float, vy: float, yaw_rate: float) -> SkillCommandState:

@@ -100,6 +100,7 @@ class BagStreams:
     cmd_recv: np.ndarray
     cmd_stamp: np.ndarray
     cmd_q_des: np.ndarray
+    cmd_qd_des: np.ndarray
     skill_recv: np.ndarray
     skill_id: np.ndarray
     skill_cmd: np.ndarray    # (vx, vy, yaw_rate) as sent
@@ -180,7 +181,7 @@ def read_bag(path: Path, settings: ConvertSettings) -> BagStreams:
         imu_quat=stack("imu", lambda m: (m.orientation.w, m.orientation.x, m.orientation.y, m.orientation.z)),
         imu_gyro=stack("imu", lambda m: (m.angular_velocity.x, m.angular_velocity.y, m.angular_velocity.z)),
         cmd_recv=recv("motor_cmd"), cmd_stamp=stack("motor_cmd", lambda m: _stamp_ns(m.header), np.int64),
-        cmd_q_des=stack("motor_cmd", lambda m: m.q_des),
+        cmd_q_des=stack("motor_cmd", lambda m: m.q_des), cmd_qd_des=stack("motor_cmd", lambda m: m.qd_des),
         skill_recv=recv("skill_cmd"), skill_id=stack("skill_cmd", lambda m: m.skill, np.int64),
         skill_cmd=stack("skill_cmd", lambda m: (m.vx, m.vy, m.yaw_rate)),
         topics=topics,
@@ -192,7 +193,7 @@ def read_bag(path: Path, settings: ConvertSettings) -> BagStreams:
     if rows.get("body_velocity"):
         streams.velocity_recv = recv("body_velocity")
         streams.velocity = stack("body_velocity", lambda m: (m.twist.linear.x, m.twist.linear.y, m.twist.linear.z))
-    for name in ("leg_q", "leg_qd", "cmd_q_des"):
+    for name in ("leg_q", "leg_qd", "cmd_q_des", "cmd_qd_des"):
         value = getattr(streams, name)
         if value.ndim != 2 or value.shape[1] != 12:
             raise BagConversionError(f"bag {path}: {name} arrays have shape {value.shape[1:]}, expected (12,)")
@@ -274,6 +275,7 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
     q_des = convention.to_model(s.cmd_q_des)
     actions = decoder.action(q_des)                                 # per command
     tick_action = actions[np.maximum(cmd_index, 0)]
+    tick_velocity = decoder.velocity_step(convention.to_model(s.cmd_qd_des))[np.maximum(cmd_index, 0)]
     # Last action: the previous tick's command, unless the ticks are a gap apart (then the policy restarted).
     last_action = np.zeros_like(tick_action)
     contiguous = np.zeros(n, dtype=bool)
@@ -287,7 +289,7 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
             current = None
             continue
         if current is None or not contiguous[k]:
-            current = {key: [] for key in ("obs", "goal", "action", "skill", "command")}
+            current = {key: [] for key in ("obs", "goal", "action", "action_velocity", "skill", "command")}
             episodes.append(current)
             gait = GaitFollower(config) if observes_gait_phase(config) else None   # a run starts standing
         state = RobotState(convention.to_model(s.leg_q[leg[k]]), convention.to_model(s.leg_qd[leg[k]]),
@@ -297,6 +299,7 @@ def convert_streams(config: StackConfig, s: BagStreams, settings: ConvertSetting
         current["obs"].append(builder.observation(state, last_action[k], tick_action[k]))
         current["goal"].append(builder.goal(command, skill, None if gait is None else gait.step(skill)))
         current["action"].append(tick_action[k])
+        current["action_velocity"].append(tick_velocity[k])
         current["skill"].append(skill)
         current["command"].append(command)
     lengths = [len(e["obs"]) for e in episodes]

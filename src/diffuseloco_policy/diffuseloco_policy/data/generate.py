@@ -30,6 +30,7 @@ from ..experts.dagger import LearnerInTheLoop, LearnerShare, learner_rng
 from ..experts.rollout import ActionNoise, ExpertRollout, random_schedule
 from ..runtime import PolicyRuntime, load_runtime
 from ..sim import SimConfig
+from ..pd_targets import ActionDecoder
 from .dataset import EpisodeArrays, write_dataset
 
 
@@ -81,8 +82,10 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
     schedule = random_schedule(config, rng, int(settings.episode_s * config.rates.control_hz),
                                segment_s=settings.segment_s)
     episode = EpisodeArrays()
+    decoder = ActionDecoder(config)
     for tick in rollout.run(schedule):
-        episode.append(tick.observation, tick.goal, tick.action, tick.skill, tick.command)
+        episode.append(tick.observation, tick.goal, tick.action, decoder.velocity_step(tick.velocity_target),
+                       tick.skill, tick.command)
     arrays, fell = episode.stacked(), rollout.sim.fallen()
     ticks = len(arrays["obs"])
     if fell:

@@ -42,8 +42,10 @@ class PolicyDims:
     execute_index: int
 
     @classmethod
-    def from_config(cls, config: StackConfig) -> "PolicyDims":
-        return cls(config.observation.obs_dim, config.observation.goal_dim, config.robot.num_joints,
+    def from_config(cls, config: StackConfig, predict_velocity: bool = False) -> "PolicyDims":
+        """predict_velocity (ModelSpec): each chunk entry is an action and its velocity feed-forward."""
+        joints = config.robot.num_joints
+        return cls(config.observation.obs_dim, config.observation.goal_dim, joints * (2 if predict_velocity else 1),
                    config.observation.history, config.action.horizon, config.action.execute_index)
 
 
@@ -57,6 +59,10 @@ class ModelSpec:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     warm_start_steps: int = 2
     delayed_inputs: bool = True   # trained on s[t-To..t-1]; False: the current-frame ablation, s[t-To+1..t]
+    # Each chunk entry also holds the velocity feed-forward sent with its action (a per-tick step in action units,
+    # data/dataset.py action_velocity), so the robot gets the experts' qd_des; without it the decoder derives
+    # qd_des from the next action, which the experts never sent (docs/policy_eval/tracking.md).
+    predict_velocity: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in POLICY_KINDS:
@@ -65,14 +71,15 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "denoiser": self.denoiser.to_dict(), "scheduler": self.scheduler.to_dict(),
                 "mlp": self.mlp.to_dict(), "warm_start_steps": self.warm_start_steps,
-                "delayed_inputs": self.delayed_inputs}
+                "delayed_inputs": self.delayed_inputs, "predict_velocity": self.predict_velocity}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
         return cls(kind=data["kind"], denoiser=DenoiserConfig.from_dict(data["denoiser"]),
                    scheduler=SchedulerConfig.from_dict(data["scheduler"]), mlp=MLPConfig.from_dict(data["mlp"]),
                    warm_start_steps=int(data["warm_start_steps"]),
-                   delayed_inputs=bool(data.get("delayed_inputs", True)))  # files from before the field: delayed
+                   delayed_inputs=bool(data.get("delayed_inputs", True)),  # files from before the field: delayed
+                   predict_velocity=bool(data.get("predict_velocity", False)))
 
 
 def shift_chunk(chunk: torch.Tensor) -> torch.Tensor:
@@ -206,7 +213,7 @@ Policy = Union[DiffusionPolicy, BCPolicy]
 def build_policy(config: Union[StackConfig, PolicyDims], spec: ModelSpec,
                  normalizer: Optional[PolicyNormalizer] = None) -> Policy:
     """Construct the policy a spec describes (identity normalizer until one is fitted)."""
-    dims = config if isinstance(config, PolicyDims) else PolicyDims.from_config(config)
+    dims = config if isinstance(config, PolicyDims) else PolicyDims.from_config(config, spec.predict_velocity)
     normalizer = normalizer or PolicyNormalizer.identity(dims.obs_dim, dims.goal_dim, dims.action_dim)
     cls = DiffusionPolicy if spec.kind == "diffusion" else BCPolicy
     return cls(dims, spec, normalizer)

@@ -27,6 +27,7 @@ class ModelSection:
     scheduler: dict = field(default_factory=dict)  # SchedulerConfig overrides
     mlp: dict = field(default_factory=dict)        # MLPConfig overrides (bc_mlp)
     warm_start_steps: int = 2
+    predict_velocity: bool = False          # predict the experts' velocity feed-forward beside each action
 
     def spec(self) -> ModelSpec:
         mlp = dict(self.mlp)
@@ -35,7 +36,7 @@ class ModelSection:
         try:
             return ModelSpec(kind=self.kind, denoiser=DenoiserConfig.preset(self.preset, **self.denoiser),
                              scheduler=SchedulerConfig(**self.scheduler), mlp=MLPConfig(**mlp),
-                             warm_start_steps=self.warm_start_steps)
+                             warm_start_steps=self.warm_start_steps, predict_velocity=self.predict_velocity)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model: {exc}") from exc
 

@@ -168,7 +168,8 @@ class Trainer:
         self.stack = load_config(cfg.robot_config)
         if cfg.check_dataset_config:
             check_datasets(cfg, self.stack)
-        self.data = EpisodeWindows.for_config(cfg.datasets, self.stack, delayed=cfg.delayed)
+        self.data = EpisodeWindows.for_config(cfg.datasets, self.stack, delayed=cfg.delayed,
+                                              predict_velocity=cfg.model.predict_velocity)
         self.normalizer = fit_normalizer(self.data)
         if cfg.data_on_device and self.device.type == "cuda":
             self.data.to(self.device)

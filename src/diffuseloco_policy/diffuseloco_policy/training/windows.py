@@ -62,20 +62,28 @@ class EpisodeWindows(Dataset):
 
     @classmethod
     def from_zarr(cls, paths: Union[str, Path, Sequence[Union[str, Path]]], history: int, horizon: int,
-                  delayed: bool = True) -> "EpisodeWindows":
-        """Load one or more datasets (data/dataset.py layout) into memory, episodes concatenated in order."""
+                  delayed: bool = True, predict_velocity: bool = False) -> "EpisodeWindows":
+        """Load one or more datasets (data/dataset.py layout) into memory, episodes concatenated in order.
+        predict_velocity: each action row is followed by its velocity feed-forward (action_velocity)."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         if not paths:
             raise ValueError("no dataset paths given")
         parts = [load_dataset(p) for p in paths]
+        if predict_velocity:
+            lacking = [str(path) for path, part in zip(paths, parts) if "action_velocity" not in part]
+            if lacking:
+                raise ValueError(f"{lacking} hold no action_velocity (written before it was recorded): a model "
+                                 "that predicts the velocity feed-forward needs data generated since")
+            for part in parts:
+                part["action"] = np.concatenate([part["action"], part["action_velocity"]], axis=1)
         offsets = np.cumsum([0] + [len(p["obs"]) for p in parts[:-1]])
         ends = np.concatenate([p["episode_ends"] + off for p, off in zip(parts, offsets)])
         return cls(*(np.concatenate([p[k] for p in parts]) for k in KEYS), ends, history, horizon, delayed)
 
     @classmethod
     def for_config(cls, paths: Union[str, Path, Sequence[Union[str, Path]]], config: StackConfig,
-                   delayed: bool = True) -> "EpisodeWindows":
-        return cls.from_zarr(paths, config.observation.history, config.action.horizon, delayed)
+                   delayed: bool = True, predict_velocity: bool = False) -> "EpisodeWindows":
+        return cls.from_zarr(paths, config.observation.history, config.action.horizon, delayed, predict_velocity)
 
     def __len__(self) -> int:
         return len(self._first)
