@@ -1,5 +1,5 @@
-"""The policy that ships in models/ (a preview: it walks every skill but lags in trot, see its card): intact (the
-card's hashes), accepted by the robot config, carrying its trot envelope, and trotting without a fall.
+"""The policies that ship in models/ (previews: they walk every skill, see their cards): intact (the card's hashes),
+accepted by the robot config, carrying their trot envelope, and trotting without a fall.
 
 These tests need the file: a checkout without it fails here instead of silently skipping.
 """
@@ -18,42 +18,51 @@ from diffuseloco_policy.evaluation.cli import evaluate, robot_config
 from diffuseloco_policy.runtime import load_runtime
 from diffuseloco_policy.training.model_card import verify_card
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "diffuseloco_cyberdog2_preview.onnx"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+# file stem -> whether the model predicts the experts' velocity feed-forward (ModelSpec.predict_velocity)
+SHIPPED = {"diffuseloco_cyberdog2_preview": False, "diffuseloco_cyberdog2_ff_preview": True}
 CONFIG = load_config()
 
 
-def test_the_card_matches_the_shipped_files():
-    assert MODEL.is_file(), f"{MODEL} is missing: the shipped policy is part of the repository"
-    assert verify_card(MODEL.with_suffix(".md")) == []
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def model(request) -> Path:
+    return MODELS_DIR / f"{request.param}.onnx"
 
 
-def test_it_loads_against_the_robot_config_with_its_warm_start_graph():
-    runtime = load_runtime(MODEL, robot=CONFIG, warm_start_steps=2)
+def test_the_card_matches_the_shipped_files(model):
+    assert model.is_file(), f"{model} is missing: the shipped policy is part of the repository"
+    assert verify_card(model.with_suffix(".md")) == []
+
+
+def test_it_loads_against_the_robot_config_with_its_warm_start_graph(model):
+    runtime = load_runtime(model, robot=CONFIG, warm_start_steps=2)
     assert runtime.info.spec.kind == "diffusion" and runtime.info.spec.delayed_inputs
+    assert runtime.info.spec.predict_velocity == SHIPPED[model.stem]
     assert runtime.warm_start_steps == 2
 
 
 @pytest.fixture(scope="module")
-def allowed():
+def allowed(model):
     """The robot config with the commands the policy node would give this model (cut to the file's ranges), as
     `evaluation --ranges-from` builds it."""
-    return robot_config(None, MODEL)
+    return robot_config(None, model)
 
 
 def test_its_file_limits_trot_to_the_envelope_it_was_checked_in(allowed):
-    """Outside it (1 m/s, fast right turns) the model falls; the node clamps commands to the file's ranges."""
+    """Outside it the first preview falls (1 m/s, fast right turns) and the feed-forward one has not been
+    evaluated; the node clamps commands to the file's ranges."""
     trot = allowed.skill("trot")
     assert trot.vx == (-0.15, 0.6) and trot.yaw_rate == (-0.5, 0.5)
     assert CONFIG.skill("trot").vx[1] > trot.vx[1]
 
 
 @pytest.fixture(scope="module")
-def short_run(allowed, tmp_path_factory):
+def short_run(model, allowed, tmp_path_factory):
     """eval_smoke: trot at full forward speed, turning left and right, and stand -> trot, randomized physics,
     6 s each, through the deployed PolicyLoop (with its velocity loop) and the sampler settings the bringup
     configs give the node; speeds within the ranges the model file allows, as the policy node clamps them."""
     params = yaml.safe_load(params_file("robot").read_text())["diffuseloco_policy"]["ros__parameters"]
-    spec = f"{MODEL},warm={params['warm_start_steps']},noise={params['noise_scale']},label=shipped"
+    spec = f"{model},warm={params['warm_start_steps']},noise={params['noise_scale']},label=shipped"
     report = evaluate([spec], load_matrix("eval_smoke", allowed), allowed, seeds=1,
                       out=tmp_path_factory.mktemp("eval"), ablations=["none"], plots=False, log=lambda *_: None)
     return report["summary"]["shipped"]
@@ -68,6 +77,6 @@ def test_it_trots_without_falling_and_starts_from_stand(short_run):
 def test_the_trot_is_diagonal_and_tracks_the_command(short_run):
     trot = short_run["skills"]["trot"]
     assert trot["expected_share"] > 0.8
-    # at the envelope's top (0.6 m/s) it walks about 0.45 (docs/policy_eval/tracking.md); standing still would
-    # miss by the whole command (0.3-0.6 m/s)
+    # at the envelope's top (0.6 m/s) the preview walks about 0.45, the feed-forward model 0.6
+    # (docs/policy_eval/tracking.md); standing still would miss by the whole command (0.3-0.6 m/s)
     assert trot["mean_error_vx"] < 0.2 and trot["error_yaw_rate"] < 0.25

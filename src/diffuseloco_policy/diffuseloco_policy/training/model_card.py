@@ -62,13 +62,15 @@ def model_section(model: Path) -> list[str]:
     obs = config.observation
     timing = "delayed s[t-{0}..t-1]".format(obs.history) if spec.delayed_inputs else \
         "current frame s[t-{0}..t] (ablation)".format(obs.history - 1)
+    feedforward = (" and the velocity feed-forward (qd_des) to send with each, as the experts sent it"
+                   if spec.predict_velocity else " (qd_des: the step to the next one)")
     return ["## Model", "",
             f"- {spec.kind}: {network}; {params / 1e6:.2f} M parameters",
             f"- inputs: {obs.history} frames, {timing}; observation {obs.obs_dim}-d "
             f"({', '.join(t.name for t in obs.terms)}), goal {obs.goal_dim}-d "
             f"({', '.join(t.name for t in obs.goal_terms)})",
-            f"- output: {config.action.horizon}-step chunk of {len(config.robot.joint_names)} joint targets, "
-            f"executed index {config.action.execute_index} (receding horizon, replanned every tick)",
+            f"- output: {config.action.horizon}-step chunk of {len(config.robot.joint_names)} joint targets"
+            f"{feedforward}, executed index {config.action.execute_index} (receding horizon, replanned every tick)",
             f"- robot: {config.robot.name}, joints {', '.join(config.robot.joint_names)}; control "
             f"{config.rates.control_hz:.0f} Hz, joint loop {config.rates.joint_loop_hz:.0f} Hz",
             f"- command ranges the file accepts (the policy node clamps to them): {config.describe_command_ranges()}",
