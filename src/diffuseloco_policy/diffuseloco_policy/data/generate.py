@@ -28,9 +28,9 @@ from ..config import StackConfig, load_config, plain
 from ..experts.controller import ExpertParams
 from ..experts.dagger import LearnerInTheLoop, LearnerShare, learner_rng
 from ..experts.rollout import ActionNoise, ExpertRollout, random_schedule
+from ..pd_targets import ActionDecoder
 from ..runtime import PolicyRuntime, load_runtime
 from ..sim import SimConfig
-from ..pd_targets import ActionDecoder
 from .dataset import EpisodeArrays, write_dataset
 
 
