@@ -4,6 +4,7 @@ test's graph (another policy node on the same topics and service) is alive besid
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import yaml
@@ -27,12 +28,19 @@ def state(probe: Probe) -> int:
     return probe.latest_status().state
 
 
+def tolerant_of_relay_stalls(config, timeout_s: float = 0.25):
+    """vBody reaches the node through the probe's relay, a Python callback in the test process: on a shared
+    2-core machine it can stall past the robot's 0.05 s timeout under the full suite, a fault the node rightly
+    damps on (test_ros_graph and test_fault_injection check that reaction), but not what this test is about."""
+    return dataclasses.replace(config, safety=dataclasses.replace(config.safety, sensor_timeout=timeout_s))
+
+
 def test_a_model_that_observes_the_body_velocity_runs_on_the_simulators_estimate(tmp_path):
     """Robot config and model with the base_linear_velocity term: the policy node subscribes to the simulator's
     vBody stand-in (forwarded here by the probe), runs on it, and damps with the reason when that one stream
     stops while the joint state and IMU keep coming."""
     config_path = tmp_path / "robot.yaml"
-    config_path.write_text(yaml.safe_dump(observing_velocity(CONFIG).to_dict()))
+    config_path.write_text(yaml.safe_dump(tolerant_of_relay_stalls(observing_velocity(CONFIG)).to_dict()))
     model = export_standing_model(tmp_path / "velocity_policy.onnx", config_path=config_path)
     params = yaml.safe_load(params_file("sim").read_text())
     params["cyberdog_sim"]["ros__parameters"].update(config=str(config_path))

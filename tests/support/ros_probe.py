@@ -69,8 +69,15 @@ class Probe(BackgroundNode):
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}{self._status_summary()}")
             time.sleep(0.02)
+
+    def _status_summary(self) -> str:
+        """The policy node's last word, so a timed-out wait says why the node did not get there."""
+        status = self.latest_status()
+        if status is None:
+            return " (no policy status received)"
+        return f" (policy state {status.state}, last fault: {status.last_fault or 'none'})"
 
     def latest_status(self) -> Optional[PolicyStatus]:
         with self.lock:
