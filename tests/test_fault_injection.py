@@ -120,8 +120,8 @@ def stand_up(probe: Probe, robot: FakeRobot) -> None:
     faults = []
     for _ in range(3):
         if probe.latest_status().state == S.STATE_ESTOP:
-            probe.wait_for(lambda: probe.request(R.REQUEST_CLEAR_ESTOP).accepted, 5.0, "CLEAR_ESTOP")
-        probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 15.0, "STAND_UP accepted")
+            probe.request_until_accepted(R.REQUEST_CLEAR_ESTOP, 5.0, "CLEAR_ESTOP")
+        probe.request_until_accepted(R.REQUEST_STAND_UP, 15.0, "STAND_UP accepted")
         try:
             probe.wait_for(lambda: probe.latest_status().state == S.STATE_STANDING_UP, 1.0, "STANDING_UP")
             return
@@ -218,7 +218,7 @@ def test_a_restarted_sensor_source_damps_then_is_accepted_again(policy_node):
     probe.wait_for(lambda: probe.latest_status().state == S.STATE_DAMPING, 1.0, "DAMPING while silent")
     robot.stamp_offset -= 100.0               # ... and comes back with its clock started over
     robot.running.set()
-    probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 5.0, "STAND_UP after the restart")
+    probe.request_until_accepted(R.REQUEST_STAND_UP, 5.0, "STAND_UP after the restart")
     robot.stamp_offset = 0.0
 
 

@@ -105,9 +105,9 @@ def test_graph_reaches_running_and_commands_at_the_control_rate(sim_graph):
     _, probe = sim_graph
     assert state(probe) == PolicyStatus.STATE_PASSIVE
     # STAND_UP is refused until the policy node hears the simulator's sensors (discovery takes a moment).
-    probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 15.0, "healthy sensors for STAND_UP")
-    probe.wait_for(lambda: probe.request(R.REQUEST_RUN).accepted, CONFIG.controller.stand_up_duration + 5.0,
-                   "RUN to be accepted after the stand-up")
+    probe.request_until_accepted(R.REQUEST_STAND_UP, 15.0, "healthy sensors for STAND_UP")
+    probe.request_until_accepted(R.REQUEST_RUN, CONFIG.controller.stand_up_duration + 5.0,
+                                 "RUN to be accepted after the stand-up")
     probe.wait_for(lambda: state(probe) == PolicyStatus.STATE_RUNNING, 2.0, "RUNNING")
     start = probe.now()
     time.sleep(3.0)

@@ -47,8 +47,8 @@ def pattern_between(probe: Probe, start: float, end: float) -> dict[str, float]:
 
 def test_a_skill_switch_changes_the_gait(expert_graph):
     probe = expert_graph
-    probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 15.0, "STAND_UP accepted")
-    probe.wait_for(lambda: probe.request(R.REQUEST_RUN).accepted, CONFIG.controller.stand_up_duration + 5.0, "RUN")
+    probe.request_until_accepted(R.REQUEST_STAND_UP, 15.0, "STAND_UP accepted")
+    probe.request_until_accepted(R.REQUEST_RUN, CONFIG.controller.stand_up_duration + 5.0, "RUN")
     phases = []
     for skill in ("trot", "pace"):
         probe.publish_skill(CONFIG.skill(skill).id, vx=0.2)

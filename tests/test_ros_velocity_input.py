@@ -56,9 +56,9 @@ def test_a_model_that_observes_the_body_velocity_runs_on_the_simulators_estimate
     try:
         probe.wait_for(lambda: probe.latest_status() is not None and model.name in probe.latest_status().model,
                        60.0, "the velocity-observing policy node's status")
-        probe.wait_for(lambda: probe.request(R.REQUEST_STAND_UP).accepted, 15.0, "healthy sensors for STAND_UP")
-        probe.wait_for(lambda: probe.request(R.REQUEST_RUN).accepted, CONFIG.controller.stand_up_duration + 5.0,
-                       "RUN to be accepted after the stand-up")
+        probe.request_until_accepted(R.REQUEST_STAND_UP, 15.0, "healthy sensors for STAND_UP")
+        probe.request_until_accepted(R.REQUEST_RUN, CONFIG.controller.stand_up_duration + 5.0,
+                                     "RUN to be accepted after the stand-up")
         probe.wait_for(lambda: state(probe) == PolicyStatus.STATE_RUNNING, 2.0, "RUNNING")
         time.sleep(1.0)
         assert state(probe) == PolicyStatus.STATE_RUNNING, probe.latest_status().last_fault

@@ -93,6 +93,20 @@ class Probe(BackgroundNode):
         self.wait_for(future.done, timeout, f"an answer to request {request}")
         return future.result()
 
+    def request_until_accepted(self, request: int, timeout: float, what: str) -> SetControllerState.Response:
+        """Repeat a state request until it is accepted; a timeout names the node's last refusal."""
+        answers: list[SetControllerState.Response] = []
+
+        def accepted() -> bool:
+            answers.append(self.request(request))
+            return answers[-1].accepted
+
+        try:
+            self.wait_for(accepted, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last refusal: {answers[-1].message if answers else 'none'}") from None
+        return answers[-1]
+
     def publish_skill(self, skill: int, vx: float = 0.0, vy: float = 0.0, yaw_rate: float = 0.0) -> None:
         self.skill_pub.publish(SkillCommand(skill=skill, vx=vx, vy=vy, yaw_rate=yaw_rate, source="test"))
 
