@@ -175,6 +175,12 @@ def test_shipped_presets_load():
         assert changed == {"datasets", "out_dir", "model"}
         assert qd.spec().predict_velocity and not base.spec().predict_velocity
         assert qd.spec() == dataclasses.replace(base.spec(), predict_velocity=True)
+    # and its third stage resumes the second on one more DART run, on to a longer schedule
+    second, third = load_train_config("train_small_qd_dart"), load_train_config("train_small_qd_dart_long")
+    changed = {k for k, v in third.to_dict().items() if v != second.to_dict()[k]}
+    assert changed == {"datasets", "out_dir", "total_steps"}
+    assert third.datasets[:2] == second.datasets and len(third.datasets) == 3
+    assert third.total_steps > second.total_steps
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):
