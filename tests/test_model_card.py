@@ -108,3 +108,38 @@ def test_the_data_section_says_which_model_drove_dagger_data(tmp_path):
     text = "\n".join(data_section([plain_data, dagger]))
     assert "`preview.onnx` drove 51% of the ticks in turns of 0.1 s on average" in text
     assert text.count("DAgger") == 1
+
+
+def test_a_narrowed_copy_borrows_its_sources_data_and_training(card, tmp_path):
+    """A file narrowed by `export --from-model` has no runs of its own: its card takes the source card's Data and
+    Training, says where they come from, and lists its own files and ranges."""
+    from diffuseloco_policy.training.export import main as export_main
+
+    narrowed = tmp_path / "narrow.onnx"
+    export_main(["--from-model", str(card.parent / "dog.onnx"), "--out", str(narrowed), "--envelope",
+                 "bound.vx=0:0.2"])
+    out = write_card(narrowed, [], [], card.parent.parent / "eval" / "results.json", tmp_path / "narrow.md",
+                     derived_from=card)
+    text, source = out.read_text(), card.read_text()
+    assert set(card_hashes(out)) == {"narrow.onnx", "narrow.warm2.onnx"} and verify_card(out) == []
+    assert f"This file is `dog.onnx` (sha256 `{sha256(card.parent / 'dog.onnx')}`) narrowed" in text
+    assert "trained from scratch on `d.zarr`, to step 100 of batch 256" in text
+    for line in source.splitlines():
+        if line.startswith("- `d.zarr` from") or line.startswith("<summary>training config"):
+            assert line in text
+    assert "bound vx [0, 0.2]" in text and "bound vx [0, 0.2]" not in source
+
+
+def test_a_card_is_borrowed_only_by_the_same_weights(card, tmp_path):
+    other = export_standing_model(tmp_path / "other.onnx", seed=1)
+    with pytest.raises(ValueError, match="does not hold the same graphs and weights"):
+        write_card(other, [], [], card.parent.parent / "eval" / "results.json", tmp_path / "other.md",
+                   derived_from=card)
+    for name in ("dog.onnx", "dog.warm2.onnx"):
+        (tmp_path / name).write_bytes((card.parent / name).read_bytes())
+    broken = tmp_path / "dog.md"
+    broken.write_text(card.read_text().replace(sha256(card.parent / "dog.onnx"), "0" * 64))
+    with pytest.raises(ValueError, match="sha256 differs"):
+        write_card(tmp_path / "dog.onnx", [], [], card.parent.parent / "eval" / "results.json",
+                   tmp_path / "x.md", derived_from=broken)
+    assert not (tmp_path / "other.md").exists() and not (tmp_path / "x.md").exists()

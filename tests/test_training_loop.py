@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -235,15 +236,80 @@ def test_an_envelope_narrows_the_commands_the_file_accepts(trained, tmp_path):
 
 
 @pytest.mark.parametrize("entry, message", [
-    ("trot.vx=-0.25:2.0", "wider than the trained range"),
+    ("trot.vx=-0.25:2.0", "wider than the model.s range"),
     ("gallop.vx=0:1", "unknown skills"),
     ("trot.speed=0:1", "field must be one of"),
     ("trot.vx=0.5:0.1", "LOW is above HIGH"),
     ("trot.vx=fast", "expected SKILL.FIELD=LOW:HIGH"),
 ])
-def test_a_bad_envelope_is_refused_before_anything_is_written(trained, tmp_path, entry, message):
+def test_a_bad_envelope_is_refused_before_anything_is_written(trained, tmp_path, capsys, entry, message):
     _, _, out = trained
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(SystemExit) as refused:
         export_main(["--checkpoint", str(out / "ckpt_latest"), "--out", str(tmp_path / "x.onnx"),
                      "--envelope", entry])
+    assert refused.value.code == 2 and re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """The tiny model exported with a trot envelope and a 2-step warm-start graph."""
+    _, _, out = trained
+    path = tmp_path_factory.mktemp("exported") / "source.onnx"
+    export_main(["--checkpoint", str(out / "ckpt_latest"), "--out", str(path), "--warm-steps", "2",
+                 "--envelope", "trot.vx=-0.25:0.5"])
+    return path
+
+
+def initializers(path):
+    import onnx
+
+    return {t.name: t.SerializeToString() for t in onnx.load(str(path)).graph.initializer}
+
+
+def test_a_shipped_file_is_narrowed_without_its_checkpoint(exported, tmp_path):
+    """--from-model copies the graphs byte for byte (weights and all), narrows only the embedded ranges, and the
+    copy samples exactly what the source samples for the same noise."""
+    out = tmp_path / "narrowed.onnx"
+    export_main(["--from-model", str(exported), "--out", str(out), "--envelope", "bound.vx=0:0.2"])
+    robot = load_config()
+    for src, dst in ((exported, out), (exported.with_name("source.warm2.onnx"), tmp_path / "narrowed.warm2.onnx")):
+        assert initializers(dst) == initializers(src)
+    before, after = read_onnx_info(exported, robot).config, read_onnx_info(out, robot).config
+    assert after.skill("bound").vx == (0.0, 0.2) and before.skill("bound").vx != (0.0, 0.2)
+    assert after.skill("trot") == before.skill("trot")   # the source's envelope is kept
+    assert dataclasses.replace(after, skills=before.skills) == before
+    source_rt, copy_rt = (OnnxRuntime(p, robot, warm_start_steps=2) for p in (exported, out))
+    rng = np.random.default_rng(0)
+    d = source_rt.dims
+    obs = rng.standard_normal((2, d.history, d.obs_dim)).astype(np.float32)
+    goal = rng.standard_normal((2, d.history, d.goal_dim)).astype(np.float32)
+    noise = rng.standard_normal(source_rt.noise_shape(2, warm=False)).astype(np.float32)
+    np.testing.assert_array_equal(copy_rt.predict(obs, goal, noise), source_rt.predict(obs, goal, noise))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--envelope", "trot.vx=-0.25:0.6"], "wider than the model's range"),   # wider than the source's envelope
+    ([], "would only copy the file"),
+])
+def test_narrowing_a_file_refuses_to_widen_or_to_copy(exported, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as refused:
+        export_main(["--from-model", str(exported), "--out", str(tmp_path / "x.onnx"), *extra])
+    assert refused.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_narrowing_a_file_refuses_to_overwrite_it_or_take_a_stranger_warm_graph(exported, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        export_main(["--from-model", str(exported), "--out", str(exported), "--envelope", "bound.vx=0:0.2"])
+    assert "under another name" in capsys.readouterr().err
+    import shutil
+
+    stranger = tmp_path / "mixed.onnx"
+    shutil.copy(exported, stranger)
+    export_main(["--from-model", str(exported), "--out", str(tmp_path / "other.onnx"), "--envelope", "pace.vx=0:0.1"])
+    shutil.copy(tmp_path / "other.warm2.onnx", tmp_path / "mixed.warm2.onnx")
+    with pytest.raises(SystemExit):
+        export_main(["--from-model", str(stranger), "--out", str(tmp_path / "y.onnx"), "--envelope", "bound.vx=0:0.2"])
+    assert "does not belong to it" in capsys.readouterr().err
+    assert not (tmp_path / "y.onnx").exists()

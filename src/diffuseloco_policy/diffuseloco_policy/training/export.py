@@ -1,6 +1,7 @@
 """Export a trained checkpoint's EMA model to ONNX (full sampler + warm-start graphs), verified against torch.
 
     python -m diffuseloco_policy.training.export --checkpoint out/train_small/ckpt_latest --out models/policy.onnx
+    python -m diffuseloco_policy.training.export --from-model models/a.onnx --out models/b.onnx --envelope ...
 
 Writes models/policy.onnx and models/policy.warm<k>.onnx for each --warm-steps entry (default: the model's
 warm_start_steps), each checked once in ONNX Runtime against the torch model to 1e-4 by export_onnx.
@@ -10,18 +11,24 @@ warm_start_steps), each checked once in ONNX Runtime against the torch model to 
 file below what the model was trained on. The policy node clamps commands to the file's ranges (and logs the
 narrowing at start), so a model that is only trusted inside part of its training ranges ships with that
 envelope enforced, not merely documented. Widening a range is refused: the model has never seen those commands.
+
+--from-model narrows the envelope of a file that is already exported (and of its warm-start graphs) without its
+checkpoint: the graphs are copied untouched and only the embedded stack config changes, so the new file computes
+exactly what the old one did. Its ranges can only shrink against the source file's, which may already carry an
+envelope.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 from ..config import ConfigError, StackConfig
-from ..export import export_onnx
-from ..model_file import load_checkpoint
+from ..export import export_onnx, warm_path
+from ..model_file import PREFIX, ModelMismatchError, load_checkpoint, read_onnx_info
 from .checkpoint import ema_weights_path
 
 RANGE_FIELDS = ("vx", "vy", "yaw_rate")
@@ -56,8 +63,9 @@ def narrow_envelope(config: StackConfig, limits: Mapping[tuple[str, str], tuple[
                 continue
             (low, high), (trained_low, trained_high) = limits[(skill.name, field)], getattr(skill, field)
             if low < trained_low or high > trained_high:
-                raise ConfigError(f"envelope {skill.name}.{field}=[{low}, {high}] is wider than the trained range "
-                                  f"[{trained_low}, {trained_high}]: the model has never seen those commands")
+                raise ConfigError(f"envelope {skill.name}.{field}=[{low}, {high}] is wider than the model's range "
+                                  f"[{trained_low}, {trained_high}]: it was never trained or checked on those "
+                                  "commands")
             changes[field] = (low, high)
         skills.append(dataclasses.replace(skill, **changes))
     unknown = {name for name, _ in limits} - {s.name for s in config.skills}
@@ -77,10 +85,43 @@ def export_checkpoint(checkpoint: Union[str, Path], out: Union[str, Path], warm_
     return export_onnx(policy, config, out, warm_steps=tuple(warm_steps), verify=True)
 
 
+def reenvelope_model_file(source: Union[str, Path], out: Union[str, Path], envelope: Sequence[str]) -> list[Path]:
+    """Copy an exported model file and its warm-start graphs to `out` with a narrower envelope in their metadata.
+
+    Why not re-export: the checkpoint of a shipped model is often gone, and the graphs need no change; copying them
+    keeps the weights byte for byte, which the card and the evaluations of the source file then still describe."""
+    import onnx
+
+    source, out = Path(source), Path(out)
+    if source.resolve() == out.resolve():
+        raise ConfigError(f"--from-model {source}: write the narrowed file under another name (--out)")
+    if not envelope:
+        raise ConfigError("--from-model without --envelope would only copy the file")
+    limits = parse_envelope(envelope)
+    info = read_onnx_info(source)
+    config_json = json.dumps(narrow_envelope(info.config, limits).to_dict())
+    graphs = [(source, out)] + [(path, warm_path(out, int(path.stem.rsplit(".warm", 1)[1])))
+                                for path in sorted(source.parent.glob(f"{source.stem}.warm*.onnx"))]
+    models = []
+    for path, _ in graphs:   # every graph is read and checked before anything is written
+        if read_onnx_info(path).config != info.config:
+            raise ConfigError(f"{path}: its config differs from {source}'s; it does not belong to it")
+        models.append(onnx.load(str(path)))
+    for model, (_, target) in zip(models, graphs):
+        for entry in model.metadata_props:
+            if entry.key == PREFIX + "stack_config":
+                entry.value = config_json
+        onnx.save(model, str(target))
+    return [target for _, target in graphs]
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m diffuseloco_policy.training.export",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory (or a .safetensors model file)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint directory (or a .safetensors model file)")
+    source.add_argument("--from-model", type=Path, metavar="MODEL.onnx",
+                        help="an exported file (warm graphs beside it) to copy with a narrower --envelope")
     parser.add_argument("--out", required=True, type=Path, help="full-sampler graph path, e.g. models/policy.onnx")
     parser.add_argument("--warm-steps", type=int, nargs="*", default=None,
                         help="warm-start graphs to write (default: the model's warm_start_steps)")
@@ -88,7 +129,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--envelope", action="append", default=[], metavar="SKILL.FIELD=LOW:HIGH",
                         help="narrow a skill's command range in the file (repeatable), e.g. trot.vx=-0.25:0.5")
     args = parser.parse_args(argv)
-    for path in export_checkpoint(args.checkpoint, args.out, args.warm_steps, args.weights, args.envelope):
+    try:
+        if args.from_model:
+            written = reenvelope_model_file(args.from_model, args.out, args.envelope)
+        else:
+            written = export_checkpoint(args.checkpoint, args.out, args.warm_steps, args.weights, args.envelope)
+    except (ConfigError, ModelMismatchError) as error:
+        parser.error(str(error))   # a refusal, not a crash: exit 2 with the reason, nothing written
+    for path in written:
         print(path)
 
 

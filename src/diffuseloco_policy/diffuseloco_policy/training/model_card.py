@@ -4,6 +4,10 @@
         --run out/train_small [out/train_finetune] --dataset data/experts.zarr [...] --eval out/eval_shipped/results.json \\
         [--notes notes.md] --out models/diffuseloco_cyberdog2.md
 
+A file narrowed from another shipped file by `export --from-model` has no training runs of its own: with
+--derived-from SOURCE_CARD the card takes the source card's Data and Training sections, once it has checked that
+the source's files are intact and that both files hold the same graphs and weights.
+
 Why generated: every number in the card (file hashes, model size, data, training, evaluation) is read from the
 artifacts themselves, so the card cannot drift from the files it describes; `verify_card` re-checks the hashes
 (the shipped-model test does, so a model swapped without its card fails CI). Hand-written context goes in
@@ -133,6 +137,44 @@ def training_section(runs: Sequence[Path]) -> list[str]:
                     "run are exported"] + details
 
 
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two model files (with their warm-start graphs) hold the same graphs and weights; metadata aside."""
+    import onnx
+
+    def graphs(model: Path) -> list[bytes]:
+        return [onnx.load(str(p)).graph.SerializeToString() for p in model_files(model)]
+
+    return [p.name.replace(a.stem, "", 1) for p in model_files(a)] == \
+        [p.name.replace(b.stem, "", 1) for p in model_files(b)] and graphs(a) == graphs(b)
+
+
+def card_section(card: Path, heading: str) -> list[str]:
+    """The lines of one '## heading' section of a card, up to the next '## ' heading."""
+    lines = card.read_text().splitlines()
+    start = lines.index(f"## {heading}")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    while lines[end - 1] == "":
+        end -= 1
+    return lines[start:end]
+
+
+def derived_sections(model: Path, source_card: Path) -> list[list[str]]:
+    """Data and Training of the file `model` was narrowed from (refused unless the source is intact and holds the
+    same graphs and weights), under a line that says where they come from."""
+    problems = verify_card(source_card)
+    source = source_card.with_suffix(".onnx")
+    if problems:
+        raise ValueError(f"--derived-from {source_card}: " + "; ".join(problems))
+    if not same_weights(model, source):
+        raise ValueError(f"--derived-from {source_card}: {model.name} does not hold the same graphs and weights as "
+                         f"{source.name}; only a file narrowed by `export --from-model` can borrow its card")
+    origin = (f"This file is `{source.name}` (sha256 `{sha256(source)}`) narrowed by `python -m "
+              f"diffuseloco_policy.training.export --from-model`: the same graphs and weights, only the command "
+              f"ranges in its metadata differ. Its data and training were these.")
+    data, training = card_section(source_card, "Data"), card_section(source_card, "Training")
+    return [data[:2] + [origin, ""] + data[2:], training]
+
+
 def evaluation_section(results: Path) -> list[str]:
     report = json.loads(results.read_text())
     table = evaluation_markdown(report["summary"], report["meta"])
@@ -142,16 +184,17 @@ def evaluation_section(results: Path) -> list[str]:
 
 
 def write_card(model: Path, runs: Sequence[Path], datasets: Sequence[Path], results: Path, out: Path,
-               notes: Optional[Path] = None) -> Path:
+               notes: Optional[Path] = None, derived_from: Optional[Path] = None) -> Path:
     """runs: the training runs in order (a fine-tune after the run it resumed); datasets: every dataset they
-    read."""
+    read; or derived_from: the card of the file `model` was narrowed from."""
+    provenance = derived_sections(model, derived_from) if derived_from else \
+        [data_section(datasets), training_section(runs)]
     title = f"# Model card: {model.stem}"
     sections = [[title, "", f"A DiffuseLoco policy for the simulated CyberDog 2, trained offline on expert "
                  f"demonstrations. Run it in simulation with `python -m diffuseloco_bringup.run sim --model {model}`; "
                  f"evaluate it with `python -m diffuseloco_policy.evaluation --policy {model},warm=2 "
                  f"--ranges-from {model}` (on the commands the node will give it)."],
-                files_section(model), model_section(model), data_section(datasets), training_section(runs),
-                evaluation_section(results)]
+                files_section(model), model_section(model), *provenance, evaluation_section(results)]
     if notes:
         sections.append(notes.read_text().rstrip().splitlines())
     out.write_text("\n\n".join("\n".join(s) for s in sections) + "\n")
@@ -182,16 +225,23 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m diffuseloco_policy.training.model_card",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="the full-sampler .onnx (warm graphs beside it)")
-    parser.add_argument("--run", type=Path, nargs="+", required=True,
+    parser.add_argument("--run", type=Path, nargs="+", default=[],
                         help="training out_dir(s) (train_config.yaml, loss.csv), in order: a fine-tune after the "
                              "run it resumed")
-    parser.add_argument("--dataset", type=Path, nargs="+", required=True, help="every dataset the runs read")
+    parser.add_argument("--dataset", type=Path, nargs="+", default=[], help="every dataset the runs read")
+    parser.add_argument("--derived-from", type=Path, default=None, metavar="SOURCE_CARD.md",
+                        help="instead of --run/--dataset: the card of the file this one was narrowed from")
     parser.add_argument("--eval", type=Path, required=True, help="results.json of the evaluation command")
     parser.add_argument("--notes", type=Path, default=None, help="markdown appended as is")
     parser.add_argument("--out", type=Path, default=None, help="default: the model path with .md")
     args = parser.parse_args(argv)
-    out = write_card(args.model, args.run, args.dataset, args.eval, args.out or args.model.with_suffix(".md"),
-                     args.notes)
+    if bool(args.derived_from) == bool(args.run and args.dataset):
+        parser.error("give either --run and --dataset (a trained model) or --derived-from (a narrowed copy)")
+    try:
+        out = write_card(args.model, args.run, args.dataset, args.eval, args.out or args.model.with_suffix(".md"),
+                         args.notes, args.derived_from)
+    except ValueError as error:
+        parser.error(str(error))
     print(out)
 
 
