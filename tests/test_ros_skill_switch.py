@@ -1,6 +1,8 @@
 """A skill switch sent as a teleop SkillCommand reaches the policy node and changes the gait of the simulated
-dog: trot puts diagonal feet down together, pace lateral ones. The expert stand-in drives (no trained model is
-needed to test the plumbing); the gait is read from the robot-side topic, LegState.force_est."""
+dog: trot puts diagonal feet down together, pace lateral ones, bound front and rear pairs. It runs twice: with the
+expert stand-in (the plumbing, whatever the model), and with the policy node's default, the shipped diffusion
+model (no model named, the sim bringup's sampler settings). The gait is read from the robot-side topic,
+LegState.force_est."""
 
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ R = SetControllerState.Request
 CONTACT_N = 5.0  # a foot carrying more than this is on the ground
 
 
-@pytest.fixture(scope="module")
-def expert_graph(tmp_path_factory):
-    params = tolerant_of_stalls(write_params(tmp_path_factory.mktemp("params"), "expert"))
+@pytest.fixture(scope="module", params=["expert", "default model"])
+def dog_graph(request, tmp_path_factory):
+    model = "expert" if request.param == "expert" else ""   # "": the node loads models/diffuseloco_cyberdog2.onnx
+    params = tolerant_of_stalls(write_params(tmp_path_factory.mktemp("params"), model))
     graph = Graph([NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
                    NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
     graph.start()
@@ -45,19 +48,21 @@ def pattern_between(probe: Probe, start: float, end: float) -> dict[str, float]:
     return contact_pattern(forces > CONTACT_N)
 
 
-def test_a_skill_switch_changes_the_gait(expert_graph):
-    probe = expert_graph
+def test_a_skill_switch_changes_the_gait(dog_graph):
+    probe = dog_graph
     probe.request_until_accepted(R.REQUEST_STAND_UP, 15.0, "STAND_UP accepted")
     probe.request_until_accepted(R.REQUEST_RUN, CONFIG.controller.stand_up_duration + 5.0, "RUN")
-    phases = []
-    for skill in ("trot", "pace"):
+    phases = {}
+    for skill in ("trot", "pace", "bound"):
         probe.publish_skill(CONFIG.skill(skill).id, vx=0.2)
         probe.wait_for(lambda s=skill: probe.latest_status().active_skill == CONFIG.skill(s).id, 2.0, skill)
-        time.sleep(1.0)                      # let the gait settle
+        time.sleep(1.5)                      # let the gait settle
         start = probe.now()
         time.sleep(2.0)
-        phases.append(pattern_between(probe, start, probe.now()))
-    assert probe.latest_status().state == PolicyStatus.STATE_RUNNING, probe.latest_status().last_fault
-    trot, pace = phases
+        phases[skill] = pattern_between(probe, start, probe.now())
+    status = probe.latest_status()
+    assert status.state == PolicyStatus.STATE_RUNNING, status.last_fault
+    trot, pace, bound = phases["trot"], phases["pace"], phases["bound"]
     assert trot["diagonal"] > 0.8 and trot["lateral"] < 0.2, trot
     assert pace["lateral"] > 0.8 and pace["diagonal"] < 0.2, pace
+    assert bound["front_rear"] > 0.8 and bound["diagonal"] < 0.2 and bound["lateral"] < 0.2, bound

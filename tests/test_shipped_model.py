@@ -1,5 +1,5 @@
-"""The policies that ship in models/ (previews: they walk every skill, see their cards): intact (the card's hashes),
-accepted by the robot config, carrying their trot envelope, and trotting without a fall.
+"""The policies that ship in models/ (the default the node loads, and the first preview; see their cards): intact
+(the card's hashes), accepted by the robot config, carrying their envelope, and trotting without a fall.
 
 These tests need the file: a checkout without it fails here instead of silently skipping.
 """
@@ -15,12 +15,13 @@ from diffuseloco_bringup.graph import params_file
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.evaluation import load_matrix
 from diffuseloco_policy.evaluation.cli import evaluate, robot_config
+from diffuseloco_policy.nodes.policy_node import DEFAULT_MODEL
 from diffuseloco_policy.runtime import load_runtime
 from diffuseloco_policy.training.model_card import verify_card
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 # file stem -> whether the model predicts the experts' velocity feed-forward (ModelSpec.predict_velocity)
-SHIPPED = {"diffuseloco_cyberdog2_preview": False, "diffuseloco_cyberdog2_ff_preview": True}
+SHIPPED = {"diffuseloco_cyberdog2_preview": False, "diffuseloco_cyberdog2": True}
 CONFIG = load_config()
 
 
@@ -48,12 +49,18 @@ def allowed(model):
     return robot_config(None, model)
 
 
-def test_its_file_limits_trot_to_the_envelope_it_was_checked_in(allowed):
-    """Outside it the first preview falls (1 m/s, fast right turns) and the feed-forward one has not been
-    evaluated; the node clamps commands to the file's ranges."""
+def test_its_file_limits_trot_to_the_envelope_it_was_checked_in(model, allowed):
+    """Outside it the models fell on some seeds (the preview at 1 m/s and in fast right turns, the default at 1 m/s
+    trot and 0.4 m/s bound); the node clamps commands to the file's ranges."""
     trot = allowed.skill("trot")
     assert trot.vx == (-0.15, 0.6) and trot.yaw_rate == (-0.5, 0.5)
     assert CONFIG.skill("trot").vx[1] > trot.vx[1]
+    bound = allowed.skill("bound").vx
+    assert bound == ((0.0, 0.3) if model.resolve() == DEFAULT_MODEL.resolve() else CONFIG.skill("bound").vx)
+
+
+def test_the_default_is_what_the_node_loads_when_no_model_is_named():
+    assert DEFAULT_MODEL.name in {f"{stem}.onnx" for stem in SHIPPED} and DEFAULT_MODEL.is_file()
 
 
 @pytest.fixture(scope="module")

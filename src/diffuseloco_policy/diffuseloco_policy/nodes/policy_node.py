@@ -125,8 +125,8 @@ class PolicyNode(Node):
             return SamplerSetup(stand_in, stand_in.reset, current_frame=False, trained=None)
         self.model_path = Path(p["model"]) if p["model"] else DEFAULT_MODEL
         if not self.model_path.is_file():
-            hint = " (no trained model ships yet; in simulation, model:=expert runs the expert stand-in)" \
-                if not p["model"] else ""
+            hint = (" (the default model ships in the repository's models/: restore it, or name one with "
+                    "model:=PATH; in simulation, model:=expert runs the expert stand-in)") if not p["model"] else ""
             raise FileNotFoundError(f"model file {self.model_path} not found{hint}")
         runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
                                warm_start_steps=p["warm_start_steps"] or None,
