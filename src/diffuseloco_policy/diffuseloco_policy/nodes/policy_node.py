@@ -140,12 +140,13 @@ class PolicyNode(Node):
         return SamplerSetup(runtime.predict, runtime.reset, current_frame, trained=runtime.info.config)
 
     def _within_trained_ranges(self, trained: StackConfig) -> StackConfig:
-        """The robot config with commands clamped to the model's trained ranges where those are narrower."""
+        """The robot config with commands clamped to the ranges the model file accepts (its training ranges, or an
+        envelope narrowed at export) where those are narrower."""
         narrowed = within_trained_ranges(self.config, trained)
         for mine, cut in zip(self.config.skills, narrowed.skills):
             if cut != mine:
                 self.get_logger().warning(
-                    f"skill {cut.name}: commands limited to the model's trained range vx {cut.vx}, vy {cut.vy}, "
+                    f"skill {cut.name}: commands limited to the model file's range vx {cut.vx}, vy {cut.vy}, "
                     f"yaw {cut.yaw_rate} (robot config: vx {mine.vx}, vy {mine.vy}, yaw {mine.yaw_rate})")
         return narrowed
 
