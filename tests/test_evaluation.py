@@ -281,3 +281,16 @@ def test_an_unscored_metric_is_charted_as_missing_not_as_perfect():
     """A policy that falls in every episode has no tracking error: its chart bar must not read as 0 error."""
     assert bar_value(None) == (0.0, " n/a")
     assert bar_value(0.151) == (0.151, " 0.151")
+
+
+def test_pushes_are_switched_on_from_the_command_line(tmp_path, capsys):
+    """--pushes runs a matrix's randomized physics with the shoves on, and the report says so; on a matrix of
+    nominal physics it is refused (pushes belong to the randomized setting)."""
+    out = tmp_path / "pushed"
+    assert main(["--policy", "expert", "--scenarios", "eval_smoke", "--seeds", "1", "--duration", "1.0",
+                 "--pushes", "--no-plots", "--out", str(out)]) == 0
+    physics = json.loads((out / "results.json").read_text())["meta"]["physics"]
+    assert physics == "SimConfig.randomized()"
+    with pytest.raises(SystemExit) as refused:
+        main(["--policy", "expert", "--scenarios", "eval_tiny", "--pushes", "--out", str(tmp_path / "x")])
+    assert refused.value.code == 2 and "nominal physics" in capsys.readouterr().err

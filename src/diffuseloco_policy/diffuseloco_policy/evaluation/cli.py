@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -161,13 +162,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="robot config (default: the shipped CyberDog 2)")
     parser.add_argument("--ranges-from", type=Path, default=None, metavar="MODEL.onnx",
                         help="cut the config's command ranges to this model file's, as the policy node does")
+    parser.add_argument("--pushes", action="store_true",
+                        help="shove the trunk every 4-8 s (SimConfig.randomized()'s pushes), whatever the matrix says")
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
     config = robot_config(args.config, args.ranges_from)
     matrix = load_matrix(args.scenarios, config)
+    if args.pushes:
+        if not matrix.randomized:
+            parser.error(f"--pushes: matrix {matrix.name} runs nominal physics; pushes come with randomized physics")
+        matrix = replace(matrix, pushes=True)
     if args.duration is not None:
-        from dataclasses import replace
-
         matrix = replace(matrix, scenarios=tuple(replace(s, duration_s=args.duration) for s in matrix.scenarios
                                                  if s.segments[-1].start_s < args.duration))
     report = evaluate(args.policy, matrix, config, args.seeds or matrix.seeds, args.out, args.ablation,
