@@ -40,15 +40,21 @@ def write_params(tmp: Path, model: Path) -> Path:
     return path
 
 
+def tolerant_config(directory: Path, timeout_s: float = 0.25, base: Optional[Path] = None) -> Path:
+    """A copy of `base` (default: the shipped robot config) with a longer sensor timeout; see tolerant_of_stalls."""
+    config = yaml.safe_load((base or DEFAULT_ROBOT_CONFIG).read_text())
+    config["safety"]["sensor_timeout"] = timeout_s
+    path = directory / "robot_tolerant.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def tolerant_of_stalls(params: Path, timeout_s: float = 0.25, base: Optional[Path] = None) -> Path:
     """The policy node with a longer sensor timeout than the robot's 0.05 s, on `base` (default: the shipped robot
     config). For tests about something else: on a shared 2-core machine another process of the graph, or the
     test's own fake robot, can stall 60-320 ms under the full suite, which the node rightly treats as a sensor
     fault (test_ros_graph and test_fault_injection check that reaction)."""
-    config = yaml.safe_load((base or DEFAULT_ROBOT_CONFIG).read_text())
-    config["safety"]["sensor_timeout"] = timeout_s
-    config_path = params.parent / "robot_tolerant.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = tolerant_config(params.parent, timeout_s, base)
     values = yaml.safe_load(params.read_text())
     values["diffuseloco_policy"]["ros__parameters"]["config"] = str(config_path)
     params.write_text(yaml.safe_dump(values))

@@ -112,49 +112,75 @@ def plot(monitor: Monitor, path: Path, label: str) -> None:
     plt.close(fig)
 
 
-def write_params(out: Path, model: str, bag: Path) -> Path:
+def write_params(out: Path, model: str, bag: Path, config: Optional[Path] = None) -> Path:
     params = yaml.safe_load(params_file("sim").read_text())
     params["diffuseloco_policy"]["ros__parameters"]["model"] = model
     params["recorder"]["ros__parameters"]["output"] = str(bag)
+    if config is not None:   # the simulated robot and the policy node must agree on it
+        for node in ("cyberdog_sim", "diffuseloco_policy"):
+            params[node]["ros__parameters"]["config"] = str(config)
     path = out / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    parser.add_argument("--model", default="", help="ONNX model (default: the shipped one, else the experts)")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    model = args.model or (str(SHIPPED_MODEL) if SHIPPED_MODEL.is_file() else "expert")
+@dataclass(frozen=True)
+class DemoRun:
+    """What one run of the main job showed: the graph's exit code, the per-segment velocities, every fault the
+    policy node reported, and where the plot and the bag went."""
+
+    code: int
+    label: str
+    rows: list[Segment]
+    faults: list[str]
+    plot: Optional[Path]
+    bag: Path
+
+
+def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoRun:
+    """Start the graph, let the script teleop drive it to the end, and read back what the dog did."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = model or (str(SHIPPED_MODEL) if SHIPPED_MODEL.is_file() else "expert")
     label = "EXPERT STAND-IN, not a learned policy" if model == "expert" else Path(model).name
-    bag = args.out / time.strftime("bag-%Y%m%d-%H%M%S")
+    bag = out / time.strftime("bag-%Y%m%d-%H%M%S")
     print(f"DiffuseLoco-ROS demo: simulator + policy node ({label}) + script teleop + recorder", flush=True)
     specs = [NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
              NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy"),
              NodeSpec("diffuseloco_policy", "recorder", "recorder"),
              NodeSpec("diffuseloco_policy", "script_teleop", "teleop")]
     monitor = Monitor()
-    graph = Graph(specs, write_params(args.out, model, bag))
+    graph = Graph(specs, write_params(out, model, bag, config))
     try:
         graph.start()
         code = graph.wait()  # the script teleop exits when its sequence ends; then everything stops
     finally:
         graph.stop()
         monitor.close()
-    config = load_config()
-    rows = segments(monitor, config)
-    print(f"\nCommanded vs achieved velocity per segment (policy: {label}; achieved = simulator ground truth, "
-          f"mean after {SETTLE_S:.0f} s of each segment):")
-    print(table(rows))
+    rows = segments(monitor, load_config(config))
     faults = sorted({s.last_fault for _, s in monitor.status if s.last_fault})
-    print("faults: " + ("; ".join(faults) if faults else "none"))
+    plot_path = None
     if monitor.commands and monitor.twists:
-        plot(monitor, args.out / "velocity.png", label)
-        print(f"plot: {args.out / 'velocity.png'}")
-    print(f"bag: {bag}")
-    return code
+        plot_path = out / "velocity.png"
+        plot(monitor, plot_path, label)
+    return DemoRun(code, label, rows, faults, plot_path, bag)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument("--model", default="", help="ONNX model (default: the shipped one, else the experts), "
+                                                     "or 'expert' for the expert stand-in")
+    parser.add_argument("--config", type=Path, default=None, help="robot config YAML (default: the shipped one)")
+    args = parser.parse_args(argv)
+    run = run_demo(args.out, args.model, args.config)
+    print(f"\nCommanded vs achieved velocity per segment (policy: {run.label}; achieved = simulator ground truth, "
+          f"mean after {SETTLE_S:.0f} s of each segment):")
+    print(table(run.rows))
+    print("faults: " + ("; ".join(run.faults) if run.faults else "none"))
+    if run.plot:
+        print(f"plot: {run.plot}")
+    print(f"bag: {run.bag}")
+    return run.code
 
 
 if __name__ == "__main__":
