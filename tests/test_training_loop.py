@@ -291,6 +291,7 @@ def test_a_shipped_file_is_narrowed_without_its_checkpoint(exported, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--envelope", "trot.vx=-0.25:0.6"], "wider than the model's range"),   # wider than the source's envelope
     ([], "would only copy the file"),
+    (["--envelope", "bound.vx=0:0.2", "--warm-steps", "3"], "do not apply"),
 ])
 def test_narrowing_a_file_refuses_to_widen_or_to_copy(exported, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as refused:

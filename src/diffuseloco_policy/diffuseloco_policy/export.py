@@ -91,6 +91,12 @@ def warm_path(path: Union[str, Path], steps: int) -> Path:
     return path.with_name(f"{path.stem}.warm{steps}{path.suffix}")
 
 
+def warm_graphs(path: Union[str, Path]) -> list[Path]:
+    """The warm-start graphs beside a full graph (name.warm<k>.onnx), in name order."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{path.stem}.warm*{path.suffix}"))
+
+
 def _export_graph(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], path: Path,
                   metadata: dict[str, str], verify: bool) -> Path:
     import onnx

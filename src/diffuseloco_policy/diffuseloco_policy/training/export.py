@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 from ..config import ConfigError, StackConfig
-from ..export import export_onnx, warm_path
+from ..export import export_onnx, warm_graphs, warm_path
 from ..model_file import PREFIX, ModelMismatchError, load_checkpoint, read_onnx_info
 from .checkpoint import ema_weights_path
 
@@ -100,13 +100,14 @@ def reenvelope_model_file(source: Union[str, Path], out: Union[str, Path], envel
     limits = parse_envelope(envelope)
     info = read_onnx_info(source)
     config_json = json.dumps(narrow_envelope(info.config, limits).to_dict())
-    graphs = [(source, out)] + [(path, warm_path(out, int(path.stem.rsplit(".warm", 1)[1])))
-                                for path in sorted(source.parent.glob(f"{source.stem}.warm*.onnx"))]
-    models = []
-    for path, _ in graphs:   # every graph is read and checked before anything is written
-        if read_onnx_info(path).config != info.config:
-            raise ConfigError(f"{path}: its config differs from {source}'s; it does not belong to it")
-        models.append(onnx.load(str(path)))
+    graphs = [(source, out)]
+    for path in warm_graphs(source):   # every graph is read and checked before anything is written
+        warm = read_onnx_info(path)
+        if warm.config != info.config or warm.graph.get("sampler") != "warm":
+            raise ConfigError(f"{path}: not a warm-start graph of {source}; it does not belong to it")
+        graphs.append((path, warm_path(out, warm.graph["steps"])))
+    models = [onnx.load(str(path)) for path, _ in graphs]
+    out.parent.mkdir(parents=True, exist_ok=True)
     for model, (_, target) in zip(models, graphs):
         for entry in model.metadata_props:
             if entry.key == PREFIX + "stack_config":
@@ -129,6 +130,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--envelope", action="append", default=[], metavar="SKILL.FIELD=LOW:HIGH",
                         help="narrow a skill's command range in the file (repeatable), e.g. trot.vx=-0.25:0.5")
     args = parser.parse_args(argv)
+    if args.from_model and (args.warm_steps is not None or args.weights != "ema"):
+        parser.error("--from-model copies the file's graphs as they are: --warm-steps and --weights do not apply")
     try:
         if args.from_model:
             written = reenvelope_model_file(args.from_model, args.out, args.envelope)

@@ -28,6 +28,7 @@ import yaml
 
 from ..diffusion.policy import build_policy
 from ..evaluation.report import markdown as evaluation_markdown
+from ..export import warm_graphs
 from ..model_file import read_onnx_info
 
 HASH_ROW = re.compile(r"^\| `([^`]+)` \| \d+ \| `([0-9a-f]{64})` \|$")
@@ -43,7 +44,7 @@ def sha256(path: Path) -> str:
 
 def model_files(model: Path) -> list[Path]:
     """The full-sampler graph and its warm-start siblings (name.warm<k>.onnx)."""
-    return [model, *sorted(model.parent.glob(f"{model.stem}.warm*.onnx"))]
+    return [model, *warm_graphs(model)]
 
 
 def files_section(model: Path) -> list[str]:
