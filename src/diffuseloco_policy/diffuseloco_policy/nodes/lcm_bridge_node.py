@@ -40,6 +40,7 @@ from ..config import load_config
 from ..joints import JointConvention
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .conversions import body_velocity_msg, imu_msg
+from .parameters import declare_parameters
 from .spin import run_node, use_realtime_scheduling
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -104,7 +105,7 @@ class LcmBridgeNode(Node):
             "motor_command_topic": "/cyberdog/motor_cmd", "motor_ctrl_state_topic": "/cyberdog/motor_ctrl_state",
             "leg_frame_id": "base", "imu_frame_id": "imu_link", "realtime_priority": 0,
         }
-        return {name: self.declare_parameter(name, value).value for name, value in defaults.items()}
+        return declare_parameters(self, defaults)
 
     # ------------------------------------------------------------------------------------------- ROS -> LCM
     def _on_command(self, msg: MotorCommand) -> None:

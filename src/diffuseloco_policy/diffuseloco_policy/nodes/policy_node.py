@@ -38,9 +38,10 @@ from ..safety import ImuSample, JointSample, PDCommand, VelocitySample
 from ..sensor_gate import SensorGate
 from ..timing import TickTiming
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
-from .spin import run_node, use_realtime_scheduling
 from .conversions import (body_velocity_from_msg, imu_reading_from_msg, joint_state_from_msg, motor_command_msg,
                           stamp_to_seconds)
+from .parameters import declare_parameters
+from .spin import run_node, use_realtime_scheduling
 
 EXPERT_STAND_IN = "expert"
 # How long a tick waits for a plan that is not ready at its start, before it counts a deadline miss and follows
@@ -160,7 +161,7 @@ class PolicyNode(Node):
             "skill_command_topic": "/diffuseloco/skill_cmd",
             "status_topic": "/diffuseloco/status", "state_service": "/diffuseloco/set_state",
         }
-        return {name: self.declare_parameter(name, value).value for name, value in defaults.items()}
+        return declare_parameters(self, defaults)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

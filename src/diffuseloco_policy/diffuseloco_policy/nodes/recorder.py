@@ -41,6 +41,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ..data.bagtypes import ensure_types, make_typestore
+from .parameters import declare_parameters
 
 DEFAULT_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/body_velocity", "/cyberdog/motor_cmd",
                   "/diffuseloco/skill_cmd", "/diffuseloco/status"]
@@ -87,10 +88,10 @@ def bag_qos(profile: QoSProfile) -> Qos:
 class Recorder(Node):
     def __init__(self) -> None:
         super().__init__("bag_recorder")
-        p = {name: self.declare_parameter(name, value).value for name, value in {
+        p = declare_parameters(self, {
             "output": "", "topics": DEFAULT_TOPICS, "storage": "mcap", "bag_version": 8, "queue_depth": 1000,
             "discovery_period_s": 0.25,
-        }.items()}
+        })
         if p["storage"] not in STORAGE:
             raise ValueError(f"storage must be one of {sorted(STORAGE)}, got {p['storage']!r}")
         self.wanted = [self.resolve_topic_name(t) for t in p["topics"]]
@@ -198,7 +199,7 @@ def main(args: Optional[list[str]] = None) -> None:
         rclpy.logging.get_logger("bag_recorder").fatal(f"refusing to start: {exc}")
         rclpy.try_shutdown()
         raise SystemExit(2) from exc
-    drain_s = float(node.declare_parameter("drain_s", 0.2).value)
+    drain_s = declare_parameters(node, {"drain_s": 0.2})["drain_s"]
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

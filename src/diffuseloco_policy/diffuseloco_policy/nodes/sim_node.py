@@ -28,8 +28,9 @@ from ..config import load_config
 from ..sim import CyberDogSim, SimConfig
 from ..sim.firmware import MotorFirmware
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
-from .spin import run_node
 from .conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
+from .parameters import declare_parameters
+from .spin import run_node
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -75,7 +76,7 @@ class SimulatorNode(Node):
             "imu_topic": "/cyberdog/imu", "body_velocity_topic": "/cyberdog/body_velocity",
             "motor_command_topic": "/cyberdog/motor_cmd",
         }
-        return {name: self.declare_parameter(name, value).value for name, value in defaults.items()}
+        return declare_parameters(self, defaults)
 
     def _on_command(self, msg: MotorCommand) -> None:
         try:

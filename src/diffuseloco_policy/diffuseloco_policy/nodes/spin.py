@@ -11,16 +11,18 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from ..realtime import use_fifo_scheduling
+from .parameters import ParameterTypeError
 
 
 def run_node(factory: Callable[[], Node], args: Optional[list[str]] = None,
              refuse: tuple[type[BaseException], ...] = ()) -> None:
     """Spin the node `factory` builds. Exceptions in `refuse` raised while building it end the process with
-    exit code 2 and the reason logged (a node that must not start, e.g. a mismatched model)."""
+    exit code 2 and the reason logged (a node that must not start, e.g. a mismatched model); so does a parameter
+    of the wrong type, in every node."""
     rclpy.init(args=args)
     try:
         node = factory()
-    except refuse as exc:
+    except (ParameterTypeError, *refuse) as exc:
         rclpy.logging.get_logger("diffuseloco").fatal(f"refusing to start: {exc}")
         rclpy.try_shutdown()
         raise SystemExit(2) from exc

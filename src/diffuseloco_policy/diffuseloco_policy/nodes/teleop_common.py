@@ -12,6 +12,7 @@ from rclpy.node import Node
 from ..config import StackConfig, load_config
 from ..controller import ControllerRequest
 from ..teleop import TeleopCommand
+from .parameters import declare_parameters
 
 
 class TeleopNode(Node):
@@ -21,7 +22,7 @@ class TeleopNode(Node):
         super().__init__(name)
         defaults = {"config": "", "skill_command_topic": "/diffuseloco/skill_cmd",
                     "state_service": "/diffuseloco/set_state", "publish_rate_hz": 20.0, **(extra_parameters or {})}
-        self.params = {k: self.declare_parameter(k, v).value for k, v in defaults.items()}
+        self.params = declare_parameters(self, defaults)
         self.stack: StackConfig = load_config(self.params["config"] or None)
         self.command_pub = self.create_publisher(SkillCommand, self.params["skill_command_topic"], 10)
         self.state_client = self.create_client(SetControllerState, self.params["state_service"])
