@@ -3,9 +3,9 @@
 plot and a bag; a graph that runs but does not walk fails here.
 
 Through the live graph the later segments are not always clean (docs/policy_eval/tracking.md, "The live graph"):
-in 1 of 8 runs on this 2-core machine the dog fell in pace at 0.3 m/s right after the turning trot, and in another
-bound drifted 0.24 rad/s in yaw, while the evaluation harness runs the same script without a fall (32 episodes).
-So pace and bound must either walk forward, or, if the dog falls, the node must catch it as a sensor fault and
+in 1 of 17 runs on this 2-core machine the dog fell in pace at 0.3 m/s right after the turning trot, and in another
+bound drifted 0.24 rad/s in yaw; the evaluation harness runs the same script on the same physics without a fall
+(80 episodes). So pace and bound must either walk forward, or, if the dog falls, the node must catch it as a sensor fault and
 damp for the rest of the run: the safety reaction, never a crash or a silent wrong command."""
 
 from __future__ import annotations
