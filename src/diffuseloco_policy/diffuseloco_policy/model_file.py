@@ -177,15 +177,20 @@ def check_compatible(model: StackConfig, robot: StackConfig, source: str = "mode
                                  + "\n - ".join(problems))
 
 
-def read_onnx_info(path: Union[str, Path], robot: Optional[StackConfig] = None) -> ModelInfo:
-    """Metadata of an exported ONNX model, validated against `robot` when given."""
+def load_onnx(path: Union[str, Path]) -> tuple[Any, ModelInfo]:
+    """An exported ONNX model (onnx.ModelProto) and its parsed metadata, from one read of the file."""
     import onnx  # local: only needed where ONNX files are handled
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure means the same to the caller
         raise ModelMismatchError(f"{path}: cannot read ONNX model: {exc}") from exc
-    info = parse_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
+    return model, parse_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
+
+
+def read_onnx_info(path: Union[str, Path], robot: Optional[StackConfig] = None) -> ModelInfo:
+    """Metadata of an exported ONNX model, validated against `robot` when given."""
+    _, info = load_onnx(path)
     if robot is not None:
         check_compatible(info.config, robot, source=str(path))
     return info

@@ -90,8 +90,9 @@ class Recorder(Node):
         super().__init__("bag_recorder")
         p = declare_parameters(self, {
             "output": "", "topics": DEFAULT_TOPICS, "storage": "mcap", "bag_version": 8, "queue_depth": 1000,
-            "discovery_period_s": 0.25,
+            "discovery_period_s": 0.25, "drain_s": 0.2,
         })
+        self.drain_s = p["drain_s"]   # after a stop: how long messages already received are still taken
         if p["storage"] not in STORAGE:
             raise ValueError(f"storage must be one of {sorted(STORAGE)}, got {p['storage']!r}")
         self.wanted = [self.resolve_topic_name(t) for t in p["topics"]]
@@ -199,14 +200,13 @@ def main(args: Optional[list[str]] = None) -> None:
         rclpy.logging.get_logger("bag_recorder").fatal(f"refusing to start: {exc}")
         rclpy.try_shutdown()
         raise SystemExit(2) from exc
-    drain_s = declare_parameters(node, {"drain_s": 0.2})["drain_s"]
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.05)
         # Messages already delivered to our subscriptions' queues were received before the signal: take them.
-        deadline = time.monotonic() + drain_s
+        deadline = time.monotonic() + node.drain_s
         while time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.01)
     finally:

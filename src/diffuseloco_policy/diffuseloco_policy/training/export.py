@@ -28,7 +28,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 from ..config import ConfigError, StackConfig
 from ..export import export_onnx, warm_graphs, warm_path
-from ..model_file import PREFIX, ModelMismatchError, load_checkpoint, read_onnx_info
+from ..model_file import PREFIX, ModelMismatchError, load_checkpoint, load_onnx
 from .checkpoint import ema_weights_path
 
 RANGE_FIELDS = ("vx", "vy", "yaw_rate")
@@ -98,21 +98,20 @@ def reenvelope_model_file(source: Union[str, Path], out: Union[str, Path], envel
     if not envelope:
         raise ConfigError("--from-model without --envelope would only copy the file")
     limits = parse_envelope(envelope)
-    info = read_onnx_info(source)
+    model, info = load_onnx(source)
     config_json = json.dumps(narrow_envelope(info.config, limits).to_dict())
-    graphs = [(source, out)]
+    graphs = [(model, out)]
     for path in warm_graphs(source):   # every graph is read and checked before anything is written
-        warm = read_onnx_info(path)
+        warm_model, warm = load_onnx(path)
         if warm.config != info.config or warm.graph.get("sampler") != "warm":
             raise ConfigError(f"{path}: not a warm-start graph of {source}; it does not belong to it")
-        graphs.append((path, warm_path(out, warm.graph["steps"])))
-    models = [onnx.load(str(path)) for path, _ in graphs]
+        graphs.append((warm_model, warm_path(out, warm.graph["steps"])))
     out.parent.mkdir(parents=True, exist_ok=True)
-    for model, (_, target) in zip(models, graphs):
-        for entry in model.metadata_props:
+    for graph, target in graphs:
+        for entry in graph.metadata_props:
             if entry.key == PREFIX + "stack_config":
                 entry.value = config_json
-        onnx.save(model, str(target))
+        onnx.save(graph, str(target))
     return [target for _, target in graphs]
 
 
