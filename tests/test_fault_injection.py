@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -269,10 +270,28 @@ def teleop_node(tmp_path_factory):
     probe = Probe("joy_probe")
     try:
         probe.wait_for(lambda: len(probe.skill_commands) > 0, 60.0, "the teleop node's SkillCommand")
+        probe.wait_for(lambda: probe.joy_pub.get_subscription_count() > 0, 10.0, "the teleop node on /joy")
         yield probe
     finally:
         probe.close()
         graph.stop()
+
+
+def publish_joy_until(probe, axes: list, buttons: list, reached: Callable, what: str, timeout: float = 5.0):
+    """Streams one joystick state at 50 Hz until the teleop node's newest SkillCommand satisfies `reached`.
+
+    Waiting on the node's answer instead of a fixed number of messages keeps a slow start (discovery, a
+    loaded CI machine) from turning into a lost button press."""
+    deadline = time.monotonic() + timeout
+    after = probe.now()
+    while time.monotonic() < deadline:
+        probe.joy_pub.publish(Joy(axes=axes, buttons=buttons))
+        time.sleep(0.02)
+        fresh = [m for t, m in probe.skill_commands if t > after]
+        if fresh and reached(fresh[-1]):
+            return fresh[-1]
+    newest = probe.skill_commands[-1][1] if probe.skill_commands else None
+    raise AssertionError(f"{what}: not reached in {timeout} s; newest SkillCommand {newest}")
 
 
 def test_joystick_loss_zeroes_the_velocity_command(teleop_node):
@@ -285,15 +304,13 @@ def test_joystick_loss_zeroes_the_velocity_command(teleop_node):
     pressed = list(held)
     for b in trot_button:
         pressed[b] = 1
-    for buttons in [held] * 5 + [pressed] * 3 + [held] * 3:   # dead-man held, press and release "trot"
-        probe.joy_pub.publish(Joy(axes=axes, buttons=buttons))
-        time.sleep(0.02)
-    axes[mapping["vx"]["index"]] = 1.0                  # then full forward
-    for _ in range(30):
-        probe.joy_pub.publish(Joy(axes=axes, buttons=held))
-        time.sleep(0.02)
-    moving = probe.skill_commands[-1][1]
-    assert moving.vx >= 0.9 * CONFIG.skill("trot").vx[1] > 0, moving   # full stick = top of the trot range
+    trot = CONFIG.skill("trot")
+    publish_joy_until(probe, axes, held, lambda m: True, "the dead-man held")
+    publish_joy_until(probe, axes, pressed, lambda m: m.skill == trot.id, "trot selected by its button")
+    axes[mapping["vx"]["index"]] = 1.0                  # release the button, then full forward
+    moving = publish_joy_until(probe, axes, held, lambda m: m.vx >= 0.9 * trot.vx[1] > 0,
+                               "full stick = top of the trot range")
+    assert moving.skill == trot.id, moving
     lost = probe.now()
     time.sleep(mapping["timeout"] + 0.3)
     after = [m for t, m in probe.skill_commands if t > lost + mapping["timeout"] + 0.1]
