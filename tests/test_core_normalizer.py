@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -15,15 +15,20 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 
 @settings(max_examples=60, deadline=None)
 @given(arrays(np.float32, st.tuples(st.integers(2, 20), st.integers(1, 6)), elements=finite))
+@example(np.array([[-604.25], [-602.0]], dtype=np.float32))
 def test_round_trip_and_limits(data):
     norm = MinMaxNormalizer.fit(data)
     y = norm.normalize(data.astype(np.float64))
     assert np.all(np.isfinite(y))
-    assert y.min() >= -1 - 1e-5 and y.max() <= 1 + 1e-5
+    # the parameters are float32 (they are baked into float32 graphs): the offset carries a relative error of
+    # float32's eps, which is large in [-1, 1] units when the data's span is small against its magnitude
+    # (hypothesis found [-604.25, -602]: offset 536, -1.00003)
+    tol = 1e-5 + 2 * np.finfo(np.float32).eps * (1 + np.abs(norm.offset).max())
+    assert y.min() >= -1 - tol and y.max() <= 1 + tol
     span = data.max(0).astype(np.float64) - data.min(0)
     varying = span >= 1e-4
-    np.testing.assert_allclose(y.min(0)[varying], -1, atol=1e-4)
-    np.testing.assert_allclose(y.max(0)[varying], 1, atol=1e-4)
+    np.testing.assert_allclose(y.min(0)[varying], -1, atol=max(1e-4, tol))
+    np.testing.assert_allclose(y.max(0)[varying], 1, atol=max(1e-4, tol))
     back = norm.unnormalize(y)
     np.testing.assert_allclose(back, data, atol=1e-3 * (1 + np.abs(data).max()))
 
