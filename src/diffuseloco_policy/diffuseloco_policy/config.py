@@ -280,23 +280,6 @@ class CommandFeedbackConfig:
             raise ConfigError("command_feedback.settle_s must be >= 0 and settle_change positive")
 
 
-@dataclass(frozen=True)
-class SkillSwitchConfig:
-    """How a skill switch requested at speed is carried out (skill_switch.py): the old skill slows down first. A
-    deployment setting like the velocity loop, not part of what a model learned; off unless the robot config
-    turns it on."""
-
-    enabled: bool = False
-    switch_speed: float = 0.15   # m/s: the new skill takes over once the planar command and vBody are this slow
-    deceleration: float = 1.0    # m/s^2: how fast the old skill's planar command comes down to switch_speed
-    max_wait_s: float = 1.0      # s: the new skill takes over after this at the latest
-
-    def __post_init__(self) -> None:
-        if not (self.switch_speed >= 0 and self.deceleration > 0 and self.max_wait_s >= 0):
-            raise ConfigError("skill_switch: switch_speed and max_wait_s must be >= 0 and deceleration positive, got "
-                              f"{self.switch_speed}, {self.max_wait_s} and {self.deceleration}")
-
-
 MAX_RAMP_FRAMES = 3   # a tick's q_des change reaches the motors within this many 2 ms frames
 
 
@@ -312,7 +295,6 @@ class StackConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     command_feedback: CommandFeedbackConfig = field(default_factory=CommandFeedbackConfig)
-    skill_switch: SkillSwitchConfig = field(default_factory=SkillSwitchConfig)
 
     def __post_init__(self) -> None:
         self._check_lying_pose()

@@ -23,7 +23,7 @@ Two ablation options (the paper's ablations; the defaults are the deployed desig
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -37,7 +37,15 @@ from .inference import InferenceWorker, Sampler
 from .observation import ObservationBuilder, RobotState, observes_applied_action, observes_gait_phase
 from .pd_targets import ActionDecoder
 from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, VelocitySample
-from .skill_switch import SkillCommandState, SkillSwitchGate
+
+
+@dataclass
+class SkillCommandState:
+    """The skill and velocity in effect, after clamping to the skill's trained range."""
+
+    skill: int = 0
+    command: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,7 @@ class PolicyLoop:
         self.worker = InferenceWorker(self._checked(sampler), reset_sampler)
         self._fresh = True  # the next sampler job starts without a warm start
         self.inference_wait_s = inference_wait_s
-        self.switch = SkillSwitchGate(config)
-        self.skill = SkillCommandState()  # in effect: what the model is given (skill_switch.py); reported in status
+        self.skill = SkillCommandState()
         self.feedback = CommandFeedback(config.command_feedback, config.rates.control_dt)
         self.model_command = np.zeros(3)  # the command the model is given: the skill's, plus the velocity loop's
         self.ticks = 0
@@ -122,25 +129,19 @@ class PolicyLoop:
 
     # ------------------------------------------------------------------------------------------------ inputs
     def set_skill_command(self, skill: int, vx: float, vy: float, yaw_rate: float) -> SkillCommandState:
-        """Accept a teleop command: unknown skills are refused (the previous one stays), speeds clamped. Returns
-        the requested state; a switch at speed takes effect once the dog has slowed down (skill_switch.py)."""
-        requested = self.switch.requested
+        """Accept a teleop command: unknown skills are refused (the previous one stays), speeds clamped."""
         values = np.array([vx, vy, yaw_rate], dtype=np.float64)
         if not np.all(np.isfinite(values)):
-            requested.note = "refused a command with non-finite velocity"
-            return requested
+            self.skill.note = "refused a command with non-finite velocity"
+            return self.skill
         ids = [s.id for s in self.config.skills]
         if skill not in ids:
-            requested.note = f"refused unknown skill id {skill}"
-            return requested
+            self.skill.note = f"refused unknown skill id {skill}"
+            return self.skill
         clamped = np.array(self.config.skill(skill).clamp_command(*values))
         note = "velocity clamped to the skill's range" if not np.allclose(clamped, values) else ""
-        requested = SkillCommandState(skill, clamped, note)
-        self.skill = self.switch.request(requested, self._running())
-        return requested
-
-    def _running(self) -> bool:
-        return self.controller.state == ControllerState.RUNNING
+        self.skill = SkillCommandState(skill, clamped, note)
+        return self.skill
 
     def request(self, request: int, source: str = "") -> tuple[bool, str]:
         accepted, message = self.controller.request(request, source)
@@ -177,16 +178,14 @@ class PolicyLoop:
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited)
 
     def _update_model_command(self, sensors: "_Sensors", fault: Optional[str]) -> None:
-        """The skill command in effect (a pending switch slows the old skill down first), corrected by the outer
-        velocity loop from this tick's gyro and vBody, as far as SensorMonitor passed them (a tick without a fault
-        has a sound IMU sample; vBody has its own verdict)."""
-        running = fault is None and self._running()
+        """The skill's command corrected by the outer velocity loop from this tick's gyro and vBody, as far as
+        SensorMonitor passed them (a tick without a fault has a sound IMU sample; vBody has its own verdict)."""
+        running = fault is None and self.controller.state == ControllerState.RUNNING
         measured = None
         if running and sensors.imu is not None:
             velocity = sensors.velocity if self.monitor.velocity_fault is None else None
             planar = None if velocity is None else np.asarray(velocity.linear_velocity, dtype=np.float64)[:2]
             measured = Measured(planar, float(np.asarray(sensors.imu.angular_velocity, dtype=np.float64)[2]))
-        self.skill = self.switch.update(None if measured is None else measured.planar, running)
         self.model_command = self.feedback.update(self.config.skill(self.skill.skill), self.skill.command, measured,
                                                   running)
 
@@ -260,7 +259,8 @@ class PolicyLoop:
         then follows the skill in effect."""
         if self.gait is None:
             return None
-        return self.gait.step(self.skill.skill if self._running() else self._stand_id)
+        running = self.controller.state == ControllerState.RUNNING
+        return self.gait.step(self.skill.skill if running else self._stand_id)
 
     def close(self) -> None:
         self.worker.close()
