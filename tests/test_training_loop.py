@@ -182,6 +182,14 @@ def test_shipped_presets_load():
     assert changed == {"datasets", "out_dir", "total_steps"}
     assert third.datasets[:2] == second.datasets and len(third.datasets) == 3
     assert third.total_steps > second.total_steps
+    # the comparisons on the feed-forward data differ from its first stage only where they are meant to
+    first = load_train_config("train_small_qd")
+    ablation_qd, mlp_qd = load_train_config("train_small_qd_current_frame"), load_train_config("train_mlp_qd")
+    for other, field in ((ablation_qd, "delayed"), (mlp_qd, "model")):
+        changed = {k for k, v in other.to_dict().items() if v != first.to_dict()[k]}
+        assert changed == {field, "out_dir"}
+    assert not ablation_qd.spec().delayed_inputs and ablation_qd.spec().predict_velocity
+    assert mlp_qd.spec().kind == "bc_mlp" and mlp_qd.spec().predict_velocity and mlp_qd.delayed
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):
