@@ -49,10 +49,10 @@ train train_small_qd_dart_long out/train_small_qd_dart/ckpt_latest
 $PY -m diffuseloco_policy.training.export --checkpoint out/train_small_qd_dart_long/ckpt_latest --out $MODEL \
     --envelope trot.vx=-0.15:0.6 --envelope trot.yaw_rate=-0.5:0.5 --envelope bound.vx=0:0.3
 
-# as the bringup configs deploy it (no sampler noise, the policy loop's velocity loop), and the experts on
+# as the bringup configs deploy it (sampler temperature 0.25, the policy loop's velocity loop), and the experts on
 # the same episodes, inside the same loop and on their own; two seed sets
 for seed in 2000 3000; do
-    evaluate out/eval/default_$seed "$SEEDS" "$MODEL,warm=2,noise=0,label=default_deployed" --seed $seed \
+    evaluate out/eval/default_$seed "$SEEDS" "$MODEL,warm=2,noise=0.25,label=default_deployed" --seed $seed \
         --ranges-from $MODEL &
     evaluate out/eval/expert_$seed "$SEEDS" expert --seed $seed --ranges-from $MODEL &
     wait
