@@ -49,7 +49,10 @@ def test_every_thread_and_later_threads_run_fifo_or_the_reason_is_given() -> Non
     applied_line, policies_line, message = out.stdout.strip().splitlines()
     applied, changed, threads = applied_line.split()
     if applied == "True":
-        assert int(changed) == int(threads) >= 2  # the main thread and the early one at least
+        # the main thread and the early one at least; a library may start a thread after the call (a clean-clone
+        # run counted 3 changed and 4 at the end), so the count is not compared: the next line checks that every
+        # thread alive at the end, later ones included, runs FIFO
+        assert int(changed) >= 2 and int(threads) >= 2
         assert policies_line == f"[({os.SCHED_FIFO}, 7)] ({os.SCHED_FIFO}, 7)"
         assert "SCHED_FIFO priority 7" in message
     else:  # an unprivileged runner: nothing changed, and the log says what is missing
