@@ -150,6 +150,12 @@ def test_cli_runs_resumes_and_exports_ema_matching_torch(dataset, tmp_path):
     assert np.abs(raw_rt.predict(obs, goal, full_noise) - got_full).max() > 1e-3
 
 
+def changed_fields(recipe, base) -> set[str]:
+    """The top-level training-config fields in which `recipe` differs from `base`."""
+    theirs = base.to_dict()
+    return {k for k, v in recipe.to_dict().items() if v != theirs[k]}
+
+
 def test_shipped_presets_load():
     small, paper = load_train_config("train_small"), load_train_config("train_paper.yaml")
     assert small.model.spec().kind == paper.model.spec().kind == "diffusion"
@@ -162,23 +168,23 @@ def test_shipped_presets_load():
     assert mlp.spec().kind == "bc_mlp" and mlp.delayed
     # the comparisons differ from the shipped preset only where they are meant to
     for other, field in ((ablation, "delayed"), (mlp, "model")):
-        changed = {k for k, v in other.to_dict().items() if v != small.to_dict()[k]}
+        changed = changed_fields(other, small)
         assert changed == {field, "out_dir"}
     # the shipped model's second stage resumes train_small on more data, on to a longer schedule
     finetune = load_train_config("train_small_dart")
-    changed = {k for k, v in finetune.to_dict().items() if v != small.to_dict()[k]}
+    changed = changed_fields(finetune, small)
     assert changed == {"datasets", "out_dir", "total_steps"}
     assert finetune.datasets[0] == small.datasets[0] and finetune.total_steps > small.total_steps
     # the predicted-feed-forward recipe is the shipped one with that switch on (and data that records it)
     for recipe, base in (("train_small_qd", small), ("train_small_qd_dart", finetune)):
         qd = load_train_config(recipe)
-        changed = {k for k, v in qd.to_dict().items() if v != base.to_dict()[k]}
+        changed = changed_fields(qd, base)
         assert changed == {"datasets", "out_dir", "model"}
         assert qd.spec().predict_velocity and not base.spec().predict_velocity
         assert qd.spec() == dataclasses.replace(base.spec(), predict_velocity=True)
     # and its third stage resumes the second on one more DART run, on to a longer schedule
     second, third = load_train_config("train_small_qd_dart"), load_train_config("train_small_qd_dart_long")
-    changed = {k for k, v in third.to_dict().items() if v != second.to_dict()[k]}
+    changed = changed_fields(third, second)
     assert changed == {"datasets", "out_dir", "total_steps"}
     assert third.datasets[:2] == second.datasets and len(third.datasets) == 3
     assert third.total_steps > second.total_steps
@@ -186,7 +192,7 @@ def test_shipped_presets_load():
     first = load_train_config("train_small_qd")
     ablation_qd, mlp_qd = load_train_config("train_small_qd_current_frame"), load_train_config("train_mlp_qd")
     for other, field in ((ablation_qd, "delayed"), (mlp_qd, "model")):
-        changed = {k for k, v in other.to_dict().items() if v != first.to_dict()[k]}
+        changed = changed_fields(other, first)
         assert changed == {field, "out_dir"}
     assert not ablation_qd.spec().delayed_inputs and ablation_qd.spec().predict_velocity
     assert mlp_qd.spec().kind == "bc_mlp" and mlp_qd.spec().predict_velocity and mlp_qd.delayed
