@@ -4,7 +4,7 @@
 # after an interruption.
 #
 #   bash scripts/train_and_evaluate.sh            # all steps
-#   SEEDS=4 COMPARE_SEEDS=2 bash scripts/train_and_evaluate.sh
+#   SEEDS=2 bash scripts/train_and_evaluate.sh    # fewer episodes per scenario, everywhere
 #
 # The default model: data ~1.2 h (three generator runs on 2 workers), training ~2 h (three resumed stages),
 # evaluations ~30 min. The comparisons (on the first stage's data): training ~50 min (the MLP: 3 min),
@@ -12,8 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-SEEDS=${SEEDS:-4}                 # shipped model: 30 scenarios x 4 seeds = 120 randomized 20 s episodes
-COMPARE_SEEDS=${COMPARE_SEEDS:-2} # baselines and ablations
+SEEDS=${SEEDS:-4}                 # 30 scenarios x 4 seeds = 120 randomized 20 s episodes per evaluation
 MODEL=models/diffuseloco_cyberdog2.onnx  # the default the policy node and `make demo` load
 
 generate() {  # dataset transitions seed [more generator args]
@@ -67,9 +66,9 @@ $PY -m diffuseloco_policy.training.model_card --model $MODEL \
 # 2. The paper's comparisons on the same data (docs/policy_eval/comparisons/): the default model's first stage
 #    (train_small_qd, above) against the MLP baseline and the current-frame ablation, each trained the same way
 #    with one change, all evaluated inside the envelope session 11 evaluated the first stage in (the preview's:
-#    bound to 0.4 m/s; diffusion at temperature 0.25, as deployed then); then the default model executing its chunks open loop (the horizon ablation), and the MLP
-#    on the default model's own envelope and seed sets. Session 3's comparisons, on the earlier preview's data, are
-#    in docs/policy_eval/results.md and this script's history.
+#    bound to 0.4 m/s; diffusion at temperature 0.25, as deployed); then the default model executing its chunks
+#    open loop (the horizon ablation), and the MLP on the default model's own envelope and seed sets. Session 3's
+#    comparisons, on the earlier preview's data, are in docs/policy_eval/results.md and this script's history.
 STAGE1_RANGES=models/diffuseloco_cyberdog2_preview.onnx
 train train_mlp_qd
 train train_small_qd_current_frame
