@@ -82,14 +82,8 @@ class RuntimePolicy(EvalPolicy):
         self.delayed_inputs = runtime.info.spec.delayed_inputs
         self._rng = np.random.default_rng(0)
 
-    samples = 1
-
     def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
-        if self.samples == 1:
-            return self.runtime.predict(obs_window, goal_window, self._rng)
-        n = self.samples
-        chunks = self.runtime.predict(np.repeat(obs_window[None], n, 0), np.repeat(goal_window[None], n, 0), self._rng)
-        return chunks.mean(axis=0)
+        return self.runtime.predict(obs_window, goal_window, self._rng)
 
     def reset(self) -> None:
         self.runtime.reset()
@@ -131,7 +125,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     parsed = {}
     for option in options:
         key, sep, value = option.partition("=")
-        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise", "samples") or (
+        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise") or (
                 key == "feedback" and value not in ("on", "off")):
             raise ValueError(f"policy option {option!r} in {spec!r}: expected warm=K, backend=onnx|torch, "
                              f"label=NAME, threads=N, feedback=on|off or noise=S")
@@ -160,6 +154,4 @@ def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: 
                            seed=seed, noise_scale=noise)
     settings = ("" if warm is None else f",warm{warm}") + ("" if noise == 1.0 else f",noise{noise:g}")
     label = options.get("label") or f"{file.stem}[{backend}{settings}]"
-    policy = RuntimePolicy(runtime, label, str(file), backend)
-    policy.samples = int(options.get("samples") or 1)
-    return policy
+    return RuntimePolicy(runtime, label, str(file), backend)
