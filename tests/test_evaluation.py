@@ -12,6 +12,7 @@ from diffuseloco_policy.command_feedback import without_feedback
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.evaluation import EvalPolicy, LoopOptions, load_matrix, make_policy, run_episode
 from diffuseloco_policy.evaluation.cli import evaluate, main
+from diffuseloco_policy.evaluation.episode import TickClock
 from diffuseloco_policy.evaluation.report import bar_value
 from diffuseloco_policy.pd_targets import ActionDecoder
 from diffuseloco_policy.sim import CyberDogSim, SimConfig
@@ -294,3 +295,54 @@ def test_pushes_are_switched_on_from_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as refused:
         main(["--policy", "expert", "--scenarios", "eval_tiny", "--pushes", "--out", str(tmp_path / "x")])
     assert refused.value.code == 2 and "nominal physics" in capsys.readouterr().err
+
+
+def test_tick_clock_jitters_around_the_nominal_period_reproducibly():
+    assert {TickClock(10, 0.0, seed=1).next_period() for _ in range(100)} == {10}
+    clock = TickClock(10, 3.0, seed=1)
+    periods = np.array([clock.next_period() for _ in range(4000)])
+    assert periods.min() >= 1 and periods.max() <= 19
+    assert abs(periods.mean() - 10.0) < 0.2 and 2.6 < periods.std() < 3.4
+    again = TickClock(10, 3.0, seed=1)
+    np.testing.assert_array_equal(periods, [again.next_period() for _ in range(4000)])
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="tick jitter"):
+            TickClock(10, bad, seed=0)
+
+
+class TimedCollapse(Collapse):
+    """Collapse, noting the simulated time at every tick."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def before_tick(self, sim):
+        self.times.append(sim.time)
+
+
+@pytest.mark.parametrize("jitter", [0.0, 3.0])
+def test_tick_jitter_varies_the_simulated_time_between_ticks(jitter):
+    """The live graph's separate wall clocks, in the harness: with jitter the simulator advances a varying number
+    of physics steps between ticks, without it exactly one control period."""
+    matrix = _trot_only(2.0)
+    policy, sim = TimedCollapse(), CyberDogSim(CONFIG)
+    run_episode(CONFIG, sim, policy, matrix.scenarios[0], matrix, seed=0,
+                options=LoopOptions(inference_wait_s=1.0, tick_jitter_steps=jitter))
+    steps = np.round(np.diff(policy.times) / sim.physics_dt).astype(int)
+    assert len(steps) > 50
+    if jitter:
+        assert len(set(steps)) > 5 and abs(steps.mean() - sim.steps_per_tick) < 1.0
+    else:
+        assert set(steps) == {sim.steps_per_tick}
+    assert LoopOptions(tick_jitter_steps=jitter).name == ("tick_jitter3" if jitter else "deployed")
+
+
+def test_tick_jitter_is_set_from_the_command_line_and_reported(tmp_path):
+    out = tmp_path / "jittered"
+    assert main(["--policy", "expert", "--scenarios", "eval_smoke", "--seeds", "1", "--duration", "1.0",
+                 "--tick-jitter", "2", "--no-plots", "--out", str(out)]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["meta"]["tick_jitter_steps"] == 2.0
+    assert [p["ablation"] for p in report["policies"]] == ["tick_jitter2"]
+    assert "jittered by a standard deviation of 2" in (out / "results.md").read_text()

@@ -40,14 +40,15 @@ def variant_parts(variant: str) -> set[str]:
 
 
 def loop_options(variant: str, config: StackConfig, inference_wait_s: float, open_loop_ticks: Optional[int],
-                 delayed_inputs: bool = True) -> LoopOptions:
+                 delayed_inputs: bool = True, tick_jitter_steps: float = 0.0) -> LoopOptions:
     """The loop settings of a variant (see variant_parts). A model trained on the current frame (delayed_inputs
     False) always runs with it: feeding it the delayed window would be a mismatch, not the ablation."""
     parts = variant_parts(variant)
     longest = config.action.horizon - config.action.execute_index
     replan = (open_loop_ticks or longest) if "open_loop_chunk" in parts else 1
     current_frame = "current_frame" in parts or not delayed_inputs
-    return LoopOptions(inference_wait_s, current_frame=current_frame, replan_every=replan)
+    return LoopOptions(inference_wait_s, current_frame=current_frame, replan_every=replan,
+                       tick_jitter_steps=tick_jitter_steps)
 
 
 def sim_config(matrix: ScenarioMatrix) -> SimConfig:
@@ -79,7 +80,7 @@ def representative(matrix: ScenarioMatrix) -> dict[str, str]:
 
 def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfig, seeds: int, out: Path,
              ablations: list[str], inference_wait_s: float = 1.0, open_loop_ticks: Optional[int] = None,
-             base_seed: int = 0, plots: bool = True, log=print) -> dict[str, Any]:
+             base_seed: int = 0, plots: bool = True, log=print, tick_jitter_steps: float = 0.0) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     sim = CyberDogSim(config, sim_config(matrix), seed=base_seed)
     for variant in ablations:
@@ -92,7 +93,8 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
         loop_config = config if policy.command_feedback else without_feedback(config)
         try:
             for variant in ablations:
-                options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs)
+                options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs,
+                                       tick_jitter_steps)
                 label = policy.label if variant == "none" else f"{policy.label} ({options.name})"
                 policies.append({**policy.describe(), "label": label, "spec": spec, "ablation": options.name,
                                  "current_frame": options.current_frame, "replan_every": options.replan_every,
@@ -119,7 +121,7 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
             "physics": ("SimConfig.randomized()" + ("" if matrix.pushes else " without pushes"))
             if matrix.randomized else "ideal (no noise, latency, randomization)",
             "duration_s": max(s.duration_s for s in matrix.scenarios), "settle_s": matrix.settle_s,
-            "inference_wait_s": inference_wait_s, "robot": config.robot.name,
+            "inference_wait_s": inference_wait_s, "tick_jitter_steps": tick_jitter_steps, "robot": config.robot.name,
             "command_ranges": config.describe_command_ranges(),
             "command_feedback": describe_feedback(config.command_feedback),
             "feedback_off": [p["label"] for p in policies if not p["command_feedback"]],
@@ -158,6 +160,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="open_loop_chunk: ticks per chunk (default horizon - execute_index)")
     parser.add_argument("--inference-wait", type=float, default=1.0,
                         help="s PolicyLoop waits for a chunk (large = deterministic; latency is reported separately)")
+    parser.add_argument("--tick-jitter", type=float, default=0.0, metavar="STEPS",
+                        help="vary the physics steps between control ticks by this standard deviation, as the live "
+                             "graph's separate wall clocks do (its bags: 1.6-3.3 of the nominal 10)")
     parser.add_argument("--duration", type=float, default=None, help="override the matrix's episode duration (s)")
     parser.add_argument("--config", type=Path, default=None, help="robot config (default: the shipped CyberDog 2)")
     parser.add_argument("--ranges-from", type=Path, default=None, metavar="MODEL.onnx",
@@ -176,7 +181,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         matrix = replace(matrix, scenarios=tuple(replace(s, duration_s=args.duration) for s in matrix.scenarios
                                                  if s.segments[-1].start_s < args.duration))
     report = evaluate(args.policy, matrix, config, args.seeds or matrix.seeds, args.out, args.ablation,
-                      args.inference_wait, args.open_loop_ticks, args.seed, plots=not args.no_plots)
+                      args.inference_wait, args.open_loop_ticks, args.seed, plots=not args.no_plots,
+                      tick_jitter_steps=args.tick_jitter)
     sys.stdout.write(markdown(report["summary"], report["meta"]))
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {len(report['plots'])} plots")
     return 0

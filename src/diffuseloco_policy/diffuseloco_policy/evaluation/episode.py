@@ -41,12 +41,37 @@ class LoopOptions:
     inference_wait_s: float = 1.0
     current_frame: bool = False
     replan_every: int = 1
+    tick_jitter_steps: float = 0.0
 
     @property
     def name(self) -> str:
         parts = (["current_frame"] if self.current_frame else []) + (
-            [f"open_loop_chunk{self.replan_every}"] if self.replan_every > 1 else [])
+            [f"open_loop_chunk{self.replan_every}"] if self.replan_every > 1 else []) + (
+            [f"tick_jitter{self.tick_jitter_steps:g}"] if self.tick_jitter_steps > 0 else [])
         return "+".join(parts) or "deployed"
+
+
+class TickClock:
+    """Physics steps between two control ticks: exactly one control period, or a jittered one.
+
+    The harness normally ticks every 10 physics steps. In the live graph the simulator and the policy node each
+    keep the wall clock on their own, and on a loaded 2-core machine the simulated time between two motor commands
+    varies: 1 to 19+ steps, standard deviation 1.6-3.3 steps in the demo's bags (session 15). tick_jitter_steps
+    draws each period from a normal distribution with that standard deviation around the nominal one (clipped to
+    1 .. 2 x nominal - 1, so the mean stays nominal), from its own random stream, so the episode's physics draws
+    are the same with and without jitter."""
+
+    def __init__(self, nominal_steps: int, jitter_steps: float, seed: int) -> None:
+        if not (jitter_steps >= 0.0 and np.isfinite(jitter_steps)):
+            raise ValueError(f"tick jitter must be a finite number of steps >= 0, got {jitter_steps}")
+        self.nominal, self.jitter = nominal_steps, jitter_steps
+        self._rng = np.random.default_rng([seed, 0x71C])
+
+    def next_period(self) -> int:
+        if self.jitter == 0.0:
+            return self.nominal
+        drawn = int(round(self.nominal + self.jitter * self._rng.standard_normal()))
+        return int(np.clip(drawn, 1, 2 * self.nominal - 1))
 
 
 @dataclass
@@ -76,9 +101,10 @@ def run_episode(config: StackConfig, sim: CyberDogSim, policy: EvalPolicy, scena
     loop = PolicyLoop(config, policy, inference_wait_s=options.inference_wait_s, reset_sampler=policy.reset,
                       current_frame=options.current_frame, replan_every=options.replan_every)
     dt, hz = config.rates.control_dt, config.rates.control_hz
+    clock = TickClock(sim.steps_per_tick, options.tick_jitter_steps, seed)
     try:
-        t_run = _stand_up_and_run(loop, sim, policy, dt)
-        trace, fall = _run_schedule(loop, sim, policy, scenario, dt, hz)
+        t_run = _stand_up_and_run(loop, sim, policy, dt, clock)
+        trace, fall = _run_schedule(loop, sim, policy, scenario, dt, hz, clock)
         misses = loop.deadline_misses
     finally:
         loop.close()
@@ -91,26 +117,27 @@ def run_episode(config: StackConfig, sim: CyberDogSim, policy: EvalPolicy, scena
     return result, trace
 
 
-def _tick(loop: PolicyLoop, sim: CyberDogSim, policy: EvalPolicy, wait_s: float = 5.0):
+def _tick(loop: PolicyLoop, sim: CyberDogSim, policy: EvalPolicy, clock: TickClock, wait_s: float = 5.0):
     now = sim.time
     policy.before_tick(sim)
     report = loop.tick(now, *samples(sim, now))
     c = report.command
     sim.command_pd(c.q, c.dq, c.kp, c.kd, c.tau)
     loop.worker.wait_idle(wait_s)  # the sampler sees the state it was given, whatever the machine load
-    sim.step()
+    sim.step(clock.next_period())
     return report
 
 
-def _stand_up_and_run(loop: PolicyLoop, sim: CyberDogSim, policy: EvalPolicy, dt: float) -> float:
+def _stand_up_and_run(loop: PolicyLoop, sim: CyberDogSim, policy: EvalPolicy, dt: float, clock: TickClock
+                      ) -> float:
     for _ in range(2):
-        _tick(loop, sim, policy)
+        _tick(loop, sim, policy, clock)
     accepted, message = loop.request(ControllerRequest.STAND_UP, source="evaluation")
     if not accepted:
         raise RuntimeError(f"STAND_UP refused: {message}")
     limit = int((loop.config.controller.stand_up_duration + 2.0) / dt)
     for _ in range(limit):
-        _tick(loop, sim, policy)
+        _tick(loop, sim, policy, clock)
         if loop.controller.stand_complete:
             break
     accepted, message = loop.request(ControllerRequest.RUN, source="evaluation")
@@ -120,7 +147,7 @@ def _stand_up_and_run(loop: PolicyLoop, sim: CyberDogSim, policy: EvalPolicy, dt
 
 
 def _run_schedule(loop: PolicyLoop, sim: CyberDogSim, policy: EvalPolicy, scenario: Scenario, dt: float,
-                  hz: float) -> tuple[Trace, dict[str, Any]]:
+                  hz: float, clock: TickClock) -> tuple[Trace, dict[str, Any]]:
     n = int(round(scenario.duration_s * hz))
     t, cmd, vel, feet, skills = [], [], [], [], []
     fall = {"fell": False, "fall_time_s": None, "fall_reason": ""}
@@ -132,7 +159,7 @@ def _run_schedule(loop: PolicyLoop, sim: CyberDogSim, policy: EvalPolicy, scenar
             segment = scenario.segments[index]
             loop.set_skill_command(segment.skill, *segment.command)
             current = index
-        report = _tick(loop, sim, policy)
+        report = _tick(loop, sim, policy, clock)
         t.append(t_rel + dt)
         cmd.append(loop.skill.command.copy())
         vel.append([*sim.base_velocity_heading(), sim.yaw_rate()])

@@ -99,12 +99,17 @@ def _feedback_line(meta: dict[str, Any]) -> str:
     return f"Outer velocity loop: {described}" + (f"; off for {', '.join(off)}." if off else ".")
 
 
+def _jitter_note(meta: dict[str, Any]) -> str:
+    jitter = meta.get("tick_jitter_steps") or 0.0
+    return f" Physics steps between control ticks jittered by a standard deviation of {jitter:g}." if jitter else ""
+
+
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Policy evaluation: {meta['matrix']}", "",
              f"Simulator: {meta['physics']}; {meta['seeds']} seed(s) per scenario; episode {meta['duration_s']} s "
              f"after RUN; tracking after {meta['settle_s']} s per segment; sampler wait "
              f"{meta['inference_wait_s']} s (deterministic), latency measured separately; episode seed "
-             f"i is {meta['base_seed']} * 1000 + i.", "",
+             f"i is {meta['base_seed']} * 1000 + i.{_jitter_note(meta)}", "",
              f"Command ranges (the scenarios' speeds are fractions of them): {meta.get('command_ranges', 'not recorded')}.",
              "", _feedback_line(meta), "",
              "Tracking error: mean per-tick |achieved - commanded| (ground truth, heading frame); vx bias: "
