@@ -3,6 +3,9 @@ the MuJoCo node and the policy node started by the dev runner, this test playing
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -124,6 +127,22 @@ def test_graph_reaches_running_and_commands_at_the_control_rate(sim_graph):
     assert probe.pose is not None and probe.pose.pose.position.z > 0.2, \
         f"the simulated dog is not standing (state {state(probe)}, last fault {probe.latest_status().last_fault!r})"
     assert probe.latest_status().deadline_misses <= 0.02 * probe.latest_status().ticks
+
+
+def test_the_simulator_and_the_policy_run_fifo_as_on_the_robot(sim_graph):
+    """sim.yaml gives the simulator's joint loop and the policy SCHED_FIFO (40 and 30, as robot.yaml gives the
+    bridge and the policy): without it a busy machine stalled the loop and bound lagged or fell in the demo.
+    Where this runner may not use SCHED_FIFO, both must run as before (the nodes only warn)."""
+    graph, _ = sim_graph
+    privileged = subprocess.run([sys.executable, "-c", "from diffuseloco_policy.realtime import use_fifo_scheduling;"
+                                 "print(use_fifo_scheduling(1).applied)"], capture_output=True, text=True,
+                                timeout=60, check=True).stdout.strip() == "True"
+    wanted = {"cyberdog_sim": 40, "diffuseloco_policy": 30}
+    for spec, proc in graph.processes:
+        threads = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+        policies = {(os.sched_getscheduler(t), os.sched_getparam(t).sched_priority) for t in threads}
+        expected = (os.SCHED_FIFO, wanted[spec.name]) if privileged else (os.SCHED_OTHER, 0)
+        assert policies == {expected}, (spec.name, policies)
 
 
 def test_skill_commands_reach_the_policy_clamped(sim_graph):

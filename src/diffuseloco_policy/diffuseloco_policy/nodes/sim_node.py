@@ -30,7 +30,7 @@ from ..sim.firmware import MotorFirmware
 from ..sim.interfaces import MotorCommand as SdkMotorCommand
 from .conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
 from .parameters import declare_parameters
-from .spin import run_node
+from .spin import run_node, use_realtime_scheduling
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -65,6 +65,7 @@ class SimulatorNode(Node):
         self.create_subscription(MotorCommand, p["motor_command_topic"], self._on_command, COMMAND_QOS)
         self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
         self._thread.start()
+        self._realtime(p["realtime_priority"])
         self.get_logger().info(
             f"simulating {self.config.robot.name} at {1.0 / (self.steps_per_state * self.sim.physics_dt):.0f} Hz "
             f"state rate, real-time factor {self.real_time_factor or 'unlimited'}")
@@ -74,9 +75,20 @@ class SimulatorNode(Node):
             "config": "", "seed": 0, "randomize": False, "pushes": False, "real_time_factor": 1.0,
             "publish_clock": False, "state_rate_hz": 500.0, "bridge_hold_s": 0.1, "leg_state_topic": "/cyberdog/leg_state",
             "imu_topic": "/cyberdog/imu", "body_velocity_topic": "/cyberdog/body_velocity",
-            "motor_command_topic": "/cyberdog/motor_cmd",
+            "motor_command_topic": "/cyberdog/motor_cmd", "realtime_priority": 0,
         }
         return declare_parameters(self, defaults)
+
+    def _realtime(self, priority: int) -> None:
+        """SCHED_FIFO for the stepping loop, as the robot's firmware keeps its joint loop: under a normal priority
+        on a busy 2-core machine the loop stalled for up to 14 ms and then caught up in a burst, so the frames
+        between two policy ticks varied by 1.5-3.3 (std), which made bound lag and the dog fall in the demo
+        (docs/policy_eval/tracking.md, session 15). Only a paced loop gets it: unpaced, it would hold a core."""
+        if priority and self.real_time_factor <= 0:
+            self.get_logger().warning("realtime_priority ignored: an unpaced simulator (real_time_factor 0) under "
+                                      "SCHED_FIFO would hold a core")
+            return
+        use_realtime_scheduling(self, priority)
 
     def _on_command(self, msg: MotorCommand) -> None:
         try:
