@@ -48,10 +48,10 @@ train train_small_qd_dart_long out/train_small_qd_dart/ckpt_latest
 $PY -m diffuseloco_policy.training.export --checkpoint out/train_small_qd_dart_long/ckpt_latest --out $MODEL \
     --envelope trot.vx=-0.15:0.6 --envelope trot.yaw_rate=-0.5:0.5 --envelope bound.vx=0:0.3
 
-# as the bringup configs deploy it (sampler temperature 0.25, the policy loop's velocity loop), and the experts on
+# as the bringup configs deploy it (no sampler noise, the policy loop's velocity loop), and the experts on
 # the same episodes, inside the same loop and on their own; two seed sets
 for seed in 2000 3000; do
-    evaluate out/eval/default_$seed "$SEEDS" "$MODEL,warm=2,noise=0.25,label=default_deployed" --seed $seed \
+    evaluate out/eval/default_$seed "$SEEDS" "$MODEL,warm=2,noise=0,label=default_deployed" --seed $seed \
         --ranges-from $MODEL &
     evaluate out/eval/expert_$seed "$SEEDS" expert --seed $seed --ranges-from $MODEL &
     wait
@@ -66,7 +66,7 @@ $PY -m diffuseloco_policy.training.model_card --model $MODEL \
 # 2. The paper's comparisons on the same data (docs/policy_eval/comparisons/): the default model's first stage
 #    (train_small_qd, above) against the MLP baseline and the current-frame ablation, each trained the same way
 #    with one change, all evaluated inside the envelope session 11 evaluated the first stage in (the preview's:
-#    bound to 0.4 m/s; diffusion at temperature 0.25, as deployed); then the default model executing its chunks
+#    bound to 0.4 m/s; diffusion at temperature 0.25, as deployed then); then the default model executing its chunks
 #    open loop (the horizon ablation), and the MLP on the default model's own envelope and seed sets. Session 3's
 #    comparisons, on the earlier preview's data, are in docs/policy_eval/results.md and this script's history.
 STAGE1_RANGES=models/diffuseloco_cyberdog2_preview.onnx
