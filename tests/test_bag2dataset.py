@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rosbags.rosbag2 import StoragePlugin, Writer
+from bag_writing import write_mcap
 from velocity_config import observing_velocity
 
 from diffuseloco_policy.config import load_config
@@ -102,14 +102,7 @@ def write_bag(path, with_imu=True, with_velocity=False):
             "diffuseloco_msgs/msg/PolicyStatus", header=_header(stamp), state=state, state_name="",
             active_skill=1, command=np.zeros(3, np.float32), inference_latency_ms=5.0, tick_jitter_ms=0.1,
             ticks=k, deadline_misses=0, model="m.onnx", last_fault="")))
-    out.sort(key=lambda item: item[0])
-    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
-        connections = {}
-        for t, topic, msgtype, msg in out:
-            if topic not in connections:
-                connections[topic] = writer.add_connection(topic, msgtype, typestore=TS)
-            writer.write(connections[topic], t, TS.serialize_cdr(msg, msgtype))
-    return path
+    return write_mcap(path, out, TS)
 
 
 def _twist(t, linear):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rosbags.rosbag2 import StoragePlugin, Writer
+from bag_writing import write_mcap
 
 from diffuseloco_policy.data.bagtypes import make_typestore
 from diffuseloco_policy.evaluation.bag_timing import BagTimingError, main, read_stamps, tick_timing
@@ -41,14 +41,7 @@ def write_bag(path, with_commands=True):
             items.append((t + 300_000, "/cyberdog/motor_cmd", "cyberdog_msgs/msg/MotorCommand",
                           TS.types["cyberdog_msgs/msg/MotorCommand"](header=_header(t), q_des=f32, qd_des=f32,
                                                                      kp_des=f32, kd_des=f32, tau_des=f32)))
-    items.sort(key=lambda item: item[0])
-    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
-        connections = {}
-        for t, topic, msgtype, msg in items:
-            if topic not in connections:
-                connections[topic] = writer.add_connection(topic, msgtype, typestore=TS)
-            writer.write(connections[topic], t, TS.serialize_cdr(msg, msgtype))
-    return path
+    return write_mcap(path, items, TS)
 
 
 def test_frames_between_commands_are_counted_and_a_pause_is_left_out(tmp_path):

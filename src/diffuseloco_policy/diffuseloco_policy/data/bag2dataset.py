@@ -143,16 +143,9 @@ def _resolve_topics(path: Path, available: dict[str, str], settings: ConvertSett
 
 
 def read_bag(path: Path, settings: ConvertSettings) -> BagStreams:
-    from rosbags.highlevel import AnyReader
+    from .bagtypes import open_bag
 
-    from .bagtypes import make_typestore
-
-    try:
-        reader = AnyReader([Path(path)], default_typestore=make_typestore())
-        reader.open()
-    except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds for a bad bag folder
-        raise BagConversionError(f"cannot open bag {path}: {exc}") from exc
-    try:
+    with open_bag(path, BagConversionError) as reader:
         available = {c.topic: c.msgtype for c in reader.connections}
         topics = _resolve_topics(Path(path), available, settings)
         by_topic = {name: key for key, name in topics.items() if name is not None}
@@ -160,8 +153,6 @@ def read_bag(path: Path, settings: ConvertSettings) -> BagStreams:
         connections = [c for c in reader.connections if c.topic in by_topic]
         for connection, timestamp, raw in reader.messages(connections=connections):
             rows[by_topic[connection.topic]].append((timestamp, reader.deserialize(raw, connection.msgtype)))
-    finally:
-        reader.close()
     for key, items in rows.items():
         items.sort(key=lambda item: item[0])
         spec = next(s for s in TOPICS if s.key == key)

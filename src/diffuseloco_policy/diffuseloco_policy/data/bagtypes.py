@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
@@ -86,3 +87,20 @@ def make_typestore(extra_types: Iterable[str] = ()) -> Typestore:
     typestore = get_typestore(Stores.ROS2_KILTED)
     ensure_types(typestore, [*OUR_TYPES, *extra_types])
     return typestore
+
+
+@contextmanager
+def open_bag(path: Path, error: type[Exception] = RuntimeError) -> Iterator[Any]:
+    """An open rosbags AnyReader with our message types. A bag that cannot be opened raises `error` saying why
+    (the callers' own error types, so their command lines answer with a message, not a traceback)."""
+    from rosbags.highlevel import AnyReader
+
+    try:
+        reader = AnyReader([Path(path)], default_typestore=make_typestore())
+        reader.open()
+    except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds for a bad bag folder
+        raise error(f"cannot open bag {path}: {exc}") from exc
+    try:
+        yield reader
+    finally:
+        reader.close()

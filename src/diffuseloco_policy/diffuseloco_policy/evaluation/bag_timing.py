@@ -59,23 +59,14 @@ class TickTiming:
 def read_stamps(path: Path, leg_topic: str = LEG_TOPIC, command_topic: str = COMMAND_TOPIC
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Header stamps (ns, sorted) of the joint-state and the motor-command streams."""
-    from rosbags.highlevel import AnyReader
-
-    from ..data.bagtypes import make_typestore
+    from ..data.bagtypes import open_bag
 
     stamps: dict[str, list[int]] = {leg_topic: [], command_topic: []}
-    try:
-        reader = AnyReader([Path(path)], default_typestore=make_typestore())
-        reader.open()
-    except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds for a bad bag folder
-        raise BagTimingError(f"cannot open bag {path}: {exc}") from exc
-    try:
+    with open_bag(path, BagTimingError) as reader:
         connections = [c for c in reader.connections if c.topic in stamps]
         for connection, _, raw in reader.messages(connections=connections):
             header = reader.deserialize(raw, connection.msgtype).header
             stamps[connection.topic].append(int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec))
-    finally:
-        reader.close()
     for topic, values in stamps.items():
         if len(values) < 2:
             raise BagTimingError(f"bag {path}: {topic} has {len(values)} message(s); its timing needs at least 2")
