@@ -175,6 +175,9 @@ def test_the_velocity_loop_moves_only_the_models_command(sim_graph):
     assert model_command[0] > 0.25 and model_command[2] > 0.35, model_command
     assert state(probe) == PolicyStatus.STATE_RUNNING
     np.testing.assert_allclose(probe.latest_status().command, [0.2, 0.0, 0.3], atol=1e-6)
+    # the joint samples of consecutive ticks are one control period apart on the simulator's clock, typically
+    assert abs(float(seen[-1]["sample_spacing_p50_ms"]) - 1000.0 / RATE) <= 2.0, seen[-1]["sample_spacing_p50_ms"]
+    assert float(seen[-1]["sample_spacing_std_ms"]) >= 0.0
 
 
 def test_estop_reaches_damping_within_one_tick_and_latches(sim_graph):

@@ -1,7 +1,7 @@
 """Control-tick timing statistics: how regular the 50 Hz tick is (jitter), how long the tick's own work takes
-(the overhead on top of inference, which runs off the tick, plus any wait for a late plan), and how old the
-newest sensor sample is when the command that uses it leaves. Kept over a rolling window so diagnostics show the
-recent behaviour."""
+(the overhead on top of inference, which runs off the tick, plus any wait for a late plan), how old the
+newest sensor sample is when the command that uses it leaves, and how far apart, on the robot's clock, the joint
+samples of consecutive ticks are. Kept over a rolling window so diagnostics show the recent behaviour."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ class RollingStats:
         n = min(self._count, len(self._values))
         return float(np.percentile(self._values[:n], q)) if n else float("nan")
 
+    def std(self) -> float:
+        n = min(self._count, len(self._values))
+        return float(np.std(self._values[:n])) if n else float("nan")
+
     def __len__(self) -> int:
         return min(self._count, len(self._values))
 
@@ -36,6 +40,8 @@ class TickTiming:
         self.jitter_ms = RollingStats(window)
         self.compute_ms = RollingStats(window)
         self.sensor_age_ms = RollingStats(window)
+        self.sample_spacing_ms = RollingStats(window)
+        self._last_sample_stamp: float | None = None
         self.last_jitter_ms = 0.0
         self.intervals_ms = (float("nan"), float("nan"))  # start-to-start: the last tick's, the one before's
         self._last_start: float | None = None
@@ -58,9 +64,24 @@ class TickTiming:
         if sensor_received_s is not None:
             self.sensor_age_ms.add((now_s - sensor_received_s) * 1000.0)
 
+    def sample_used(self, stamp_s: float) -> None:
+        """The sender's stamp of the joint sample a tick used. The model was trained on observations exactly one
+        period apart on the robot's clock; when the robot's loop and this node's tick drift against each other
+        (a busy machine, no SCHED_FIFO) that spacing varies, and by 6 ms (std) the policy and the experts fall in
+        the harness (`evaluation --tick-jitter 3`; docs/policy_eval/tracking.md, session 15). A repeated sample
+        (no new one since the last tick) counts as 0 ms apart."""
+        if self._last_sample_stamp is not None:
+            self.sample_spacing_ms.add((stamp_s - self._last_sample_stamp) * 1000.0)
+        self._last_sample_stamp = stamp_s
+
+    def sample_spacing_std_ms(self) -> float:
+        return self.sample_spacing_ms.std()
+
     def summary(self) -> dict[str, float]:
         return {"jitter_p50_ms": self.jitter_ms.percentile(50), "jitter_p99_ms": self.jitter_ms.percentile(99),
                 "tick_compute_p50_ms": self.compute_ms.percentile(50),
                 "tick_compute_p99_ms": self.compute_ms.percentile(99),
                 "sensor_to_command_p50_ms": self.sensor_age_ms.percentile(50),
-                "sensor_to_command_p99_ms": self.sensor_age_ms.percentile(99)}
+                "sensor_to_command_p99_ms": self.sensor_age_ms.percentile(99),
+                "sample_spacing_p50_ms": self.sample_spacing_ms.percentile(50),
+                "sample_spacing_std_ms": self.sample_spacing_ms.std()}

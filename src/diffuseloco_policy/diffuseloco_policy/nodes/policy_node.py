@@ -49,6 +49,9 @@ EXPERT_STAND_IN = "expert"
 # process lost a CPU for most of a period (a late previous tick, a delayed sampler start), and in the soaks it was
 # then often only 1-4 ms late. The wait delays that tick's command; the tick jitter counts it as a late start.
 DEFAULT_INFERENCE_WAIT_MS = 5.0
+# The spread (std) of the robot-clock time between the joint samples of consecutive ticks above which the node
+# warns: 3 ms (1.5 joint-loop frames) is harmless in the harness, 6 ms is not (TickTiming.sample_used).
+SAMPLE_SPACING_WARN_STD_MS = 4.0
 DEFAULT_MODEL = Path(__file__).resolve().parents[4] / "models" / "diffuseloco_cyberdog2.onnx"
 
 
@@ -213,6 +216,8 @@ class PolicyNode(Node):
         self.timing.tick_started(time.perf_counter())
         joints, joints_wall = self._joints, self._joints_wall
         report = self.loop.tick(self._now(), joints, self._imu, self._velocity)
+        if joints is not None:
+            self.timing.sample_used(joints.stamp if joints.stamp is not None else joints.received)
         stamp = self.get_clock().now().to_msg()
         self.command_pub.publish(motor_command_msg(self._to_sdk(report.command), stamp))
         self.timing.tick_finished(time.perf_counter(), joints_wall, report.plan_wait_s)
@@ -274,9 +279,19 @@ class PolicyNode(Node):
             *((f"{name}_{k}", str(v)) for name, gate in (("joint_state", self.leg_gate), ("imu", self.imu_gate),
                                                               ("body_velocity", self.velocity_gate))
               for k, v in vars(gate.counters).items()))]
+        self._warn_about_sample_spacing()
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
+
+    def _warn_about_sample_spacing(self) -> None:
+        spread = self.timing.sample_spacing_std_ms()
+        if len(self.timing.sample_spacing_ms) >= 250 and spread > SAMPLE_SPACING_WARN_STD_MS:
+            self.get_logger().warning(
+                f"the joint samples of consecutive ticks are {self.period * 1000:.0f} +- {spread:.1f} ms apart on the "
+                f"robot's clock (std over the last {len(self.timing.sample_spacing_ms)} ticks); the policy was trained "
+                f"on exactly {self.period * 1000:.0f} ms, and at 6 ms it falls in simulation. Run the bridge and this "
+                f"node under SCHED_FIFO (realtime_priority) on a less loaded machine", throttle_duration_sec=10.0)
 
     def destroy_node(self) -> None:
         loop = getattr(self, "loop", None)  # absent when the constructor refused the model
