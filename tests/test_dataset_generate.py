@@ -47,3 +47,31 @@ def test_falling_episode_is_cut_before_the_fall(monkeypatch):
     assert outcome.fell and outcome.ticks == fall_at and len(standing["obs"]) == 200
     assert len(fallen["obs"]) == fall_at - 50
     np.testing.assert_array_equal(fallen["obs"], standing["obs"][:fall_at - 50])
+
+
+def test_tick_jitter_varies_the_simulated_time_per_tick_and_is_recorded(tmp_path):
+    """--tick-jitter: the experts' ticks come a varying number of physics steps apart (the same draws for the same
+    seed), the setting is kept in the dataset's attrs, and a model card says so."""
+    import zarr
+
+    from diffuseloco_policy.experts.rollout import ExpertRollout
+    from diffuseloco_policy.training.model_card import data_section
+
+    config = load_config()
+    times = {}
+    for jitter in (0.0, 3.0, 3.0):
+        rollout = ExpertRollout(config, seed=5, tick_jitter_steps=jitter)
+        stamps = []
+        for _ in range(60):
+            stamps.append(rollout.sim.time)
+            rollout.tick(0, (0.0, 0.0, 0.0))
+        steps = np.round(np.diff(stamps) / rollout.sim.physics_dt).astype(int)
+        times.setdefault(jitter, []).append(steps)
+    assert set(times[0.0][0]) == {10}
+    assert len(set(times[3.0][0])) > 4
+    np.testing.assert_array_equal(times[3.0][0], times[3.0][1])
+    out = tmp_path / "jittered.zarr"
+    generate(config, out, 120, GenerateSettings(seed=1, episode_s=2.0, tick_jitter_steps=2.5), workers=1,
+             progress=False)
+    assert zarr.open_group(str(out), mode="r").attrs["generator"]["tick_jitter_steps"] == 2.5
+    assert "jittered by a standard deviation of 2.5" in "\n".join(data_section([out]))

@@ -12,7 +12,7 @@ from diffuseloco_policy.command_feedback import without_feedback
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.evaluation import EvalPolicy, LoopOptions, load_matrix, make_policy, run_episode
 from diffuseloco_policy.evaluation.cli import evaluate, main
-from diffuseloco_policy.evaluation.episode import TickClock
+from diffuseloco_policy.sim.tick_clock import TickClock
 from diffuseloco_policy.evaluation.report import bar_value
 from diffuseloco_policy.pd_targets import ActionDecoder
 from diffuseloco_policy.sim import CyberDogSim, SimConfig

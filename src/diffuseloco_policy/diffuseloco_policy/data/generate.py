@@ -53,6 +53,7 @@ class GenerateSettings:
     learner_warm_steps: int = 2       # its warm start, as deployed
     learner_share: float = 0.5        # fraction of ticks it drives
     learner_stretch_s: float = 0.1    # mean length of its turns
+    tick_jitter_steps: float = 0.0    # std of the physics steps between ticks (sim/tick_clock.py); 0: exact
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -78,7 +79,8 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
     noise = ActionNoise(settings.action_noise_std, settings.action_noise_correlation_s)
     learner = _learner(config, settings, seed)
     rollout = ExpertRollout(config, sim_config, seed=seed + 1, expert_params=ExpertParams(),
-                            delayed=settings.expert_delayed, action_noise=noise, learner=learner)
+                            delayed=settings.expert_delayed, action_noise=noise, learner=learner,
+                            tick_jitter_steps=settings.tick_jitter_steps)
     schedule = random_schedule(config, rng, int(settings.episode_s * config.rates.control_hz),
                                segment_s=settings.segment_s)
     episode = EpisodeArrays()
@@ -176,6 +178,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--learner-warm", type=int, default=2, help="its warm-start steps (0: full sampler)")
     parser.add_argument("--learner-share", type=float, default=0.5, help="fraction of ticks the learner drives")
     parser.add_argument("--learner-stretch", type=float, default=0.1, help="mean length of its turns (s)")
+    parser.add_argument("--tick-jitter", type=float, default=0.0, metavar="STEPS",
+                        help="vary the physics steps between control ticks by this standard deviation (the timing "
+                             "of a live graph without real-time scheduling; evaluation --tick-jitter replays it)")
     args = parser.parse_args(argv)
     if args.learner is not None and args.action_noise > 0.0:
         parser.error("--learner and --action-noise both change what is executed: use one")
@@ -187,7 +192,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                                 action_noise_correlation_s=args.action_noise_correlation,
                                 learner=None if args.learner is None else str(args.learner),
                                 learner_warm_steps=args.learner_warm, learner_share=args.learner_share,
-                                learner_stretch_s=args.learner_stretch)
+                                learner_stretch_s=args.learner_stretch, tick_jitter_steps=args.tick_jitter)
     config = load_config(args.config)
     if settings.learner is not None:   # what the workers will build, built once here: a bad share, a model for
         try:                           # another robot or a current-frame model fails before any worker starts

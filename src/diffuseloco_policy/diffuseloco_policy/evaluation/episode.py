@@ -30,6 +30,7 @@ from ..experts.evaluate import contact_pattern
 from ..policy_loop import PolicyLoop
 from ..safety import ImuSample, JointSample, VelocitySample
 from ..sim import CyberDogSim
+from ..sim.tick_clock import TickClock
 from .policies import EvalPolicy
 from .scenarios import Scenario, ScenarioMatrix
 
@@ -49,29 +50,6 @@ class LoopOptions:
             [f"open_loop_chunk{self.replan_every}"] if self.replan_every > 1 else []) + (
             [f"tick_jitter{self.tick_jitter_steps:g}"] if self.tick_jitter_steps > 0 else [])
         return "+".join(parts) or "deployed"
-
-
-class TickClock:
-    """Physics steps between two control ticks: exactly one control period, or a jittered one.
-
-    The harness normally ticks every 10 physics steps. In the live graph the simulator and the policy node each
-    keep the wall clock on their own, and on a loaded 2-core machine the simulated time between two motor commands
-    varies: 1 to 19+ steps, standard deviation 1.6-3.3 steps in the demo's bags (session 15). tick_jitter_steps
-    draws each period from a normal distribution with that standard deviation around the nominal one (clipped to
-    1 .. 2 x nominal - 1, so the mean stays nominal), from its own random stream, so the episode's physics draws
-    are the same with and without jitter."""
-
-    def __init__(self, nominal_steps: int, jitter_steps: float, seed: int) -> None:
-        if not (jitter_steps >= 0.0 and np.isfinite(jitter_steps)):
-            raise ValueError(f"tick jitter must be a finite number of steps >= 0, got {jitter_steps}")
-        self.nominal, self.jitter = nominal_steps, jitter_steps
-        self._rng = np.random.default_rng([seed, 0x71C])
-
-    def next_period(self) -> int:
-        if self.jitter == 0.0:
-            return self.nominal
-        drawn = int(round(self.nominal + self.jitter * self._rng.standard_normal()))
-        return int(np.clip(drawn, 1, 2 * self.nominal - 1))
 
 
 @dataclass

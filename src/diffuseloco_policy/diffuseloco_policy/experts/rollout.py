@@ -29,6 +29,7 @@ from ..observation import ObservationBuilder, RobotState, observes_gait_phase
 from ..pd_targets import ActionDecoder
 from ..safety import PDCommand, SafetyFilter
 from ..sim import CyberDogSim, SimConfig
+from ..sim.tick_clock import TickClock
 from .controller import ExpertController, ExpertParams
 from .dagger import LearnerInTheLoop, learner_rng
 
@@ -145,7 +146,8 @@ class ExpertRollout:
     def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
                  expert_params: Optional[ExpertParams] = None, rate_limit: bool = True,
                  delayed: bool = False, action_noise: ActionNoise = ActionNoise(),
-                 learner: Optional[LearnerInTheLoop] = None, feedforward: str = "plan") -> None:
+                 learner: Optional[LearnerInTheLoop] = None, feedforward: str = "plan",
+                 tick_jitter_steps: float = 0.0) -> None:
         """delayed: the expert acts like the deployed policy, on s[t-1]: the targets applied at tick t are the ones
         it computed at t-1 (as experts/stand_in.py does in the graph). Data recorded so is a function of the
         delayed window a policy sees; with delayed=False the action of t reacts to s[t], which a delayed-input
@@ -154,7 +156,8 @@ class ExpertRollout:
         feedforward: where qd_des comes from. "plan" (the experts' own): the velocity of the plan the targets came
         from. "next_action" (diagnostic, needs delayed): the step to the target the expert applies next tick,
         which is what a policy that predicts actions alone executes (ActionDecoder.chunk_targets); how the experts
-        walk with it: docs/policy_eval/tracking.md."""
+        walk with it: docs/policy_eval/tracking.md. tick_jitter_steps: vary the physics steps between ticks
+        (sim/tick_clock.py), the timing of a live graph without real-time scheduling."""
         if feedforward not in FEEDFORWARDS:
             raise ValueError(f"feedforward {feedforward!r}: expected one of {FEEDFORWARDS}")
         if feedforward == "next_action" and not delayed:
@@ -163,6 +166,8 @@ class ExpertRollout:
         self.config = config
         self.delayed = delayed
         self.sim = CyberDogSim(config, sim_config, seed=seed)
+        self.tick_jitter_steps = tick_jitter_steps
+        self.clock = TickClock(self.sim.steps_per_tick, tick_jitter_steps, seed)
         self.expert = ExpertController(config, expert_params)
         self.builder = ObservationBuilder(config)
         self.observes_gait_phase = observes_gait_phase(config)
@@ -187,6 +192,8 @@ class ExpertRollout:
 
     def reset(self, seed: Optional[int] = None) -> None:
         self.sim.reset(seed=seed)
+        if seed is not None:
+            self.clock = TickClock(self.sim.steps_per_tick, self.tick_jitter_steps, seed)
         if self.noise is not None and seed is not None:
             self.noise.rng = _noise_rng(seed)
         if self.learner is not None and seed is not None:
@@ -223,7 +230,7 @@ class ExpertRollout:
         record = Tick(state, observation, goal, action, np.array(safe.q),
                       np.array(safe.dq), skill, command, tuple(reasons))
         self.sim.command_pd(safe.q, safe.dq, safe.kp, safe.kd, safe.tau)
-        self.sim.step()
+        self.sim.step(self.clock.next_period())
         self.last_action = executed
         self.last_q_des = np.array(safe.q)
         return record

@@ -98,6 +98,9 @@ def _dataset_lines(dataset: Path) -> list[str]:
     disturbance = (f"; executed targets disturbed by correlated noise (DART), std {noise} action units, "
                    f"{generator.get('action_noise_correlation_s')} s time constant, labels the experts' own"
                    if noise else "")
+    if generator.get("tick_jitter_steps"):
+        disturbance += (f"; the physics steps between control ticks jittered by a standard deviation of "
+                        f"{generator['tick_jitter_steps']:g}")
     if generator.get("learner"):
         disturbance += (f"; `{Path(generator['learner']).name}` drove {stats.get('learner_share', 0.0):.0%} of the "
                         f"ticks in turns of {generator.get('learner_stretch_s')} s on average, labels the experts' "
