@@ -82,23 +82,10 @@ class RuntimePolicy(EvalPolicy):
         self.delayed_inputs = runtime.info.spec.delayed_inputs
         self._rng = np.random.default_rng(0)
 
-    ensemble = 1
-    ensemble_decay = 0.5
-
     def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
-        chunk = self.runtime.predict(obs_window, goal_window, self._rng)
-        if self.ensemble == 1:
-            return chunk
-        self._chunks = ([chunk] + getattr(self, "_chunks", []))[:self.ensemble]
-        out = chunk.copy()
-        start, horizon = self.runtime.dims.execute_index, chunk.shape[0]
-        for j in range(start, horizon):
-            parts = [(np.exp(-self.ensemble_decay * k), c[j + k]) for k, c in enumerate(self._chunks) if j + k < horizon]
-            out[j] = sum(w * a for w, a in parts) / sum(w for w, _ in parts)
-        return out
+        return self.runtime.predict(obs_window, goal_window, self._rng)
 
     def reset(self) -> None:
-        self._chunks = []
         self.runtime.reset()
 
     def start_episode(self, seed: int) -> None:
@@ -138,7 +125,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     parsed = {}
     for option in options:
         key, sep, value = option.partition("=")
-        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise", "ensemble", "decay") or (
+        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise") or (
                 key == "feedback" and value not in ("on", "off")):
             raise ValueError(f"policy option {option!r} in {spec!r}: expected warm=K, backend=onnx|torch, "
                              f"label=NAME, threads=N, feedback=on|off or noise=S")
@@ -167,7 +154,4 @@ def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: 
                            seed=seed, noise_scale=noise)
     settings = ("" if warm is None else f",warm{warm}") + ("" if noise == 1.0 else f",noise{noise:g}")
     label = options.get("label") or f"{file.stem}[{backend}{settings}]"
-    policy = RuntimePolicy(runtime, label, str(file), backend)
-    policy.ensemble = int(options.get("ensemble") or 1)
-    policy.ensemble_decay = float(options.get("decay") or 0.5)
-    return policy
+    return RuntimePolicy(runtime, label, str(file), backend)
