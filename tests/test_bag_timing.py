@@ -51,7 +51,7 @@ def test_frames_between_commands_are_counted_and_a_pause_is_left_out(tmp_path):
     assert timing.histogram == {8: 40, 10: 20, 12: 40}
     assert timing.frames_mean == pytest.approx(np.mean(PERIODS_FRAMES))
     assert timing.frames_std == pytest.approx(np.std(PERIODS_FRAMES))
-    assert timing.frame_period_ms == pytest.approx(2.0)
+    assert timing.frame_period_ms == pytest.approx(2.0) and timing.frame_rate_hz == pytest.approx(500.0)
     assert timing.command_period_ms == pytest.approx(20.0)
     assert "--tick-jitter 1.8" in timing.describe()
 

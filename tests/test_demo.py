@@ -2,10 +2,10 @@
 (config/demo_script.yaml). The dog must stand up, trot and turn near its commands, and the run must end with a
 plot and a bag; a graph that runs but does not walk fails here.
 
-Through the live graph the later segments are not always clean (docs/policy_eval/tracking.md, "The live graph"):
-in 1 of 17 runs on this 2-core machine the dog fell in pace at 0.3 m/s right after the turning trot, and in another
-bound drifted 0.24 rad/s in yaw; the evaluation harness runs the same script on the same physics without a fall
-(80 episodes). So pace and bound must either walk forward, or, if the dog falls, the node must catch it as a sensor fault and
+Through the live graph the later segments are not always clean: before the simulated graph ran under SCHED_FIFO,
+the dog fell in 1 of 17 runs on this 2-core machine (pace at 0.3 m/s right after the turning trot) when the
+frames between ticks varied by ~3 (docs/policy_eval/tracking.md, "The live graph's gap was its timing"); a runner
+without CAP_SYS_NICE, or a busy one, can still see that. So pace and bound must either walk forward, or, if the dog falls, the node must catch it as a sensor fault and
 damp for the rest of the run: the safety reaction, never a crash or a silent wrong command."""
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def test_the_demo_runs_the_shipped_model_to_the_end(demo):
     assert demo.code == 0 and demo.label == "diffuseloco_cyberdog2.onnx"
     assert demo.plot is not None and demo.plot.stat().st_size > 10_000
     assert demo.bag.is_dir() and any(demo.bag.iterdir())
+    # the run's tick timing, read back from its bag: ~1,300 commands over the ~27 s script
+    assert demo.timing is not None and demo.timing.intervals > 1000 and demo.timing.frames_mean > 0
     rows = demo.rows
     assert [(r.skill, round(r.command[0], 2), round(r.command[2], 2)) for r in rows] == SCRIPT
     # stood up and running before the first trot (the monitor may join after the node's first PASSIVE statuses)
@@ -75,3 +77,20 @@ def test_the_harness_scenario_of_the_demo_follows_its_script():
     (scenario,) = load_matrix("eval_demo_script", config).scenarios
     scored = [(seg.start_s, config.skill(seg.skill).name, *seg.command) for seg in scenario.segments if not seg.lead_in]
     assert scored == script
+
+
+def test_the_demo_says_when_its_timing_was_off():
+    from diffuseloco_bringup.demo import timing_lines
+    from diffuseloco_policy.config import load_config
+    from diffuseloco_policy.evaluation.bag_timing import TickTiming
+
+    config = load_config()
+
+    def timing(std, rate):
+        return TickTiming(1300, 10.0, std, 8, 12, {10: 1300}, 2.0, rate, 20.0, 0.5)
+
+    assert len(timing_lines(timing(0.2, 499.0), config)) == 1
+    slow, spread = timing_lines(timing(0.2, 346.0), config), timing_lines(timing(3.0, 500.0), config)
+    assert len(slow) == 2 and "behind real time" in slow[1]
+    assert len(spread) == 2 and "spread" in spread[1]
+    assert timing_lines(None, config) == ["control timing: not readable from the bag"]

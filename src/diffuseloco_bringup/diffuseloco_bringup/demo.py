@@ -23,6 +23,7 @@ from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
 from geometry_msgs.msg import TwistStamped
 
 from diffuseloco_policy.config import load_config
+from diffuseloco_policy.evaluation.bag_timing import BagTimingError, TickTiming, read_stamps, tick_timing
 from diffuseloco_policy.nodes.spin import BackgroundNode
 
 from .graph import NodeSpec, params_file
@@ -135,6 +136,7 @@ class DemoRun:
     faults: list[str]
     plot: Optional[Path]
     bag: Path
+    timing: Optional[TickTiming] = None   # the control ticks' regularity, from the bag (None: unreadable)
 
 
 def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoRun:
@@ -162,7 +164,30 @@ def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoR
     if monitor.commands and monitor.twists:
         plot_path = out / "velocity.png"
         plot(monitor, plot_path, label)
-    return DemoRun(code, label, rows, faults, plot_path, bag)
+    return DemoRun(code, label, rows, faults, plot_path, bag, _timing(bag, load_config(config)))
+
+
+def _timing(bag: Path, config) -> Optional[TickTiming]:
+    try:
+        return tick_timing(*read_stamps(bag), control_period_s=1.0 / config.rates.control_hz)
+    except BagTimingError:
+        return None
+
+
+def timing_lines(timing: Optional[TickTiming], config) -> list[str]:
+    """The run's tick timing, and what to make of it: the policy was trained on exactly one control period of
+    joint-loop frames, and a simulator behind real time or a wide spread makes any walk worse (tracking.md,
+    "The live graph's gap was its timing")."""
+    if timing is None:
+        return ["control timing: not readable from the bag"]
+    lines = [f"control timing: {timing.frames_mean:.2f} +- {timing.frames_std:.2f} joint-loop frames between "
+             f"commands, joint loop at {timing.frame_rate_hz:.0f} of {config.rates.joint_loop_hz:.0f} frames/s"]
+    if timing.frame_rate_hz < 0.95 * config.rates.joint_loop_hz:
+        lines.append("  the simulator fell behind real time: the machine is too busy for this graph")
+    if timing.frames_std > 1.5:
+        lines.append("  the spread is above the 1.5 frames the policy tolerates well in the harness: run on a less "
+                     "busy machine, with SCHED_FIFO allowed (CAP_SYS_NICE)")
+    return lines
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -177,6 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"mean after {SETTLE_S:.0f} s of each segment):")
     print(table(run.rows))
     print("faults: " + ("; ".join(run.faults) if run.faults else "none"))
+    print("\n".join(timing_lines(run.timing, load_config(args.config))))
     if run.plot:
         print(f"plot: {run.plot}")
     print(f"bag: {run.bag}")

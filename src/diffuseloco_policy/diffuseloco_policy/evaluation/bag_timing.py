@@ -44,6 +44,7 @@ class TickTiming:
     frames_p99: float
     histogram: dict[int, int]
     frame_period_ms: float       # median LegState interval: the joint loop as recorded
+    frame_rate_hz: float         # LegStates per second over the whole bag (below nominal: a loop behind real time)
     command_period_ms: float
     command_period_std_ms: float
 
@@ -51,7 +52,8 @@ class TickTiming:
         counts = " ".join(f"{k}:{v}" for k, v in sorted(self.histogram.items()))
         return (f"{self.intervals} tick intervals; joint-loop frames between commands: mean {self.frames_mean:.2f}, "
                 f"std {self.frames_std:.2f}, 1-99 % {self.frames_p1:.0f}-{self.frames_p99:.0f} "
-                f"(frame period {self.frame_period_ms:.2f} ms); command period {self.command_period_ms:.2f} "
+                f"(frame period {self.frame_period_ms:.2f} ms, {self.frame_rate_hz:.0f} frames/s); command period "
+                f"{self.command_period_ms:.2f} "
                 f"+- {self.command_period_std_ms:.2f} ms\n  frames: count  {counts}\n"
                 f"  replay in the harness: --tick-jitter {self.frames_std:.1f}")
 
@@ -94,6 +96,7 @@ def tick_timing(leg_ns: np.ndarray, command_ns: np.ndarray, control_period_s: fl
                       frames_p1=float(p1), frames_p99=float(p99),
                       histogram={int(v): int(c) for v, c in zip(values, counts)},
                       frame_period_ms=float(np.median(np.diff(leg_ns)) * 1e-6),
+                      frame_rate_hz=float((len(leg_ns) - 1) / ((leg_ns[-1] - leg_ns[0]) * 1e-9)),
                       command_period_ms=float(periods.mean()), command_period_std_ms=float(periods.std()))
 
 
