@@ -186,7 +186,8 @@ def timing_lines(timing: Optional[TickTiming], config) -> list[str]:
         lines.append("  the simulator fell behind real time: the machine is too busy for this graph")
     if timing.frames_std > 1.5:
         lines.append("  the spread is above the 1.5 frames the policy tolerates well in the harness: run on a less "
-                     "busy machine, with SCHED_FIFO allowed (CAP_SYS_NICE)")
+                     "busy machine, and allow SCHED_FIFO (CAP_SYS_NICE) if the nodes logged that they could not "
+                     "use it")
     return lines
 
 
