@@ -8,7 +8,7 @@ import pytest
 from bag_writing import write_mcap
 
 from diffuseloco_policy.data.bagtypes import make_typestore
-from diffuseloco_policy.evaluation.bag_timing import BagTimingError, main, read_stamps, tick_timing
+from diffuseloco_policy.evaluation.bag_timing import BagTimingError, main, read_stamps, recorded_timing
 
 TS = make_typestore()
 T0, MS = 1_700_000_000 * 10**9, 10**6
@@ -46,7 +46,7 @@ def write_bag(path, with_commands=True):
 
 def test_frames_between_commands_are_counted_and_a_pause_is_left_out(tmp_path):
     leg, commands = read_stamps(write_bag(tmp_path / "run"))
-    timing = tick_timing(leg, commands)
+    timing = recorded_timing(leg, commands)
     assert timing.intervals == len(PERIODS_FRAMES)        # the 1 s pause is not a tick interval
     assert timing.histogram == {8: 40, 10: 20, 12: 40}
     assert timing.frames_mean == pytest.approx(np.mean(PERIODS_FRAMES))

@@ -5,8 +5,9 @@ plot and a bag; a graph that runs but does not walk fails here.
 Through the live graph the later segments are not always clean: before the simulated graph ran under SCHED_FIFO,
 the dog fell in 1 of 17 runs on this 2-core machine (pace at 0.3 m/s right after the turning trot) when the
 frames between ticks varied by ~3 (docs/policy_eval/tracking.md, "The live graph's gap was its timing"); a runner
-without CAP_SYS_NICE, or a busy one, can still see that. So pace and bound must either walk forward, or, if the dog falls, the node must catch it as a sensor fault and
-damp for the rest of the run: the safety reaction, never a crash or a silent wrong command."""
+without CAP_SYS_NICE, or a busy one, can still see that. So pace and bound must either walk forward, or, if the
+dog falls, the node must catch it as a sensor fault and damp for the rest of the run: the safety reaction, never a
+crash or a silent wrong command."""
 
 from __future__ import annotations
 
@@ -82,12 +83,12 @@ def test_the_harness_scenario_of_the_demo_follows_its_script():
 def test_the_demo_says_when_its_timing_was_off():
     from diffuseloco_bringup.demo import timing_lines
     from diffuseloco_policy.config import load_config
-    from diffuseloco_policy.evaluation.bag_timing import TickTiming
+    from diffuseloco_policy.evaluation.bag_timing import RecordedTiming
 
     config = load_config()
 
     def timing(std, rate):
-        return TickTiming(1300, 10.0, std, 8, 12, {10: 1300}, 2.0, rate, 20.0, 0.5)
+        return RecordedTiming(1300, 10.0, std, 8, 12, {10: 1300}, 2.0, rate, 20.0, 0.5)
 
     assert len(timing_lines(timing(0.2, 499.0), config)) == 1
     slow, spread = timing_lines(timing(0.2, 346.0), config), timing_lines(timing(3.0, 500.0), config)

@@ -23,7 +23,7 @@ from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
 from geometry_msgs.msg import TwistStamped
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.evaluation.bag_timing import BagTimingError, TickTiming, read_stamps, tick_timing
+from diffuseloco_policy.evaluation.bag_timing import BagTimingError, RecordedTiming, read_stamps, recorded_timing
 from diffuseloco_policy.nodes.spin import BackgroundNode
 
 from .graph import NodeSpec, params_file
@@ -136,7 +136,7 @@ class DemoRun:
     faults: list[str]
     plot: Optional[Path]
     bag: Path
-    timing: Optional[TickTiming] = None   # the control ticks' regularity, from the bag (None: unreadable)
+    timing: Optional[RecordedTiming] = None   # the control ticks' regularity, from the bag (None: unreadable)
 
 
 def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoRun:
@@ -167,14 +167,14 @@ def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoR
     return DemoRun(code, label, rows, faults, plot_path, bag, _timing(bag, load_config(config)))
 
 
-def _timing(bag: Path, config) -> Optional[TickTiming]:
+def _timing(bag: Path, config) -> Optional[RecordedTiming]:
     try:
-        return tick_timing(*read_stamps(bag), control_period_s=1.0 / config.rates.control_hz)
+        return recorded_timing(*read_stamps(bag), control_period_s=1.0 / config.rates.control_hz)
     except BagTimingError:
         return None
 
 
-def timing_lines(timing: Optional[TickTiming], config) -> list[str]:
+def timing_lines(timing: Optional[RecordedTiming], config) -> list[str]:
     """The run's tick timing, and what to make of it: the policy was trained on exactly one control period of
     joint-loop frames, and a simulator behind real time or a wide spread makes any walk worse (tracking.md,
     "The live graph's gap was its timing")."""

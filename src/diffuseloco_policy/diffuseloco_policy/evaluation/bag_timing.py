@@ -34,7 +34,7 @@ class BagTimingError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TickTiming:
+class RecordedTiming:
     """Joint-loop frames between consecutive motor commands, and the command period itself."""
 
     intervals: int
@@ -75,29 +75,24 @@ def read_stamps(path: Path, leg_topic: str = LEG_TOPIC, command_topic: str = COM
     return np.sort(np.asarray(stamps[leg_topic])), np.sort(np.asarray(stamps[command_topic]))
 
 
-def frames_between_commands(leg_ns: np.ndarray, command_ns: np.ndarray, max_gap_ns: int) -> np.ndarray:
-    """Per pair of consecutive commands no more than max_gap_ns apart: the frames stamped in (first, second]."""
-    index = np.searchsorted(leg_ns, command_ns, side="right")
-    counts, gaps = np.diff(index), np.diff(command_ns)
-    return counts[gaps <= max_gap_ns]
-
-
-def tick_timing(leg_ns: np.ndarray, command_ns: np.ndarray, control_period_s: float = 0.02) -> TickTiming:
-    max_gap_ns = int(GAP_PERIODS * control_period_s * 1e9)
-    frames = frames_between_commands(leg_ns, command_ns, max_gap_ns)
+def recorded_timing(leg_ns: np.ndarray, command_ns: np.ndarray, control_period_s: float = 0.02) -> RecordedTiming:
+    """Per pair of consecutive commands no more than GAP_PERIODS control periods apart: the frames stamped in
+    (first, second], and the command period."""
+    gaps = np.diff(command_ns)
+    kept = gaps <= int(GAP_PERIODS * control_period_s * 1e9)
+    frames = np.diff(np.searchsorted(leg_ns, command_ns, side="right"))[kept]
     if len(frames) == 0:
         raise BagTimingError("no two consecutive motor commands within "
                              f"{GAP_PERIODS} control periods of each other")
-    periods = np.diff(command_ns)
-    periods = periods[periods <= max_gap_ns] * 1e-6
+    periods = gaps[kept] * 1e-6
     values, counts = np.unique(frames, return_counts=True)
     p1, p99 = np.percentile(frames, [1, 99])
-    return TickTiming(intervals=int(len(frames)), frames_mean=float(frames.mean()), frames_std=float(frames.std()),
-                      frames_p1=float(p1), frames_p99=float(p99),
-                      histogram={int(v): int(c) for v, c in zip(values, counts)},
-                      frame_period_ms=float(np.median(np.diff(leg_ns)) * 1e-6),
-                      frame_rate_hz=float((len(leg_ns) - 1) / ((leg_ns[-1] - leg_ns[0]) * 1e-9)),
-                      command_period_ms=float(periods.mean()), command_period_std_ms=float(periods.std()))
+    return RecordedTiming(intervals=int(len(frames)), frames_mean=float(frames.mean()),
+                          frames_std=float(frames.std()), frames_p1=float(p1), frames_p99=float(p99),
+                          histogram={int(v): int(c) for v, c in zip(values, counts)},
+                          frame_period_ms=float(np.median(np.diff(leg_ns)) * 1e-6),
+                          frame_rate_hz=float((len(leg_ns) - 1) / ((leg_ns[-1] - leg_ns[0]) * 1e-9)),
+                          command_period_ms=float(periods.mean()), command_period_std_ms=float(periods.std()))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -112,7 +107,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for bag in args.bags:
         try:
             leg, commands = read_stamps(bag, args.leg_state_topic, args.motor_cmd_topic)
-            print(f"{bag}: {tick_timing(leg, commands, args.control_period).describe()}")
+            print(f"{bag}: {recorded_timing(leg, commands, args.control_period).describe()}")
         except BagTimingError as exc:
             print(f"{bag}: {exc}", file=sys.stderr)
             failed = True
