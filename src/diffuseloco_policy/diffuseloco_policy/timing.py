@@ -20,11 +20,11 @@ class RollingStats:
         self._count += 1
 
     def percentile(self, q: float) -> float:
-        n = min(self._count, len(self._values))
+        n = len(self)
         return float(np.percentile(self._values[:n], q)) if n else float("nan")
 
     def std(self) -> float:
-        n = min(self._count, len(self._values))
+        n = len(self)
         return float(np.std(self._values[:n])) if n else float("nan")
 
     def __len__(self) -> int:
@@ -73,9 +73,6 @@ class TickTiming:
         if self._last_sample_stamp is not None:
             self.sample_spacing_ms.add((stamp_s - self._last_sample_stamp) * 1000.0)
         self._last_sample_stamp = stamp_s
-
-    def sample_spacing_std_ms(self) -> float:
-        return self.sample_spacing_ms.std()
 
     def summary(self) -> dict[str, float]:
         return {"jitter_p50_ms": self.jitter_ms.percentile(50), "jitter_p99_ms": self.jitter_ms.percentile(99),

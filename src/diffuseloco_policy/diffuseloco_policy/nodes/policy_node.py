@@ -285,11 +285,12 @@ class PolicyNode(Node):
         self.diag_pub.publish(array)
 
     def _warn_about_sample_spacing(self) -> None:
-        spread = self.timing.sample_spacing_std_ms()
-        if len(self.timing.sample_spacing_ms) >= 250 and spread > SAMPLE_SPACING_WARN_STD_MS:
+        spacing = self.timing.sample_spacing_ms
+        spread = spacing.std()
+        if len(spacing) >= 250 and spread > SAMPLE_SPACING_WARN_STD_MS:
             self.get_logger().warning(
                 f"the joint samples of consecutive ticks are {self.period * 1000:.0f} +- {spread:.1f} ms apart on the "
-                f"robot's clock (std over the last {len(self.timing.sample_spacing_ms)} ticks); the policy was trained "
+                f"robot's clock (std over the last {len(spacing)} ticks); the policy was trained "
                 f"on exactly {self.period * 1000:.0f} ms, and at 6 ms it falls in simulation. Run the bridge and this "
                 f"node under SCHED_FIFO (realtime_priority) on a less loaded machine", throttle_duration_sec=10.0)
 
