@@ -158,13 +158,14 @@ def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoR
     finally:
         graph.stop()
         monitor.close()
-    rows = segments(monitor, load_config(config))
+    robot = load_config(config)
+    rows = segments(monitor, robot)
     faults = sorted({s.last_fault for _, s in monitor.status if s.last_fault})
     plot_path = None
     if monitor.commands and monitor.twists:
         plot_path = out / "velocity.png"
         plot(monitor, plot_path, label)
-    return DemoRun(code, label, rows, faults, plot_path, bag, _timing(bag, load_config(config)))
+    return DemoRun(code, label, rows, faults, plot_path, bag, _timing(bag, robot))
 
 
 def _timing(bag: Path, config) -> Optional[RecordedTiming]:
