@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from diffuseloco_policy.command_feedback import CommandFeedback, Measured
 from diffuseloco_policy.config import CommandFeedbackConfig, ConfigError, load_config
@@ -67,6 +67,8 @@ def test_the_model_is_never_asked_for_more_than_the_skills_range():
                           st.floats(-4, 4), st.floats(-4, 4), st.floats(-4, 4), st.booleans()),
                 min_size=1, max_size=60),
        st.sampled_from([s.id for s in CONFIG.skills]))
+@example(steps=[(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False), (0.0, 0.0, -1.0, 0.0, 3.0, 0.0, True),
+                (0.0, 0.0, -1.0, 0.0, 3.0, -3.0, True)], skill_id=1)  # trot's strafe/turn budget, found in CI
 def test_corrected_commands_stay_in_range_and_the_correction_stays_bounded(steps, skill_id):
     skill = CONFIG.skill(skill_id)
     feedback = CommandFeedback(ON, DT)

@@ -100,11 +100,29 @@ class CommandFeedback:
 
     def _within_range(self, skill: SkillConfig, command: np.ndarray) -> np.ndarray:
         """command + correction limited to the skill's range; the correction keeps only what was used (no wind-up
-        against a range limit)."""
-        corrected = np.array(skill.clamp_command(*(command + self.correction)))
+        against a range limit).
+
+        A skill's strafe/turn budget scales vy and the yaw rate together, so a vy correction can pull a turn at
+        the budget's edge back by more than the loop's authority on yaw (hypothesis: command yaw -1, vy correction
+        -0.2 gave a yaw change of 0.51 against a 0.5 bound). Then the correction is scaled down, by bisection, until
+        what it changes stays within the bound on every axis."""
         base = np.array(skill.clamp_command(*command))
-        self.correction = corrected - base
-        return corrected
+
+        def corrected(scale: float) -> np.ndarray:
+            return np.array(skill.clamp_command(*(command + scale * self.correction)))
+
+        def within_bound(out: np.ndarray) -> bool:
+            return bool(np.all(np.abs(out - base) <= self._limit))
+
+        out = corrected(1.0)
+        if not within_bound(out):
+            feasible, infeasible = 0.0, 1.0   # scale 0 gives base itself
+            for _ in range(30):
+                middle = 0.5 * (feasible + infeasible)
+                feasible, infeasible = (middle, infeasible) if within_bound(corrected(middle)) else (feasible, middle)
+            out = corrected(feasible)
+        self.correction = out - base
+        return out
 
 
 def describe(config: CommandFeedbackConfig) -> str:
