@@ -87,3 +87,13 @@ def test_the_trot_is_diagonal_and_tracks_the_command(short_run):
     # at the envelope's top (0.6 m/s) the preview walks about 0.45, the feed-forward model 0.6
     # (docs/policy_eval/tracking.md); standing still would miss by the whole command (0.3-0.6 m/s)
     assert trot["mean_error_vx"] < 0.2 and trot["error_yaw_rate"] < 0.25
+
+
+def test_it_can_be_fine_tuned_from_the_file_alone(model):
+    """Its weights come back from the graphs (checked there against every graph to 1e-4), so a next training
+    stage can start from the shipped file without the checkpoint it was exported from."""
+    from diffuseloco_policy.training.from_onnx import recover_policy
+
+    policy, info = recover_policy(model)
+    assert info.spec.predict_velocity == SHIPPED[model.stem]
+    assert sum(p.numel() for p in policy.parameters()) > 600_000

@@ -196,6 +196,9 @@ def test_shipped_presets_load():
         assert changed == {field, "out_dir"}
     assert not ablation_qd.spec().delayed_inputs and ablation_qd.spec().predict_velocity
     assert mlp_qd.spec().kind == "bc_mlp" and mlp_qd.spec().predict_velocity and mlp_qd.delayed
+    # the fourth stage starts from the shipped file, so it must train that file's model
+    fourth = load_train_config("train_small_qd_finetune")
+    assert fourth.init_from and fourth.spec() == read_onnx_info(fourth.init_from).spec == third.spec()
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):

@@ -115,11 +115,11 @@ def _export_graph(module: nn.Module, args: tuple[torch.Tensor, ...], names: list
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
     if verify:
-        _verify(module, names, path)
+        verify_graph(module, names, path)
     return path
 
 
-def _verify(module: nn.Module, names: list[str], path: Path, batch: int = 2, tol: float = 1e-4) -> None:
+def verify_graph(module: nn.Module, names: list[str], path: Path, batch: int = 2, tol: float = 1e-4) -> None:
     """Run the written graph once on random inputs and compare with torch: catches export bugs at export time
     rather than on the robot."""
     import onnxruntime as ort

@@ -77,6 +77,8 @@ class TrainConfig:
     threads: int = 0                        # torch intra-op threads per process; 0 leaves torch's default
     progress: bool = True                   # tqdm bar (rank 0)
     check_dataset_config: bool = True       # refuse datasets recorded for another robot setup
+    init_from: Optional[str] = None         # fine-tune: start from this model file's weights and normalizer
+                                            # (.safetensors, or an exported .onnx recovered by from_onnx)
 
     def __post_init__(self) -> None:
         if not self.datasets:

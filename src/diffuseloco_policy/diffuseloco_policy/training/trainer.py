@@ -3,7 +3,8 @@
 Recipe (reference: DiffuseLoco / diffusion_policy): AdamW with betas (0.9, 0.95), weight decay on Linear
 weights only (biases, LayerNorm and position embeddings excluded, as diffusion_policy's transformer does),
 learning rate warmed up linearly then decayed on a cosine to 0 at `total_steps`, EMA of the weights (power
-0.75, max 0.9999). The normalizer is fitted on all training ticks and lives in the model's buffers.
+0.75, max 0.9999). The normalizer is fitted on all training ticks and lives in the model's buffers; a fine-tuning
+run (`init_from`) keeps the normalizer of the model it starts from.
 
 Determinism (what makes resume exact): everything random is a function of the seed and the step.
   - data order: epoch e is DistributedSampler's permutation seeded (seed + e); batch b of the epoch is the b-th
@@ -40,9 +41,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..config import ConfigError, config_from_dict, load_config
 from ..data.dataset import dataset_attrs
 from ..diffusion import ModelSpec, build_policy
-from ..model_file import compatibility_problems
+from ..diffusion.policy import Policy
+from ..model_file import compatibility_problems, load_checkpoint
 from ..normalizer import MinMaxNormalizer, PolicyNormalizer
-from .checkpoint import optimizer_state_dict, read_checkpoint, set_host_rng_state, write_checkpoint
+from .checkpoint import ema_weights_path, optimizer_state_dict, read_checkpoint, set_host_rng_state, write_checkpoint
 from .config import TrainConfig, train_config_from_dict
 from .ema import EMA
 from .windows import EpisodeWindows, collate_batch
@@ -150,6 +152,25 @@ def check_datasets(cfg: TrainConfig, stack) -> None:
                           stacklevel=2)
 
 
+def load_initial_policy(cfg: TrainConfig, stack) -> Policy:
+    """The policy a fine-tuning run starts from (`init_from`): its weights and its normalizer, which the weights
+    were trained against (refitting it on new data would silently change what every weight means). Refused when
+    the file's model or robot setup is not the one this config trains."""
+    path = Path(cfg.init_from)
+    if path.suffix == ".onnx":
+        from .from_onnx import recover_policy
+
+        policy, info = recover_policy(path)
+    else:
+        policy, info = load_checkpoint(ema_weights_path(path))
+    if info.spec != cfg.spec():
+        raise ConfigError(f"init_from {path}: its model {info.spec} is not the config's {cfg.spec()}")
+    problems = compatibility_problems(info.config, stack)
+    if problems:
+        raise ConfigError(f"init_from {path} was trained for a different setup:\n - " + "\n - ".join(problems))
+    return policy
+
+
 class Trainer:
     """Builds data, model, optimizer and EMA from a TrainConfig; `train()` runs (or resumes) the loop."""
 
@@ -170,7 +191,8 @@ class Trainer:
             check_datasets(cfg, self.stack)
         self.data = EpisodeWindows.for_config(cfg.datasets, self.stack, delayed=cfg.delayed,
                                               predict_velocity=cfg.model.predict_velocity)
-        self.normalizer = fit_normalizer(self.data)
+        initial = load_initial_policy(cfg, self.stack) if cfg.init_from else None
+        self.normalizer = initial.normalizer if initial else fit_normalizer(self.data)
         if cfg.data_on_device and self.device.type == "cuda":
             self.data.to(self.device)
         self.sampler = DistributedSampler(self.data, num_replicas=dist_info.world_size, rank=dist_info.rank,
@@ -181,7 +203,10 @@ class Trainer:
 
         self.spec: ModelSpec = cfg.spec()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.policy = build_policy(self.stack, self.spec, self.normalizer).to(self.device)
+        self.policy = build_policy(self.stack, self.spec, self.normalizer)
+        if initial is not None:
+            self.policy.load_state_dict(initial.state_dict())
+        self.policy.to(self.device)
         self.ema = EMA(self.policy, cfg.ema)
         self.optimizer = torch.optim.AdamW(optim_groups(self.policy, cfg.weight_decay), lr=cfg.lr,
                                            betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)

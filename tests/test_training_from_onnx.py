@@ -1,0 +1,134 @@
+"""Recovering a trainable policy from an exported file, and fine-tuning from it (`init_from`)."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from synthetic_data import write_synthetic
+
+from diffuseloco_policy.config import ConfigError
+from diffuseloco_policy.model_file import ModelMismatchError, load_checkpoint
+from diffuseloco_policy.training import ModelSection, TrainConfig, Trainer
+from diffuseloco_policy.training.export import main as export_main
+from diffuseloco_policy.training.from_onnx import main as from_onnx_main
+from diffuseloco_policy.training.from_onnx import recover_policy
+
+torch.set_num_threads(1)
+TINY = ModelSection(preset="tiny", denoiser={"width": 32, "heads": 2, "layers": 2, "dropout_attn": 0.1})
+
+
+def config(dataset, out, **kw):
+    base = dict(datasets=(str(dataset),), out_dir=str(out), model=TINY, batch_size=32, lr=3e-3, warmup_steps=5,
+                total_steps=40, checkpoint_every=100, log_every=10, progress=False, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A tiny model trained on one dataset and exported (full graph + 2-step warm start), with its trainer."""
+    root = tmp_path_factory.mktemp("source")
+    dataset = write_synthetic(root / "a.zarr", lengths=(120, 90, 150), seed=0)
+    trainer = Trainer(config(dataset, root / "run"))
+    trainer.train()
+    path = root / "model.onnx"
+    export_main(["--checkpoint", str(root / "run" / "ckpt_latest"), "--out", str(path), "--warm-steps", "2"])
+    return trainer, path
+
+
+def test_the_recovered_policy_has_the_trained_weights(source):
+    """Every weight comes back, the anonymous MatMul weights and the folded position slots included, and the
+    fitted timestep slot reproduces the EMA model's time table."""
+    trainer, path = source
+    recovered, info = recover_policy(path)
+    want, got = trainer.ema.model.state_dict(), recovered.state_dict()
+    assert got.keys() == want.keys()
+    for key in want:
+        if key != "denoiser.cond_pos_emb":
+            assert torch.equal(got[key], want[key]), key
+    torch.testing.assert_close(got["denoiser.cond_pos_emb"][:, 1:], want["denoiser.cond_pos_emb"][:, 1:],
+                               rtol=0, atol=0)
+    indices = recovered.full_indices()
+    for (rk, rv), (wk, wv) in zip(sum(recovered.time_table(indices), []), sum(trainer.ema.model.time_table(indices), [])):
+        torch.testing.assert_close(rk, wk, rtol=0, atol=1e-5)
+        torch.testing.assert_close(rv, wv, rtol=0, atol=1e-5)
+    assert info.spec == trainer.spec and info.normalizer.to_dict() == trainer.normalizer.to_dict()
+
+
+def _rewrite(path, out, change):
+    model = onnx.load(str(path))
+    for tensor in model.graph.initializer:
+        replacement = change(tensor.name, numpy_helper.to_array(tensor))
+        if replacement is not None:
+            tensor.CopyFrom(numpy_helper.from_array(replacement, tensor.name))
+    onnx.save(model, str(out))
+    return out
+
+
+def test_a_time_table_no_weights_can_produce_is_refused(source, tmp_path):
+    """The check against the file can fail: one step's baked keys changed, no position vector reproduces them,
+    and the recovery refuses instead of handing back a different model."""
+    _, path = source
+    bad = _rewrite(path, tmp_path / "bad.onnx",
+                   lambda name, a: a + np.float32(0.05) * (a != 0) if name == "time.k_3_1" else None)
+    with pytest.raises(RuntimeError, match="differs from torch"):
+        recover_policy(bad)
+
+
+def test_a_graph_without_a_weight_is_refused(source, tmp_path):
+    _, path = source
+    model = onnx.load(str(path))
+    kept = [t for t in model.graph.initializer if t.name != "policy.denoiser.head.bias"]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    onnx.save(model, str(tmp_path / "cut.onnx"))
+    with pytest.raises(ModelMismatchError, match="denoiser.head"):
+        recover_policy(tmp_path / "cut.onnx")
+
+
+def test_the_cli_writes_a_model_file_that_exports_back_to_the_same_actions(source, tmp_path, capsys):
+    _, path = source
+    out = tmp_path / "recovered.safetensors"
+    from_onnx_main(["--model", str(path), "--out", str(out)])
+    assert "matched against its graphs" in capsys.readouterr().out
+    policy, info = load_checkpoint(out)
+    export_main(["--checkpoint", str(out), "--out", str(tmp_path / "again.onnx")])
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(1)
+    d = info.dims
+    feeds = {"obs_history": rng.standard_normal((3, d.history, d.obs_dim)).astype(np.float32),
+             "goal_history": rng.standard_normal((3, d.history, d.goal_dim)).astype(np.float32),
+             "noise": rng.standard_normal(policy.noise_shape(3)).astype(np.float32)}
+    first, again = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(["actions"], feeds)[0]
+                    for p in (path, tmp_path / "again.onnx"))
+    np.testing.assert_allclose(again, first, atol=1e-4)
+
+
+def test_fine_tuning_starts_from_the_file_and_keeps_its_normalizer(source, tmp_path):
+    """init_from: the run starts with the file's weights (policy and EMA) and its normalizer, not one refitted on
+    the new data, and training on the new data then moves the weights."""
+    trainer, path = source
+    other = write_synthetic(tmp_path / "b.zarr", lengths=(100, 140), seed=7)
+    tuned = Trainer(config(other, tmp_path / "tune", init_from=str(path), total_steps=10))
+    start = tuned.policy.state_dict()
+    for key, value in trainer.ema.model.state_dict().items():
+        if key != "denoiser.cond_pos_emb":
+            assert torch.equal(start[key], value), key
+            assert torch.equal(tuned.ema.model.state_dict()[key], value), key
+    assert tuned.normalizer.to_dict() == trainer.normalizer.to_dict()
+    fresh = Trainer(config(other, tmp_path / "fresh", total_steps=10))
+    assert fresh.normalizer.to_dict() != trainer.normalizer.to_dict()   # the new data alone fits another one
+    head = tuned.policy.denoiser.head.weight.detach().clone()
+    tuned.train()
+    assert not torch.equal(tuned.policy.denoiser.head.weight, head)
+    saved, _ = load_checkpoint(tmp_path / "tune" / "ckpt_latest" / "ema.safetensors")
+    assert saved.normalizer.to_dict() == trainer.normalizer.to_dict()
+
+
+def test_fine_tuning_refuses_a_file_of_another_model(source, tmp_path):
+    _, path = source
+    wider = ModelSection(preset="tiny", denoiser={"width": 64, "heads": 2, "layers": 2, "dropout_attn": 0.1})
+    other = write_synthetic(tmp_path / "b.zarr", lengths=(100, 140), seed=7)
+    with pytest.raises(ConfigError, match="init_from .* is not the config's"):
+        Trainer(config(other, tmp_path / "tune", init_from=str(path), model=wider))
