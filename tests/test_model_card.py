@@ -95,6 +95,32 @@ def test_a_fine_tuned_model_lists_both_runs_and_every_dataset(card, tmp_path):
     assert text.count("<summary>training config:") == 2 and "- `noisy.zarr` from" in text
 
 
+def test_a_model_fine_tuned_from_a_file_carries_that_files_lineage(card, tmp_path):
+    """init_from: the card starts with the data and training of the file the run started from (from that file's
+    card, matched by the hash the run recorded), then the fine-tune's own."""
+    from diffuseloco_policy.training.trainer import INIT_RECORD, record_initial_file
+
+    fresh = write_synthetic(tmp_path / "fresh.zarr", seed=5)
+    run = write_run(tmp_path / "tune", [fresh], 60, [(50, 0.3), (60, 0.2)])
+    record_initial_file(card.parent / "dog.onnx", run / INIT_RECORD)
+    results = card.parent.parent / "eval" / "results.json"
+    text = write_card(card.parent / "dog.onnx", [run], [fresh], results, tmp_path / "tuned.md",
+                      base_card=card).read_text()
+    data = text[text.index("## Data"):text.index("## Training")]
+    assert data.index("- `d.zarr` from") < data.index("- `fresh.zarr` from")
+    training = text[text.index("## Training"):text.index("## Evaluation")]
+    assert training.index("- `run`: trained from scratch") < training.index(
+        f"- `tune`: fine-tuned from `dog.onnx` (sha256 `{sha256(card.parent / 'dog.onnx')}`")
+    assert training.count("- `python -m diffuseloco_policy.training` with the config(s)") == 1
+    assert training.count("<summary>training config:") == 2
+
+    with pytest.raises(ValueError, match="give that file's card"):
+        write_card(card.parent / "dog.onnx", [run], [fresh], results, tmp_path / "x.md")
+    (run / INIT_RECORD).write_text((run / INIT_RECORD).read_text().replace(sha256(card.parent / "dog.onnx"), "0" * 64))
+    with pytest.raises(ValueError, match="does not list dog.onnx with the sha256"):
+        write_card(card.parent / "dog.onnx", [run], [fresh], results, tmp_path / "x.md", base_card=card)
+
+
 def test_the_data_section_says_which_model_drove_dagger_data(tmp_path):
     """A DAgger dataset names the learner that drove it and its measured share; expert-only data says nothing of it."""
     import zarr

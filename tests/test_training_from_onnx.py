@@ -1,5 +1,8 @@
 """Recovering a trainable policy from an exported file, and fine-tuning from it (`init_from`)."""
 
+import hashlib
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -124,6 +127,8 @@ def test_fine_tuning_starts_from_the_file_and_keeps_its_normalizer(source, tmp_p
     assert not torch.equal(tuned.policy.denoiser.head.weight, head)
     saved, _ = load_checkpoint(tmp_path / "tune" / "ckpt_latest" / "ema.safetensors")
     assert saved.normalizer.to_dict() == trainer.normalizer.to_dict()
+    record = json.loads((tmp_path / "tune" / "init_from.json").read_text())   # the model card names it by this
+    assert record == {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def test_fine_tuning_refuses_a_file_of_another_model(source, tmp_path):

@@ -6,7 +6,9 @@
 
 A file narrowed from another shipped file by `export --from-model` has no training runs of its own: with
 --derived-from SOURCE_CARD the card takes the source card's Data and Training sections, once it has checked that
-the source's files are intact and that both files hold the same graphs and weights.
+the source's files are intact and that both files hold the same graphs and weights. A model fine-tuned from
+another file (`init_from`) takes that file's Data and Training from --base-card, checked by the hash the run
+recorded, before its own.
 
 Why generated: every number in the card (file hashes, model size, data, training, evaluation) is read from the
 artifacts themselves, so the card cannot drift from the files it describes; `verify_card` re-checks the hashes
@@ -30,6 +32,7 @@ from ..diffusion.policy import build_policy
 from ..evaluation.report import markdown as evaluation_markdown
 from ..export import warm_graphs
 from ..model_file import read_onnx_info
+from .trainer import INIT_RECORD
 
 HASH_ROW = re.compile(r"^\| `([^`]+)` \| \d+ \| `([0-9a-f]{64})` \|$")
 
@@ -128,7 +131,7 @@ def training_section(runs: Sequence[Path]) -> list[str]:
         wall_s = sum(log_every * batch / float(r["samples_per_s"]) for r in rows)
         tail = [float(r["loss"]) for r in rows[-20:]]
         data = ", ".join(f"`{Path(d).name}`" for d in cfg["datasets"])
-        what = "trained from scratch" if stage == 0 else f"resumed from the run above at step {first:,}"
+        what = f"resumed from the run above at step {first:,}" if stage else _origin(run)
         lines += [f"- `{run.name}`: {what} on {data}, to step {last:,} of batch {batch} "
                   f"({(last - first) * batch / 1e6:.1f} M samples), about {wall_s / 3600:.1f} h of compute on "
                   f"{cfg['device']} with {cfg['threads']} thread(s); AdamW lr {cfg['lr']}, betas {cfg['betas']}, "
@@ -139,6 +142,39 @@ def training_section(runs: Sequence[Path]) -> list[str]:
                     yaml.safe_dump(cfg).strip(), "```", "", "</details>"]
     return lines + ["- `python -m diffuseloco_policy.training` with the config(s) below; the EMA weights of the last "
                     "run are exported"] + details
+
+
+def _origin(run: Path) -> str:
+    record = initial_file(run)
+    if record is None:
+        return "trained from scratch"
+    return (f"fine-tuned from `{Path(record['path']).name}` (sha256 `{record['sha256']}`, trained as above), "
+            f"from step 0 with a fresh optimizer and its normalizer,")
+
+
+def initial_file(run: Path) -> Optional[dict[str, str]]:
+    """The file (path, sha256) a fine-tune started from (the trainer's init_from record), or None."""
+    record = run / INIT_RECORD
+    return json.loads(record.read_text()) if record.exists() else None
+
+
+def base_sections(runs: Sequence[Path], base_card: Optional[Path]) -> tuple[list[str], list[str]]:
+    """Data and Training lines of the file the first run was fine-tuned from (none for a model trained from
+    scratch); refused unless base_card is that file's card, by the hash the run recorded."""
+    record = initial_file(runs[0]) if runs else None
+    if record is None:
+        if base_card:
+            raise ValueError(f"--base-card {base_card}: {runs[0] if runs else 'no run'} was not fine-tuned from a file")
+        return [], []
+    name = Path(record["path"]).name
+    if base_card is None:
+        raise ValueError(f"{runs[0].name} was fine-tuned from {name}: give that file's card (--base-card) for the "
+                         "data and training before it")
+    if card_hashes(base_card).get(name) != record["sha256"]:
+        raise ValueError(f"--base-card {base_card} does not list {name} with the sha256 {runs[0].name} started from")
+    data, training = card_section(base_card, "Data")[2:], card_section(base_card, "Training")[2:]
+    summary = [line for line in training if line.startswith("- `python -m diffuseloco_policy.training`")]
+    return data, [line for line in training if line not in summary]
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -188,11 +224,17 @@ def evaluation_section(results: Path) -> list[str]:
 
 
 def write_card(model: Path, runs: Sequence[Path], datasets: Sequence[Path], results: Path, out: Path,
-               notes: Optional[Path] = None, derived_from: Optional[Path] = None) -> Path:
+               notes: Optional[Path] = None, derived_from: Optional[Path] = None, base_card: Optional[Path] = None
+               ) -> Path:
     """runs: the training runs in order (a fine-tune after the run it resumed); datasets: every dataset they
-    read; or derived_from: the card of the file `model` was narrowed from."""
-    provenance = derived_sections(model, derived_from) if derived_from else \
-        [data_section(datasets), training_section(runs)]
+    read; or derived_from: the card of the file `model` was narrowed from. base_card: the card of the file the
+    first run was fine-tuned from (init_from), whose data and training come first."""
+    if derived_from:
+        provenance = derived_sections(model, derived_from)
+    else:
+        base_data, base_training = base_sections(runs, base_card)
+        data, training = data_section(datasets), training_section(runs)
+        provenance = [data[:2] + base_data + data[2:], training[:2] + base_training + training[2:]]
     title = f"# Model card: {model.stem}"
     sections = [[title, "", f"A DiffuseLoco policy for the simulated CyberDog 2, trained offline on expert "
                  f"demonstrations. Run it in simulation with `python -m diffuseloco_bringup.run sim --model {model}`; "
@@ -235,6 +277,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--dataset", type=Path, nargs="+", default=[], help="every dataset the runs read")
     parser.add_argument("--derived-from", type=Path, default=None, metavar="SOURCE_CARD.md",
                         help="instead of --run/--dataset: the card of the file this one was narrowed from")
+    parser.add_argument("--base-card", type=Path, default=None, metavar="CARD.md",
+                        help="with --run: the card of the file the first run was fine-tuned from (init_from)")
     parser.add_argument("--eval", type=Path, required=True, help="results.json of the evaluation command")
     parser.add_argument("--notes", type=Path, default=None, help="markdown appended as is")
     parser.add_argument("--out", type=Path, default=None, help="default: the model path with .md")
@@ -243,7 +287,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         parser.error("give either --run and --dataset (a trained model) or --derived-from (a narrowed copy)")
     try:
         out = write_card(args.model, args.run, args.dataset, args.eval, args.out or args.model.with_suffix(".md"),
-                         args.notes, args.derived_from)
+                         args.notes, args.derived_from, args.base_card)
     except ValueError as error:
         parser.error(str(error))
     print(out)

@@ -22,7 +22,9 @@ gradients, so all ranks keep identical weights and identical EMAs; only rank 0 l
 from __future__ import annotations
 
 import csv
+import hashlib
 import inspect
+import json
 import math
 import os
 import time
@@ -50,6 +52,7 @@ from .ema import EMA
 from .windows import EpisodeWindows, collate_batch
 
 CSV_FIELDS = ("step", "loss", "lr", "ema_decay", "samples_per_s")
+INIT_RECORD = "init_from.json"   # in out_dir: the file (path and sha256) a fine-tune started from
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -150,6 +153,13 @@ def check_datasets(cfg: TrainConfig, stack) -> None:
             warnings.warn(f"{path}: its experts reacted to the current frame s[t]; a delayed-input model has to "
                           "anticipate that reaction (regenerate with experts acting on s[t-1], the default now)",
                           stacklevel=2)
+
+
+def record_initial_file(source: Path, record: Path) -> None:
+    """Which file a fine-tune started from, by content: the path alone may later hold another model (a shipped
+    file replaced by the one trained from it), and the model card names the source by this hash."""
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    record.write_text(json.dumps({"path": str(source), "sha256": digest}, indent=1) + "\n")
 
 
 def load_initial_policy(cfg: TrainConfig, stack) -> Policy:
@@ -269,6 +279,8 @@ class Trainer:
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            if cfg.init_from and not (self.out_dir / INIT_RECORD).exists():
+                record_initial_file(Path(cfg.init_from), self.out_dir / INIT_RECORD)
             self._trim_csv()
         bar = None
         if main and cfg.progress:
