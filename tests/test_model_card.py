@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import yaml
@@ -113,6 +114,14 @@ def test_a_model_fine_tuned_from_a_file_carries_that_files_lineage(card, tmp_pat
         f"- `tune`: fine-tuned from `dog.onnx` (sha256 `{sha256(card.parent / 'dog.onnx')}`")
     assert training.count("- `python -m diffuseloco_policy.training` with the config(s)") == 1
     assert training.count("<summary>training config:") == 2
+
+    # a fine-tune of the run before it in the list (init_from its checkpoint) says so instead of naming a file
+    chained = write_run(tmp_path / "chained", [fresh], 60, [(50, 0.3), (60, 0.2)])
+    (chained / INIT_RECORD).write_text(json.dumps({"path": str(run / "ckpt_latest"), "sha256": "ab" * 32}))
+    text = write_card(card.parent / "dog.onnx", [run, chained], [fresh], results, tmp_path / "chained.md",
+                      base_card=card).read_text()
+    assert ("- `chained`: fine-tuned from the EMA weights of the run above with a fresh optimizer and the same "
+            "normalizer, on `fresh.zarr`, to step 60") in text
 
     with pytest.raises(ValueError, match="give that file's card"):
         write_card(card.parent / "dog.onnx", [run], [fresh], results, tmp_path / "x.md")

@@ -137,3 +137,20 @@ def test_fine_tuning_refuses_a_file_of_another_model(source, tmp_path):
     other = write_synthetic(tmp_path / "b.zarr", lengths=(100, 140), seed=7)
     with pytest.raises(ConfigError, match="init_from .* is not the config's"):
         Trainer(config(other, tmp_path / "tune", init_from=str(path), model=wider))
+
+
+def test_the_cli_fine_tunes_from_a_file_given_on_the_command_line(source, tmp_path):
+    """--init-from overrides the config's init_from (a shipped preset names the stage it starts from; a user
+    starts from the file they have)."""
+    import yaml
+
+    from diffuseloco_policy.training import __main__ as cli
+
+    trainer, path = source
+    other = write_synthetic(tmp_path / "b.zarr", lengths=(100, 140), seed=7)
+    cfg = tmp_path / "tune.yaml"
+    cfg.write_text(yaml.safe_dump(config(other, tmp_path / "tune", total_steps=4).to_dict()))
+    tuned = cli.run(["--config", str(cfg), "--init-from", str(path), "--max-steps", "2", "--no-progress"])
+    assert tuned.cfg.init_from == str(path) and tuned.step == 2
+    assert tuned.normalizer.to_dict() == trainer.normalizer.to_dict()
+    assert (tmp_path / "tune" / "init_from.json").exists()

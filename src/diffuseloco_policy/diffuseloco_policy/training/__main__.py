@@ -6,6 +6,7 @@
 --config takes a path or the name of a shipped preset (diffuseloco_policy/configs/train_*.yaml). With --resume
 and no --config, the config stored in the checkpoint is used. --max-steps N stops after N steps of THIS run
 (the schedule still spans total_steps), so a long training can be done in several resumed sessions.
+--init-from fine-tunes from a model file or checkpoint (the config's init_from): its weights and normalizer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps of this run")
     parser.add_argument("--out-dir", default=None, help="override out_dir")
     parser.add_argument("--dataset", action="append", default=None, help="override datasets (repeatable)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL",
+                        help="override init_from: fine-tune from this model file (.onnx, .safetensors) or checkpoint")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -45,6 +48,8 @@ def run(argv: Optional[list[str]] = None) -> Trainer:
         changes["out_dir"] = args.out_dir
     if args.dataset:
         changes["datasets"] = tuple(args.dataset)
+    if args.init_from:
+        changes["init_from"] = args.init_from
     if args.no_progress:
         changes["progress"] = False
     cfg = cfg.replace(**changes) if changes else cfg

@@ -119,8 +119,9 @@ def _dataset_lines(dataset: Path) -> list[str]:
 
 
 def training_section(runs: Sequence[Path]) -> list[str]:
-    """One bullet per run; each run after the first resumed the one before it (a fine-tune), so the steps add up
-    to the last run's step count and the exported weights are the last run's."""
+    """One bullet per run; each run after the first continued the one before it: resumed it (the steps add up to
+    the last run's step count) or started from its EMA weights (init_from); the exported weights are the last
+    run's."""
     lines, details = ["## Training", ""], []
     for stage, run in enumerate(runs):
         cfg = yaml.safe_load((run / "train_config.yaml").read_text())
@@ -131,7 +132,7 @@ def training_section(runs: Sequence[Path]) -> list[str]:
         wall_s = sum(log_every * batch / float(r["samples_per_s"]) for r in rows)
         tail = [float(r["loss"]) for r in rows[-20:]]
         data = ", ".join(f"`{Path(d).name}`" for d in cfg["datasets"])
-        what = f"resumed from the run above at step {first:,}" if stage else _origin(run)
+        what = _origin(run, stage, runs[stage - 1] if stage else None, first)
         lines += [f"- `{run.name}`: {what} on {data}, to step {last:,} of batch {batch} "
                   f"({(last - first) * batch / 1e6:.1f} M samples), about {wall_s / 3600:.1f} h of compute on "
                   f"{cfg['device']} with {cfg['threads']} thread(s); AdamW lr {cfg['lr']}, betas {cfg['betas']}, "
@@ -144,12 +145,17 @@ def training_section(runs: Sequence[Path]) -> list[str]:
                     "run are exported"] + details
 
 
-def _origin(run: Path) -> str:
+def _origin(run: Path, stage: int, previous: Optional[Path], first: int) -> str:
+    """How a run started: from scratch, resuming the run above, or fine-tuning (init_from) a file or the run
+    above's EMA weights with a fresh optimizer."""
     record = initial_file(run)
     if record is None:
-        return "trained from scratch"
-    return (f"fine-tuned from `{Path(record['path']).name}` (sha256 `{record['sha256']}`, trained as above), "
-            f"from step 0 with a fresh optimizer and its normalizer,")
+        return f"resumed from the run above at step {first:,}" if stage else "trained from scratch"
+    source = Path(record["path"])
+    if previous is not None and source.resolve().parent == previous.resolve():
+        return "fine-tuned from the EMA weights of the run above with a fresh optimizer and the same normalizer,"
+    return (f"fine-tuned from `{source.name}` (sha256 `{record['sha256']}`{', trained as above' if not stage else ''})"
+            f" with a fresh optimizer and the same normalizer,")
 
 
 def initial_file(run: Path) -> Optional[dict[str, str]]:

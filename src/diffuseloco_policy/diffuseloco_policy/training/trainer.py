@@ -158,7 +158,7 @@ def check_datasets(cfg: TrainConfig, stack) -> None:
 def record_initial_file(source: Path, record: Path) -> None:
     """Which file a fine-tune started from, by content: the path alone may later hold another model (a shipped
     file replaced by the one trained from it), and the model card names the source by this hash."""
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    digest = hashlib.sha256(ema_weights_path(source).read_bytes()).hexdigest()   # a checkpoint: its EMA weights
     record.write_text(json.dumps({"path": str(source), "sha256": digest}, indent=1) + "\n")
 
 
