@@ -113,6 +113,8 @@ def test_a_model_fine_tuned_from_a_file_carries_that_files_lineage(card, tmp_pat
     assert training.index("- `run`: trained from scratch") < training.index(
         f"- `tune`: fine-tuned from `dog.onnx` (sha256 `{sha256(card.parent / 'dog.onnx')}`")
     assert training.count("- `python -m diffuseloco_policy.training` with the config(s)") == 1
+    assert training.index("- `tune`:") < training.index("- `python -m") < training.index("<details>")
+    assert data.count("- `fresh.zarr` from") == 1 and "was trained on these" in data
     assert training.count("<summary>training config:") == 2
 
     # a fine-tune of the run before it in the list (init_from its checkpoint) says so instead of naming a file

@@ -118,11 +118,13 @@ def _dataset_lines(dataset: Path) -> list[str]:
             f"{stats.get('fall_trim_s', 0.0)} s before it)"]
 
 
-def training_section(runs: Sequence[Path]) -> list[str]:
+def training_section(runs: Sequence[Path], earlier: Sequence[str] = (), earlier_details: Sequence[str] = ()
+                     ) -> list[str]:
     """One bullet per run; each run after the first continued the one before it: resumed it (the steps add up to
     the last run's step count) or started from its EMA weights (init_from); the exported weights are the last
-    run's."""
-    lines, details = ["## Training", ""], []
+    run's. earlier / earlier_details: the bullets and config blocks of the stages before the first run (a model
+    fine-tuned from another file)."""
+    lines, details = ["## Training", "", *earlier], list(earlier_details)
     for stage, run in enumerate(runs):
         cfg = yaml.safe_load((run / "train_config.yaml").read_text())
         with (run / "loss.csv").open() as f:
@@ -164,23 +166,40 @@ def initial_file(run: Path) -> Optional[dict[str, str]]:
     return json.loads(record.read_text()) if record.exists() else None
 
 
-def base_sections(runs: Sequence[Path], base_card: Optional[Path]) -> tuple[list[str], list[str]]:
-    """Data and Training lines of the file the first run was fine-tuned from (none for a model trained from
+def base_sections(runs: Sequence[Path], base_card: Optional[Path]) -> tuple[list[str], list[str], list[str]]:
+    """Data lines, training bullets and training config blocks of the file the first run was fine-tuned from (none for a model trained from
     scratch); refused unless base_card is that file's card, by the hash the run recorded."""
     record = initial_file(runs[0]) if runs else None
     if record is None:
         if base_card:
             raise ValueError(f"--base-card {base_card}: {runs[0] if runs else 'no run'} was not fine-tuned from a file")
-        return [], []
+        return [], [], []
     name = Path(record["path"]).name
     if base_card is None:
         raise ValueError(f"{runs[0].name} was fine-tuned from {name}: give that file's card (--base-card) for the "
                          "data and training before it")
     if card_hashes(base_card).get(name) != record["sha256"]:
         raise ValueError(f"--base-card {base_card} does not list {name} with the sha256 {runs[0].name} started from")
-    data, training = card_section(base_card, "Data")[2:], card_section(base_card, "Training")[2:]
-    summary = [line for line in training if line.startswith("- `python -m diffuseloco_policy.training`")]
-    return data, [line for line in training if line not in summary]
+    lead = f"Before the fine-tune below, `{name}` (sha256 `{record['sha256']}`) was trained on these, as its card says:"
+    data = _facts(card_section(base_card, "Data")[2:])
+    training = _facts(card_section(base_card, "Training")[2:])
+    split = next((i for i, line in enumerate(training) if line.startswith("<details>")), len(training))
+    bullets = [line for line in training[:split] if line and not line.startswith("- `python -m")]
+    return [lead, "", *data, "", "The fine-tune:", ""], bullets, ["", *training[split:]]
+
+
+def _facts(lines: list[str]) -> list[str]:
+    """A card section's bullets and <details> blocks without its prose, which speaks of the file it describes
+    ('This file is ...') and would be wrong in another file's card."""
+    kept, in_details = [], False
+    for line in lines:
+        in_details = in_details or line.startswith("<details>")
+        if in_details or line.startswith(("- ", "  ")) or not line:
+            kept.append(line)
+        in_details = in_details and not line.startswith("</details>")
+    while kept and not kept[0]:
+        kept.pop(0)
+    return kept
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -238,9 +257,10 @@ def write_card(model: Path, runs: Sequence[Path], datasets: Sequence[Path], resu
     if derived_from:
         provenance = derived_sections(model, derived_from)
     else:
-        base_data, base_training = base_sections(runs, base_card)
-        data, training = data_section(datasets), training_section(runs)
-        provenance = [data[:2] + base_data + data[2:], training[:2] + base_training + training[2:]]
+        base_data, base_bullets, base_details = base_sections(runs, base_card)
+        data = data_section(datasets)
+        data = data[:2] + base_data + [line for line in data[2:] if line not in base_data]
+        provenance = [data, training_section(runs, base_bullets, base_details)]
     title = f"# Model card: {model.stem}"
     sections = [[title, "", f"A DiffuseLoco policy for the simulated CyberDog 2, trained offline on expert "
                  f"demonstrations. Run it in simulation with `python -m diffuseloco_bringup.run sim --model {model}`; "
