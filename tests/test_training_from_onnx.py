@@ -154,3 +154,30 @@ def test_the_cli_fine_tunes_from_a_file_given_on_the_command_line(source, tmp_pa
     assert tuned.cfg.init_from == str(path) and tuned.step == 2
     assert tuned.normalizer.to_dict() == trainer.normalizer.to_dict()
     assert (tmp_path / "tune" / "init_from.json").exists()
+
+
+def test_a_deepened_model_samples_what_the_file_samples_and_trains(source, tmp_path, capsys):
+    """deepen: the added blocks start as the identity (the same actions for the same noise), the file it writes
+    is a model a deeper config fine-tunes from, and training moves the new blocks."""
+    from diffuseloco_policy.training.deepen import main as deepen_main
+    from diffuseloco_policy.training.deepen import same_noise_predictions
+
+    trainer, path = source
+    out = tmp_path / "deep.safetensors"
+    deepen_main(["--model", str(path), "--layers", "3", "--out", str(out)])
+    assert "same samples" in capsys.readouterr().out
+    deep, info = load_checkpoint(out)
+    assert info.spec.denoiser.layers == 3
+    assert same_noise_predictions(deep, trainer.ema.model.eval()) < 1e-6
+    # the check can fail: a new block that is not the identity changes the predictions
+    deep.denoiser.blocks[2].mlp[2].weight.data.normal_(std=0.1)
+    assert same_noise_predictions(deep, trainer.ema.model) > 1e-2
+
+    deeper_model = ModelSection(preset="tiny", denoiser={"width": 32, "heads": 2, "layers": 3, "dropout_attn": 0.1})
+    other = write_synthetic(tmp_path / "b.zarr", lengths=(100, 140), seed=7)
+    tuned = Trainer(config(other, tmp_path / "tune", init_from=str(out), model=deeper_model, total_steps=6))
+    tuned.train()
+    assert tuned.policy.denoiser.blocks[2].mlp[2].weight.abs().max() > 0
+    with pytest.raises(SystemExit):
+        deepen_main(["--model", str(path), "--layers", "2", "--out", str(tmp_path / "same.safetensors")])
+    assert "adds layers" in capsys.readouterr().err

@@ -199,6 +199,10 @@ def test_shipped_presets_load():
     # the fourth stage starts from the shipped file, so it must train that file's model
     fourth = load_train_config("train_small_qd_finetune")
     assert fourth.init_from and fourth.spec() == read_onnx_info(fourth.init_from).spec == third.spec()
+    # the capacity probe: the fourth stage with 4 decoder layers (deepen), on one more DART run
+    deep = load_train_config("train_deep4_qd")
+    assert deep.spec() == dataclasses.replace(fourth.spec(), denoiser=dataclasses.replace(
+        fourth.spec().denoiser, layers=4)) and deep.datasets[:3] == fourth.datasets and len(deep.datasets) == 4
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):

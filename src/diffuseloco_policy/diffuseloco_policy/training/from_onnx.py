@@ -31,7 +31,8 @@ from ..diffusion.policy import DiffusionPolicy, Policy, build_policy
 from ..diffusion.transformer import timestep_embedding
 from ..export import (INPUT_GOAL, INPUT_NOISE, INPUT_OBS, INPUT_PREV, DeterministicSampler, FullSampler, WarmSampler,
                       verify_graph, warm_graphs)
-from ..model_file import ModelInfo, ModelMismatchError, load_onnx, save_checkpoint
+from ..model_file import ModelInfo, ModelMismatchError, load_checkpoint, load_onnx, save_checkpoint
+from .checkpoint import ema_weights_path
 
 WEIGHT_PREFIX = "policy."
 TIME_PREFIX = "time."
@@ -60,6 +61,15 @@ def recover_policy(path: Union[str, Path], verify: bool = True) -> tuple[Policy,
     if verify:
         _verify_against_file(policy, path)
     return policy, info
+
+
+def read_policy(path: Union[str, Path]) -> tuple[Policy, ModelInfo]:
+    """A policy from any model file: an exported .onnx (recovered and checked), a .safetensors model file, or
+    a checkpoint directory (its EMA weights)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return recover_policy(path)
+    return load_checkpoint(ema_weights_path(path))
 
 
 def _initializers(model: Any) -> dict[str, torch.Tensor]:

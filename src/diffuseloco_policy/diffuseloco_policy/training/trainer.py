@@ -44,7 +44,7 @@ from ..config import ConfigError, config_from_dict, load_config
 from ..data.dataset import dataset_attrs
 from ..diffusion import ModelSpec, build_policy
 from ..diffusion.policy import Policy
-from ..model_file import compatibility_problems, load_checkpoint
+from ..model_file import compatibility_problems
 from ..normalizer import MinMaxNormalizer, PolicyNormalizer
 from .checkpoint import ema_weights_path, optimizer_state_dict, read_checkpoint, set_host_rng_state, write_checkpoint
 from .config import TrainConfig, train_config_from_dict
@@ -166,13 +166,10 @@ def load_initial_policy(cfg: TrainConfig, stack) -> Policy:
     """The policy a fine-tuning run starts from (`init_from`): its weights and its normalizer, which the weights
     were trained against (refitting it on new data would silently change what every weight means). Refused when
     the file's model or robot setup is not the one this config trains."""
-    path = Path(cfg.init_from)
-    if path.suffix == ".onnx":
-        from .from_onnx import recover_policy
+    from .from_onnx import read_policy   # local: onnx is only needed when a run starts from a file
 
-        policy, info = recover_policy(path)
-    else:
-        policy, info = load_checkpoint(ema_weights_path(path))
+    path = Path(cfg.init_from)
+    policy, info = read_policy(path)
     if info.spec != cfg.spec():
         raise ConfigError(f"init_from {path}: its model {info.spec} is not the config's {cfg.spec()}")
     problems = compatibility_problems(info.config, stack)
