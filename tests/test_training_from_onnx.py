@@ -129,6 +129,11 @@ def test_fine_tuning_starts_from_the_file_and_keeps_its_normalizer(source, tmp_p
     assert saved.normalizer.to_dict() == trainer.normalizer.to_dict()
     record = json.loads((tmp_path / "tune" / "init_from.json").read_text())   # the model card names it by this
     assert record == {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    # resumed, the run takes weights and normalizer from its checkpoint (the new data alone would fit another)
+    resumed = Trainer(config(other, tmp_path / "tune", init_from=str(path), total_steps=10),
+                      resume=str(tmp_path / "tune" / "ckpt_latest"))
+    assert resumed.normalizer.to_dict() == trainer.normalizer.to_dict()
+    assert torch.equal(resumed.policy.denoiser.head.weight, tuned.policy.denoiser.head.weight)
 
 
 def test_fine_tuning_refuses_a_file_of_another_model(source, tmp_path):

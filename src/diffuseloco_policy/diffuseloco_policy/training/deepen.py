@@ -45,7 +45,9 @@ def deepen(policy: DiffusionPolicy, info: ModelInfo, layers: int, seed: int = 0)
             state[f"denoiser.blocks.{block}.{name}.bias"].zero_()
     deeper.load_state_dict(state)
     deeper.eval()
-    _check_same_samples(policy.eval(), deeper)
+    error = same_noise_predictions(policy.eval(), deeper)
+    if error > 1e-6:
+        raise RuntimeError(f"the deepened model predicts differently from the source ({error:.2e}); not deepened")
     return deeper
 
 
@@ -61,12 +63,6 @@ def same_noise_predictions(a: DiffusionPolicy, b: DiffusionPolicy, batch: int = 
     t = torch.arange(steps).repeat_interleave(batch)
     with torch.no_grad():
         return (a.denoiser(sample, t, obs, goal) - b.denoiser(sample, t, obs, goal)).abs().max().item()
-
-
-def _check_same_samples(shallow: DiffusionPolicy, deeper: DiffusionPolicy) -> None:
-    error = same_noise_predictions(shallow, deeper)
-    if error > 1e-6:
-        raise RuntimeError(f"the deepened model predicts differently from the source ({error:.2e}); not deepened")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -21,6 +21,7 @@ instead of fine-tuning a different model.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -44,12 +45,12 @@ def recover_policy(path: Union[str, Path], verify: bool = True) -> tuple[Policy,
     path = Path(path)
     model, info = load_onnx(path)
     policy = build_policy(info.config, info.spec, info.normalizer)
-    initializers = _initializers(model)
+    initializers, graph = _initializers(model), GraphIndex.of(model)
     state = policy.state_dict()
     recovered = _named_weights(initializers, state)
-    recovered.update(_matmul_weights(model, initializers, state))
+    recovered.update(_matmul_weights(graph, initializers, state))
     if isinstance(policy, DiffusionPolicy):
-        recovered[COND_POS] = _cond_position_tokens(model, initializers, state[COND_POS])
+        recovered[COND_POS] = _cond_position_tokens(graph, initializers, state[COND_POS])
     recovered.update({k: v for k, v in state.items() if k not in recovered and _from_metadata(k)})
     missing = sorted(set(state) - set(recovered))
     if missing:
@@ -94,18 +95,26 @@ def _named_weights(initializers: dict[str, torch.Tensor], state: dict[str, torch
     return out
 
 
-def _consumers(model: Any) -> dict[str, list[Any]]:
-    found: dict[str, list[Any]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            found.setdefault(name, []).append(node)
-    return found
+@dataclass(frozen=True)
+class GraphIndex:
+    """Which nodes read each tensor, and which op type wrote it: the two ways the recovery walks the graph."""
+
+    consumers: dict[str, list[Any]]
+    producer_op: dict[str, str]
+
+    @classmethod
+    def of(cls, model: Any) -> "GraphIndex":
+        consumers: dict[str, list[Any]] = {}
+        for node in model.graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        return cls(consumers, {out: node.op_type for node in model.graph.node for out in node.output})
 
 
-def _matmul_weights(model: Any, initializers: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+def _matmul_weights(graph: GraphIndex, initializers: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
                     ) -> dict[str, torch.Tensor]:
     """Anonymous MatMul weights, named by the bias their product is added to (and transposed back)."""
-    consumers, out = _consumers(model), {}
+    consumers, out = graph.consumers, {}
     for name, value in initializers.items():
         if name.startswith((WEIGHT_PREFIX, TIME_PREFIX)):
             continue
@@ -122,24 +131,20 @@ def _matmul_weights(model: Any, initializers: dict[str, torch.Tensor], state: di
     return out
 
 
-def _cond_position_tokens(model: Any, initializers: dict[str, torch.Tensor], template: torch.Tensor) -> torch.Tensor:
+def _cond_position_tokens(graph: GraphIndex, initializers: dict[str, torch.Tensor], template: torch.Tensor
+                          ) -> torch.Tensor:
     """cond_pos_emb with slots 1.. from the folded constant added to the concatenated observation/goal tokens;
     slot 0 (the timestep's) stays zero until _fit_time_position."""
-    consumers = _consumers(model)
     want = tuple(template[:, 1:].shape)
     for name, value in initializers.items():
         if name.startswith((WEIGHT_PREFIX, TIME_PREFIX)) or tuple(value.shape) != want:
             continue
-        for node in consumers.get(name, []):
-            if node.op_type == "Add" and any(_produced_by(model, x, "Concat") for x in node.input if x != name):
+        for node in graph.consumers.get(name, []):
+            if node.op_type == "Add" and any(graph.producer_op.get(x) == "Concat" for x in node.input if x != name):
                 out = torch.zeros_like(template)
                 out[:, 1:] = value
                 return out
     raise ModelMismatchError(f"no constant of shape {want} added to the condition tokens; not this exporter's graph")
-
-
-def _produced_by(model: Any, tensor: str, op_type: str) -> bool:
-    return any(tensor in node.output and node.op_type == op_type for node in model.graph.node)
 
 
 def _check_shape(key: str, value: torch.Tensor, expected: torch.Tensor) -> None:

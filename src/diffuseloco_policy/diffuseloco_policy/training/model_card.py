@@ -167,8 +167,9 @@ def initial_file(run: Path) -> Optional[dict[str, str]]:
 
 
 def base_sections(runs: Sequence[Path], base_card: Optional[Path]) -> tuple[list[str], list[str], list[str]]:
-    """Data lines, training bullets and training config blocks of the file the first run was fine-tuned from (none for a model trained from
-    scratch); refused unless base_card is that file's card, by the hash the run recorded."""
+    """Data lines, training bullets and training config blocks of the file the first run was fine-tuned from
+    (none for a model trained from scratch); refused unless base_card is that file's card, by the hash the run
+    recorded."""
     record = initial_file(runs[0]) if runs else None
     if record is None:
         if base_card:

@@ -198,7 +198,8 @@ class Trainer:
             check_datasets(cfg, self.stack)
         self.data = EpisodeWindows.for_config(cfg.datasets, self.stack, delayed=cfg.delayed,
                                               predict_velocity=cfg.model.predict_velocity)
-        initial = load_initial_policy(cfg, self.stack) if cfg.init_from else None
+        # a resumed run takes weights and normalizer from its checkpoint: the file it started from is not re-read
+        initial = load_initial_policy(cfg, self.stack) if cfg.init_from and not resume else None
         self.normalizer = initial.normalizer if initial else fit_normalizer(self.data)
         if cfg.data_on_device and self.device.type == "cuda":
             self.data.to(self.device)
@@ -223,6 +224,7 @@ class Trainer:
         self.step = 0
         if resume:
             self._load(resume)
+            self.normalizer = self.policy.normalizer   # the checkpoint's, not the one fitted above
         self.loss_module: nn.Module = LossModule(self.policy)
         if dist_info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
