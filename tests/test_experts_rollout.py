@@ -271,3 +271,30 @@ def test_the_gait_schedule_depends_on_the_skill_commands_alone():
             np.testing.assert_array_equal(schedule.stance, expert.stance)
             moved += int(not schedule.stance.all())
     assert moved > 100 and not rollout.sim.fallen()
+
+
+def test_top_speed_share_draws_speeds_from_the_ends_of_each_skills_range():
+    """At share 1 every moving command's forward speed lies in the outer quarter of its skill's range (bound and
+    trot forward, pace either way); at share 0 the draws are the uniform ones, the same for the same seed."""
+    from diffuseloco_policy.experts.rollout import sample_command
+
+    config = load_config()
+    rng = np.random.default_rng(0)
+    for name in ("trot", "pace", "bound"):
+        skill = config.skill(name)
+        low, high = skill.vx
+        quarter = 0.25 * (high - low)
+        speeds = np.array([sample_command(config, skill.id, rng, top_speed_share=1.0)[0] for _ in range(400)])
+        outer = (speeds >= high - quarter - 1e-9) | (speeds <= low + quarter + 1e-9)
+        assert outer.all(), name
+        if abs(low) == abs(high):
+            assert (speeds > 0).any() and (speeds < 0).any(), name
+        else:
+            assert np.mean(speeds >= high - quarter - 1e-9) > 0.6, name
+    uniform = np.array([sample_command(config, config.skill("trot").id, np.random.default_rng(s))
+                        for s in range(200)])
+    same = np.array([sample_command(config, config.skill("trot").id, np.random.default_rng(s), top_speed_share=0.0)
+                     for s in range(200)])
+    np.testing.assert_array_equal(uniform, same)
+    assert np.mean(uniform[:, 0] >= 1.0 - 0.25 * 1.5) < 0.4
+    assert sample_command(config, config.skill("stand").id, rng, top_speed_share=1.0) == (0.0, 0.0, 0.0)

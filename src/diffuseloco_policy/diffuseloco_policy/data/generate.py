@@ -54,6 +54,7 @@ class GenerateSettings:
     learner_share: float = 0.5        # fraction of ticks it drives
     learner_stretch_s: float = 0.1    # mean length of its turns
     tick_jitter_steps: float = 0.0    # std of the physics steps between ticks (sim/tick_clock.py); 0: exact
+    top_speed_share: float = 0.0      # commands with their speed from the outer quarter of the skill's range
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -82,7 +83,7 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
                             delayed=settings.expert_delayed, action_noise=noise, learner=learner,
                             tick_jitter_steps=settings.tick_jitter_steps)
     schedule = random_schedule(config, rng, int(settings.episode_s * config.rates.control_hz),
-                               segment_s=settings.segment_s)
+                               segment_s=settings.segment_s, top_speed_share=settings.top_speed_share)
     episode = EpisodeArrays()
     decoder = ActionDecoder(config)
     for tick in rollout.run(schedule):
@@ -181,7 +182,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--tick-jitter", type=float, default=0.0, metavar="STEPS",
                         help="vary the physics steps between control ticks by this standard deviation (the timing "
                              "of a live graph without real-time scheduling; evaluation --tick-jitter replays it)")
+    parser.add_argument("--top-speed-share", type=float, default=0.0, metavar="SHARE",
+                        help="fraction of commands whose forward speed comes from the outer quarter of the skill's "
+                             "range (data at the envelope's tops; 0: uniform)")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.top_speed_share <= 1.0:
+        parser.error(f"--top-speed-share {args.top_speed_share}: a fraction between 0 and 1")
     if args.learner is not None and args.action_noise > 0.0:
         parser.error("--learner and --action-noise both change what is executed: use one")
     if args.learner is not None and not args.learner.is_file():
@@ -192,7 +198,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                                 action_noise_correlation_s=args.action_noise_correlation,
                                 learner=None if args.learner is None else str(args.learner),
                                 learner_warm_steps=args.learner_warm, learner_share=args.learner_share,
-                                learner_stretch_s=args.learner_stretch, tick_jitter_steps=args.tick_jitter)
+                                learner_stretch_s=args.learner_stretch, tick_jitter_steps=args.tick_jitter,
+                                top_speed_share=args.top_speed_share)
     config = load_config(args.config)
     if settings.learner is not None:   # what the workers will build, built once here: a bad share, a model for
         try:                           # another robot or a current-frame model fails before any worker starts

@@ -100,10 +100,19 @@ def _noise_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0xDA27])
 
 
-def sample_command(config: StackConfig, skill: int, rng: np.random.Generator) -> tuple[float, float, float]:
-    """A command inside the skill's range: uniform, with some pure-axis and zero commands mixed in."""
+def sample_command(config: StackConfig, skill: int, rng: np.random.Generator,
+                   top_speed_share: float = 0.0) -> tuple[float, float, float]:
+    """A command inside the skill's range: uniform, with some pure-axis and zero commands mixed in.
+
+    top_speed_share: the fraction of commands whose forward speed is drawn from the outer quarter of the range
+    instead (see top_speed). Uniform draws leave the ends of the range, where the experts and the clones fall
+    first, with a few percent of the data (docs/policy_eval/tracking.md, "The envelope"). At 0 the draws are
+    exactly the uniform ones, so datasets generated before the option are reproduced."""
     s = config.skill(skill)
     cmd = np.array([rng.uniform(*s.vx), rng.uniform(*s.vy), rng.uniform(*s.yaw_rate)])
+    if top_speed_share > 0.0 and rng.random() < top_speed_share:
+        cmd[0] = top_speed(s.vx, rng)
+        return tuple(float(c) for c in s.clamp_command(*cmd))
     kind = rng.random()
     if kind < 0.1:
         cmd[:] = 0.0
@@ -113,9 +122,22 @@ def sample_command(config: StackConfig, skill: int, rng: np.random.Generator) ->
     return tuple(float(c) for c in s.clamp_command(*cmd))
 
 
+def top_speed(vx_range: tuple[float, float], rng: np.random.Generator, quarter: float = 0.25) -> float:
+    """A forward speed from the outer quarter of the range at one of its ends, the end picked in proportion to its
+    magnitude (trot and bound: forward; pace's symmetric range: either way). 0 for a range with no speed."""
+    low, high = vx_range
+    weights = np.array([abs(low), abs(high)])
+    if weights.sum() == 0.0:
+        return 0.0
+    width = quarter * (high - low)
+    if rng.random() < weights[1] / weights.sum():
+        return float(rng.uniform(high - width, high))
+    return float(rng.uniform(low, low + width))
+
+
 def random_schedule(config: StackConfig, rng: np.random.Generator, total_ticks: int,
                     skills: Optional[Sequence[int]] = None, segment_s: tuple[float, float] = (2.0, 6.0),
-                    lead_in_s: float = 0.5) -> list[Segment]:
+                    lead_in_s: float = 0.5, top_speed_share: float = 0.0) -> list[Segment]:
     """Segments of random skill and command filling an episode; starts standing for lead_in_s."""
     skills = list(range(len(config.skills))) if skills is None else list(skills)
     hz = config.rates.control_hz
@@ -125,7 +147,7 @@ def random_schedule(config: StackConfig, rng: np.random.Generator, total_ticks: 
     while used < total_ticks:
         skill = int(rng.choice(skills))
         ticks = min(int(rng.uniform(*segment_s) * hz), total_ticks - used)
-        segments.append(Segment(skill, sample_command(config, skill, rng), ticks))
+        segments.append(Segment(skill, sample_command(config, skill, rng, top_speed_share), ticks))
         used += ticks
     return segments
 
