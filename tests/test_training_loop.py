@@ -203,6 +203,10 @@ def test_shipped_presets_load():
     deep = load_train_config("train_deep4_qd")
     assert deep.spec() == dataclasses.replace(fourth.spec(), denoiser=dataclasses.replace(
         fourth.spec().denoiser, layers=4)) and deep.datasets[:3] == fourth.datasets and len(deep.datasets) == 4
+    # and trained longer from the shipped file directly, with one more DART run at the tops of the ranges
+    longer = load_train_config("train_deep4_qd_long")
+    assert longer.spec() == deep.spec() and longer.datasets[:4] == deep.datasets and len(longer.datasets) == 5
+    assert longer.total_steps > deep.total_steps
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):
