@@ -159,6 +159,14 @@ def test_default_matrix_covers_speeds_turns_and_every_skill_switch():
     assert [seg.skill for seg in switch.segments] == [0, CONFIG.skill("trot").id, CONFIG.skill("pace").id]
 
 
+def test_the_bound_top_matrix_holds_bound_at_the_top_of_its_range():
+    matrix = load_matrix("eval_bound_top", CONFIG)
+    bound = CONFIG.skill("bound")
+    (scenario,) = matrix.scenarios
+    assert scenario.segments[-1].skill == bound.id and scenario.segments[-1].command[0] == bound.vx[1]
+    assert matrix.randomized and matrix.seeds == 16 and scenario.duration_s == 20.0
+
+
 def _standing_policy(kind: str):
     """A tiny untrained policy of `kind` whose actions stay within +-0.02 (the legs hold the default pose)."""
     import torch
