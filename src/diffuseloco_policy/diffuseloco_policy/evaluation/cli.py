@@ -147,7 +147,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="policy specs: expert | PATH.onnx | PATH.safetensors, optionally "
-                                            "followed by ,warm=K ,backend=onnx|torch ,label=NAME ,threads=N")
+                                            "followed by ,warm=K ,backend=onnx|torch ,label=NAME ,threads=N ,noise=S "
+                                            "(sampler temperature) ,feedback=off (no outer velocity loop)")
     parser.add_argument("--policy", action="append", required=True, help="a policy spec (repeat to compare)")
     parser.add_argument("--scenarios", default="eval_default", help="matrix name (configs/eval_*.yaml) or YAML path")
     parser.add_argument("--seeds", type=int, default=None, help="episodes per scenario (default: the matrix's)")
