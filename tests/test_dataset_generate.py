@@ -1,6 +1,7 @@
 """A small generated dataset has the documented layout and is reproducible from its seed."""
 
 import numpy as np
+import pytest
 
 import diffuseloco_policy.data.generate as gen
 from diffuseloco_policy.config import load_config
@@ -75,3 +76,21 @@ def test_tick_jitter_varies_the_simulated_time_per_tick_and_is_recorded(tmp_path
              progress=False)
     assert zarr.open_group(str(out), mode="r").attrs["generator"]["tick_jitter_steps"] == 2.5
     assert "jittered by a standard deviation of 2.5" in "\n".join(data_section([out]))
+
+
+def test_kp_scale_narrows_the_gain_draw_and_bad_ranges_are_refused():
+    from diffuseloco_policy.data.generate import GenerateSettings, episode_physics, main
+    from diffuseloco_policy.sim.simulator import CyberDogSim
+
+    weak = episode_physics(GenerateSettings(kp_scale=(0.9, 0.93)))
+    assert weak.randomization.kp_scale == (0.9, 0.93)
+    assert weak.randomization.friction == episode_physics(GenerateSettings()).randomization.friction
+    sim = CyberDogSim(load_config(), weak, seed=0)
+    draws = []
+    for seed in range(20):
+        sim.reset(seed=seed)
+        draws.append(sim.params.kp_scale)
+    assert 0.9 <= min(draws) and max(draws) <= 0.93
+    for bad in (["--kp-scale", "0.93:0.9"], ["--kp-scale", "weak"], ["--kp-scale", "0.9:1", "--no-randomize"]):
+        with pytest.raises(SystemExit):
+            main(["--out", "/nonexistent/x.zarr", *bad])

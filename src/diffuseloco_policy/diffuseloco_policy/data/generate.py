@@ -55,6 +55,7 @@ class GenerateSettings:
     learner_stretch_s: float = 0.1    # mean length of its turns
     tick_jitter_steps: float = 0.0    # std of the physics steps between ticks (sim/tick_clock.py); 0: exact
     top_speed_share: float = 0.0      # commands with their speed from the outer quarter of the skill's range
+    kp_scale: Optional[tuple[float, float]] = None   # the motors' position-gain draw; None: the randomized range
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -76,7 +77,7 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
     """One episode from its index alone (so any number of workers gives the same data)."""
     seed = episode_seed(settings.seed, index)
     rng = np.random.default_rng(seed)
-    sim_config = SimConfig.randomized() if settings.randomize else SimConfig()
+    sim_config = episode_physics(settings)
     noise = ActionNoise(settings.action_noise_std, settings.action_noise_correlation_s)
     learner = _learner(config, settings, seed)
     rollout = ExpertRollout(config, sim_config, seed=seed + 1, expert_params=ExpertParams(),
@@ -95,6 +96,18 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
         keep = max(0, ticks - int(round(settings.trim_before_fall_s * config.rates.control_hz)))
         arrays = {k: v[:keep] for k, v in arrays.items()}
     return Episode(arrays, fell, ticks, 0 if learner is None else learner.ticks_driven)
+
+
+def episode_physics(settings: GenerateSettings) -> SimConfig:
+    """The simulator settings episodes are drawn from. kp_scale narrows the gains' draw: the weak end is where
+    bound at its top falls (docs/policy_eval/tracking.md, session 17), and data there is the lever to try."""
+    if not settings.randomize:
+        return SimConfig()
+    randomized = SimConfig.randomized()
+    if settings.kp_scale is None:
+        return randomized
+    ranges = dataclasses.replace(randomized.randomization, kp_scale=tuple(settings.kp_scale))
+    return dataclasses.replace(randomized, randomization=ranges)
 
 
 def _learner(config: StackConfig, settings: GenerateSettings, seed: int) -> Optional[LearnerInTheLoop]:
@@ -156,6 +169,16 @@ def generate(config: StackConfig, out: Path, transitions: int, settings: Generat
     return stats
 
 
+def _scale_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LOW:HIGH, e.g. 0.9:0.93") from None
+    if not 0.0 < low <= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 0 < LOW <= HIGH")
+    return low, high
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -185,7 +208,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--top-speed-share", type=float, default=0.0, metavar="SHARE",
                         help="fraction of commands whose forward speed comes from the outer quarter of the skill's "
                              "range (data at the envelope's tops; 0: uniform)")
+    parser.add_argument("--kp-scale", type=_scale_range, default=None, metavar="LOW:HIGH",
+                        help="draw the motors' position-gain scale from this range instead of the randomized one "
+                             "(e.g. 0.9:0.93, the weak end)")
     args = parser.parse_args(argv)
+    if args.kp_scale is not None and args.no_randomize:
+        parser.error("--kp-scale draws the gains of randomized physics: drop --no-randomize")
     if not 0.0 <= args.top_speed_share <= 1.0:
         parser.error(f"--top-speed-share {args.top_speed_share}: a fraction between 0 and 1")
     if args.learner is not None and args.action_noise > 0.0:
@@ -199,7 +227,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                                 learner=None if args.learner is None else str(args.learner),
                                 learner_warm_steps=args.learner_warm, learner_share=args.learner_share,
                                 learner_stretch_s=args.learner_stretch, tick_jitter_steps=args.tick_jitter,
-                                top_speed_share=args.top_speed_share)
+                                top_speed_share=args.top_speed_share, kp_scale=args.kp_scale)
     config = load_config(args.config)
     if settings.learner is not None:   # what the workers will build, built once here: a bad share, a model for
         try:                           # another robot or a current-frame model fails before any worker starts
