@@ -207,6 +207,10 @@ def test_shipped_presets_load():
     longer = load_train_config("train_deep4_qd_long")
     assert longer.spec() == deep.spec() and longer.datasets[:4] == deep.datasets and len(longer.datasets) == 5
     assert longer.total_steps > deep.total_steps
+    # the weak-gain probe fine-tunes the shipped model itself on stage 4's data and the runs at the tops
+    weak = load_train_config("train_small_qd_weak")
+    assert weak.spec() == fourth.spec() and weak.init_from == fourth.init_from
+    assert weak.datasets[:3] == fourth.datasets and set(longer.datasets[-1:]) < set(weak.datasets)
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):
