@@ -39,7 +39,11 @@ def echo_process():
     assert proc.stdout.readline().strip() == "ready", "echo node did not start"
     yield proc
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # a loaded machine can stall the DDS teardown; cleanup, not a test
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
