@@ -104,10 +104,7 @@ def episode_physics(settings: GenerateSettings) -> SimConfig:
     if not settings.randomize:
         return SimConfig()
     randomized = SimConfig.randomized()
-    if settings.kp_scale is None:
-        return randomized
-    ranges = dataclasses.replace(randomized.randomization, kp_scale=tuple(settings.kp_scale))
-    return dataclasses.replace(randomized, randomization=ranges)
+    return randomized if settings.kp_scale is None else randomized.with_ranges(kp_scale=tuple(settings.kp_scale))
 
 
 def _learner(config: StackConfig, settings: GenerateSettings, seed: int) -> Optional[LearnerInTheLoop]:

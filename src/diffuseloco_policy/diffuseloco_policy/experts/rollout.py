@@ -112,13 +112,13 @@ def sample_command(config: StackConfig, skill: int, rng: np.random.Generator,
     cmd = np.array([rng.uniform(*s.vx), rng.uniform(*s.vy), rng.uniform(*s.yaw_rate)])
     if top_speed_share > 0.0 and rng.random() < top_speed_share:
         cmd[0] = top_speed(s.vx, rng)
-        return tuple(float(c) for c in s.clamp_command(*cmd))
-    kind = rng.random()
-    if kind < 0.1:
-        cmd[:] = 0.0
-    elif kind < 0.4:
-        keep = rng.integers(3)
-        cmd[np.arange(3) != keep] = 0.0
+    else:
+        kind = rng.random()
+        if kind < 0.1:
+            cmd[:] = 0.0
+        elif kind < 0.4:
+            keep = rng.integers(3)
+            cmd[np.arange(3) != keep] = 0.0
     return tuple(float(c) for c in s.clamp_command(*cmd))
 
 
@@ -126,11 +126,10 @@ def top_speed(vx_range: tuple[float, float], rng: np.random.Generator, quarter: 
     """A forward speed from the outer quarter of the range at one of its ends, the end picked in proportion to its
     magnitude (trot and bound: forward; pace's symmetric range: either way). 0 for a range with no speed."""
     low, high = vx_range
-    weights = np.array([abs(low), abs(high)])
-    if weights.sum() == 0.0:
+    if low == high == 0.0:
         return 0.0
     width = quarter * (high - low)
-    if rng.random() < weights[1] / weights.sum():
+    if rng.random() < abs(high) / (abs(low) + abs(high)):
         return float(rng.uniform(high - width, high))
     return float(rng.uniform(low, low + width))
 

@@ -72,3 +72,7 @@ class SimConfig:
 
     def without_pushes(self) -> "SimConfig":
         return replace(self, pushes=replace(self.pushes, enabled=False))
+
+    def with_ranges(self, **ranges) -> "SimConfig":
+        """The same setting with some randomization ranges replaced (e.g. kp_scale=(0.9, 0.93): weak gains only)."""
+        return replace(self, randomization=replace(self.randomization, **ranges))
