@@ -354,3 +354,23 @@ def test_tick_jitter_is_set_from_the_command_line_and_reported(tmp_path):
     assert report["meta"]["tick_jitter_steps"] == 2.0
     assert [p["ablation"] for p in report["policies"]] == ["tick_jitter2"]
     assert "jittered by a standard deviation of 2" in (out / "results.md").read_text()
+
+
+def test_gains_in_a_policy_spec_reach_the_motors_and_the_report(standing_model, tmp_path, monkeypatch):
+    """gains= drives the model's skill at that multiple of robot.kp in the simulator (RUNNING only; standing up
+    keeps the controller's gains), and the report says which gains each policy ran with."""
+    from diffuseloco_policy.sim import CyberDogSim
+
+    sent: list[float] = []
+    original = CyberDogSim.command_pd
+    monkeypatch.setattr(CyberDogSim, "command_pd",
+                        lambda self, q, dq, kp=None, kd=None, tau=None: sent.append(float(np.max(kp))) or
+                        original(self, q, dq, kp, kd, tau))
+    report = evaluate([f"{standing_model},label=soft,gains=trot:0.7", f"{standing_model},label=plain"],
+                      _trot_only(1.5), CONFIG, seeds=1, out=tmp_path, ablations=["none"], plots=False,
+                      log=lambda *_: None)
+    kp = CONFIG.robot.kp
+    driven = [k for k in sent if k > 0]   # passive ticks send kp 0
+    assert min(driven) == pytest.approx(0.7 * kp) and max(driven) == pytest.approx(kp)
+    assert report["meta"]["policy_gains"] == {"soft": "trot x0.7", "plain": "robot.kp in every skill"}
+    assert "Policy gains (multiples of robot.kp): soft: trot x0.7." in (tmp_path / "results.md").read_text()

@@ -12,6 +12,8 @@ from synthetic_data import write_synthetic
 
 from diffuseloco_policy.config import ConfigError, load_config
 from diffuseloco_policy.evaluation.cli import robot_config
+from diffuseloco_policy.evaluation.policies import make_policy
+from diffuseloco_policy.gains import kp_scales
 from diffuseloco_policy.model_file import load_checkpoint, read_onnx_info, within_trained_ranges
 from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime
 from diffuseloco_policy.training import EMASection, ModelSection, TrainConfig, Trainer, ema_decay, lr_factor
@@ -317,9 +319,27 @@ def test_a_shipped_file_is_narrowed_without_its_checkpoint(exported, tmp_path):
     np.testing.assert_array_equal(copy_rt.predict(obs, goal, noise), source_rt.predict(obs, goal, noise))
 
 
+def test_gain_scales_travel_in_the_file_and_leave_the_graphs_alone(exported, tmp_path):
+    """--gain-scale stamps the per-skill gains the node will drive (gains.py) into a copy; the weights and the
+    source's envelope stay as they were."""
+    out = tmp_path / "tuned.onnx"
+    export_main(["--from-model", str(exported), "--out", str(out), "--gain-scale", "trot=0.8",
+                 "--gain-scale", "bound=1.1"])
+    robot = load_config()
+    assert initializers(out) == initializers(exported)
+    before, after = read_onnx_info(exported, robot).config, read_onnx_info(out, robot).config
+    assert kp_scales(before) == {"stand": 1.0, "trot": 1.0, "pace": 1.0, "bound": 1.0}
+    assert kp_scales(after) == {"stand": 1.0, "trot": 0.8, "pace": 1.0, "bound": 1.1}
+    assert after.skill("trot").vx == before.skill("trot").vx == (-0.25, 0.5)
+    assert make_policy(str(out), robot).kp_scales == kp_scales(after)   # the evaluation runs the file's gains
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--envelope", "trot.vx=-0.25:0.6"], "wider than the model's range"),   # wider than the source's envelope
     ([], "would only copy the file"),
+    (["--gain-scale", "trot=2.0"], "kp_scale must be in"),
+    (["--gain-scale", "gallop=1.1"], "unknown skills"),
+    (["--gain-scale", "trot:0.8"], "expected SKILL=SCALE"),
     (["--envelope", "bound.vx=0:0.2", "--warm-steps", "3"], "do not apply"),
 ])
 def test_narrowing_a_file_refuses_to_widen_or_to_copy(exported, tmp_path, capsys, extra, message):

@@ -148,6 +148,11 @@ class ActionConfig:
             raise ConfigError(f"action.execute_index {self.execute_index} outside the horizon {self.horizon}")
 
 
+# A policy's per-skill gain may differ from the gains its data was made with, but not by much: the data's motors
+# were randomized over kp x [0.9, 1.1], and a gait far outside that was never seen.
+MIN_KP_SCALE, MAX_KP_SCALE = 0.7, 1.3
+
+
 @dataclass(frozen=True)
 class SkillConfig:
     """A skill the policy ships, its message id and its command range."""
@@ -160,10 +165,18 @@ class SkillConfig:
     # > 0: strafing and turning share a budget, |vy| / vy_max + |yaw_rate| / yaw_max <= this (both scaled back
     # together); each alone still reaches its whole range. 0: the plain box.
     strafe_turn_budget: float = 0.0
+    # The policy's position gain in this skill, as a multiple of robot.kp. A model file carries the scales it was
+    # validated with (training.export --gain-scale) and the node drives each skill with them: a gait cloned at kp
+    # 30 may run steadier softer or stiffer (docs/policy_eval/tracking.md, session 18). The experts, the data and
+    # standing up always use robot.kp.
+    kp_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.strafe_turn_budget < 0:
             raise ConfigError(f"skill {self.name}: strafe_turn_budget must be >= 0, got {self.strafe_turn_budget}")
+        if not MIN_KP_SCALE <= self.kp_scale <= MAX_KP_SCALE:
+            raise ConfigError(f"skill {self.name}: kp_scale must be in [{MIN_KP_SCALE}, {MAX_KP_SCALE}], got "
+                              f"{self.kp_scale}")
 
     def clamp_command(self, vx: float, vy: float, yaw_rate: float) -> tuple[float, float, float]:
         """The command limited to this skill's range: what the expert and policy were trained on."""

@@ -16,7 +16,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .config import StackConfig
+from .config import MAX_KP_SCALE, MIN_KP_SCALE, StackConfig
 from .safety import is_finite_number, finite_vector, ArrayLike, PDCommand
 
 
@@ -182,13 +182,16 @@ class Controller:
 
     # --------------------------------------------------------------------------------------------- tick
     def tick(self, now: float, measured_q: Optional[ArrayLike], policy_target_q: Optional[ArrayLike] = None,
-             fault: Optional[str] = None, policy_target_dq: Optional[ArrayLike] = None) -> PDCommand:
+             fault: Optional[str] = None, policy_target_dq: Optional[ArrayLike] = None,
+             policy_kp_scale: float = 1.0) -> PDCommand:
         """One control tick: the command to send (still to be passed through the SafetyFilter).
 
         measured_q: joint positions (model convention); invalid ones count as a sensor fault.
         policy_target_q: the policy's joint target for this tick, or None if no action is ready (RUNNING then
         holds the last target). fault: the SensorMonitor's verdict (None = healthy). policy_target_dq: the plan's
         joint velocity (the velocity feed-forward, see pd_targets.py), used with policy_target_q.
+        policy_kp_scale: robot.kp's multiple for the policy's targets (the skill's kp_scale, see gains.py); a value
+        outside the config's bounds is cut to them.
         """
         q = self._valid_vector(measured_q)
         if not is_finite_number(now):
@@ -204,7 +207,7 @@ class Controller:
         if self._state == S.STANDING_UP:
             return self._tick_stand_up(policy_target_q, policy_target_dq)
         if self._state == S.RUNNING:
-            return self._tick_running(policy_target_q, policy_target_dq)
+            return self._tick_running(policy_target_q, policy_target_dq, policy_kp_scale)
         if self._state == S.GETTING_DOWN:
             return self._tick_get_down()
         return self._passive_command()
@@ -216,7 +219,8 @@ class Controller:
             return self._tick_running(policy_target_q, policy_target_dq)
         return self._hold(target)
 
-    def _tick_running(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike]) -> PDCommand:
+    def _tick_running(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike],
+                      kp_scale: float = 1.0) -> PDCommand:
         if policy_target_q is None:
             return self._hold(self._target if self._target is not None else self._last_q)
         target = self._valid_vector(policy_target_q)
@@ -224,7 +228,8 @@ class Controller:
             self._enter(S.DAMPING, fault="policy target missing, malformed or not finite")
             return self._passive_command()
         self._target = target
-        command = PDCommand.position(target, self.config.robot.kp, self.config.robot.kd)
+        scale = min(max(kp_scale, MIN_KP_SCALE), MAX_KP_SCALE) if is_finite_number(kp_scale) else 1.0
+        command = PDCommand.position(target, self.config.robot.kp * scale, self.config.robot.kd)
         dq = self._valid_vector(policy_target_dq)
         return command if dq is None else command.replace(dq=dq)
 

@@ -32,6 +32,7 @@ from .command_feedback import CommandFeedback, Measured
 from .config import StackConfig
 from .controller import Controller, ControllerRequest, ControllerState
 from .experts.gaits import GaitFollower
+from .gains import SkillGains
 from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler
 from .observation import ObservationBuilder, RobotState, observes_applied_action, observes_gait_phase
@@ -104,6 +105,7 @@ class PolicyLoop:
         self.inference_wait_s = inference_wait_s
         self.skill = SkillCommandState()
         self.feedback = CommandFeedback(config.command_feedback, config.rates.control_dt)
+        self.gains = SkillGains(config)
         self.model_command = np.zeros(3)  # the command the model is given: the skill's, plus the velocity loop's
         self.ticks = 0
         self.deadline_misses = 0
@@ -162,7 +164,9 @@ class PolicyLoop:
         latency, missed, waited = self._collect_plan()
         target = self._planned_targets() if fault is None else None
         q_target, dq_target = (None, None) if target is None else target
-        command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target)
+        running = fault is None and self.controller.state == ControllerState.RUNNING
+        kp_scale = self.gains.update(self.skill.skill, running)
+        command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target, kp_scale)
         safe, clamps = self.safety.filter(command, self._last_q_des, None if joints is None else joints.q)
         if self.controller.state in (ControllerState.DAMPING, ControllerState.ESTOP):
             # why the controller stopped the policy (a sensor fault, an e-stop); passive-state faults such as

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from ..command_feedback import describe as describe_feedback, without_feedback
 from ..config import StackConfig, load_config
+from ..gains import describe_scales, with_kp_scales
 from ..model_file import read_onnx_info, within_trained_ranges
 from ..sim import CyberDogSim, SimConfig
 from .episode import LoopOptions, run_episode
@@ -90,7 +91,8 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
     start = time.perf_counter()
     for spec in policy_specs:
         policy = make_policy(spec, config, seed=base_seed)
-        loop_config = config if policy.command_feedback else without_feedback(config)
+        loop_config = with_kp_scales(config if policy.command_feedback else without_feedback(config),
+                                     {**{s.name: 1.0 for s in config.skills}, **policy.kp_scales})
         try:
             for variant in ablations:
                 options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs,
@@ -125,6 +127,7 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
             "command_ranges": config.describe_command_ranges(),
             "command_feedback": describe_feedback(config.command_feedback),
             "feedback_off": [p["label"] for p in policies if not p["command_feedback"]],
+            "policy_gains": {p["label"]: describe_scales(p["kp_scales"]) for p in policies},
             "wall_s": time.perf_counter() - start}
     report = {"meta": meta, "policies": policies, "matrix": matrix.to_dict(config), "summary": summary,
               "episodes": episodes, "plots": plot_files}

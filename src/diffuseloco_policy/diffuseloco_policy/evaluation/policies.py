@@ -8,6 +8,8 @@ Policy specs (the CLI's --policy):
   ...,backend=onnx|torch,label=NAME,threads=N   explicit backend, a display name, intra-op threads
   ...,feedback=off                    without the stack's outer velocity loop (command_feedback.py): the raw policy
   ...,noise=S                         the sampler's temperature in [0, 1] (runtime.py; default 1, the trained sampler)
+  ...,gains=trot:0.8/bound:1.1        per-skill kp scales instead of the model file's (gains.py; skills not named run
+                                      at robot.kp; gains=none: robot.kp everywhere). The experts always use robot.kp.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..config import StackConfig
+from ..gains import kp_scales, with_kp_scales
 from ..runtime import PolicyRuntime, load_runtime
 
 EXPERT = "expert"
@@ -35,6 +38,7 @@ class EvalPolicy:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.kp_scales: dict[str, float] = {}  # skill name -> multiple of robot.kp the loop drives it with (absent: 1)
         self.latencies: list[float] = []
         self.errors = 0
 
@@ -66,7 +70,7 @@ class EvalPolicy:
         """Called before each PolicyLoop tick with the simulator (only the expert may read ground truth)."""
 
     def describe(self) -> dict[str, Any]:
-        return {"label": self.label, "kind": self.kind}
+        return {"label": self.label, "kind": self.kind, "kp_scales": dict(self.kp_scales)}
 
     def close(self) -> None:
         pass
@@ -80,6 +84,7 @@ class RuntimePolicy(EvalPolicy):
         self.runtime, self.label, self.source, self.backend = runtime, label, source, backend
         self.kind = runtime.info.spec.kind
         self.delayed_inputs = runtime.info.spec.delayed_inputs
+        self.kp_scales = kp_scales(runtime.info.config)  # as the file was validated; the node does the same
         self._rng = np.random.default_rng(0)
 
     def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
@@ -125,10 +130,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     parsed = {}
     for option in options:
         key, sep, value = option.partition("=")
-        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise") or (
+        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise", "gains") or (
                 key == "feedback" and value not in ("on", "off")):
             raise ValueError(f"policy option {option!r} in {spec!r}: expected warm=K, backend=onnx|torch, "
-                             f"label=NAME, threads=N, feedback=on|off or noise=S")
+                             f"label=NAME, threads=N, feedback=on|off, noise=S or gains=SKILL:SCALE/...")
         parsed[key] = value
     return path, parsed
 
@@ -137,7 +142,25 @@ def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
     path, options = parse_spec(spec)
     policy = _make_policy(path, options, config, seed)
     policy.command_feedback = options.get("feedback", "on") == "on"
+    if "gains" in options:
+        if isinstance(policy, ExpertPolicy):
+            raise ValueError(f"{spec!r}: the experts run at robot.kp; gains= applies to models")
+        policy.kp_scales = parse_gains(options["gains"], config)
     return policy
+
+
+def parse_gains(value: str, config: StackConfig) -> dict[str, float]:
+    """'trot:0.8/bound:1.1' -> every skill's scale (1 where not named); 'none' -> 1 everywhere. Checked like a
+    config's (unknown skills, out-of-bounds scales)."""
+    scales = {s.name: 1.0 for s in config.skills}
+    if value != "none":
+        try:
+            named = {name: float(scale) for name, scale in (p.split(":") for p in value.split("/"))}
+        except ValueError:
+            raise ValueError(f"gains={value!r}: expected SKILL:SCALE/SKILL:SCALE, e.g. trot:0.8/bound:1.1, or none")
+        scales.update(named)
+    kp_scales(with_kp_scales(config, scales))  # a ConfigError for what a config would refuse
+    return scales
 
 
 def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: int) -> EvalPolicy:

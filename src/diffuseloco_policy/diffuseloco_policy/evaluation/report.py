@@ -7,6 +7,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from ..gains import describe_scales
 from .episode import Trace, pattern_share
 
 PATTERNS = ("diagonal", "lateral", "front_rear")
@@ -99,6 +100,15 @@ def _feedback_line(meta: dict[str, Any]) -> str:
     return f"Outer velocity loop: {described}" + (f"; off for {', '.join(off)}." if off else ".")
 
 
+def _gains_line(meta: dict[str, Any]) -> str:
+    """The position gains each policy ran with (gains.py), where any differs from robot.kp."""
+    gains = meta.get("policy_gains") or {}
+    scaled = {label: line for label, line in gains.items() if line != describe_scales({})}
+    if not scaled:
+        return "Policy gains: robot.kp in every skill."
+    return "Policy gains (multiples of robot.kp): " + "; ".join(f"{k}: {v}" for k, v in scaled.items()) + "."
+
+
 def _jitter_note(meta: dict[str, Any]) -> str:
     jitter = meta.get("tick_jitter_steps") or 0.0
     return f" Physics steps between control ticks jittered by a standard deviation of {jitter:g}." if jitter else ""
@@ -111,7 +121,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
              f"{meta['inference_wait_s']} s (deterministic), latency measured separately; episode seed "
              f"i is {meta['base_seed']} * 1000 + i.{_jitter_note(meta)}", "",
              f"Command ranges (the scenarios' speeds are fractions of them): {meta.get('command_ranges', 'not recorded')}.",
-             "", _feedback_line(meta), "",
+             "", _feedback_line(meta), "", _gains_line(meta), "",
              "Tracking error: mean per-tick |achieved - commanded| (ground truth, heading frame); vx bias: "
              "|segment mean - commanded| (the expert evaluator's metric). "
              "Transition: no fall within the window and the new skill's contact pattern. "

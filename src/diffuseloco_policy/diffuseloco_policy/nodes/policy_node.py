@@ -31,6 +31,7 @@ from ..controller import ControllerState
 from ..experts.stand_in import ExpertStandIn
 from ..inference import Sampler, describe_job
 from ..joints import JointConvention
+from ..gains import describe_scales, kp_scales, with_kp_scales
 from ..model_file import ModelMismatchError, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import load_runtime
@@ -79,7 +80,7 @@ class PolicyNode(Node):
         self.convention = JointConvention(self.config.robot)
         setup = self._sampler(p)
         if setup.trained is not None:
-            self.config = self._within_trained_ranges(setup.trained)
+            self.config = self._with_model_gains(self._within_trained_ranges(setup.trained), setup.trained)
         self.loop = PolicyLoop(self.config, setup.sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
                                reset_sampler=setup.reset, current_frame=setup.current_frame)
         self._joints: Optional[JointSample] = None
@@ -153,6 +154,14 @@ class PolicyNode(Node):
                     f"skill {cut.name}: commands limited to the model file's range vx {cut.vx}, vy {cut.vy}, "
                     f"yaw {cut.yaw_rate} (robot config: vx {mine.vx}, vy {mine.vy}, yaw {mine.yaw_rate})")
         return narrowed
+
+    def _with_model_gains(self, config: StackConfig, trained: StackConfig) -> StackConfig:
+        """The robot config with each skill's kp scale the model file's (the gains it was validated with; they
+        replace the robot config's own)."""
+        scales = kp_scales(trained)
+        self.get_logger().info(f"policy gains from the model file: kp {config.robot.kp:g}, "
+                               f"{describe_scales(scales)}")
+        return with_kp_scales(config, scales)
 
     def _declare_parameters(self) -> dict:
         defaults = {
