@@ -154,7 +154,7 @@ def test_a_narrowed_copy_borrows_its_sources_data_and_training(card, tmp_path):
 
     narrowed = tmp_path / "narrow.onnx"
     export_main(["--from-model", str(card.parent / "dog.onnx"), "--out", str(narrowed), "--envelope",
-                 "bound.vx=0:0.2"])
+                 "bound.vx=0:0.2", "--gain-scale", "trot=0.8"])
     out = write_card(narrowed, [], [], card.parent.parent / "eval" / "results.json", tmp_path / "narrow.md",
                      derived_from=card)
     text, source = out.read_text(), card.read_text()
@@ -165,6 +165,8 @@ def test_a_narrowed_copy_borrows_its_sources_data_and_training(card, tmp_path):
         if line.startswith("- `d.zarr` from") or line.startswith("<summary>training config"):
             assert line in text
     assert "bound vx [0, 0.2]" in text and "bound vx [0, 0.2]" not in source
+    assert "drives each skill with: kp 30, trot x0.8 (" in text
+    assert "drives each skill with: kp 30, robot.kp in every skill (" in source
 
 
 def test_a_card_is_borrowed_only_by_the_same_weights(card, tmp_path):

@@ -4,9 +4,10 @@
         --run out/train_small [out/train_finetune] --dataset data/experts.zarr [...] --eval out/eval_shipped/results.json \\
         [--notes notes.md] --out models/diffuseloco_cyberdog2.md
 
-A file narrowed from another shipped file by `export --from-model` has no training runs of its own: with
---derived-from SOURCE_CARD the card takes the source card's Data and Training sections, once it has checked that
-the source's files are intact and that both files hold the same graphs and weights. A model fine-tuned from
+A file made from another shipped file by `export --from-model` (a narrower envelope, other per-skill gains) has
+no training runs of its own: with --derived-from SOURCE_CARD the card takes the source card's Data and Training
+sections, once it has checked that the source's files are intact and that both files hold the same graphs and
+weights. A model fine-tuned from
 another file (`init_from`) takes that file's Data and Training from --base-card, checked by the hash the run
 recorded, before its own.
 
@@ -31,6 +32,7 @@ import yaml
 from ..diffusion.policy import build_policy
 from ..evaluation.report import markdown as evaluation_markdown
 from ..export import warm_graphs
+from ..gains import describe_scales, kp_scales
 from ..model_file import read_onnx_info
 from .trainer import INIT_RECORD
 
@@ -82,6 +84,8 @@ def model_section(model: Path) -> list[str]:
             f"- robot: {config.robot.name}, joints {', '.join(config.robot.joint_names)}; control "
             f"{config.rates.control_hz:.0f} Hz, joint loop {config.rates.joint_loop_hz:.0f} Hz",
             f"- command ranges the file accepts (the policy node clamps to them): {config.describe_command_ranges()}",
+            f"- position gains the node drives each skill with: kp {config.robot.kp:g}, "
+            f"{describe_scales(kp_scales(config))} (the data: kp {config.robot.kp:g} on motors randomized about it)",
             "- the file embeds its stack config and normalizer; the loader refuses a robot config that differs"]
 
 
@@ -235,8 +239,8 @@ def derived_sections(model: Path, source_card: Path) -> list[list[str]]:
         raise ValueError(f"--derived-from {source_card}: {model.name} does not hold the same graphs and weights as "
                          f"{source.name}; only a file narrowed by `export --from-model` can borrow its card")
     origin = (f"This file is `{source.name}` (sha256 `{sha256(source)}`) narrowed by `python -m "
-              f"diffuseloco_policy.training.export --from-model`: the same graphs and weights, only the command "
-              f"ranges in its metadata differ. Its data and training were these.")
+              f"diffuseloco_policy.training.export --from-model`: the same graphs and weights, only the deployment "
+              f"settings in its metadata (command ranges, per-skill gains) differ. Its data and training were these.")
     data, training = card_section(source_card, "Data"), card_section(source_card, "Training")
     return [data[:2] + [origin, ""] + data[2:], training]
 
