@@ -159,7 +159,7 @@ def test_a_narrowed_copy_borrows_its_sources_data_and_training(card, tmp_path):
                      derived_from=card)
     text, source = out.read_text(), card.read_text()
     assert set(card_hashes(out)) == {"narrow.onnx", "narrow.warm2.onnx"} and verify_card(out) == []
-    assert f"This file is `dog.onnx` (sha256 `{sha256(card.parent / 'dog.onnx')}`) narrowed" in text
+    assert f"This file is `dog.onnx` (sha256 `{sha256(card.parent / 'dog.onnx')}`) with other deployment" in text
     assert "trained from scratch on `d.zarr`, to step 100 of batch 256" in text
     for line in source.splitlines():
         if line.startswith("- `d.zarr` from") or line.startswith("<summary>training config"):

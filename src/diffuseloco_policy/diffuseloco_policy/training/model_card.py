@@ -229,7 +229,7 @@ def card_section(card: Path, heading: str) -> list[str]:
 
 
 def derived_sections(model: Path, source_card: Path) -> list[list[str]]:
-    """Data and Training of the file `model` was narrowed from (refused unless the source is intact and holds the
+    """Data and Training of the file `model` was made from (refused unless the source is intact and holds the
     same graphs and weights), under a line that says where they come from."""
     problems = verify_card(source_card)
     source = source_card.with_suffix(".onnx")
@@ -237,10 +237,10 @@ def derived_sections(model: Path, source_card: Path) -> list[list[str]]:
         raise ValueError(f"--derived-from {source_card}: " + "; ".join(problems))
     if not same_weights(model, source):
         raise ValueError(f"--derived-from {source_card}: {model.name} does not hold the same graphs and weights as "
-                         f"{source.name}; only a file narrowed by `export --from-model` can borrow its card")
-    origin = (f"This file is `{source.name}` (sha256 `{sha256(source)}`) narrowed by `python -m "
-              f"diffuseloco_policy.training.export --from-model`: the same graphs and weights, only the deployment "
-              f"settings in its metadata (command ranges, per-skill gains) differ. Its data and training were these.")
+                         f"{source.name}; only a file made by `export --from-model` can borrow its card")
+    origin = (f"This file is `{source.name}` (sha256 `{sha256(source)}`) with other deployment settings, written by "
+              f"`python -m diffuseloco_policy.training.export --from-model`: the same graphs and weights; only the "
+              f"command ranges or per-skill gains in its metadata differ. Its data and training were these.")
     data, training = card_section(source_card, "Data"), card_section(source_card, "Training")
     return [data[:2] + [origin, ""] + data[2:], training]
 
