@@ -159,11 +159,12 @@ def test_default_matrix_covers_speeds_turns_and_every_skill_switch():
     assert [seg.skill for seg in switch.segments] == [0, CONFIG.skill("trot").id, CONFIG.skill("pace").id]
 
 
-def test_the_bound_top_matrix_holds_bound_at_the_top_of_its_range():
-    matrix = load_matrix("eval_bound_top", CONFIG)
-    bound = CONFIG.skill("bound")
+@pytest.mark.parametrize("skill", ["bound", "trot"])
+def test_the_top_speed_matrices_hold_one_skill_at_the_top_of_its_range(skill):
+    matrix = load_matrix(f"eval_{skill}_top", CONFIG)
+    held = CONFIG.skill(skill)
     (scenario,) = matrix.scenarios
-    assert scenario.segments[-1].skill == bound.id and scenario.segments[-1].command[0] == bound.vx[1]
+    assert scenario.segments[-1].skill == held.id and scenario.segments[-1].command[0] == held.vx[1]
     assert matrix.randomized and matrix.seeds == 16 and scenario.duration_s == 20.0
 
 
