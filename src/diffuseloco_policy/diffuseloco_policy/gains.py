@@ -38,11 +38,6 @@ class SkillGains:
         self.scale += min(max(target - self.scale, -self._step), self._step)
         return self.scale
 
-    @property
-    def uniform(self) -> bool:
-        """Every skill at robot.kp (the schedule does nothing)."""
-        return all(v == 1.0 for v in self._targets.values())
-
 
 def kp_scales(config: StackConfig) -> dict[str, float]:
     """Each skill's scale, by name (what a model file says it was validated with)."""
