@@ -158,13 +158,13 @@ class PolicyLoop:
         observe it."""
         fault = self.monitor.check(now, joints, imu, velocity)
         sensors = _Sensors(joints, imu, velocity)
-        self._update_model_command(sensors, fault)
+        running = fault is None and self.controller.state == ControllerState.RUNNING  # before this tick's move
+        self._update_model_command(sensors, running)
         if self.current_frame:  # ablation: s[t] is recorded first, and the chunk for tick t is sampled from it
             self._record_frame(sensors, fault, for_tick=self.ticks)
         latency, missed, waited = self._collect_plan()
         target = self._planned_targets() if fault is None else None
         q_target, dq_target = (None, None) if target is None else target
-        running = fault is None and self.controller.state == ControllerState.RUNNING
         kp_scale = self.gains.update(self.skill.skill, running)
         command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target, kp_scale)
         safe, clamps = self.safety.filter(command, self._last_q_des, None if joints is None else joints.q)
@@ -181,10 +181,10 @@ class PolicyLoop:
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited)
 
-    def _update_model_command(self, sensors: "_Sensors", fault: Optional[str]) -> None:
+    def _update_model_command(self, sensors: "_Sensors", running: bool) -> None:
         """The skill's command corrected by the outer velocity loop from this tick's gyro and vBody, as far as
-        SensorMonitor passed them (a tick without a fault has a sound IMU sample; vBody has its own verdict)."""
-        running = fault is None and self.controller.state == ControllerState.RUNNING
+        SensorMonitor passed them (`running`: RUNNING without a fault, so the IMU sample is sound; vBody has its
+        own verdict)."""
         measured = None
         if running and sensors.imu is not None:
             velocity = sensors.velocity if self.monitor.velocity_fault is None else None

@@ -159,7 +159,7 @@ def parse_gains(value: str, config: StackConfig) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"gains={value!r}: expected SKILL:SCALE/SKILL:SCALE, e.g. trot:0.8/bound:1.1, or none")
         scales.update(named)
-    kp_scales(with_kp_scales(config, scales))  # a ConfigError for what a config would refuse
+    with_kp_scales(config, scales)  # a ConfigError for what a config would refuse
     return scales
 
 

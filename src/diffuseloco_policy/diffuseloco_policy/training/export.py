@@ -93,19 +93,20 @@ def parse_gain_scales(entries: Sequence[str]) -> dict[str, float]:
     return scales
 
 
-def deployment_config(config: StackConfig, envelope: Sequence[str], gain_scales: Sequence[str]) -> StackConfig:
+def deployment_config(config: StackConfig, limits: Mapping[tuple[str, str], tuple[float, float]],
+                      scales: Mapping[str, float]) -> StackConfig:
     """The model's config with the deployment choices of the command line: a narrower envelope, per-skill gains."""
-    return with_kp_scales(narrow_envelope(config, parse_envelope(envelope)), parse_gain_scales(gain_scales))
+    return with_kp_scales(narrow_envelope(config, limits), scales)
 
 
 def export_checkpoint(checkpoint: Union[str, Path], out: Union[str, Path], warm_steps: Optional[Sequence[int]] = None,
                       weights: str = "ema", envelope: Sequence[str] = (), gain_scales: Sequence[str] = ()
                       ) -> list[Path]:
-    parse_envelope(envelope), parse_gain_scales(gain_scales)  # a malformed entry fails before the checkpoint loads
+    limits, scales = parse_envelope(envelope), parse_gain_scales(gain_scales)  # malformed: fails before the load
     policy, info = load_checkpoint(ema_weights_path(checkpoint, weights))
     if warm_steps is None:
         warm_steps = (info.spec.warm_start_steps,) if info.spec.kind == "diffusion" else ()
-    config = deployment_config(info.config, envelope, gain_scales)
+    config = deployment_config(info.config, limits, scales)
     return export_onnx(policy, config, out, warm_steps=tuple(warm_steps), verify=True)
 
 
@@ -123,9 +124,9 @@ def redeploy_model_file(source: Union[str, Path], out: Union[str, Path], envelop
         raise ConfigError(f"--from-model {source}: write the new file under another name (--out)")
     if not envelope and not gain_scales:
         raise ConfigError("--from-model without --envelope or --gain-scale would only copy the file")
-    parse_envelope(envelope), parse_gain_scales(gain_scales)
+    limits, scales = parse_envelope(envelope), parse_gain_scales(gain_scales)
     model, info = load_onnx(source)
-    config_json = json.dumps(deployment_config(info.config, envelope, gain_scales).to_dict())
+    config_json = json.dumps(deployment_config(info.config, limits, scales).to_dict())
     graphs = [(model, out)]
     for path in warm_graphs(source):   # every graph is read and checked before anything is written
         warm_model, warm = load_onnx(path)
