@@ -7,12 +7,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
+# The robot image's Python side, for the install tests: only docker/requirements-robot.txt, numpy and pyyaml
+# (rosdep's python3-numpy / python3-yaml) and the ROS wheels, plus our message packages; no torch, MuJoCo, zarr.
+ROBOT_VENV := .venv-robot
+ROBOT_ROS_WHEELS := ros-rclpy ros-ament-index-python ros-builtin-interfaces ros-rcl-interfaces ros-std-msgs \
+                    ros-sensor-msgs ros-geometry-msgs ros-diagnostic-msgs ros-rmw-fastrtps-cpp
 # Tests and the demo never leave this machine and never meet other ROS graphs.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export MUJOCO_GL ?= egl
 
 MSG_PACKAGES := diffuseloco_msgs cyberdog_msgs
-PY_PACKAGES := diffuseloco_policy diffuseloco_bringup
+PY_PACKAGES := diffuseloco_policy diffuseloco_sim diffuseloco_learning diffuseloco_bringup
 msg_inputs = $(wildcard src/$(1)/msg/*.msg src/$(1)/srv/*.srv) src/$(1)/CMakeLists.txt src/$(1)/package.xml \
              src/$(1)/pyproject.toml cmake/ros_wheels_prefix.cmake
 
@@ -41,10 +46,19 @@ $(STAMPS)/python-packages: $(foreach p,$(MSG_PACKAGES),$(STAMPS)/msg-$(p)) \
 	$(PIP) install -q --no-build-isolation --no-deps $(foreach p,$(PY_PACKAGES),-e ./src/$(p))
 	@touch $@
 
+$(STAMPS)/robot-venv: docker/requirements-robot.txt requirements.lock $(foreach p,$(MSG_PACKAGES),$(STAMPS)/msg-$(p))
+	rm -rf $(ROBOT_VENV) $(VENV)/msg-wheels
+	$(PIP) wheel -q --no-build-isolation --no-deps $(foreach p,$(MSG_PACKAGES),./src/$(p)) -w $(VENV)/msg-wheels
+	$(PYTHON) -m venv $(ROBOT_VENV) || python3 -m venv $(ROBOT_VENV)
+	$(ROBOT_VENV)/bin/python -m pip --disable-pip-version-check install -q -c requirements.lock \
+		-r docker/requirements-robot.txt numpy pyyaml $(ROBOT_ROS_WHEELS)
+	$(ROBOT_VENV)/bin/python -m pip --disable-pip-version-check install -q --no-deps $(VENV)/msg-wheels/*.whl
+	@touch $@
+
 demo: setup
 	$(PY) -m diffuseloco_bringup.demo
 
-test: setup
+test: setup $(STAMPS)/robot-venv
 	$(PY) -m pytest tests
 
 bench: setup
@@ -57,4 +71,4 @@ lock: $(STAMPS)/venv
 	$(PY) scripts/write_lock.py .venv/lock-report.json requirements.lock
 
 clean:
-	rm -rf $(VENV) src/*/build build
+	rm -rf $(VENV) $(ROBOT_VENV) src/*/build build

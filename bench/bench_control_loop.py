@@ -27,8 +27,8 @@ from diffuseloco_msgs.srv import SetControllerState
 from diffuseloco_bringup.graph import NodeSpec, params_file
 from diffuseloco_bringup.run import Graph
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
-from diffuseloco_policy.export import export_onnx
+from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
+from diffuseloco_learning.export import export_onnx
 from diffuseloco_policy.nodes.spin import BackgroundNode
 from diffuseloco_policy.normalizer import PolicyNormalizer
 

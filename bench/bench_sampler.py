@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, PolicyDims, build_policy
-from diffuseloco_policy.export import export_onnx
+from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, PolicyDims, build_policy
+from diffuseloco_learning.export import export_onnx
 from diffuseloco_policy.model_file import read_onnx_info
-from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime
+from diffuseloco_policy.runtime import OnnxRuntime
+from diffuseloco_learning.torch_runtime import TorchRuntime
 
 
 class ReferenceTransformer(nn.Module):

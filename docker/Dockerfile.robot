@@ -12,7 +12,9 @@ ENV ROS_DISTRO=jazzy \
     PYTHONUNBUFFERED=1
 
 WORKDIR /ws
-# Package manifests first: the rosdep layer is rebuilt only when dependencies change.
+# Only the robot's packages: the simulator (diffuseloco_sim) and the learning side (diffuseloco_learning, torch)
+# never enter this image. Package manifests first: the rosdep layer is rebuilt only when dependencies change;
+# rosdep installs ROS's joy package (teleop:=joy starts its game_controller_node).
 COPY src/cyberdog_msgs/package.xml src/cyberdog_msgs/package.xml
 COPY src/diffuseloco_msgs/package.xml src/diffuseloco_msgs/package.xml
 COPY src/diffuseloco_policy/package.xml src/diffuseloco_policy/package.xml
@@ -24,12 +26,18 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3-pip ros-jazzy-launch-ros ros-jazzy-rmw-fastrtps-cpp \
     && rm -rf /var/lib/apt/lists/*
 
-# Python dependencies rosdep does not know: onnxruntime (aarch64 wheels on PyPI), lcm, mujoco (imported by the
-# sim package that the nodes share), rosbags (recorder). numpy stays ROS's own (1.26, same ABI as rclpy).
+# Python dependencies rosdep does not know: onnx and onnxruntime (aarch64 wheels on PyPI; the model file's
+# metadata and the sampler), lcm (the bridge), rosbags (recorder). numpy stays ROS's own (1.26, same ABI as rclpy).
+# tests/test_robot_install.py checks that these and package.xml provide every import of the robot's nodes.
 COPY docker/requirements-robot.txt /tmp/requirements-robot.txt
 RUN python3 -m pip install -r /tmp/requirements-robot.txt "numpy<2"
 
-COPY src /ws/src
+COPY src/cyberdog_msgs /ws/src/cyberdog_msgs
+COPY src/diffuseloco_msgs /ws/src/diffuseloco_msgs
+COPY src/diffuseloco_policy /ws/src/diffuseloco_policy
+COPY src/diffuseloco_bringup /ws/src/diffuseloco_bringup
+# src/diffuseloco_policy/models links to ../../models: the shipped policies, installed to share/ by colcon
+COPY models /ws/models
 RUN . "/opt/ros/${ROS_DISTRO}/setup.bash" \
     && colcon build --merge-install --event-handlers console_direct- \
     && rm -rf build log
@@ -38,4 +46,5 @@ COPY docker/entrypoint.sh /entrypoint.sh
 ENV RMW_IMPLEMENTATION=rmw_fastrtps_cpp \
     ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 ENTRYPOINT ["/entrypoint.sh"]
-CMD ["ros2", "launch", "diffuseloco_bringup", "robot.launch.py", "model:=/models/diffuseloco_cyberdog2.onnx"]
+# The shipped model by default (share/diffuseloco_policy/models); mount others and pass model:=/models/NAME.onnx
+CMD ["ros2", "launch", "diffuseloco_bringup", "robot.launch.py"]

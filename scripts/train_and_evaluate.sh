@@ -18,19 +18,19 @@ MODEL=models/diffuseloco_cyberdog2.onnx  # the default the policy node and `make
 generate() {  # dataset transitions seed [more generator args]
     local out=$1 transitions=$2 seed=$3
     shift 3
-    [ -d "$out" ] || $PY -m diffuseloco_policy.data.generate --out "$out" --transitions "$transitions" \
+    [ -d "$out" ] || $PY -m diffuseloco_learning.data.generate --out "$out" --transitions "$transitions" \
         --seed "$seed" --workers 2 "$@"
 }
 train() {  # preset [checkpoint the first run starts from]
     local out="out/$1" start=${2:-}
     if [ -d "$out/ckpt_latest" ] || [ -z "$start" ]; then start=auto; fi
-    $PY -m diffuseloco_policy.training --config "$1" --resume "$start" --no-progress
+    $PY -m diffuseloco_learning.training --config "$1" --resume "$start" --no-progress
 }
 evaluate() {  # out_dir seeds policy-spec [more evaluation args]
     local out=$1 seeds=$2
     shift 2
     mkdir -p "$(dirname "$out")"
-    [ -f "$out/results.json" ] || $PY -m diffuseloco_policy.evaluation --scenarios eval_default --seeds "$seeds" \
+    [ -f "$out/results.json" ] || $PY -m diffuseloco_learning.evaluation --scenarios eval_default --seeds "$seeds" \
         --out "$out" --policy "$@" > "$out.log" 2>&1
 }
 
@@ -45,7 +45,7 @@ train train_small_qd_dart out/train_small_qd/ckpt_latest
 train train_small_qd_dart_long out/train_small_qd_dart/ckpt_latest
 # the EMA weights: full sampler + 2-step warm start, verified against torch to 1e-4; the file carries an envelope
 # narrower than the training ranges (trot at 1 m/s and bound at 0.4 m/s fell on some seeds; see its notes)
-$PY -m diffuseloco_policy.training.export --checkpoint out/train_small_qd_dart_long/ckpt_latest --out $MODEL \
+$PY -m diffuseloco_learning.training.export --checkpoint out/train_small_qd_dart_long/ckpt_latest --out $MODEL \
     --envelope trot.vx=-0.15:0.6 --envelope trot.yaw_rate=-0.5:0.5 --envelope bound.vx=0:0.3
 
 # as the bringup configs deploy it (no sampler noise, the policy loop's velocity loop), and the experts on
@@ -58,7 +58,7 @@ for seed in 2000 3000; do
     evaluate out/eval/expert_own_$seed "$SEEDS" expert,feedback=off,label=expert_own --seed $seed \
         --ranges-from $MODEL
 done
-$PY -m diffuseloco_policy.training.model_card --model $MODEL \
+$PY -m diffuseloco_learning.training.model_card --model $MODEL \
     --run out/train_small_qd out/train_small_qd_dart out/train_small_qd_dart_long \
     --dataset data/experts_qd.zarr data/experts_qd_dart.zarr data/experts_qd_dart2.zarr \
     --eval out/eval/default_2000/results.json --notes models/diffuseloco_cyberdog2.notes.md
@@ -72,9 +72,9 @@ $PY -m diffuseloco_policy.training.model_card --model $MODEL \
 STAGE1_RANGES=models/diffuseloco_cyberdog2_preview.onnx
 train train_mlp_qd
 train train_small_qd_current_frame
-$PY -m diffuseloco_policy.training.export --checkpoint out/train_small_qd/ckpt_latest --out out/models/stage1_qd.onnx
-$PY -m diffuseloco_policy.training.export --checkpoint out/train_mlp_qd/ckpt_latest --out out/models/mlp_qd.onnx
-$PY -m diffuseloco_policy.training.export --checkpoint out/train_small_qd_current_frame/ckpt_latest \
+$PY -m diffuseloco_learning.training.export --checkpoint out/train_small_qd/ckpt_latest --out out/models/stage1_qd.onnx
+$PY -m diffuseloco_learning.training.export --checkpoint out/train_mlp_qd/ckpt_latest --out out/models/mlp_qd.onnx
+$PY -m diffuseloco_learning.training.export --checkpoint out/train_small_qd_current_frame/ckpt_latest \
     --out out/models/current_frame_qd.onnx
 
 evaluate out/eval/stage1_qd "$SEEDS" "out/models/stage1_qd.onnx,warm=2,noise=0.25,label=diffusion" --seed 2000 \
@@ -88,7 +88,7 @@ evaluate out/eval/current_frame_qd_2000 "$SEEDS" \
     "out/models/current_frame_qd.onnx,warm=2,noise=0.25,label=diffusion_current_frame" --seed 2000 \
     --ranges-from $STAGE1_RANGES &
 wait
-$PY -m diffuseloco_policy.evaluation.merge out/eval/stage1_qd out/eval/expert_own_stage1 out/eval/mlp_qd_2000 \
+$PY -m diffuseloco_learning.evaluation.merge out/eval/stage1_qd out/eval/expert_own_stage1 out/eval/mlp_qd_2000 \
     out/eval/current_frame_qd_2000 --out docs/policy_eval/comparisons
 evaluate out/eval/default_open_loop_2000 "$SEEDS" "$MODEL,warm=2,noise=0.25,label=default" \
     --ablation open_loop_chunk --seed 2000 --ranges-from $MODEL &

@@ -11,9 +11,9 @@ from test_bag2dataset import write_bag
 from test_policy_loop import drive_to_running
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.data.bag2dataset import convert
-from diffuseloco_policy.data.dataset import load_dataset
-from diffuseloco_policy.data.generate import GenerateSettings, run_episode
+from diffuseloco_learning.data.bag2dataset import convert
+from diffuseloco_learning.data.dataset import load_dataset
+from diffuseloco_learning.data.generate import GenerateSettings, run_episode
 from diffuseloco_policy.observation import ObservationBuilder, RobotState
 from diffuseloco_policy.pd_targets import ActionDecoder
 from diffuseloco_policy.policy_loop import PolicyLoop

@@ -9,9 +9,9 @@ from bag_writing import write_mcap
 from velocity_config import observing_velocity
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.data.bag2dataset import BagConversionError, ConvertSettings, convert, main
-from diffuseloco_policy.data.bagtypes import make_typestore
-from diffuseloco_policy.data.dataset import dataset_attrs, load_dataset
+from diffuseloco_learning.data.bag2dataset import BagConversionError, ConvertSettings, convert, main
+from diffuseloco_policy.bagtypes import make_typestore
+from diffuseloco_learning.data.dataset import dataset_attrs, load_dataset
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.observation import projected_gravity
 from diffuseloco_policy.pd_targets import ActionDecoder

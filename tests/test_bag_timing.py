@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from bag_writing import write_mcap
 
-from diffuseloco_policy.data.bagtypes import make_typestore
-from diffuseloco_policy.evaluation.bag_timing import BagTimingError, main, read_stamps, recorded_timing
+from diffuseloco_policy.bagtypes import make_typestore
+from diffuseloco_policy.bag_timing import BagTimingError, main, read_stamps, recorded_timing
 
 TS = make_typestore()
 T0, MS = 1_700_000_000 * 10**9, 10**6

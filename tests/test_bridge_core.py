@@ -13,9 +13,9 @@ from diffuseloco_policy.bridge.lcm_types import (leg_control_data_lcmt, motor_ct
                                                  state_estimator_lcmt)
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
-from diffuseloco_policy.sim.firmware import MotorFirmware
-from diffuseloco_policy.sim.interfaces import ImuReading
-from diffuseloco_policy.sim.interfaces import MotorCommand as SdkMotorCommand
+from diffuseloco_sim.firmware import MotorFirmware
+from diffuseloco_policy.motor_sdk import ImuReading
+from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 
 CONFIG = load_config()
 CONVENTION = JointConvention(CONFIG.robot)

@@ -26,7 +26,7 @@ from cyberdog_msgs.msg import MotorCommand
 from diffuseloco_policy.bridge import lcm_bridge as lb
 from diffuseloco_policy.nodes.conversions import imu_msg, seconds_to_stamp
 from diffuseloco_policy.nodes.lcm_bridge_node import command_from_ros, leg_state_from_data
-from diffuseloco_policy.sim.interfaces import ImuReading
+from diffuseloco_policy.motor_sdk import ImuReading
 
 CHECKER = Path(__file__).resolve().parent / "support" / "bridge_roundtrip_check.py"
 NAMESPACE_SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from diffuseloco_policy.config import TermConfig, config_from_dict, load_config
-from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, build_policy
-from diffuseloco_policy.export import export_onnx
-from diffuseloco_policy.model_file import (ModelMismatchError, load_checkpoint, read_onnx_info, save_checkpoint,
-                                           within_trained_ranges)
+from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, build_policy
+from diffuseloco_learning.export import export_onnx
+from diffuseloco_policy.model_file import ModelMismatchError, read_onnx_info, within_trained_ranges
+from diffuseloco_learning.model_checkpoint import load_checkpoint, save_checkpoint
 from diffuseloco_policy.runtime import OnnxRuntime
 
 torch.set_num_threads(1)

@@ -8,7 +8,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from diffuseloco_policy.normalizer import MinMaxNormalizer, NormalizerModule, PolicyNormalizer
+from diffuseloco_policy.normalizer import MinMaxNormalizer, PolicyNormalizer
+from diffuseloco_learning.diffusion.normalizer_module import NormalizerModule
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 

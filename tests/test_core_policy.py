@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, build_policy, shift_chunk
-from diffuseloco_policy.diffusion.transformer import select_time
-from diffuseloco_policy.model_file import load_checkpoint, save_checkpoint
+from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, build_policy, shift_chunk
+from diffuseloco_learning.diffusion.transformer import select_time
+from diffuseloco_learning.model_checkpoint import load_checkpoint, save_checkpoint
 from diffuseloco_policy.normalizer import PolicyNormalizer
 
 torch.set_num_threads(1)

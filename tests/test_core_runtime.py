@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
-from diffuseloco_policy.export import export_onnx
+from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
+from diffuseloco_learning.export import export_onnx
 from diffuseloco_policy.model_file import read_onnx_info
 from diffuseloco_policy.normalizer import PolicyNormalizer
-from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime, load_runtime
+from diffuseloco_policy.runtime import OnnxRuntime, load_runtime
+from diffuseloco_learning.torch_runtime import TorchRuntime
 
 torch.set_num_threads(1)
 CFG = load_config()

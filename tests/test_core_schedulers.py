@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from diffuseloco_policy.diffusion.schedulers import NoiseScheduler, SchedulerConfig
+from diffuseloco_learning.diffusion.schedulers import NoiseScheduler, SchedulerConfig
 
 torch.set_num_threads(1)
 SHAPE = (4, 16, 12)

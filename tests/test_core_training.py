@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.diffusion import DenoiserConfig, MLPConfig, ModelSpec, build_policy
+from diffuseloco_learning.diffusion import DenoiserConfig, MLPConfig, ModelSpec, build_policy
 from diffuseloco_policy.normalizer import MinMaxNormalizer, PolicyNormalizer
 
 torch.set_num_threads(1)

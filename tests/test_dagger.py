@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.data import generate as gen
-from diffuseloco_policy.data.dataset import load_dataset
-from diffuseloco_policy.experts.dagger import LearnerInTheLoop, LearnerShare
-from diffuseloco_policy.experts.rollout import ExpertRollout
+from diffuseloco_learning.data import generate as gen
+from diffuseloco_learning.data.dataset import load_dataset
+from diffuseloco_learning.experts.dagger import LearnerInTheLoop, LearnerShare
+from diffuseloco_learning.experts.rollout import ExpertRollout
 from diffuseloco_policy.pd_targets import ActionDecoder
 CONFIG = load_config()
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "diffuseloco_cyberdog2_preview.onnx"

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-import diffuseloco_policy.data.generate as gen
+import diffuseloco_learning.data.generate as gen
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.data.dataset import load_dataset
-from diffuseloco_policy.data.generate import GenerateSettings, generate
+from diffuseloco_learning.data.dataset import load_dataset
+from diffuseloco_learning.data.generate import GenerateSettings, generate
 
 
 def _make(path, seed):
@@ -55,8 +55,8 @@ def test_tick_jitter_varies_the_simulated_time_per_tick_and_is_recorded(tmp_path
     seed), the setting is kept in the dataset's attrs, and a model card says so."""
     import zarr
 
-    from diffuseloco_policy.experts.rollout import ExpertRollout
-    from diffuseloco_policy.training.model_card import data_section
+    from diffuseloco_learning.experts.rollout import ExpertRollout
+    from diffuseloco_learning.training.model_card import data_section
 
     config = load_config()
     times = {}
@@ -79,8 +79,8 @@ def test_tick_jitter_varies_the_simulated_time_per_tick_and_is_recorded(tmp_path
 
 
 def test_kp_scale_narrows_the_gain_draw_and_bad_ranges_are_refused():
-    from diffuseloco_policy.data.generate import GenerateSettings, episode_physics, main
-    from diffuseloco_policy.sim.simulator import CyberDogSim
+    from diffuseloco_learning.data.generate import GenerateSettings, episode_physics, main
+    from diffuseloco_sim.simulator import CyberDogSim
 
     weak = episode_physics(GenerateSettings(kp_scale=(0.9, 0.93)))
     assert weak.randomization.kp_scale == (0.9, 0.93)

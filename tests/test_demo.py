@@ -68,7 +68,7 @@ def test_the_harness_scenario_of_the_demo_follows_its_script():
 
     from diffuseloco_bringup.graph import params_file
     from diffuseloco_policy.config import load_config
-    from diffuseloco_policy.evaluation import load_matrix
+    from diffuseloco_learning.evaluation import load_matrix
 
     config = load_config()
     steps = yaml.safe_load((params_file("sim").parent / "demo_script.yaml").read_text())["steps"]
@@ -83,7 +83,7 @@ def test_the_harness_scenario_of_the_demo_follows_its_script():
 def test_the_demo_says_when_its_timing_was_off():
     from diffuseloco_bringup.demo import timing_lines
     from diffuseloco_policy.config import load_config
-    from diffuseloco_policy.evaluation.bag_timing import RecordedTiming
+    from diffuseloco_policy.bag_timing import RecordedTiming
 
     config = load_config()
 

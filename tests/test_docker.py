@@ -84,7 +84,7 @@ def test_robot_pip_pins_match_the_lock():
 
 
 def test_the_build_context_keeps_sources_and_drops_local_state():
-    for kept in ("src/diffuseloco_policy/diffuseloco_policy/data/__init__.py", "src/cyberdog_msgs/msg/LegState.msg"):
+    for kept in ("src/diffuseloco_learning/diffuseloco_learning/data/__init__.py", "src/cyberdog_msgs/msg/LegState.msg"):
         assert not ignored(kept), kept
     for dropped in (".venv", "src/cyberdog_msgs/build", ".git"):
         assert ignored(dropped), dropped

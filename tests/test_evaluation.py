@@ -10,12 +10,12 @@ import pytest
 
 from diffuseloco_policy.command_feedback import without_feedback
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.evaluation import EvalPolicy, LoopOptions, load_matrix, make_policy, run_episode
-from diffuseloco_policy.evaluation.cli import evaluate, main
-from diffuseloco_policy.sim.tick_clock import TickClock
-from diffuseloco_policy.evaluation.report import bar_value
+from diffuseloco_learning.evaluation import EvalPolicy, LoopOptions, load_matrix, make_policy, run_episode
+from diffuseloco_learning.evaluation.cli import evaluate, main
+from diffuseloco_sim.tick_clock import TickClock
+from diffuseloco_learning.evaluation.report import bar_value
 from diffuseloco_policy.pd_targets import ActionDecoder
-from diffuseloco_policy.sim import CyberDogSim, SimConfig
+from diffuseloco_sim import CyberDogSim, SimConfig
 
 from tiny_model import export_standing_model
 
@@ -172,8 +172,8 @@ def _standing_policy(kind: str):
     """A tiny untrained policy of `kind` whose actions stay within +-0.02 (the legs hold the default pose)."""
     import torch
 
-    from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, build_policy
-    from diffuseloco_policy.diffusion.mlp import MLPConfig
+    from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, build_policy
+    from diffuseloco_learning.diffusion.mlp import MLPConfig
     from diffuseloco_policy.normalizer import PolicyNormalizer
 
     torch.manual_seed(0)
@@ -187,8 +187,8 @@ def _standing_policy(kind: str):
 
 
 def test_mlp_baseline_onnx_and_torch_checkpoints_run_through_the_same_loop(tmp_path):
-    from diffuseloco_policy.export import export_onnx
-    from diffuseloco_policy.model_file import save_checkpoint
+    from diffuseloco_learning.export import export_onnx
+    from diffuseloco_learning.model_checkpoint import save_checkpoint
 
     mlp_onnx = export_onnx(_standing_policy("bc_mlp"), CONFIG, tmp_path / "mlp.onnx")[0]
     diffusion_ckpt = save_checkpoint(tmp_path / "diffusion.safetensors", _standing_policy("diffusion"), CONFIG)
@@ -203,7 +203,7 @@ def test_mlp_baseline_onnx_and_torch_checkpoints_run_through_the_same_loop(tmp_p
 
 
 def test_runs_of_different_policies_merge_into_one_comparison(standing_model, tmp_path):
-    from diffuseloco_policy.evaluation.merge import MergeError, load_run, main as merge_main, merge_runs
+    from diffuseloco_learning.evaluation.merge import MergeError, load_run, main as merge_main, merge_runs
 
     quiet = dict(plots=False, log=lambda *_: None)
     evaluate([f"{standing_model},label=standing"], _trot_only(), CONFIG, seeds=1, out=tmp_path / "a",
@@ -360,7 +360,7 @@ def test_tick_jitter_is_set_from_the_command_line_and_reported(tmp_path):
 def test_gains_in_a_policy_spec_reach_the_motors_and_the_report(standing_model, tmp_path, monkeypatch):
     """gains= drives the model's skill at that multiple of robot.kp in the simulator (RUNNING only; standing up
     keeps the controller's gains), and the report says which gains each policy ran with."""
-    from diffuseloco_policy.sim import CyberDogSim
+    from diffuseloco_sim import CyberDogSim
 
     sent: list[float] = []
     original = CyberDogSim.command_pd

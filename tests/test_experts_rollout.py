@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.experts import kinematics as kin
-from diffuseloco_policy.experts.rollout import ExpertRollout
+from diffuseloco_policy import kinematics as kin
+from diffuseloco_learning.experts.rollout import ExpertRollout
 from diffuseloco_policy.pd_targets import ActionDecoder
-from diffuseloco_policy.sim import SimConfig
+from diffuseloco_sim import SimConfig
 
 
 def test_inverse_kinematics_round_trip():
@@ -78,7 +78,7 @@ def test_skill_switches_mid_motion():
 def test_bound_shifts_support_force_against_pitch():
     """Bound levels the trunk through the gravity feed-forward: nose-up moves planned support from the front pair
     to the rear pair (and nose-down the other way); level, the shares are the gait's own."""
-    from diffuseloco_policy.experts.controller import ExpertController
+    from diffuseloco_learning.experts.controller import ExpertController
     from diffuseloco_policy.observation import RobotState
 
     config = load_config()
@@ -109,7 +109,7 @@ def _tilted(roll=0.0, pitch=0.0):
 
 
 def _trotting_expert():
-    from diffuseloco_policy.experts.controller import ExpertController
+    from diffuseloco_learning.experts.controller import ExpertController
 
     expert = ExpertController(load_config())
     expert.set_skill("trot")
@@ -222,7 +222,7 @@ def test_the_next_action_feedforward_sends_the_step_to_the_target_applied_next_t
 def test_action_noise_disturbs_what_is_executed_and_records_the_experts_action():
     """DART data: the next observation's last action is the executed (disturbed) target, the recorded action is
     the expert's; without noise the two are the same."""
-    from diffuseloco_policy.experts.rollout import ActionNoise
+    from diffuseloco_learning.experts.rollout import ActionNoise
 
     config = load_config()
     decoder = ActionDecoder(config)
@@ -238,7 +238,7 @@ def test_action_noise_disturbs_what_is_executed_and_records_the_experts_action()
 
 
 def test_ornstein_uhlenbeck_noise_has_the_asked_std_and_correlation():
-    from diffuseloco_policy.experts.rollout import ActionNoise, OrnsteinUhlenbeck
+    from diffuseloco_learning.experts.rollout import ActionNoise, OrnsteinUhlenbeck
 
     process = OrnsteinUhlenbeck(ActionNoise(std=0.2, correlation_s=0.1), size=12, dt=0.02,
                                 rng=np.random.default_rng(0))
@@ -254,7 +254,7 @@ def test_the_gait_schedule_depends_on_the_skill_commands_alone():
     """A GaitSchedule that sees only the skill sequence keeps the same phases and stance as the expert walking the
     randomized robot through stand, every gait and back: nothing the robot does enters the gait's timing, so a
     policy loop can reproduce it."""
-    from diffuseloco_policy.experts.gaits import GaitSchedule
+    from diffuseloco_policy.gaits import GaitSchedule
 
     config = load_config()
     rollout = ExpertRollout(config, SimConfig.randomized().without_pushes(), seed=1, delayed=True)
@@ -276,7 +276,7 @@ def test_the_gait_schedule_depends_on_the_skill_commands_alone():
 def test_top_speed_share_draws_speeds_from_the_ends_of_each_skills_range():
     """At share 1 every moving command's forward speed lies in the outer quarter of its skill's range (bound and
     trot forward, pace either way); at share 0 the draws are the uniform ones, the same for the same seed."""
-    from diffuseloco_policy.experts.rollout import sample_command
+    from diffuseloco_learning.experts.rollout import sample_command
 
     config = load_config()
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import pytest
 
 from diffuseloco_policy.config import MAX_KP_SCALE, MIN_KP_SCALE, ConfigError, load_config
 from diffuseloco_policy.controller import ControllerRequest, ControllerState
-from diffuseloco_policy.evaluation.policies import make_policy, parse_gains
+from diffuseloco_learning.evaluation.policies import make_policy, parse_gains
 from diffuseloco_policy.gains import GAIN_SLEW_PER_S, SkillGains, describe_scales, kp_scales, with_kp_scales
 from diffuseloco_policy.policy_loop import PolicyLoop
 

@@ -13,10 +13,10 @@ from test_policy_loop import drive_to_running
 
 from diffuseloco_policy.config import ConfigError, load_config
 from diffuseloco_policy.controller import ControllerState
-from diffuseloco_policy.data.bag2dataset import convert
-from diffuseloco_policy.data.dataset import load_dataset
-from diffuseloco_policy.data.generate import GenerateSettings, run_episode
-from diffuseloco_policy.experts.gaits import GaitFollower, GaitSchedule
+from diffuseloco_learning.data.bag2dataset import convert
+from diffuseloco_learning.data.dataset import load_dataset
+from diffuseloco_learning.data.generate import GenerateSettings, run_episode
+from diffuseloco_policy.gaits import GaitFollower, GaitSchedule
 from diffuseloco_policy.observation import ObservationBuilder
 from diffuseloco_policy.policy_loop import PolicyLoop
 

@@ -11,12 +11,12 @@ from synthetic_data import write_synthetic
 from tiny_model import export_standing_model
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.diffusion import build_policy
+from diffuseloco_learning.diffusion import build_policy
 from diffuseloco_policy.model_file import read_onnx_info
-from diffuseloco_policy.evaluation import load_matrix
-from diffuseloco_policy.evaluation.cli import evaluate
-from diffuseloco_policy.training import TrainConfig
-from diffuseloco_policy.training.model_card import card_hashes, sha256, verify_card, write_card
+from diffuseloco_learning.evaluation import load_matrix
+from diffuseloco_learning.evaluation.cli import evaluate
+from diffuseloco_learning.training import TrainConfig
+from diffuseloco_learning.training.model_card import card_hashes, sha256, verify_card, write_card
 
 
 def write_run(run, datasets, total_steps, rows):
@@ -99,7 +99,7 @@ def test_a_fine_tuned_model_lists_both_runs_and_every_dataset(card, tmp_path):
 def test_a_model_fine_tuned_from_a_file_carries_that_files_lineage(card, tmp_path):
     """init_from: the card starts with the data and training of the file the run started from (from that file's
     card, matched by the hash the run recorded), then the fine-tune's own."""
-    from diffuseloco_policy.training.trainer import INIT_RECORD, record_initial_file
+    from diffuseloco_learning.training.trainer import INIT_RECORD, record_initial_file
 
     fresh = write_synthetic(tmp_path / "fresh.zarr", seed=5)
     run = write_run(tmp_path / "tune", [fresh], 60, [(50, 0.3), (60, 0.2)])
@@ -112,7 +112,7 @@ def test_a_model_fine_tuned_from_a_file_carries_that_files_lineage(card, tmp_pat
     training = text[text.index("## Training"):text.index("## Evaluation")]
     assert training.index("- `run`: trained from scratch") < training.index(
         f"- `tune`: fine-tuned from `dog.onnx` (sha256 `{sha256(card.parent / 'dog.onnx')}`")
-    assert training.count("- `python -m diffuseloco_policy.training` with the config(s)") == 1
+    assert training.count("- `python -m diffuseloco_learning.training` with the config(s)") == 1
     assert training.index("- `tune`:") < training.index("- `python -m") < training.index("<details>")
     assert data.count("- `fresh.zarr` from") == 1 and "was trained on these" in data
     assert training.count("<summary>training config:") == 2
@@ -136,7 +136,7 @@ def test_the_data_section_says_which_model_drove_dagger_data(tmp_path):
     """A DAgger dataset names the learner that drove it and its measured share; expert-only data says nothing of it."""
     import zarr
 
-    from diffuseloco_policy.training.model_card import data_section
+    from diffuseloco_learning.training.model_card import data_section
 
     plain_data, dagger = write_synthetic(tmp_path / "experts.zarr"), write_synthetic(tmp_path / "dagger.zarr")
     attrs = zarr.open_group(str(dagger), mode="r+").attrs
@@ -150,7 +150,7 @@ def test_the_data_section_says_which_model_drove_dagger_data(tmp_path):
 def test_a_narrowed_copy_borrows_its_sources_data_and_training(card, tmp_path):
     """A file narrowed by `export --from-model` has no runs of its own: its card takes the source card's Data and
     Training, says where they come from, and lists its own files and ranges."""
-    from diffuseloco_policy.training.export import main as export_main
+    from diffuseloco_learning.training.export import main as export_main
 
     narrowed = tmp_path / "narrow.onnx"
     export_main(["--from-model", str(card.parent / "dog.onnx"), "--out", str(narrowed), "--envelope",

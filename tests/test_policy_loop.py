@@ -12,10 +12,10 @@ import pytest
 
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.controller import ControllerRequest, ControllerState
-from diffuseloco_policy.evaluation.episode import samples
+from diffuseloco_learning.evaluation.episode import samples
 from diffuseloco_policy.policy_loop import PolicyLoop
 from diffuseloco_policy.safety import ImuSample, JointSample
-from diffuseloco_policy.sim import CyberDogSim
+from diffuseloco_sim import CyberDogSim
 
 CONFIG = load_config()
 DT = CONFIG.rates.control_dt

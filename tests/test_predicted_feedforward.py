@@ -10,16 +10,17 @@ import torch
 from synthetic_data import write_synthetic
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.data.dataset import load_dataset
-from diffuseloco_policy.data.generate import GenerateSettings, generate
-from diffuseloco_policy.evaluation.episode import samples
-from diffuseloco_policy.experts.rollout import ExpertRollout
+from diffuseloco_learning.data.dataset import load_dataset
+from diffuseloco_learning.data.generate import GenerateSettings, generate
+from diffuseloco_learning.evaluation.episode import samples
+from diffuseloco_learning.experts.rollout import ExpertRollout
 from diffuseloco_policy.pd_targets import ActionDecoder
 from diffuseloco_policy.policy_loop import PolicyLoop
-from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime
-from diffuseloco_policy.sim import CyberDogSim
-from diffuseloco_policy.training import ModelSection, TrainConfig, Trainer
-from diffuseloco_policy.training.export import main as export_main
+from diffuseloco_policy.runtime import OnnxRuntime
+from diffuseloco_learning.torch_runtime import TorchRuntime
+from diffuseloco_sim import CyberDogSim
+from diffuseloco_learning.training import ModelSection, TrainConfig, Trainer
+from diffuseloco_learning.training.export import main as export_main
 
 torch.set_num_threads(1)
 CONFIG = load_config()

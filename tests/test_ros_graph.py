@@ -19,7 +19,7 @@ from diffuseloco_bringup.graph import NodeSpec, params_file
 from diffuseloco_bringup.run import Graph
 from diffuseloco_msgs.msg import PolicyStatus
 from diffuseloco_msgs.srv import SetControllerState
-from diffuseloco_policy.config import DEFAULT_ROBOT_CONFIG, load_config
+from diffuseloco_policy.config import default_robot_config, load_config
 from diffuseloco_policy.joints import JointConvention
 from ros_probe import Probe
 from tiny_model import export_standing_model
@@ -45,7 +45,7 @@ def write_params(tmp: Path, model: Path) -> Path:
 
 def tolerant_config(directory: Path, timeout_s: float = 0.25, base: Optional[Path] = None) -> Path:
     """A copy of `base` (default: the shipped robot config) with a longer sensor timeout; see tolerant_of_stalls."""
-    config = yaml.safe_load((base or DEFAULT_ROBOT_CONFIG).read_text())
+    config = yaml.safe_load((base or default_robot_config()).read_text())
     config["safety"]["sensor_timeout"] = timeout_s
     path = directory / "robot_tolerant.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -18,7 +18,7 @@ from diffuseloco_bringup.run import Graph
 from diffuseloco_msgs.msg import PolicyStatus
 from diffuseloco_msgs.srv import SetControllerState
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.experts.evaluate import contact_pattern
+from diffuseloco_learning.experts.evaluate import contact_pattern
 from diffuseloco_policy.gains import kp_scales
 from diffuseloco_policy.model_file import read_onnx_info
 from ros_probe import Probe

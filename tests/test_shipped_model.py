@@ -13,11 +13,11 @@ import yaml
 
 from diffuseloco_bringup.graph import params_file
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.evaluation import load_matrix
-from diffuseloco_policy.evaluation.cli import evaluate, robot_config
-from diffuseloco_policy.nodes.policy_node import DEFAULT_MODEL
+from diffuseloco_learning.evaluation import load_matrix
+from diffuseloco_learning.evaluation.cli import evaluate, robot_config
+from diffuseloco_policy.nodes.policy_node import default_model_path
 from diffuseloco_policy.runtime import load_runtime
-from diffuseloco_policy.training.model_card import verify_card
+from diffuseloco_learning.training.model_card import verify_card
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 # file stem -> whether the model predicts the experts' velocity feed-forward (ModelSpec.predict_velocity)
@@ -56,11 +56,12 @@ def test_its_file_limits_trot_to_the_envelope_it_was_checked_in(model, allowed):
     assert trot.vx == (-0.15, 0.6) and trot.yaw_rate == (-0.5, 0.5)
     assert CONFIG.skill("trot").vx[1] > trot.vx[1]
     bound = allowed.skill("bound").vx
-    assert bound == ((0.0, 0.3) if model.resolve() == DEFAULT_MODEL.resolve() else CONFIG.skill("bound").vx)
+    assert bound == ((0.0, 0.3) if model.resolve() == default_model_path().resolve() else CONFIG.skill("bound").vx)
 
 
 def test_the_default_is_what_the_node_loads_when_no_model_is_named():
-    assert DEFAULT_MODEL.name in {f"{stem}.onnx" for stem in SHIPPED} and DEFAULT_MODEL.is_file()
+    default = default_model_path()
+    assert default.name in {f"{stem}.onnx" for stem in SHIPPED} and default.is_file()
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_the_trot_is_diagonal_and_tracks_the_command(short_run):
 def test_it_can_be_fine_tuned_from_the_file_alone(model):
     """Its weights come back from the graphs (checked there against every graph to 1e-4), so a next training
     stage can start from the shipped file without the checkpoint it was exported from."""
-    from diffuseloco_policy.training.from_onnx import recover_policy
+    from diffuseloco_learning.training.from_onnx import recover_policy
 
     policy, info = recover_policy(model)
     assert info.spec.predict_velocity == SHIPPED[model.stem]

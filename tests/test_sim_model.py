@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.sim import CyberDogSim, MotorCommand
+from diffuseloco_sim import CyberDogSim, MotorCommand
 
 
 @pytest.fixture(scope="module")

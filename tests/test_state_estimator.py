@@ -11,14 +11,14 @@ from velocity_config import observing_velocity
 
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.controller import ControllerRequest, ControllerState
-from diffuseloco_policy.evaluation.episode import samples
-from diffuseloco_policy.experts import kinematics as kin
-from diffuseloco_policy.experts.rollout import ExpertRollout
+from diffuseloco_learning.evaluation.episode import samples
+from diffuseloco_policy import kinematics as kin
+from diffuseloco_learning.experts.rollout import ExpertRollout
 from diffuseloco_policy.observation import ObservationBuilder, RobotState
 from diffuseloco_policy.policy_loop import PolicyLoop
 from diffuseloco_policy.safety import ImuSample, JointSample, SensorMonitor, VelocitySample
-from diffuseloco_policy.sim import CyberDogSim, SimConfig
-from diffuseloco_policy.sim.state_estimator import LegOdometry
+from diffuseloco_sim import CyberDogSim, SimConfig
+from diffuseloco_sim.state_estimator import LegOdometry
 
 CONFIG = load_config()
 WITH_VELOCITY = observing_velocity(CONFIG)

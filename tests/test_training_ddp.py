@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from synthetic_data import write_synthetic
 
-from diffuseloco_policy.training import ModelSection, TrainConfig
+from diffuseloco_learning.training import ModelSection, TrainConfig
 
 WORLD = 2
 
@@ -28,7 +28,7 @@ def _worker(rank: int, port: int, config_path: str, out: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(WORLD))
-    from diffuseloco_policy.training.__main__ import run
+    from diffuseloco_learning.training.__main__ import run
 
     trainer = run(["--config", config_path, "--no-progress"])
     first = trainer.data.get_batch(np.fromiter(iter(trainer.sampler), np.int64)[:4])["obs"][:, -1, 0]
@@ -52,7 +52,7 @@ def test_two_process_gloo_ddp(tmp_path):
     assert weights and all(torch.equal(r0[k], r1[k]) for k in weights)
     assert not torch.equal(r0["first_ticks"], r1["first_ticks"])  # the ranks trained on different shards
     assert torch.isfinite(r0["losses"]).all() and torch.equal(r0["losses"], r1["losses"])  # all-reduced mean
-    from diffuseloco_policy.model_file import load_checkpoint
+    from diffuseloco_learning.model_checkpoint import load_checkpoint
     ckpt = tmp_path / "run" / "ckpt_latest"
     policy, _ = load_checkpoint(ckpt / "model.safetensors")  # rank 0 checkpointed the final weights
     assert all(torch.equal(policy.state_dict()[k[2:]], r0[k]) for k in weights)

@@ -11,11 +11,12 @@ from onnx import numpy_helper
 from synthetic_data import write_synthetic
 
 from diffuseloco_policy.config import ConfigError
-from diffuseloco_policy.model_file import ModelMismatchError, load_checkpoint
-from diffuseloco_policy.training import ModelSection, TrainConfig, Trainer
-from diffuseloco_policy.training.export import main as export_main
-from diffuseloco_policy.training.from_onnx import main as from_onnx_main
-from diffuseloco_policy.training.from_onnx import recover_policy
+from diffuseloco_policy.model_file import ModelMismatchError
+from diffuseloco_learning.model_checkpoint import load_checkpoint
+from diffuseloco_learning.training import ModelSection, TrainConfig, Trainer
+from diffuseloco_learning.training.export import main as export_main
+from diffuseloco_learning.training.from_onnx import main as from_onnx_main
+from diffuseloco_learning.training.from_onnx import recover_policy
 
 torch.set_num_threads(1)
 TINY = ModelSection(preset="tiny", denoiser={"width": 32, "heads": 2, "layers": 2, "dropout_attn": 0.1})
@@ -149,7 +150,7 @@ def test_the_cli_fine_tunes_from_a_file_given_on_the_command_line(source, tmp_pa
     starts from the file they have)."""
     import yaml
 
-    from diffuseloco_policy.training import __main__ as cli
+    from diffuseloco_learning.training import __main__ as cli
 
     trainer, path = source
     other = write_synthetic(tmp_path / "b.zarr", lengths=(100, 140), seed=7)
@@ -164,8 +165,8 @@ def test_the_cli_fine_tunes_from_a_file_given_on_the_command_line(source, tmp_pa
 def test_a_deepened_model_samples_what_the_file_samples_and_trains(source, tmp_path, capsys):
     """deepen: the added blocks start as the identity (the same actions for the same noise), the file it writes
     is a model a deeper config fine-tunes from, and training moves the new blocks."""
-    from diffuseloco_policy.training.deepen import main as deepen_main
-    from diffuseloco_policy.training.deepen import same_noise_predictions
+    from diffuseloco_learning.training.deepen import main as deepen_main
+    from diffuseloco_learning.training.deepen import same_noise_predictions
 
     trainer, path = source
     out = tmp_path / "deep.safetensors"

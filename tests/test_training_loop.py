@@ -11,16 +11,18 @@ import torch
 from synthetic_data import write_synthetic
 
 from diffuseloco_policy.config import ConfigError, load_config
-from diffuseloco_policy.evaluation.cli import robot_config
-from diffuseloco_policy.evaluation.policies import make_policy
+from diffuseloco_learning.evaluation.cli import robot_config
+from diffuseloco_learning.evaluation.policies import make_policy
 from diffuseloco_policy.gains import kp_scales
-from diffuseloco_policy.model_file import load_checkpoint, read_onnx_info, within_trained_ranges
-from diffuseloco_policy.runtime import OnnxRuntime, TorchRuntime
-from diffuseloco_policy.training import EMASection, ModelSection, TrainConfig, Trainer, ema_decay, lr_factor
-from diffuseloco_policy.training import __main__ as cli
-from diffuseloco_policy.training.checkpoint import read_checkpoint
-from diffuseloco_policy.training.config import load_train_config
-from diffuseloco_policy.training.export import main as export_main
+from diffuseloco_policy.model_file import read_onnx_info, within_trained_ranges
+from diffuseloco_learning.model_checkpoint import load_checkpoint
+from diffuseloco_policy.runtime import OnnxRuntime
+from diffuseloco_learning.torch_runtime import TorchRuntime
+from diffuseloco_learning.training import EMASection, ModelSection, TrainConfig, Trainer, ema_decay, lr_factor
+from diffuseloco_learning.training import __main__ as cli
+from diffuseloco_learning.training.checkpoint import read_checkpoint
+from diffuseloco_learning.training.config import load_train_config
+from diffuseloco_learning.training.export import main as export_main
 
 torch.set_num_threads(1)
 TINY = ModelSection(preset="tiny", denoiser={"width": 32, "heads": 2, "layers": 2, "dropout_attn": 0.1})
@@ -227,7 +229,7 @@ def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):
 
 def test_trains_on_the_generators_output(tmp_path):
     """The real generator's output (public API, 2 short episodes) passes the dataset check and trains."""
-    from diffuseloco_policy.data.generate import GenerateSettings, generate
+    from diffuseloco_learning.data.generate import GenerateSettings, generate
 
     data = tmp_path / "gen.zarr"
     generate(load_config(), data, 100, GenerateSettings(seed=0, episode_s=1.0), workers=1, progress=False)

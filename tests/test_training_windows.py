@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.history import ObservationHistory
 from diffuseloco_policy.normalizer import PolicyNormalizer
-from diffuseloco_policy.training.trainer import fit_normalizer
-from diffuseloco_policy.training.windows import EpisodeWindows, collate_batch
+from diffuseloco_learning.training.trainer import fit_normalizer
+from diffuseloco_learning.training.windows import EpisodeWindows, collate_batch
 
 torch.set_num_threads(1)
 CFG = load_config()

@@ -102,7 +102,7 @@ class Watcher(BackgroundNode):
 
 
 def start_processes(env: dict) -> list[subprocess.Popen]:
-    peer = subprocess.Popen([sys.executable, "-m", "diffuseloco_policy.bridge.lcm_robot_peer", "--lcm-url", UDPM,
+    peer = subprocess.Popen([sys.executable, "-m", "diffuseloco_sim.lcm_robot_peer", "--lcm-url", UDPM,
                              "--estimator-url", UDPM_ESTIMATOR, "--report-s", "0.5", "--duration", "60"],
                             env=env, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     bridge = subprocess.Popen([sys.executable, "-m", "diffuseloco_policy.nodes.lcm_bridge_node", "--ros-args",
@@ -115,7 +115,7 @@ class InProcess:
     """memq fallback: the peer in a thread and the bridge node in an executor thread of this process."""
 
     def __init__(self) -> None:
-        from diffuseloco_policy.bridge.lcm_robot_peer import LcmRobotPeer
+        from diffuseloco_sim.lcm_robot_peer import LcmRobotPeer
         from diffuseloco_policy.nodes.lcm_bridge_node import LcmBridgeNode
 
         self.peer = LcmRobotPeer(MEMQ, MEMQ)

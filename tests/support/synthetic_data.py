@@ -13,7 +13,7 @@ import numpy as np
 
 from diffuseloco_policy.config import StackConfig, load_config
 from diffuseloco_policy.config import plain
-from diffuseloco_policy.data.dataset import write_dataset
+from diffuseloco_learning.data.dataset import write_dataset
 
 
 def synthetic_episodes(lengths, seed: int = 0, config: StackConfig | None = None) -> list[dict[str, np.ndarray]]:

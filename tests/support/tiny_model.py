@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
-from diffuseloco_policy.export import export_onnx
+from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
+from diffuseloco_learning.export import export_onnx
 from diffuseloco_policy.normalizer import PolicyNormalizer
 
 

@@ -1,5 +1,2 @@
-"""Bringup for DiffuseLoco-ROS: where the launch files and configs live, and the launch-free dev runner."""
-
-from pathlib import Path
-
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+"""Bringup for DiffuseLoco-ROS: the node graph (graph.py) that the launch files and the launch-free dev runner
+share, the parameter files under config/, and the demo."""

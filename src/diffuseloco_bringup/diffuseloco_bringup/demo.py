@@ -23,14 +23,14 @@ from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
 from geometry_msgs.msg import TwistStamped
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.evaluation.bag_timing import BagTimingError, RecordedTiming, read_stamps, recorded_timing
+from diffuseloco_policy.bag_timing import BagTimingError, RecordedTiming, read_stamps, recorded_timing
+from diffuseloco_policy.nodes.policy_node import default_model_path
 from diffuseloco_policy.nodes.spin import BackgroundNode
+from diffuseloco_policy.package_files import PackageFileNotFound
 
 from .graph import NodeSpec, params_file
 from .run import Graph
 
-REPO = Path(__file__).resolve().parents[3]
-SHIPPED_MODEL = REPO / "models" / "diffuseloco_cyberdog2.onnx"
 SETTLE_S = 1.0  # seconds of each segment left out of the achieved-velocity mean (gait transition)
 
 
@@ -142,7 +142,7 @@ class DemoRun:
 def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoRun:
     """Start the graph, let the script teleop drive it to the end, and read back what the dog did."""
     out.mkdir(parents=True, exist_ok=True)
-    model = model or (str(SHIPPED_MODEL) if SHIPPED_MODEL.is_file() else "expert")
+    model = model or _shipped_model()
     label = "EXPERT STAND-IN, not a learned policy" if model == "expert" else Path(model).name
     bag = out / time.strftime("bag-%Y%m%d-%H%M%S")
     print(f"DiffuseLoco-ROS demo: simulator + policy node ({label}) + script teleop + recorder", flush=True)
@@ -190,6 +190,15 @@ def timing_lines(timing: Optional[RecordedTiming], config) -> list[str]:
                      "busy machine, and allow SCHED_FIFO (CAP_SYS_NICE) if the nodes logged that they could not "
                      "use it")
     return lines
+
+
+def _shipped_model() -> str:
+    """The policy node's default model when it is there (share/diffuseloco_policy/models), else the experts."""
+    try:
+        model = default_model_path()
+    except PackageFileNotFound:
+        return "expert"
+    return str(model) if model.is_file() else "expert"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -8,17 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-try:  # installed by colcon: configs live in the package's share directory
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-except ImportError:  # pragma: no cover - the ROS wheels always ship ament_index_python
-    get_package_share_directory = None
+from diffuseloco_policy.package_files import share_dir
 
 PACKAGE = "diffuseloco_bringup"
-SOURCE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
-# Executable name (console script, `ros2 run` name) -> Python module that provides `main()`.
+# Executable name (console script, `ros2 run` name) -> Python module that provides `main()` in the launch-free
+# runner. The joystick is ROS's `joy` game_controller_node under launch_ros; where ROS is not installed (the PyPI
+# wheels have no `joy`) the runner starts our evdev driver, which publishes the same Joy layout.
 EXECUTABLES = {
-    "sim_node": "diffuseloco_policy.nodes.sim_node",
+    "game_controller_node": "diffuseloco_policy.nodes.joy_driver",
+    "sim_node": "diffuseloco_sim.sim_node",
     "policy_node": "diffuseloco_policy.nodes.policy_node",
     "teleop_node": "diffuseloco_policy.nodes.teleop_node",
     "keyboard_teleop": "diffuseloco_policy.nodes.keyboard_teleop",
@@ -44,15 +43,8 @@ class NodeSpec:
 
 
 def config_dir() -> Path:
-    """The bringup config folder: the source tree in a dev checkout, share/ when installed by colcon."""
-    if SOURCE_CONFIG_DIR.is_dir():
-        return SOURCE_CONFIG_DIR
-    if get_package_share_directory is None:
-        raise FileNotFoundError("diffuseloco_bringup configs not found")
-    try:
-        return Path(get_package_share_directory(PACKAGE)) / "config"
-    except PackageNotFoundError as exc:
-        raise FileNotFoundError("diffuseloco_bringup is not installed and no source tree is present") from exc
+    """The bringup config folder: share/diffuseloco_bringup/config when installed, the source tree in a checkout."""
+    return share_dir(PACKAGE) / "config"
 
 
 def graph(target: str, model: str = "", teleop: str = "joy", record: bool = False) -> list[NodeSpec]:
@@ -66,10 +58,12 @@ def graph(target: str, model: str = "", teleop: str = "joy", record: bool = Fals
     policy_params = {"model": model} if model else {}
     nodes = [NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy", policy_params)]
     if target == "sim":
-        nodes.insert(0, NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"))
+        nodes.insert(0, NodeSpec("diffuseloco_sim", "sim_node", "cyberdog_sim"))
     else:
         nodes.insert(0, NodeSpec("diffuseloco_policy", "lcm_bridge", "lcm_bridge"))
     teleop_executable = {"joy": "teleop_node", "keyboard": "keyboard_teleop", "script": "script_teleop"}
+    if teleop == "joy":  # the driver that turns the pad into /joy, then the teleop that reads it
+        nodes.append(NodeSpec("joy", "game_controller_node", "joy"))
     if teleop in teleop_executable:
         nodes.append(NodeSpec("diffuseloco_policy", teleop_executable[teleop], "teleop"))
     if record:

@@ -5,4 +5,4 @@ normalizer + sampler (diffusion/) -> safety (safety.py) -> PD targets. Nothing i
 the nodes in nodes/ are thin adapters.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -18,8 +18,9 @@ from typing import Any, Union
 import numpy as np
 import yaml
 
-PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_ROBOT_CONFIG = PACKAGE_CONFIG_DIR / "cyberdog2.yaml"
+from .package_files import package_file
+
+ROBOT_CONFIG = "configs/cyberdog2.yaml"   # the shipped robot, in the package's share directory
 
 
 class ConfigError(ValueError):
@@ -441,12 +442,17 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 def load_config(path: Union[str, Path, None] = None) -> StackConfig:
     """Read a stack config from YAML (the shipped CyberDog 2 config by default)."""
-    path = Path(path) if path is not None else DEFAULT_ROBOT_CONFIG
+    path = Path(path) if path is not None else default_robot_config()
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     return from_dict(StackConfig, data, where=path.name)
+
+
+def default_robot_config() -> Path:
+    """The shipped CyberDog 2 config file (share/diffuseloco_policy/configs/cyberdog2.yaml when installed)."""
+    return package_file("diffuseloco_policy", ROBOT_CONFIG)
 
 
 def config_from_dict(data: dict[str, Any]) -> StackConfig:

@@ -18,12 +18,15 @@ from typing import Any, Mapping, Optional, Union
 
 
 from .config import ConfigError, StackConfig, TermConfig, config_from_dict
-from .diffusion.policy import ModelSpec, Policy, PolicyDims, build_policy
+from .model_spec import ModelSpec, PolicyDims
 from .normalizer import PolicyNormalizer
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 PREFIX = "diffuseloco."
+# The exported graphs' input and output names (diffuseloco_learning.export writes them, runtime.py feeds them).
+INPUT_OBS, INPUT_GOAL, INPUT_NOISE, INPUT_PREV = "obs_history", "goal_history", "noise", "prev_clean"
+OUTPUT_ACTIONS, OUTPUT_CLEAN = "actions", "clean"
 KEYS = ("format_version", "stack_config", "model", "normalizer", "observation_layout", "joint_order", "rates",
         "scheduler", "graph")
 
@@ -57,8 +60,9 @@ def observation_layout(config: StackConfig) -> dict[str, Any]:
             "goal_terms": terms(obs.goal_terms)}
 
 
-def build_metadata(policy: Policy, config: StackConfig, graph: Optional[dict[str, Any]] = None) -> dict[str, str]:
-    """The metadata_props / safetensors metadata of a model file: JSON strings under 'diffuseloco.*' keys."""
+def build_metadata(policy: Any, config: StackConfig, graph: Optional[dict[str, Any]] = None) -> dict[str, str]:
+    """The metadata_props / safetensors metadata of a model file: JSON strings under 'diffuseloco.*' keys.
+    `policy` is a diffuseloco_learning policy module (its spec, normalizer and scheduler are read)."""
     spec = policy.spec
     scheduler = {**spec.scheduler.to_dict(), "timesteps": getattr(getattr(policy, "scheduler", None), "timesteps", [])}
     values: dict[str, Any] = {
@@ -196,31 +200,13 @@ def read_onnx_info(path: Union[str, Path], robot: Optional[StackConfig] = None) 
     return info
 
 
-def save_checkpoint(path: Union[str, Path], policy: Policy, config: StackConfig,
-                    extra: Optional[dict[str, str]] = None) -> Path:
-    """Torch weights as safetensors (no pickle) with the same metadata an ONNX export carries."""
-    from safetensors.torch import save_file
-
+def warm_path(path: Union[str, Path], steps: int) -> Path:
+    """Where the warm-start graph with `steps` steps lives next to the full graph."""
     path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    save_file(tensors, str(path), metadata={**build_metadata(policy, config, {"sampler": "torch"}), **(extra or {})})
-    return path
+    return path.with_name(f"{path.stem}.warm{steps}{path.suffix}")
 
 
-def load_checkpoint(path: Union[str, Path], robot: Optional[StackConfig] = None) -> tuple[Policy, ModelInfo]:
-    """Rebuild a policy from a safetensors checkpoint, validated against `robot` when given (eval mode)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
+def warm_graphs(path: Union[str, Path]) -> list[Path]:
+    """The warm-start graphs beside a full graph (name.warm<k>.onnx), in name order."""
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except Exception as exc:  # noqa: BLE001
-        raise ModelMismatchError(f"{path}: cannot read checkpoint: {exc}") from exc
-    info = parse_metadata(metadata, source=str(path))
-    if robot is not None:
-        check_compatible(info.config, robot, source=str(path))
-    policy = build_policy(info.config, info.spec, info.normalizer)
-    policy.load_state_dict(load_file(str(path)))
-    return policy.eval(), info
+    return sorted(path.parent.glob(f"{path.stem}.warm*{path.suffix}"))

@@ -10,14 +10,12 @@ in checkpoints, never pickled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import numpy as np
-import torch
-from torch import nn
 
 RANGE_EPS = 1e-4
-ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
+ArrayLike = TypeVar("ArrayLike")  # numpy arrays here; torch tensors in diffuseloco_learning
 
 
 @dataclass(frozen=True)
@@ -30,9 +28,10 @@ class MinMaxNormalizer:
     input_max: np.ndarray
 
     @classmethod
-    def fit(cls, data: Union[np.ndarray, torch.Tensor], range_eps: float = RANGE_EPS) -> "MinMaxNormalizer":
-        """Fit to data of shape (..., dim): the data's min maps to -1 and its max to +1."""
-        x = np.asarray(data.detach().cpu() if isinstance(data, torch.Tensor) else data, dtype=np.float64)
+    def fit(cls, data: Any, range_eps: float = RANGE_EPS) -> "MinMaxNormalizer":
+        """Fit to data of shape (..., dim), a numpy array or a torch tensor: the data's min maps to -1 and its
+        max to +1."""
+        x = np.asarray(data.detach().cpu() if _is_tensor(data) else data, dtype=np.float64)
         x = x.reshape(-1, x.shape[-1])
         lo, hi = x.min(axis=0), x.max(axis=0)
         return cls.from_limits(lo, hi, range_eps)
@@ -66,9 +65,8 @@ class MinMaxNormalizer:
         return (y - offset) / scale
 
     def _params_like(self, x: Any) -> tuple[Any, Any]:
-        if isinstance(x, torch.Tensor):
-            return (torch.as_tensor(self.scale, dtype=x.dtype, device=x.device),
-                    torch.as_tensor(self.offset, dtype=x.dtype, device=x.device))
+        if _is_tensor(x):  # a torch tensor: the parameters as tensors of its dtype, on its device
+            return x.new_tensor(self.scale), x.new_tensor(self.offset)
         dtype = x.dtype if isinstance(x, np.ndarray) and x.dtype.kind == "f" else np.float64
         return self.scale.astype(dtype), self.offset.astype(dtype)
 
@@ -108,22 +106,6 @@ class PolicyNormalizer:
         return cls(*(MinMaxNormalizer.from_dict(data[k]) for k in cls.FIELDS))
 
 
-class NormalizerModule(nn.Module):
-    """A MinMaxNormalizer as buffers: part of a model's state_dict and baked into exported graphs as constants."""
-
-    def __init__(self, normalizer: MinMaxNormalizer) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.from_numpy(normalizer.scale.copy()))
-        self.register_buffer("offset", torch.from_numpy(normalizer.offset.copy()))
-        self.register_buffer("input_min", torch.from_numpy(normalizer.input_min.copy()))
-        self.register_buffer("input_max", torch.from_numpy(normalizer.input_max.copy()))
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale + self.offset
-
-    def unnormalize(self, y: torch.Tensor) -> torch.Tensor:
-        return (y - self.offset) / self.scale
-
-    def to_normalizer(self) -> MinMaxNormalizer:
-        return MinMaxNormalizer(*(getattr(self, k).detach().cpu().numpy().astype(np.float32)
-                                  for k in ("scale", "offset", "input_min", "input_max")))
+def _is_tensor(x: Any) -> bool:
+    """A torch tensor, recognised without importing torch (the robot's runtime has none)."""
+    return hasattr(x, "detach") and hasattr(x, "new_tensor")

@@ -55,7 +55,7 @@ def observes_applied_action(config: StackConfig) -> bool:
 
 
 GAIT_PHASE_TERM = "gait_phase"
-GAIT_PHASE_SIZE = 12    # sin and cos of each leg's phase, then its stance flag (experts/gaits.py)
+GAIT_PHASE_SIZE = 12    # sin and cos of each leg's phase, then its stance flag (gaits.py)
 
 
 def observes_gait_phase(config: StackConfig) -> bool:
@@ -137,7 +137,7 @@ class ObservationBuilder:
 
     def goal(self, command: np.ndarray, skill_id: int, gait_phase: Optional[np.ndarray] = None) -> np.ndarray:
         """The goal vector (float32): scaled (vx, vy, yaw rate), a one-hot skill and, where the config has the
-        term, the gait phase (experts/gaits.py GaitSchedule.phase_features) of the same tick."""
+        term, the gait phase (gaits.py GaitSchedule.phase_features) of the same tick."""
         if not 0 <= int(skill_id) < self.num_skills:
             raise ConfigError(f"skill id {skill_id} outside 0..{self.num_skills - 1}")
         parts = []

@@ -31,7 +31,7 @@ import numpy as np
 from .command_feedback import CommandFeedback, Measured
 from .config import StackConfig
 from .controller import Controller, ControllerRequest, ControllerState
-from .experts.gaits import GaitFollower
+from .gaits import GaitFollower
 from .gains import SkillGains
 from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler

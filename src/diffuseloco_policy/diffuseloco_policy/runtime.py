@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-import torch
 
 from .config import StackConfig
-from .diffusion.policy import Policy
-from .diffusion.schedulers import inference_timesteps
-from .export import INPUT_GOAL, INPUT_NOISE, INPUT_OBS, INPUT_PREV, OUTPUT_ACTIONS, OUTPUT_CLEAN, warm_path
-from .model_file import ModelInfo, ModelMismatchError, load_checkpoint, read_onnx_info
+from .model_file import (INPUT_GOAL, INPUT_NOISE, INPUT_OBS, INPUT_PREV, OUTPUT_ACTIONS, OUTPUT_CLEAN, ModelInfo,
+                         ModelMismatchError, read_onnx_info, warm_path)
+from .model_spec import inference_timesteps
 
 NoiseSource = Union[np.random.Generator, np.ndarray, None]
 Pair = tuple[np.ndarray, np.ndarray]
@@ -182,49 +180,6 @@ class OnnxRuntime(PolicyRuntime):
         return actions, clean
 
 
-class TorchRuntime(PolicyRuntime):
-    """The torch module itself (eval mode, no grad), e.g. straight from training or a checkpoint."""
-
-    def __init__(self, policy: Policy, info: ModelInfo, warm_start_steps: Optional[int] = None,
-                 threads: Optional[int] = None, seed: int = 0, noise_scale: float = 1.0) -> None:
-        super().__init__(info, warm_start_steps, seed, noise_scale)
-        self.policy = policy.eval()
-        if threads is not None:
-            torch.set_num_threads(threads)
-        self._full_time = self._warm_time = None
-        if self.is_diffusion:  # weights are frozen here, so the timestep tokens' keys/values are constants
-            with torch.no_grad():
-                self._full_time = policy.time_table(policy.full_indices())
-                if self.warm_start_steps is not None:
-                    self._warm_time = policy.time_table(policy.warm_indices(self.warm_start_steps))
-
-    @classmethod
-    def from_checkpoint(cls, path: Union[str, Path], robot: Optional[StackConfig] = None,
-                        warm_start_steps: Optional[int] = None, threads: Optional[int] = None,
-                        seed: int = 0, noise_scale: float = 1.0) -> "TorchRuntime":
-        policy, info = load_checkpoint(path, robot)
-        return cls(policy, info, warm_start_steps, threads=threads, seed=seed, noise_scale=noise_scale)
-
-    @torch.no_grad()
-    def sample_full(self, obs: np.ndarray, goal: np.ndarray, noise: Optional[np.ndarray]) -> Pair:
-        if not self.is_diffusion:
-            return _numpy(self.policy.sample(*_tensors(obs, goal)))
-        return _numpy(self.policy.sample(*_tensors(obs, goal, noise), time=self._full_time))
-
-    @torch.no_grad()
-    def sample_warm(self, obs: np.ndarray, goal: np.ndarray, prev_clean: np.ndarray, noise: np.ndarray) -> Pair:
-        o, g, p, n = _tensors(obs, goal, prev_clean, noise)
-        return _numpy(self.policy.sample_warm(o, g, p, n, steps=self.warm_start_steps, time=self._warm_time))
-
-
-def _tensors(*arrays: Optional[np.ndarray]) -> list[torch.Tensor]:
-    return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays if a is not None]
-
-
-def _numpy(pair: tuple[torch.Tensor, torch.Tensor]) -> Pair:
-    return pair[0].numpy(), pair[1].numpy()
-
-
 def default_threads(info: ModelInfo) -> int:
     """2 intra-op threads pay off for width-256 transformers, 1 is faster for smaller ones (performance.md)."""
     return 2 if info.spec.kind == "diffusion" and info.spec.denoiser.width >= 256 else 1
@@ -239,5 +194,16 @@ def load_runtime(path: Union[str, Path], robot: Optional[StackConfig] = None, ba
     if backend == "onnx":
         return OnnxRuntime(path, robot, warm_start_steps, intra_op_threads, seed, noise_scale)
     if backend == "torch":
-        return TorchRuntime.from_checkpoint(path, robot, warm_start_steps, intra_op_threads, seed, noise_scale)
+        return _torch_runtime().from_checkpoint(path, robot, warm_start_steps, intra_op_threads, seed, noise_scale)
     raise ValueError(f"unknown backend {backend!r}; use 'onnx' or 'torch'")
+
+
+def _torch_runtime() -> type:
+    """The torch backend, imported on request only: it lives with the torch modules in diffuseloco_learning,
+    which the robot image does not install."""
+    try:
+        from diffuseloco_learning.torch_runtime import TorchRuntime
+    except ImportError as exc:
+        raise ModelMismatchError(f"backend 'torch' needs diffuseloco_learning and torch ({exc}); on the robot "
+                                 "export the model to ONNX and use backend 'onnx'") from exc
+    return TorchRuntime

@@ -29,8 +29,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..joints import JointConvention
-from ..sim.interfaces import ImuReading, JointState
-from ..sim.interfaces import MotorCommand as SdkMotorCommand
+from ..motor_sdk import ImuReading, JointState
+from ..motor_sdk import MotorCommand as SdkMotorCommand
 from .lcm_types import leg_control_data_lcmt, motor_ctrl_lcmt, motor_ctrl_state_lcmt, state_estimator_lcmt
 
 NUM_JOINTS = 12

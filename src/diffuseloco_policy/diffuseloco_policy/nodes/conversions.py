@@ -13,8 +13,8 @@ from cyberdog_msgs.msg import LegState, MotorCommand
 from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import Imu
 
-from ..sim.interfaces import ImuReading, JointState
-from ..sim.interfaces import MotorCommand as SdkMotorCommand
+from ..motor_sdk import ImuReading, JointState
+from ..motor_sdk import MotorCommand as SdkMotorCommand
 
 NUM_JOINTS = 12
 

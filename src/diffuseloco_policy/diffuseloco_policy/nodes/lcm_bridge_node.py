@@ -38,7 +38,7 @@ from ..bridge.lcm_bridge import (
 from ..bridge.lcm_types import leg_control_data_lcmt, motor_ctrl_state_lcmt, state_estimator_lcmt
 from ..config import load_config
 from ..joints import JointConvention
-from ..sim.interfaces import MotorCommand as SdkMotorCommand
+from ..motor_sdk import MotorCommand as SdkMotorCommand
 from .conversions import body_velocity_msg, imu_msg
 from .parameters import declare_parameters
 from .spin import run_node, use_realtime_scheduling

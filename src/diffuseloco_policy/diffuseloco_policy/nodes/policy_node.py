@@ -28,7 +28,6 @@ from sensor_msgs.msg import Imu
 from ..command_feedback import describe as describe_feedback
 from ..config import ConfigError, StackConfig, load_config
 from ..controller import ControllerState
-from ..experts.stand_in import ExpertStandIn
 from ..inference import Sampler, describe_job
 from ..joints import JointConvention
 from ..gains import describe_scales, kp_scales, with_kp_scales
@@ -36,14 +35,16 @@ from ..model_file import ModelMismatchError, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import load_runtime
 from ..safety import ImuSample, JointSample, PDCommand, VelocitySample
+from ..package_files import share_dir
 from ..sensor_gate import SensorGate
 from ..timing import TickTiming
-from ..sim.interfaces import MotorCommand as SdkMotorCommand
+from ..motor_sdk import MotorCommand as SdkMotorCommand
 from .conversions import (body_velocity_from_msg, imu_reading_from_msg, joint_state_from_msg, motor_command_msg,
                           stamp_to_seconds)
 from .parameters import declare_parameters
 from .spin import run_node, use_realtime_scheduling
 
+PACKAGE = "diffuseloco_policy"
 EXPERT_STAND_IN = "expert"
 # How long a tick waits for a plan that is not ready at its start, before it counts a deadline miss and follows
 # the previous plan: a quarter of the 20 ms period. The plan normally arrives ~16 ms early; it is late when the
@@ -53,7 +54,7 @@ DEFAULT_INFERENCE_WAIT_MS = 5.0
 # The spread (std) of the robot-clock time between the joint samples of consecutive ticks above which the node
 # warns: 3 ms (1.5 joint-loop frames) is harmless in the harness, 6 ms is not (TickTiming.sample_used).
 SAMPLE_SPACING_WARN_STD_MS = 4.0
-DEFAULT_MODEL = Path(__file__).resolve().parents[4] / "models" / "diffuseloco_cyberdog2.onnx"
+DEFAULT_MODEL = "models/diffuseloco_cyberdog2.onnx"   # the shipped model, in share/diffuseloco_policy
 
 
 @dataclass(frozen=True)
@@ -122,16 +123,17 @@ class PolicyNode(Node):
         """The model's sampler, or (model: expert, simulation only) the expert controllers standing in for it."""
         if p["model"] == EXPERT_STAND_IN:
             self.model_path = Path(EXPERT_STAND_IN)
-            stand_in = ExpertStandIn(self.config)
+            stand_in = _expert_stand_in(self.config)
             self.create_subscription(TwistStamped, "/sim/base_twist", lambda m: stand_in.set_velocity(
                 m.twist.linear.x, m.twist.linear.y), 10)
             self.get_logger().warning("EXPERT STAND-IN: the expert controllers drive the robot, using the "
                                       "simulator's ground-truth velocity; this is not a learned policy")
             return SamplerSetup(stand_in, stand_in.reset, current_frame=False, trained=None)
-        self.model_path = Path(p["model"]) if p["model"] else DEFAULT_MODEL
+        self.model_path = Path(p["model"]) if p["model"] else default_model_path()
         if not self.model_path.is_file():
-            hint = (" (the default model ships in the repository's models/: restore it, or name one with "
-                    "model:=PATH; in simulation, model:=expert runs the expert stand-in)") if not p["model"] else ""
+            hint = (" (the default model ships in the repository's models/ and is installed to "
+                    f"share/{PACKAGE}/models: restore it, or name one with model:=PATH; in simulation, "
+                    "model:=expert runs the expert stand-in)") if not p["model"] else ""
             raise FileNotFoundError(f"model file {self.model_path} not found{hint}")
         runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
                                warm_start_steps=p["warm_start_steps"] or None,
@@ -313,6 +315,22 @@ class PolicyNode(Node):
 def _triple(values: np.ndarray) -> str:
     """vx, vy, yaw rate for a diagnostics value."""
     return " ".join(f"{v:+.3f}" for v in values)
+
+
+def default_model_path() -> Path:
+    """The model the node runs when none is named: the shipped one, in share/diffuseloco_policy/models."""
+    return share_dir(PACKAGE) / DEFAULT_MODEL
+
+
+def _expert_stand_in(config: StackConfig):
+    """The expert controllers behind the sampler interface (simulation only). They belong to the learning side,
+    which the robot image does not install, so they are imported only when asked for."""
+    try:
+        from diffuseloco_learning.experts.stand_in import ExpertStandIn
+    except ImportError as exc:
+        raise FileNotFoundError(f"model:=expert needs the diffuseloco_learning package ({exc}); it is not part "
+                                "of the robot install") from exc
+    return ExpertStandIn(config)
 
 
 def main(args: Optional[list[str]] = None) -> None:

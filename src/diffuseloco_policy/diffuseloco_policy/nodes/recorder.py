@@ -40,7 +40,7 @@ from rclpy.signals import SignalHandlerOptions
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from ..data.bagtypes import ensure_types, make_typestore
+from ..bagtypes import ensure_types, make_typestore
 from .parameters import declare_parameters
 
 DEFAULT_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/body_velocity", "/cyberdog/motor_cmd",

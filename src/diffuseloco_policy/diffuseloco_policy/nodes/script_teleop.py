@@ -23,13 +23,14 @@ import yaml
 
 from ..config import ConfigError
 from ..controller import ControllerRequest
+from ..package_files import package_file
 from ..teleop import TeleopCommand, make_command
 from .spin import run_node
 from .teleop_common import TeleopNode
 
 RETRY_S = 0.25
 SERVICE_WAIT_S = 60.0
-DEFAULT_SCRIPT = Path(__file__).resolve().parents[3] / "diffuseloco_bringup" / "config" / "demo_script.yaml"
+DEFAULT_SCRIPT = "config/demo_script.yaml"   # in share/diffuseloco_bringup
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ def load_script(path: Path, stack) -> tuple[list[Step], float]:
 class ScriptTeleopNode(TeleopNode):
     def __init__(self) -> None:
         super().__init__("teleop", {"script": ""})
-        self.steps, self.end = load_script(Path(self.params["script"] or DEFAULT_SCRIPT), self.stack)
+        self.steps, self.end = load_script(Path(self.params["script"]) if self.params["script"]
+                                             else package_file("diffuseloco_bringup", DEFAULT_SCRIPT), self.stack)
         self.command = TeleopCommand(self.stack.skill("stand").id, source="script")
         if not self.state_client.wait_for_service(timeout_sec=SERVICE_WAIT_S):
             raise ConfigError(f"the policy node's state service did not appear within {SERVICE_WAIT_S:.0f} s")

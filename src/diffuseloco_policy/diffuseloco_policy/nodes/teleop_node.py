@@ -3,22 +3,22 @@ zero velocity within `timeout`) and controller requests, through the mapping in 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 from sensor_msgs.msg import Joy
 
+from ..package_files import package_file
 from ..teleop import GamepadTeleop, load_gamepad_mapping
 from .spin import run_node
 from .teleop_common import TeleopNode
 
-DEFAULT_MAPPING = Path(__file__).resolve().parents[3] / "diffuseloco_bringup" / "config" / "teleop_gamepad.yaml"
+DEFAULT_MAPPING = "config/teleop_gamepad.yaml"   # in share/diffuseloco_bringup
 
 
 class JoyTeleopNode(TeleopNode):
     def __init__(self) -> None:
         super().__init__("teleop", {"mapping": "", "joy_topic": "/joy"})
-        mapping = load_gamepad_mapping(self.params["mapping"] or _installed_mapping())
+        mapping = load_gamepad_mapping(self.params["mapping"] or package_file("diffuseloco_bringup", DEFAULT_MAPPING))
         self.teleop = GamepadTeleop(mapping, self.stack)
         self.create_subscription(Joy, self.params["joy_topic"], self._on_joy, 10)
         self.create_timer(1.0 / self.params["publish_rate_hz"], lambda: self.publish_command(
@@ -30,14 +30,6 @@ class JoyTeleopNode(TeleopNode):
             self.get_logger().warning(warning, throttle_duration_sec=1.0)
         for request in result.requests:
             self.send_request(request)
-
-
-def _installed_mapping() -> Path:
-    if DEFAULT_MAPPING.is_file():
-        return DEFAULT_MAPPING
-    from ament_index_python.packages import get_package_share_directory
-
-    return Path(get_package_share_directory("diffuseloco_bringup")) / "config" / "teleop_gamepad.yaml"
 
 
 def main(args: Optional[list[str]] = None) -> None:

@@ -1,0 +1,192 @@
+"""Evaluate policies in the simulator over a scenario matrix.
+
+    python -m diffuseloco_learning.evaluation --policy models/x.onnx --policy expert \\
+        --scenarios eval_default --seeds 5 --out out/eval [--ablation none current_frame open_loop_chunk]
+
+Every policy runs through the deployed PolicyLoop (stand up, RUN, the scenario's commands). Writes
+results.json (every episode and the summaries), results.md (tables per policy x group and per policy x skill)
+and PNG plots (commanded vs achieved velocity and a contact raster for one episode per skill and one switch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Optional
+
+from diffuseloco_policy.command_feedback import describe as describe_feedback, without_feedback
+from diffuseloco_policy.config import StackConfig, load_config
+from diffuseloco_policy.gains import describe_scales, with_kp_scales
+from diffuseloco_policy.model_file import read_onnx_info, within_trained_ranges
+from diffuseloco_sim import CyberDogSim, SimConfig
+from .episode import LoopOptions, run_episode
+from .policies import make_policy
+from .report import markdown, plot_episode, summarize_policy
+from .scenarios import ScenarioMatrix, load_matrix
+
+ABLATIONS = ("none", "current_frame", "open_loop_chunk")
+
+
+def variant_parts(variant: str) -> set[str]:
+    """'none', 'current_frame', 'open_loop_chunk' or a '+' combination of the last two -> the ablations in it."""
+    parts = set(variant.split("+")) - {"none"}
+    unknown = parts - set(ABLATIONS)
+    if unknown:
+        raise ValueError(f"unknown ablation {sorted(unknown)}; choose from {ABLATIONS} (combine with '+')")
+    return parts
+
+
+def loop_options(variant: str, config: StackConfig, inference_wait_s: float, open_loop_ticks: Optional[int],
+                 delayed_inputs: bool = True, tick_jitter_steps: float = 0.0) -> LoopOptions:
+    """The loop settings of a variant (see variant_parts). A model trained on the current frame (delayed_inputs
+    False) always runs with it: feeding it the delayed window would be a mismatch, not the ablation."""
+    parts = variant_parts(variant)
+    longest = config.action.horizon - config.action.execute_index
+    replan = (open_loop_ticks or longest) if "open_loop_chunk" in parts else 1
+    current_frame = "current_frame" in parts or not delayed_inputs
+    return LoopOptions(inference_wait_s, current_frame=current_frame, replan_every=replan,
+                       tick_jitter_steps=tick_jitter_steps)
+
+
+def sim_config(matrix: ScenarioMatrix) -> SimConfig:
+    if not matrix.randomized:
+        return SimConfig()
+    randomized = SimConfig.randomized()
+    return randomized if matrix.pushes else randomized.without_pushes()
+
+
+def representative(matrix: ScenarioMatrix) -> dict[str, str]:
+    """stem -> scenario to plot: per skill, its single-skill scenario with the fastest forward command, and one
+    switch (between two moving skills if there is one)."""
+    chosen: dict[str, tuple[float, str]] = {}
+    switches: list[tuple[bool, str]] = []
+    for scenario in matrix.scenarios:
+        scored = [s for s in scenario.segments if not s.lead_in]
+        skills = {s.skill for s in scored}
+        if len(skills) == 1:
+            key, vx = f"skill{scored[0].skill}", max(s.command[0] for s in scored)
+            if key not in chosen or vx > chosen[key][0]:
+                chosen[key] = (vx, scenario.name)
+        elif skills:
+            switches.append((all(s.command[0] != 0.0 for s in scored), scenario.name))
+    out = {key: name for key, (_, name) in chosen.items()}
+    if switches:
+        out["switch"] = next((name for moving, name in switches if moving), switches[0][1])
+    return out
+
+
+def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfig, seeds: int, out: Path,
+             ablations: list[str], inference_wait_s: float = 1.0, open_loop_ticks: Optional[int] = None,
+             base_seed: int = 0, plots: bool = True, log=print, tick_jitter_steps: float = 0.0) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    sim = CyberDogSim(config, sim_config(matrix), seed=base_seed)
+    for variant in ablations:
+        variant_parts(variant)  # an unknown name fails before any run
+    wanted = {name: stem for stem, name in representative(matrix).items()}
+    policies, episodes, plot_files = [], {}, []
+    start = time.perf_counter()
+    for spec in policy_specs:
+        policy = make_policy(spec, config, seed=base_seed)
+        loop_config = with_kp_scales(config if policy.command_feedback else without_feedback(config),
+                                     {**{s.name: 1.0 for s in config.skills}, **policy.kp_scales})
+        try:
+            for variant in ablations:
+                options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs,
+                                       tick_jitter_steps)
+                label = policy.label if variant == "none" else f"{policy.label} ({options.name})"
+                policies.append({**policy.describe(), "label": label, "spec": spec, "ablation": options.name,
+                                 "current_frame": options.current_frame, "replan_every": options.replan_every,
+                                 "command_feedback": loop_config.command_feedback.enabled})
+                episodes[label] = []
+                for scenario in matrix.scenarios:
+                    for i in range(seeds):
+                        seed = base_seed * 1000 + i  # seed i: the same physics draw for every policy
+                        result, trace = run_episode(loop_config, sim, policy, scenario, matrix, seed, options)
+                        episodes[label].append(result)
+                        outcome = (f"FELL at {result['fall_time_s']:.2f} s ({result['fall_reason']})"
+                                   if result["fell"] else "ok")
+                        elapsed = time.perf_counter() - start
+                        log(f"[{elapsed:7.1f} s] {label} | {scenario.name} seed {seed}: {outcome}")
+                        if plots and i == 0 and scenario.name in wanted:
+                            title = f"{label}: {scenario.name} (seed {seed})"
+                            plot_files += [str(p.relative_to(out)) for p in
+                                           plot_episode(trace, title, out, f"{label}_{scenario.name}")]
+        finally:
+            policy.close()
+    summary = {label: summarize_policy(eps, matrix.gaits, matrix.transition.min_two_feet)
+               for label, eps in episodes.items()}
+    meta = {"matrix": matrix.name, "seeds": seeds, "base_seed": base_seed,
+            "physics": ("SimConfig.randomized()" + ("" if matrix.pushes else " without pushes"))
+            if matrix.randomized else "ideal (no noise, latency, randomization)",
+            "duration_s": max(s.duration_s for s in matrix.scenarios), "settle_s": matrix.settle_s,
+            "inference_wait_s": inference_wait_s, "tick_jitter_steps": tick_jitter_steps, "robot": config.robot.name,
+            "command_ranges": config.describe_command_ranges(),
+            "command_feedback": describe_feedback(config.command_feedback),
+            "feedback_off": [p["label"] for p in policies if not p["command_feedback"]],
+            "policy_gains": {p["label"]: describe_scales(p["kp_scales"]) for p in policies},
+            "wall_s": time.perf_counter() - start}
+    report = {"meta": meta, "policies": policies, "matrix": matrix.to_dict(config), "summary": summary,
+              "episodes": episodes, "plots": plot_files}
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    (out / "results.md").write_text(markdown(summary, meta))
+    return report
+
+
+def robot_config(path: Optional[Path], ranges_from: Optional[Path] = None) -> StackConfig:
+    """The robot config, with `ranges_from` its command ranges cut to that model file's, as the policy node cuts
+    them at start: a model shipped with an envelope is then evaluated on the commands it will be given."""
+    config = load_config(path)
+    if ranges_from is not None:
+        config = within_trained_ranges(config, read_onnx_info(ranges_from, config).config)
+    return config
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diffuseloco_learning.evaluation",
+                                     description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="policy specs: expert | PATH.onnx | PATH.safetensors, optionally "
+                                            "followed by ,warm=K ,backend=onnx|torch ,label=NAME ,threads=N ,noise=S "
+                                            "(sampler temperature) ,feedback=off (no outer velocity loop)")
+    parser.add_argument("--policy", action="append", required=True, help="a policy spec (repeat to compare)")
+    parser.add_argument("--scenarios", default="eval_default", help="matrix name (configs/eval_*.yaml) or YAML path")
+    parser.add_argument("--seeds", type=int, default=None, help="episodes per scenario (default: the matrix's)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed")
+    parser.add_argument("--out", type=Path, default=Path("out/eval"))
+    parser.add_argument("--ablation", nargs="+", default=["none"],
+                        help="variants to run per policy: none (the deployed design), current_frame, "
+                             "open_loop_chunk, or a '+' combination")
+    parser.add_argument("--open-loop-ticks", type=int, default=None,
+                        help="open_loop_chunk: ticks per chunk (default horizon - execute_index)")
+    parser.add_argument("--inference-wait", type=float, default=1.0,
+                        help="s PolicyLoop waits for a chunk (large = deterministic; latency is reported separately)")
+    parser.add_argument("--tick-jitter", type=float, default=0.0, metavar="STEPS",
+                        help="vary the physics steps between control ticks by this standard deviation, as the live "
+                             "graph's separate wall clocks do (its bags: 1.6-3.3 of the nominal 10)")
+    parser.add_argument("--duration", type=float, default=None, help="override the matrix's episode duration (s)")
+    parser.add_argument("--config", type=Path, default=None, help="robot config (default: the shipped CyberDog 2)")
+    parser.add_argument("--ranges-from", type=Path, default=None, metavar="MODEL.onnx",
+                        help="cut the config's command ranges to this model file's, as the policy node does")
+    parser.add_argument("--pushes", action="store_true",
+                        help="shove the trunk every 4-8 s (SimConfig.randomized()'s pushes), whatever the matrix says")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    config = robot_config(args.config, args.ranges_from)
+    matrix = load_matrix(args.scenarios, config)
+    if args.pushes:
+        if not matrix.randomized:
+            parser.error(f"--pushes: matrix {matrix.name} runs nominal physics; pushes come with randomized physics")
+        matrix = replace(matrix, pushes=True)
+    if args.duration is not None:
+        matrix = replace(matrix, scenarios=tuple(replace(s, duration_s=args.duration) for s in matrix.scenarios
+                                                 if s.segments[-1].start_s < args.duration))
+    report = evaluate(args.policy, matrix, config, args.seeds or matrix.seeds, args.out, args.ablation,
+                      args.inference_wait, args.open_loop_ticks, args.seed, plots=not args.no_plots,
+                      tick_jitter_steps=args.tick_jitter)
+    sys.stdout.write(markdown(report["summary"], report["meta"]))
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {len(report['plots'])} plots")
+    return 0

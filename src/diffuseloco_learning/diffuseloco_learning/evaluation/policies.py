@@ -1,0 +1,180 @@
+"""Every policy behind one interface, for PolicyLoop: a timed sampler, its reset, and per-episode hooks.
+
+Policy specs (the CLI's --policy):
+  expert                              the expert controllers (ExpertStandIn), fed the simulator's true velocity
+  models/x.onnx[,warm=K]              an exported model (diffusion, optionally warm-started, or bc_mlp), ONNX Runtime;
+                                      warm=0 (or no warm) is the full sampler every tick
+  ckpt.safetensors[,warm=K]           a checkpoint through the torch runtime
+  ...,backend=onnx|torch,label=NAME,threads=N   explicit backend, a display name, intra-op threads
+  ...,feedback=off                    without the stack's outer velocity loop (command_feedback.py): the raw policy
+  ...,noise=S                         the sampler's temperature in [0, 1] (runtime.py; default 1, the trained sampler)
+  ...,gains=trot:0.8/bound:1.1        per-skill kp scales instead of the model file's (gains.py; skills not named run
+                                      at robot.kp; gains=none: robot.kp everywhere). The experts always use robot.kp.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffuseloco_policy.config import StackConfig
+from diffuseloco_policy.gains import kp_scales, with_kp_scales
+from diffuseloco_policy.runtime import PolicyRuntime, load_runtime
+
+EXPERT = "expert"
+
+
+class EvalPolicy:
+    """A sampler for PolicyLoop that records how long each call takes (in the inference thread)."""
+
+    label: str = "policy"
+    kind: str = "?"
+    delayed_inputs: bool = True  # False: a model trained on the current frame (the ablation) is run that way
+    command_feedback: bool = True  # False (spec feedback=off): run without the config's outer velocity loop
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.kp_scales: dict[str, float] = {}  # skill name -> multiple of robot.kp the loop drives it with (absent: 1)
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def __call__(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self.sample(obs_window, goal_window)
+        except Exception:
+            with self._lock:
+                self.errors += 1
+            raise
+        finally:
+            with self._lock:
+                self.latencies.append(time.perf_counter() - start)
+
+    def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """PolicyLoop's reset_sampler: forget state carried between calls (a warm start's previous chunk)."""
+
+    def start_episode(self, seed: int) -> None:
+        """A new episode: fresh state, and noise drawn from `seed` so each episode reproduces on its own."""
+        self.reset()
+        with self._lock:
+            self.latencies, self.errors = [], 0
+
+    def before_tick(self, sim: Any) -> None:
+        """Called before each PolicyLoop tick with the simulator (only the expert may read ground truth)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind, "kp_scales": dict(self.kp_scales)}
+
+    def close(self) -> None:
+        pass
+
+
+class RuntimePolicy(EvalPolicy):
+    """A trained model through runtime.load_runtime: diffusion or bc_mlp, ONNX or torch."""
+
+    def __init__(self, runtime: PolicyRuntime, label: str, source: str, backend: str) -> None:
+        super().__init__()
+        self.runtime, self.label, self.source, self.backend = runtime, label, source, backend
+        self.kind = runtime.info.spec.kind
+        self.delayed_inputs = runtime.info.spec.delayed_inputs
+        self.kp_scales = kp_scales(runtime.info.config)  # as the file was validated; the node does the same
+        self._rng = np.random.default_rng(0)
+
+    def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+        return self.runtime.predict(obs_window, goal_window, self._rng)
+
+    def reset(self) -> None:
+        self.runtime.reset()
+
+    def start_episode(self, seed: int) -> None:
+        super().start_episode(seed)
+        self._rng = np.random.default_rng(seed)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "source": self.source, "backend": self.backend,
+                "warm_start_steps": self.runtime.warm_start_steps, "noise_scale": self.runtime.noise_scale}
+
+
+class ExpertPolicy(EvalPolicy):
+    """The expert controllers as the policy (simulation only: they need the true body velocity)."""
+
+    kind = "expert"
+
+    def __init__(self, config: StackConfig, label: str = EXPERT) -> None:
+        from ..experts.stand_in import ExpertStandIn
+
+        super().__init__()
+        self.label = label
+        self.stand_in = ExpertStandIn(config)
+
+    def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
+        return self.stand_in(obs_window, goal_window)
+
+    def reset(self) -> None:
+        self.stand_in.reset()
+
+    def before_tick(self, sim: Any) -> None:
+        self.stand_in.set_velocity(*sim.base_velocity_body()[:2])  # what experts/rollout.py gives the expert
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """'path,key=value,...' -> (path, options)."""
+    path, *options = spec.split(",")
+    parsed = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise", "gains") or (
+                key == "feedback" and value not in ("on", "off")):
+            raise ValueError(f"policy option {option!r} in {spec!r}: expected warm=K, backend=onnx|torch, "
+                             f"label=NAME, threads=N, feedback=on|off, noise=S or gains=SKILL:SCALE/...")
+        parsed[key] = value
+    return path, parsed
+
+
+def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
+    path, options = parse_spec(spec)
+    policy = _make_policy(path, options, config, seed)
+    policy.command_feedback = options.get("feedback", "on") == "on"
+    if "gains" in options:
+        if isinstance(policy, ExpertPolicy):
+            raise ValueError(f"{spec!r}: the experts run at robot.kp; gains= applies to models")
+        policy.kp_scales = parse_gains(options["gains"], config)
+    return policy
+
+
+def parse_gains(value: str, config: StackConfig) -> dict[str, float]:
+    """'trot:0.8/bound:1.1' -> every skill's scale (1 where not named); 'none' -> 1 everywhere. Checked like a
+    config's (unknown skills, out-of-bounds scales)."""
+    scales = {s.name: 1.0 for s in config.skills}
+    if value != "none":
+        try:
+            named = {name: float(scale) for name, scale in (p.split(":") for p in value.split("/"))}
+        except ValueError:
+            raise ValueError(f"gains={value!r}: expected SKILL:SCALE/SKILL:SCALE, e.g. trot:0.8/bound:1.1, or none")
+        scales.update(named)
+    with_kp_scales(config, scales)  # a ConfigError for what a config would refuse
+    return scales
+
+
+def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: int) -> EvalPolicy:
+    if path == EXPERT:
+        return ExpertPolicy(config, label=options.get("label", EXPERT))
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"policy model {file} does not exist (or use 'expert')")
+    backend = options.get("backend") or ("onnx" if file.suffix == ".onnx" else "torch")
+    warm = int(options.get("warm") or 0) or None   # warm=0 or none given: the full sampler every tick
+    threads = int(options["threads"]) if options.get("threads") else None
+    noise = float(options.get("noise") or 1.0)
+    runtime = load_runtime(file, robot=config, backend=backend, warm_start_steps=warm, intra_op_threads=threads,
+                           seed=seed, noise_scale=noise)
+    settings = ("" if warm is None else f",warm{warm}") + ("" if noise == 1.0 else f",noise{noise:g}")
+    label = options.get("label") or f"{file.stem}[{backend}{settings}]"
+    return RuntimePolicy(runtime, label, str(file), backend)

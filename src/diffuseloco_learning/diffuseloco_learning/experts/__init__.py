@@ -1,0 +1,6 @@
+"""Model-based expert controllers (stand, trot, pace, bound) that generate the DiffuseLoco dataset."""
+
+from .controller import ExpertController, ExpertParams
+from diffuseloco_policy.gaits import GAITS, STAND, GaitParams
+
+__all__ = ["ExpertController", "ExpertParams", "GAITS", "GaitParams", "STAND"]

@@ -1,0 +1,180 @@
+"""Export a trained checkpoint's EMA model to ONNX (full sampler + warm-start graphs), verified against torch.
+
+    python -m diffuseloco_learning.training.export --checkpoint out/train_small/ckpt_latest --out models/policy.onnx
+    python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/b.onnx --envelope ...
+    python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/b.onnx --gain-scale trot=0.8
+
+Writes models/policy.onnx and models/policy.warm<k>.onnx for each --warm-steps entry (default: the model's
+warm_start_steps), each checked once in ONNX Runtime against the torch model to 1e-4 by export_onnx.
+--weights model exports the raw (non-EMA) weights instead, for debugging.
+
+--envelope SKILL.FIELD=LOW:HIGH (repeatable; FIELD is vx, vy or yaw_rate) narrows a skill's command range in the
+file below what the model was trained on. The policy node clamps commands to the file's ranges (and logs the
+narrowing at start), so a model that is only trusted inside part of its training ranges ships with that
+envelope enforced, not merely documented. Widening a range is refused: the model has never seen those commands.
+
+--gain-scale SKILL=SCALE (repeatable) sets the multiple of robot.kp the node drives that skill's PD targets with
+(SkillConfig.kp_scale, gains.py): the gains the model was validated with travel in the file, like its envelope.
+Scales outside [0.7, 1.3] (config.MIN_KP_SCALE, MAX_KP_SCALE) are refused.
+
+--from-model changes the envelope or the gain scales of a file that is already exported (and of its warm-start
+graphs) without its checkpoint: the graphs are copied untouched and only the embedded stack config changes, so
+the new file computes exactly what the old one did. Its ranges can only shrink against the source file's, which
+may already carry an envelope.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+from diffuseloco_policy.config import MAX_KP_SCALE, MIN_KP_SCALE, ConfigError, StackConfig
+from ..export import export_onnx
+from diffuseloco_policy.model_file import warm_graphs, warm_path
+from diffuseloco_policy.gains import with_kp_scales
+from diffuseloco_policy.model_file import PREFIX, ModelMismatchError, load_onnx
+from diffuseloco_learning.model_checkpoint import load_checkpoint
+from .checkpoint import ema_weights_path
+
+RANGE_FIELDS = ("vx", "vy", "yaw_rate")
+
+
+def parse_envelope(entries: Sequence[str]) -> dict[tuple[str, str], tuple[float, float]]:
+    """'trot.vx=-0.25:0.5' -> {('trot', 'vx'): (-0.25, 0.5)}."""
+    limits = {}
+    for entry in entries:
+        try:
+            key, bounds = entry.split("=")
+            skill, field = key.split(".")
+            low, high = (float(b) for b in bounds.split(":"))
+        except ValueError:
+            raise ConfigError(f"envelope entry {entry!r}: expected SKILL.FIELD=LOW:HIGH, e.g. trot.vx=-0.25:0.5")
+        if field not in RANGE_FIELDS:
+            raise ConfigError(f"envelope entry {entry!r}: field must be one of {RANGE_FIELDS}")
+        if low > high:
+            raise ConfigError(f"envelope entry {entry!r}: LOW is above HIGH")
+        limits[(skill, field)] = (low, high)
+    return limits
+
+
+def narrow_envelope(config: StackConfig, limits: Mapping[tuple[str, str], tuple[float, float]]) -> StackConfig:
+    """The config with the given command ranges; each must lie inside the trained one (unknown skills and wider
+    ranges are a ConfigError naming the entry)."""
+    skills = []
+    for skill in config.skills:
+        changes = {}
+        for field in RANGE_FIELDS:
+            if (skill.name, field) not in limits:
+                continue
+            (low, high), (trained_low, trained_high) = limits[(skill.name, field)], getattr(skill, field)
+            if low < trained_low or high > trained_high:
+                raise ConfigError(f"envelope {skill.name}.{field}=[{low}, {high}] is wider than the model's range "
+                                  f"[{trained_low}, {trained_high}]: it was never trained or checked on those "
+                                  "commands")
+            changes[field] = (low, high)
+        skills.append(dataclasses.replace(skill, **changes))
+    unknown = {name for name, _ in limits} - {s.name for s in config.skills}
+    if unknown:
+        raise ConfigError(f"envelope names unknown skills {sorted(unknown)}; the model's: "
+                          f"{[s.name for s in config.skills]}")
+    return dataclasses.replace(config, skills=tuple(skills))
+
+
+def parse_gain_scales(entries: Sequence[str]) -> dict[str, float]:
+    """'trot=0.8' -> {'trot': 0.8}."""
+    scales = {}
+    for entry in entries:
+        try:
+            skill, value = entry.split("=")
+            scales[skill] = float(value)
+        except ValueError:
+            raise ConfigError(f"gain scale entry {entry!r}: expected SKILL=SCALE, e.g. trot=0.8")
+    return scales
+
+
+def deployment_config(config: StackConfig, limits: Mapping[tuple[str, str], tuple[float, float]],
+                      scales: Mapping[str, float]) -> StackConfig:
+    """The model's config with the deployment choices of the command line: a narrower envelope, per-skill gains."""
+    return with_kp_scales(narrow_envelope(config, limits), scales)
+
+
+def export_checkpoint(checkpoint: Union[str, Path], out: Union[str, Path], warm_steps: Optional[Sequence[int]] = None,
+                      weights: str = "ema", envelope: Sequence[str] = (), gain_scales: Sequence[str] = ()
+                      ) -> list[Path]:
+    limits, scales = parse_envelope(envelope), parse_gain_scales(gain_scales)  # malformed: fails before the load
+    policy, info = load_checkpoint(ema_weights_path(checkpoint, weights))
+    if warm_steps is None:
+        warm_steps = (info.spec.warm_start_steps,) if info.spec.kind == "diffusion" else ()
+    config = deployment_config(info.config, limits, scales)
+    return export_onnx(policy, config, out, warm_steps=tuple(warm_steps), verify=True)
+
+
+def redeploy_model_file(source: Union[str, Path], out: Union[str, Path], envelope: Sequence[str] = (),
+                        gain_scales: Sequence[str] = ()) -> list[Path]:
+    """Copy an exported model file and its warm-start graphs to `out` with a narrower envelope or new gain scales
+    in their metadata.
+
+    Why not re-export: the checkpoint of a shipped model is often gone, and the graphs need no change; copying them
+    keeps the weights byte for byte, which the card and the evaluations of the source file then still describe."""
+    import onnx
+
+    source, out = Path(source), Path(out)
+    if source.resolve() == out.resolve():
+        raise ConfigError(f"--from-model {source}: write the new file under another name (--out)")
+    if not envelope and not gain_scales:
+        raise ConfigError("--from-model without --envelope or --gain-scale would only copy the file")
+    limits, scales = parse_envelope(envelope), parse_gain_scales(gain_scales)
+    model, info = load_onnx(source)
+    config_json = json.dumps(deployment_config(info.config, limits, scales).to_dict())
+    graphs = [(model, out)]
+    for path in warm_graphs(source):   # every graph is read and checked before anything is written
+        warm_model, warm = load_onnx(path)
+        if warm.config != info.config or warm.graph.get("sampler") != "warm":
+            raise ConfigError(f"{path}: not a warm-start graph of {source}; it does not belong to it")
+        graphs.append((warm_model, warm_path(out, warm.graph["steps"])))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for graph, target in graphs:
+        for entry in graph.metadata_props:
+            if entry.key == PREFIX + "stack_config":
+                entry.value = config_json
+        onnx.save(graph, str(target))
+    return [target for _, target in graphs]
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m diffuseloco_learning.training.export",
+                                     description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint directory (or a .safetensors model file)")
+    source.add_argument("--from-model", type=Path, metavar="MODEL.onnx",
+                        help="an exported file (warm graphs beside it) to copy with a narrower --envelope or "
+                             "new --gain-scale values")
+    parser.add_argument("--out", required=True, type=Path, help="full-sampler graph path, e.g. models/policy.onnx")
+    parser.add_argument("--warm-steps", type=int, nargs="*", default=None,
+                        help="warm-start graphs to write (default: the model's warm_start_steps)")
+    parser.add_argument("--weights", choices=("ema", "model"), default="ema")
+    parser.add_argument("--envelope", action="append", default=[], metavar="SKILL.FIELD=LOW:HIGH",
+                        help="narrow a skill's command range in the file (repeatable), e.g. trot.vx=-0.25:0.5")
+    parser.add_argument("--gain-scale", action="append", default=[], metavar="SKILL=SCALE",
+                        help=f"drive a skill with SCALE x robot.kp (repeatable; {MIN_KP_SCALE}-{MAX_KP_SCALE}), "
+                             "e.g. trot=0.8")
+    args = parser.parse_args(argv)
+    if args.from_model and (args.warm_steps is not None or args.weights != "ema"):
+        parser.error("--from-model copies the file's graphs as they are: --warm-steps and --weights do not apply")
+    try:
+        if args.from_model:
+            written = redeploy_model_file(args.from_model, args.out, args.envelope, args.gain_scale)
+        else:
+            written = export_checkpoint(args.checkpoint, args.out, args.warm_steps, args.weights, args.envelope,
+                                        args.gain_scale)
+    except (ConfigError, ModelMismatchError) as error:
+        parser.error(str(error))   # a refusal, not a crash: exit 2 with the reason, nothing written
+    for path in written:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

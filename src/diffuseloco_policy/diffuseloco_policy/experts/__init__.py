@@ -1,6 +1,0 @@
-"""Model-based expert controllers (stand, trot, pace, bound) that generate the DiffuseLoco dataset."""
-
-from .controller import ExpertController, ExpertParams
-from .gaits import GAITS, STAND, GaitParams
-
-__all__ = ["ExpertController", "ExpertParams", "GAITS", "GaitParams", "STAND"]

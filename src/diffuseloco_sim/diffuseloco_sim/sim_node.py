@@ -1,0 +1,164 @@
+"""The MuJoCo CyberDog 2 on the robot's own topics and message types, so the policy node cannot tell sim from robot.
+
+It subscribes to the motor command (cyberdog_msgs/MotorCommand) and plays the part of the LCM bridge and the
+firmware: the bridge re-sends the newest command to the firmware every joint-loop frame for `bridge_hold_s`
+after it arrived (then stops, so the firmware's own gap protection takes over); the firmware protection is
+sim/firmware.py. It runs the 500 Hz joint law in MuJoCo and publishes cyberdog_msgs/LegState and
+sensor_msgs/Imu at `state_rate_hz`. Pacing is real time by default; with `real_time_factor` != 1 it publishes
+/clock so the other nodes run on simulated time (`use_sim_time`). Ground truth for evaluation (never for the
+policy) goes to /sim/base_twist (heading-frame velocity, yaw rate) and /sim/base_pose.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+import rclpy
+from cyberdog_msgs.msg import LegState, MotorCommand
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Imu
+
+from diffuseloco_policy.config import load_config
+from . import CyberDogSim, SimConfig
+from .firmware import MotorFirmware
+from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
+from diffuseloco_policy.nodes.conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
+from diffuseloco_policy.nodes.parameters import declare_parameters
+from diffuseloco_policy.nodes.spin import run_node, use_realtime_scheduling
+
+COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+class SimulatorNode(Node):
+    """Steps the simulator in its own thread, paced against the wall clock."""
+
+    def __init__(self) -> None:
+        super().__init__("cyberdog_sim")
+        p = self._declare_parameters()
+        self.config = load_config(p["config"] or None)
+        sim_config = SimConfig.randomized() if p["randomize"] else SimConfig()
+        if not p["pushes"]:
+            sim_config = sim_config.without_pushes()
+        self.sim = CyberDogSim(self.config, sim_config, seed=p["seed"])
+        self.firmware = MotorFirmware(self.config.robot)
+        self.real_time_factor = p["real_time_factor"]
+        self.publish_clock = p["publish_clock"] or self.real_time_factor != 1.0
+        self.bridge_hold_s = p["bridge_hold_s"]
+        self.steps_per_state = max(1, int(round(1.0 / (p["state_rate_hz"] * self.sim.physics_dt))))
+        self._lock = threading.Lock()
+        self._latest: Optional[SdkMotorCommand] = None
+        self._latest_time = 0.0
+        self._stop = threading.Event()
+
+        self.leg_pub = self.create_publisher(LegState, p["leg_state_topic"], qos_profile_sensor_data)
+        self.imu_pub = self.create_publisher(Imu, p["imu_topic"], qos_profile_sensor_data)
+        self.velocity_pub = self.create_publisher(TwistStamped, p["body_velocity_topic"], qos_profile_sensor_data)
+        self.twist_pub = self.create_publisher(TwistStamped, "/sim/base_twist", 10)
+        self.pose_pub = self.create_publisher(PoseStamped, "/sim/base_pose", 10)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
+        self.create_subscription(MotorCommand, p["motor_command_topic"], self._on_command, COMMAND_QOS)
+        self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
+        self._thread.start()
+        self._realtime(p["realtime_priority"])
+        self.get_logger().info(
+            f"simulating {self.config.robot.name} at {1.0 / (self.steps_per_state * self.sim.physics_dt):.0f} Hz "
+            f"state rate, real-time factor {self.real_time_factor or 'unlimited'}")
+
+    def _declare_parameters(self) -> dict:
+        defaults = {
+            "config": "", "seed": 0, "randomize": False, "pushes": False, "real_time_factor": 1.0,
+            "publish_clock": False, "state_rate_hz": 500.0, "bridge_hold_s": 0.1, "leg_state_topic": "/cyberdog/leg_state",
+            "imu_topic": "/cyberdog/imu", "body_velocity_topic": "/cyberdog/body_velocity",
+            "motor_command_topic": "/cyberdog/motor_cmd", "realtime_priority": 0,
+        }
+        return declare_parameters(self, defaults)
+
+    def _realtime(self, priority: int) -> None:
+        """SCHED_FIFO for the stepping loop, as the robot's firmware keeps its joint loop: under a normal priority
+        on a busy 2-core machine the loop stalled for up to 14 ms and then caught up in a burst, so the frames
+        between two policy ticks varied by 1.5-3.3 (std), which made bound lag and the dog fall in the demo
+        (docs/policy_eval/tracking.md, session 15). Only a paced loop gets it: unpaced, it would hold a core."""
+        if priority and self.real_time_factor <= 0:
+            self.get_logger().warning("realtime_priority ignored: an unpaced simulator (real_time_factor 0) under "
+                                      "SCHED_FIFO would hold a core")
+            return
+        use_realtime_scheduling(self, priority)
+
+    def _on_command(self, msg: MotorCommand) -> None:
+        try:
+            command = motor_command_from_msg(msg)
+        except ValueError as exc:
+            self.get_logger().warning(f"dropped a malformed motor command: {exc}", throttle_duration_sec=1.0)
+            return
+        with self._lock:
+            self.firmware.receive(command, self.sim.convention.to_sdk(self.sim.true_joint_position()))
+            self._latest_time = self.sim.time
+
+    def _run(self) -> None:
+        period = self.steps_per_state * self.sim.physics_dt
+        next_wall = time.monotonic()
+        while not self._stop.is_set() and rclpy.ok():
+            with self._lock:
+                gap = max(0.0, self.sim.time - self._latest_time - self.bridge_hold_s)
+                self.sim.command(self.firmware.execute(gap))
+                self.sim.step(self.steps_per_state)
+            try:
+                self._publish_state()
+            except Exception:  # noqa: BLE001 - publishing races the shutdown of the context on Ctrl-C
+                if not rclpy.ok():
+                    return
+                raise
+            if self.real_time_factor > 0:
+                next_wall += period / self.real_time_factor
+                delay = next_wall - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -0.1:  # fell far behind (e.g. a loaded machine): don't try to catch up in a burst
+                    next_wall = time.monotonic()
+
+    def _stamp(self):
+        return seconds_to_stamp(self.sim.time) if self.publish_clock else self.get_clock().now().to_msg()
+
+    def _publish_state(self) -> None:
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=seconds_to_stamp(self.sim.time)))
+        stamp = self._stamp()
+        joints, imu = self.sim.joint_state(), self.sim.imu()
+        self.leg_pub.publish(leg_state_msg(joints, stamp, foot_forces=self.sim.foot_forces()))
+        self.imu_pub.publish(imu_msg(imu, stamp))
+        self.velocity_pub.publish(body_velocity_msg(self.sim.body_velocity(joints, imu), stamp))
+        if self.sim.step_count % (10 * self.steps_per_state) == 0:
+            self._publish_ground_truth(stamp)
+
+    def _publish_ground_truth(self, stamp) -> None:
+        twist = TwistStamped()
+        twist.header.stamp, twist.header.frame_id = stamp, "base_heading"
+        vx, vy = self.sim.base_velocity_heading()
+        twist.twist.linear.x, twist.twist.linear.y, twist.twist.angular.z = float(vx), float(vy), self.sim.yaw_rate()
+        self.twist_pub.publish(twist)
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, "world"
+        x, y, z = (float(v) for v in self.sim.base_position())
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = x, y, z
+        w, qx, qy, qz = (float(v) for v in self.sim.data.qpos[3:7])
+        pose.pose.orientation.w, pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z = w, qx, qy, qz
+        self.pose_pub.publish(pose)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    run_node(SimulatorNode, args)
+
+
+if __name__ == "__main__":
+    main()

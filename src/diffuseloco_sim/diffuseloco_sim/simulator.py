@@ -1,0 +1,334 @@
+"""MuJoCo CyberDog 2 that behaves like the robot's motor interface.
+
+The simulator takes exactly what the motor SDK takes (q_des, qd_des, kp, kd, tau per joint, SDK convention),
+runs the firmware's joint law tau = tau_des + kp (q_des - q) + kd (qd_des - qd), clamped to the motor limit, at
+500 Hz (one law evaluation per 0.002 s physics step, explicit, like the real joint loop), and reports what the
+robot reports: joint state in SDK convention and the IMU. Latency, noise, randomization and pushes come from a
+SimConfig and a seeded numpy Generator, so a seed reproduces an episode exactly. Ground-truth accessors
+(velocity, contacts, falls) exist for experts, evaluation and tests; a policy must not use them.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import mujoco
+import numpy as np
+
+from diffuseloco_policy.config import StackConfig
+from diffuseloco_policy.joints import JointConvention
+from diffuseloco_policy.observation import RobotState
+from diffuseloco_policy.package_files import package_file
+from diffuseloco_policy.motor_sdk import ImuReading, JointState, MotorCommand
+from .sim_config import SimConfig
+from .state_estimator import LegOdometry
+
+MJCF = "assets/cyberdog2.xml"   # the MuJoCo CyberDog 2, in the package's share directory
+FOOT_GEOMS = ("FR_foot", "FL_foot", "RR_foot", "RL_foot")
+FALL_HEIGHT = 0.12      # m, trunk origin height below which the robot counts as fallen
+FALL_TILT = 1.0         # rad, |roll| or |pitch| beyond which the robot counts as fallen
+
+
+@dataclass(frozen=True)
+class EpisodeParams:
+    """The physical parameters drawn for one episode (kept for logs and the dataset's metadata)."""
+
+    friction: float
+    payload_mass: float
+    payload_com: tuple[float, float]
+    kp_scale: float
+    kd_scale: float
+    motor_strength: float
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Raw (noise-free) sensor values at one physics step, for the sensor-latency buffer."""
+
+    q: np.ndarray
+    qd: np.ndarray
+    tau: np.ndarray
+    quat: np.ndarray
+    gyro: np.ndarray
+    acc: np.ndarray
+
+
+class CyberDogSim:
+    """One simulated CyberDog 2 with the motor SDK's command and state interface."""
+
+    def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
+                 model_path: Optional[Path] = None) -> None:
+        self.config = config
+        self.sim_config = sim_config or SimConfig()
+        self.model = mujoco.MjModel.from_xml_path(str(model_path or package_file("diffuseloco_sim", MJCF)))
+        self.data = mujoco.MjData(self.model)
+        self.convention = JointConvention(config.robot)
+        self.rng = np.random.default_rng(seed)
+        self.physics_dt = float(self.model.opt.timestep)
+        self.steps_per_tick = int(round(config.rates.control_dt / self.physics_dt))
+        self.torque_limit = float(config.robot.torque_limit)
+        self._trunk = self.model.body("trunk").id
+        self._foot_geoms = np.array([self.model.geom(n).id for n in FOOT_GEOMS])
+        self._trunk_geom = self.model.geom("trunk").id
+        self._floor = self.model.geom("floor").id
+        self._nominal_mass = float(self.model.body_mass[self._trunk])
+        self._nominal_ipos = self.model.body_ipos[self._trunk].copy()
+        self._sensor_adr = {n: int(self.model.sensor(n).adr[0]) for n in ("imu_quat", "imu_gyro", "imu_acc")}
+        self._sensor_delay = int(round(self.sim_config.sensor_latency_s / self.physics_dt))
+        self._actuation_delay = int(round(self.sim_config.actuation_latency_s / self.physics_dt))
+        self.odometry = LegOdometry()
+        self.reset()
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+    def reset(self, seed: Optional[int] = None, joint_position: Optional[np.ndarray] = None,
+              base_height: float = 0.265) -> EpisodeParams:
+        """Start an episode standing at the default pose (or a given model-convention pose); draw its parameters."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        mujoco.mj_resetData(self.model, self.data)
+        q0 = np.asarray(self.config.robot.default_pose if joint_position is None else joint_position, dtype=np.float64)
+        self.data.qpos[:7] = (0.0, 0.0, base_height, 1.0, 0.0, 0.0, 0.0)
+        self.data.qpos[7:19] = q0
+        self.params = self._draw_params()
+        self._apply_params(self.params)
+        mujoco.mj_forward(self.model, self.data)
+        self.step_count = 0
+        self.applied_torque = np.zeros(12)
+        hold = MotorCommand.position(self.convention.to_sdk(q0), self.config.robot.kp, self.config.robot.kd)
+        self._active = self._effective(hold)
+        self._pending: collections.deque = collections.deque()
+        self._history: collections.deque = collections.deque(maxlen=self._sensor_delay + 1)
+        self._history.append(self._snapshot())
+        self._next_push = self._draw_push_time()
+        self.odometry.reset()
+        return self.params
+
+    @property
+    def time(self) -> float:
+        return self.step_count * self.physics_dt
+
+    def _draw_params(self) -> EpisodeParams:
+        r = self.sim_config.randomization
+        u = lambda lo_hi: float(self.rng.uniform(*lo_hi))  # noqa: E731 - tiny local helper
+        shift = r.payload_com_shift
+        return EpisodeParams(
+            friction=u(r.friction), payload_mass=u(r.payload_mass),
+            payload_com=(float(self.rng.uniform(-shift, shift)), float(self.rng.uniform(-shift, shift))),
+            kp_scale=u(r.kp_scale), kd_scale=u(r.kd_scale), motor_strength=u(r.motor_strength))
+
+    def _apply_params(self, p: EpisodeParams) -> None:
+        """Friction on floor and feet (MuJoCo uses the larger of the pair) and the payload on the trunk."""
+        self.model.geom_friction[self._floor, 0] = p.friction
+        self.model.geom_friction[self._foot_geoms, 0] = p.friction
+        mass = self._nominal_mass + p.payload_mass
+        com = self._nominal_ipos.copy()
+        com[:2] += np.array(p.payload_com) * p.payload_mass / mass
+        self.model.body_mass[self._trunk] = mass
+        self.model.body_ipos[self._trunk] = com
+
+    # ------------------------------------------------------------------------------------------------- command
+    def command(self, cmd: MotorCommand) -> None:
+        """Send one motor frame (SDK convention); it takes effect after the actuation latency."""
+        effective = self._effective(cmd)
+        if self._actuation_delay == 0:
+            self._active = effective
+        else:
+            self._pending.append((self.step_count + self._actuation_delay, effective))
+
+    def command_position(self, q_des_model: np.ndarray, kp: Optional[float] = None, kd: Optional[float] = None) -> None:
+        """Convenience for experts and policies: a model-convention position target with the config's gains."""
+        kp = self.config.robot.kp if kp is None else kp
+        kd = self.config.robot.kd if kd is None else kd
+        self.command(MotorCommand.position(self.convention.to_sdk(q_des_model), kp, kd))
+
+    def command_pd(self, q_des_model: np.ndarray, qd_des_model: np.ndarray, kp=None, kd=None, tau_model=None) -> None:
+        """A model-convention PD command (q_des, qd_des, optional gains and feed-forward torque; the config's gains
+        by default), converted to the SDK convention with JointConvention and sent as one motor frame."""
+        q = np.asarray(q_des_model, dtype=np.float64)
+        kp = self.config.robot.kp if kp is None else kp
+        kd = self.config.robot.kd if kd is None else kd
+        tau = np.zeros_like(q) if tau_model is None else np.asarray(tau_model, dtype=np.float64)
+        to_sdk = self.convention.to_sdk
+        self.command(MotorCommand(to_sdk(q), to_sdk(qd_des_model), np.broadcast_to(np.asarray(kp, float), q.shape).copy(),
+                                  np.broadcast_to(np.asarray(kd, float), q.shape).copy(), to_sdk(tau)))
+
+    def _effective(self, cmd: MotorCommand) -> tuple[np.ndarray, ...]:
+        """The command in model convention with the episode's gain scaling folded in (what the motors really do)."""
+        to_model = self.convention.to_model
+        return (to_model(cmd.q_des), to_model(cmd.qd_des), np.asarray(cmd.kp, float) * self.params.kp_scale,
+                np.asarray(cmd.kd, float) * self.params.kd_scale, to_model(cmd.tau))
+
+    # ---------------------------------------------------------------------------------------------------- step
+    def step(self, n_steps: Optional[int] = None) -> None:
+        """Advance by n physics steps (one 50 Hz control period by default), evaluating the joint law each step."""
+        for _ in range(self.steps_per_tick if n_steps is None else n_steps):
+            self._physics_step()
+
+    def _physics_step(self) -> None:
+        while self._pending and self._pending[0][0] <= self.step_count:
+            self._active = self._pending.popleft()[1]
+        q_des, qd_des, kp, kd, tau_ff = self._active
+        q, qd = self.data.qpos[7:19], self.data.qvel[6:18]
+        limit = self.torque_limit
+        tau = np.clip(tau_ff + kp * (q_des - q) + kd * (qd_des - qd), -limit, limit)
+        self.applied_torque = tau * self.params.motor_strength
+        self.data.ctrl[:] = self.applied_torque
+        if self.sim_config.pushes.enabled and self.time >= self._next_push:
+            self._push()
+        mujoco.mj_step(self.model, self.data)
+        self.step_count += 1
+        if self._sensor_delay:
+            self._history.append(self._snapshot())
+
+    def _snapshot(self) -> _Snapshot:
+        s, a = self.data.sensordata, self._sensor_adr
+        return _Snapshot(self.data.qpos[7:19].copy(), self.data.qvel[6:18].copy(), self.applied_torque.copy(),
+                         s[a["imu_quat"]:a["imu_quat"] + 4].copy(), s[a["imu_gyro"]:a["imu_gyro"] + 3].copy(),
+                         s[a["imu_acc"]:a["imu_acc"] + 3].copy())
+
+    # --------------------------------------------------------------------------------------------------- pushes
+    def _draw_push_time(self) -> float:
+        p = self.sim_config.pushes
+        return self.time + float(self.rng.uniform(*p.interval_s)) if p.enabled else float("inf")
+
+    def _push(self) -> None:
+        p = self.sim_config.pushes
+        angle = self.rng.uniform(-np.pi, np.pi)
+        speed = self.rng.uniform(0.5, 1.0) * p.max_velocity
+        self.apply_push(speed * np.array([np.cos(angle), np.sin(angle)]), float(self.rng.uniform(-1, 1)) * p.max_yaw_rate)
+        self._next_push = self._draw_push_time()
+
+    def apply_push(self, delta_velocity_xy: np.ndarray, delta_yaw_rate: float = 0.0) -> None:
+        """Shove the trunk: add a world-frame horizontal velocity (m/s) and a yaw rate (rad/s) instantly."""
+        self.data.qvel[0:2] += delta_velocity_xy
+        self.data.qvel[5] += delta_yaw_rate
+
+    # ---------------------------------------------------------------------------------------- robot's sensors
+    def _reading(self) -> _Snapshot:
+        """The sensor values the robot would report now: sensor_latency_s old (fresh when there is none)."""
+        return self._history[0] if self._sensor_delay else self._snapshot()
+
+    def joint_state(self) -> JointState:
+        """What `leg_control_data` reports: q, qd, tau_est in SDK convention, with latency and noise."""
+        snap, noise = self._reading(), self.sim_config.noise
+        q = snap.q + self._noise(noise.joint_position, 12)
+        qd = snap.qd + self._noise(noise.joint_velocity, 12)
+        to_sdk = self.convention.to_sdk
+        return JointState(to_sdk(q), to_sdk(qd), to_sdk(snap.tau))
+
+    def imu(self) -> ImuReading:
+        """What the IMU / state estimator reports: quaternion (w, x, y, z), gyro and accelerometer (body frame)."""
+        snap, noise = self._reading(), self.sim_config.noise
+        quat = snap.quat
+        if noise.orientation > 0:
+            quat = _perturb_quaternion(quat, self._noise(noise.orientation, 3))
+        return ImuReading(quat, snap.gyro + self._noise(noise.gyro, 3), snap.acc + self._noise(noise.accelerometer, 3))
+
+    def robot_state(self) -> RobotState:
+        """The measured state in model convention, ready for ObservationBuilder (same latency and noise), with
+        the body velocity a state estimator derives from these readings."""
+        joints, imu = self.joint_state(), self.imu()
+        to_model = self.convention.to_model
+        return RobotState(to_model(joints.q), to_model(joints.qd), imu.quaternion, imu.gyro,
+                          self.body_velocity(joints, imu))
+
+    def body_velocity(self, joints: JointState, imu: ImuReading) -> np.ndarray:
+        """The state estimator's vBody (body frame, m/s) from these readings and the feet now on the ground:
+        leg odometry (sim/state_estimator.py), never the ground truth."""
+        to_model = self.convention.to_model
+        return self.odometry.update(to_model(joints.q), to_model(joints.qd), imu.gyro, self.foot_contacts())
+
+    def _noise(self, std: float, n: int) -> np.ndarray:
+        return self.rng.normal(0.0, std, n) if std > 0 else np.zeros(n)
+
+    # ------------------------------------------------------------------------------------------- ground truth
+    def base_rotation(self) -> np.ndarray:
+        """World-from-body rotation matrix of the trunk (true)."""
+        return self.data.xmat[self._trunk].reshape(3, 3)
+
+    def base_velocity_body(self) -> np.ndarray:
+        """True linear velocity of the trunk origin in the body frame (m/s)."""
+        return self.base_rotation().T @ self.data.qvel[0:3]
+
+    def base_velocity_heading(self) -> np.ndarray:
+        """True (vx, vy) in the yaw-only heading frame: what a velocity command refers to."""
+        yaw = self.yaw()
+        c, s = np.cos(yaw), np.sin(yaw)
+        vx, vy = self.data.qvel[0], self.data.qvel[1]
+        return np.array([c * vx + s * vy, -s * vx + c * vy])
+
+    def yaw_rate(self) -> float:
+        """True yaw rate about the world z axis (rad/s)."""
+        return float(self.data.qvel[5])
+
+    def yaw(self) -> float:
+        w, x, y, z = self.data.qpos[3:7]
+        return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+    def roll_pitch(self) -> tuple[float, float]:
+        w, x, y, z = self.data.qpos[3:7]
+        roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+        pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+        return float(roll), float(pitch)
+
+    def base_height(self) -> float:
+        return float(self.data.qpos[2])
+
+    def base_position(self) -> np.ndarray:
+        return self.data.qpos[0:3].copy()
+
+    def true_joint_position(self) -> np.ndarray:
+        """Model-convention joint positions without latency or noise."""
+        return self.data.qpos[7:19].copy()
+
+    def foot_contacts(self) -> np.ndarray:
+        """Which feet (FR, FL, RR, RL) touch the floor now."""
+        contact = np.zeros(4, dtype=bool)
+        for i in range(self.data.ncon):
+            c = self.data.contact[i]
+            for leg, geom in enumerate(self._foot_geoms):
+                if geom in (c.geom1, c.geom2):
+                    contact[leg] = True
+        return contact
+
+    def foot_forces(self) -> np.ndarray:
+        """Ground reaction force on each foot (FR, FL, RR, RL) in the world frame, N, shape (4, 3): what the
+        robot's leg controller reports as force_est, here exact."""
+        forces = np.zeros((4, 3))
+        wrench = np.zeros(6)
+        for i in range(self.data.ncon):
+            c = self.data.contact[i]
+            for leg, geom in enumerate(self._foot_geoms):
+                if geom in (c.geom1, c.geom2):
+                    mujoco.mj_contactForce(self.model, self.data, i, wrench)
+                    world = c.frame.reshape(3, 3).T @ wrench[:3]  # contact frame -> world, force on geom2
+                    forces[leg] += world if geom == c.geom2 else -world
+        return forces
+
+    def trunk_on_ground(self) -> bool:
+        for i in range(self.data.ncon):
+            c = self.data.contact[i]
+            if self._trunk_geom in (c.geom1, c.geom2):
+                return True
+        return False
+
+    def fallen(self) -> bool:
+        """Trunk too low, too tilted, or touching the ground: the episode failed."""
+        roll, pitch = self.roll_pitch()
+        return (self.base_height() < FALL_HEIGHT or abs(roll) > FALL_TILT or abs(pitch) > FALL_TILT
+                or self.trunk_on_ground())
+
+
+def _perturb_quaternion(q: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
+    """q composed with a small body-frame rotation (rotation vector), renormalized."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return q
+    axis = rotvec / angle
+    dq = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
+    out = np.empty(4)
+    mujoco.mju_mulQuat(out, q, dq)
+    return out / np.linalg.norm(out)
