@@ -312,6 +312,33 @@ class CommandFeedbackConfig:
             raise ConfigError("command_feedback.settle_s must be >= 0 and settle_change positive")
 
 
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """What the policy loop does when its inputs stop making sense (policy_loop.py, command_watchdog.py).
+
+    Commands: every teleop streams SkillCommand (20 Hz); when the stream stops, its last command must not drive
+    the robot forever. After `command_zero_after_s` without a fresh command the velocity goes to zero (the skill
+    stays: a trot in place is the gentlest stop), after `command_stand_after_s` the skill becomes stand. The
+    joystick teleop zeroes its own command after 0.5 s; this catches a teleop that died.
+
+    Sampler: a failed plan (an exception, non-finite actions) leaves the previous plan, which was made for the
+    next ticks too (horizon - execute_index - 1 of them), so one failure is followed through like a deadline miss:
+    a stochastic sampler can produce one bad sample and a good one the tick after. `sampler_failures` failures in a
+    row (3: 60 ms at 50 Hz, well within the previous plan) mean the sampler is broken: a fault, DAMPING.
+    """
+
+    command_zero_after_s: float = 0.5
+    command_stand_after_s: float = 2.0
+    sampler_failures: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.command_zero_after_s <= self.command_stand_after_s:
+            raise ConfigError(f"watchdog: need 0 < command_zero_after_s ({self.command_zero_after_s}) <= "
+                              f"command_stand_after_s ({self.command_stand_after_s})")
+        if self.sampler_failures < 1:
+            raise ConfigError(f"watchdog.sampler_failures must be >= 1, got {self.sampler_failures}")
+
+
 MAX_RAMP_FRAMES = 3   # a tick's q_des change reaches the motors within this many 2 ms frames
 
 
@@ -327,6 +354,7 @@ class StackConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     command_feedback: CommandFeedbackConfig = field(default_factory=CommandFeedbackConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     def __post_init__(self) -> None:
         self._check_lying_pose()
