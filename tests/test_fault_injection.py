@@ -20,10 +20,13 @@ import pytest
 import yaml
 from sensor_msgs.msg import Joy
 
-from cyberdog_msgs.msg import LegState
+from cyberdog_msgs.msg import LegState, MotorCommand
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from diffuseloco_bringup.graph import NodeSpec, params_file
 from diffuseloco_bringup.run import Graph
-from diffuseloco_msgs.msg import PolicyStatus
+from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
+from geometry_msgs.msg import TwistStamped
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from diffuseloco_msgs.srv import SetControllerState
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
@@ -47,6 +50,7 @@ class FakeRobot:
         self.frozen_stamp = None       # if set: every message carries this stamp (a stuck source)
         self.q, self.qd = STAND_SDK.copy(), np.zeros(12)
         self.quaternion, self.gyro = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
+        self.acceleration = np.array([0.0, 0.0, 9.81])
         self.running = threading.Event()
         self.running.set()
         self._stop = threading.Event()
@@ -57,6 +61,7 @@ class FakeRobot:
         self.period, self.stamp_offset, self.frozen_stamp = 0.005, self.stamp_offset, None
         self.q, self.qd = STAND_SDK.copy(), np.zeros(12)
         self.quaternion, self.gyro = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
+        self.acceleration = np.array([0.0, 0.0, 9.81])
         self.running.set()
 
     def _run(self) -> None:
@@ -84,6 +89,8 @@ class FakeRobot:
         imu.header.stamp = stamp
         imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = (float(v) for v in self.quaternion)
         imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in self.gyro)
+        a = imu.linear_acceleration
+        a.x, a.y, a.z = (float(v) for v in self.acceleration)
         return imu
 
     def close(self) -> None:
@@ -148,6 +155,16 @@ def inject(robot: FakeRobot, case: str) -> None:
         robot.quaternion = np.array([np.cos(0.7), np.sin(0.7), 0.0, 0.0])  # roll 1.4 rad
     elif case == "joint_velocity_beyond_limit":
         robot.qd = np.full(12, 60.0)
+    elif case == "lying_joint_velocity":          # finite, under the 38 rad/s bound, and nothing moves
+        robot.qd = np.full(12, 30.0)
+    elif case == "gyro_beyond_its_range":
+        robot.gyro = np.array([0.0, 0.0, 1000.0])
+    elif case == "gyro_1e30":
+        robot.gyro = np.array([1e30, 0.0, 0.0])
+    elif case == "lying_gyro":                    # within the gyro's range, but the attitude does not turn
+        robot.gyro = np.array([0.0, 0.0, 5.0])
+    elif case == "nan_accelerometer":
+        robot.acceleration = np.array([np.nan, 0.0, 9.81])
     elif case == "sensors_silent":
         robot.running.clear()
     elif case == "stuck_source_repeats_stamp":
@@ -165,6 +182,11 @@ DAMPING_CASES = {
     "non_unit_quaternion": "norm",
     "attitude_beyond_limit": "attitude",
     "joint_velocity_beyond_limit": "joint velocity",
+    "lying_joint_velocity": "joint velocity sensor of fr_abad implausible",
+    "gyro_beyond_its_range": "imu gyro reads 1e+03 rad/s, beyond the sensor's range",
+    "gyro_1e30": "imu gyro reads 1e+30 rad/s",
+    "lying_gyro": "imu gyro implausible",
+    "nan_accelerometer": "imu accelerometer values contain nan or inf",
     "sensors_silent": "stale",
     "stuck_source_repeats_stamp": "stale",
 }
@@ -248,6 +270,112 @@ def test_invalid_skills_and_out_of_range_velocities_are_refused_or_clamped(polic
     time.sleep(0.3)
     assert probe.latest_status().active_skill == trot.id
     probe.publish_skill(CONFIG.skill("stand").id)
+
+
+def diagnostics(probe: Probe) -> list:
+    """The policy node's DiagnosticStatus messages from now on (the probe subscribes once per call)."""
+    seen: list = []
+    probe.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: seen.extend(
+        s for s in msg.status if s.name == "diffuseloco_policy"), 10)
+    return seen
+
+
+def value(status, key: str) -> str:
+    return next(kv.value for kv in status.values if kv.key == key)
+
+
+def test_a_silent_command_source_is_zeroed_then_stood(policy_node):
+    """The source sends one trot command and falls silent: zero velocity after 0.5 s (skill kept), stand after 2 s,
+    reported in PolicyStatus (the command in effect) and /diagnostics (WARN, with the reason)."""
+    _, probe, robot = policy_node
+    stand_up(probe, robot)                        # healthy: the watchdog is what /diagnostics reports
+    seen = diagnostics(probe)
+    trot, stand, w = CONFIG.skill("trot"), CONFIG.skill("stand"), CONFIG.watchdog
+    probe.publish_skill(trot.id, vx=0.5)
+    probe.wait_for(lambda: probe.latest_status().active_skill == trot.id and probe.latest_status().command[0] == 0.5,
+                   2.0, "the trot command in effect")
+    moving = probe.now()
+    probe.wait_for(lambda: not np.any(probe.latest_status().command), 2 * w.command_zero_after_s + 1.0,
+                   "zero velocity")
+    assert probe.latest_status().active_skill == trot.id
+    zeroed = probe.now()
+    probe.wait_for(lambda: probe.latest_status().active_skill == stand.id, w.command_stand_after_s + 1.0, "stand")
+    assert zeroed - moving < w.command_zero_after_s + 0.5
+    probe.wait_for(lambda: any("skill stand" in value(s, "command_watchdog") for s in seen), 3.0,
+                   "the watchdog in /diagnostics")
+    status = next(s for s in reversed(seen) if "skill stand" in value(s, "command_watchdog"))
+    assert status.level >= DiagnosticStatus.WARN and "no skill command for" in status.message.lower(), status
+
+
+def test_a_best_effort_command_publisher_reaches_the_node(policy_node):
+    """A skill command from a BEST_EFFORT publisher is delivered (the subscription is best-effort compatible)."""
+    _, probe, robot = policy_node
+    publisher = probe.node.create_publisher(SkillCommand, "/diffuseloco/skill_cmd",
+                                            QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    pace = CONFIG.skill("pace")
+    try:
+        def delivered() -> bool:
+            publisher.publish(SkillCommand(skill=pace.id, vx=0.1, source="best-effort test"))
+            return probe.latest_status().active_skill == pace.id
+        probe.wait_for(delivered, 5.0, "a best-effort skill command delivered")
+    finally:
+        probe.node.destroy_publisher(publisher)
+        probe.publish_skill(CONFIG.skill("stand").id)
+
+
+def test_a_body_velocity_the_velocity_loop_cannot_use_is_reported(policy_node):
+    """vBody NaN: no model input here, so no fault, but the velocity loop ignores it with a warning and
+    /diagnostics names why."""
+    _, probe, robot = policy_node
+    seen = diagnostics(probe)
+    publisher = probe.node.create_publisher(TwistStamped, "/cyberdog/body_velocity", qos_profile_sensor_data)
+    stand_up(probe, robot)
+    try:
+        def reported() -> bool:
+            msg = TwistStamped()
+            msg.header.stamp = probe.node.get_clock().now().to_msg()
+            msg.twist.linear.x = float("nan")
+            publisher.publish(msg)
+            return any("body velocity contain nan or inf" in value(s, "body_velocity").lower() for s in seen)
+        probe.wait_for(reported, 5.0, "the bad vBody in /diagnostics")
+        assert probe.latest_status().state == S.STATE_STANDING_UP, probe.latest_status().last_fault
+    finally:
+        probe.node.destroy_publisher(publisher)
+
+
+def test_stamps_that_are_no_time_are_dropped_and_a_forward_jump_keeps_the_stream(policy_node):
+    """nanosec >= 1e9 is dropped and counted; single stamps 10 s ahead neither stop the stream nor damp."""
+    _, probe, robot = policy_node
+    seen = diagnostics(probe)
+    stand_up(probe, robot)
+    leg = LegState()
+    leg.header.stamp.sec, leg.header.stamp.nanosec = 1, 1_500_000_000
+    leg.q = STAND_SDK.astype(np.float32)
+    for _ in range(5):
+        probe.leg_pub.publish(leg)
+        robot.publish(stamp_shift=10.0)
+        time.sleep(0.2)
+    assert probe.latest_status().state == S.STATE_STANDING_UP, probe.latest_status().last_fault
+    probe.wait_for(lambda: any(int(value(s, "joint_state_invalid_stamp")) >= 5 for s in seen), 3.0,
+                   "invalid stamps counted in /diagnostics")
+    assert int(value(seen[-1], "joint_state_forward_jumps")) >= 5
+
+
+def test_a_qos_mismatch_is_an_error_in_the_diagnostics(policy_node):
+    """A transient-local subscriber of the motor commands can never receive our volatile ones: an ERROR with the
+    topic and the policy, not only a warning at discovery."""
+    _, probe, robot = policy_node
+    seen = diagnostics(probe)
+    subscription = probe.node.create_subscription(MotorCommand, "/cyberdog/motor_cmd", lambda msg: None, QoSProfile(
+        depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    try:
+        probe.wait_for(lambda: any("/cyberdog/motor_cmd" in value(s, "qos") for s in seen), 5.0,
+                       "the QoS mismatch in /diagnostics")
+    finally:
+        probe.node.destroy_subscription(subscription)
+    status = next(s for s in reversed(seen) if "/cyberdog/motor_cmd" in value(s, "qos"))
+    assert "DURABILITY" in value(status, "qos")
+    assert status.level == DiagnosticStatus.ERROR or probe.latest_status().state in (S.STATE_DAMPING, S.STATE_ESTOP)
 
 
 def test_estop_latches_from_any_state(policy_node):

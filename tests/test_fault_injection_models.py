@@ -135,3 +135,54 @@ def test_the_suite_detects_a_disabled_safety_layer(tmp_path_factory):
         time.sleep(1.0)
         with pytest.raises(AssertionError):
             assert_safe(probe.commands_since(0.0))
+
+
+# ------------------------------------------------------------------------------------------- a failing sampler
+def nan_model(model: Path, tmp: Path) -> Path:
+    """A copy of `model` (and its warm-start graphs) with a NaN in every weight tensor: it loads and warms up, and
+    every plan it makes is NaN."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    for source in model.parent.glob(f"{model.stem}*.onnx"):
+        graph = onnx.load(str(source))
+        for tensor in graph.graph.initializer:
+            weights = numpy_helper.to_array(tensor)
+            if weights.dtype == np.float32 and weights.size > 1:
+                weights = weights.copy()
+                weights.flat[0] = np.nan
+                tensor.CopyFrom(numpy_helper.from_array(weights, tensor.name))
+        onnx.save(graph, str(tmp / source.name.replace(model.stem, "nan", 1)))
+    return tmp / "nan.onnx"
+
+
+def test_a_sampler_returning_non_finite_actions_is_a_fault_with_the_reason(model, tmp_path_factory):
+    """The node starts (the model loads), stands up (no sampler needed), but refuses RUN with the reason, and
+    /diagnostics is ERROR with it: a sampler that only returns NaN is a fault, never a silently frozen pose."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    tmp = tmp_path_factory.mktemp("nan_model")
+    params = tolerant_of_stalls(write_params(tmp, nan_model(model, tmp)), 0.5)
+    graph = Graph([NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy")], params)
+    graph.start()
+    probe = Probe("nan_probe")
+    robot = FakeRobot(probe)
+    seen: list = []
+    probe.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: seen.extend(
+        s for s in msg.status if s.name == "diffuseloco_policy"), 10)
+    try:
+        probe.wait_for(lambda: probe.latest_status() is not None, 60.0, "status")
+        stand_up(probe, robot)
+        time.sleep(CONFIG.controller.stand_up_duration + 0.2)
+        run = probe.request(R.REQUEST_RUN)
+        assert not run.accepted and "sampler returned non-finite actions" in run.message, run.message
+        probe.wait_for(lambda: any(s.level == DiagnosticStatus.ERROR for s in seen), 3.0, "an ERROR diagnostic")
+        error = next(s for s in seen if s.level == DiagnosticStatus.ERROR)
+        assert "sampler returned non-finite actions" in error.message, error.message
+        assert graph.processes[0][1].poll() is None
+        assert_safe(probe.commands_since(0.0))
+    finally:
+        robot.close()
+        probe.close()
+        graph.stop()

@@ -335,3 +335,117 @@ def test_a_plan_a_little_late_is_waited_for_within_the_budget(sim, wait_s, misse
     else:
         assert loop.deadline_misses >= 3 and loop.plans_waited_for == 0
         assert loop.last_miss.due == loop.last_miss.tick and loop.last_miss.take_s > 0
+
+
+# ---------------------------------------------------------------------------------- sampler failure, watchdog
+def running_loop(sim, sampler, **options) -> PolicyLoop:
+    """A loop stood up and RUNNING on the simulator (stand-up at 2 ticks, RUN once the stand is complete)."""
+    loop = PolicyLoop(CONFIG, sampler, inference_wait_s=0.5, **options)
+    run(loop, sim, 2)
+    assert loop.request(ControllerRequest.STAND_UP)[0]
+    run(loop, sim, int(CONFIG.controller.stand_up_duration / DT) + 5, t0=2 * DT)
+    assert loop.request(ControllerRequest.RUN)[0], loop.controller.last_fault
+    return loop
+
+
+def test_a_sampler_returning_non_finite_actions_damps_a_running_robot_with_the_reason(sim):
+    """One bad plan is followed through on the previous plan; WatchdogConfig.sampler_failures in a row are a fault:
+    DAMPING (the controller's fault path), the reason reported, RUN refused until the sampler recovers."""
+    broken = threading.Event()
+
+    def sampler(obs, goal):
+        return np.full((HORIZON, JOINTS), np.nan) if broken.is_set() else np.zeros((HORIZON, JOINTS))
+
+    loop = running_loop(sim, sampler)
+    limit = CONFIG.watchdog.sampler_failures
+    try:
+        broken.set()
+        reports = run(loop, sim, limit + 2, t0=10.0)
+        states = [r.state for r in reports]
+        assert states[:limit] == [ControllerState.RUNNING] * limit      # the previous plan carries the first ones
+        assert states[-1] == ControllerState.DAMPING, states
+        assert "sampler returned non-finite actions" in loop.last_fault, loop.last_fault
+        assert loop.sampler_fault and np.all(reports[-1].command.kp == 0)
+        assert all(r.command.is_finite() for r in reports)
+        assert loop.request(ControllerRequest.STAND_UP)[0]               # standing needs no sampler ...
+        run(loop, sim, int(CONFIG.controller.stand_up_duration / DT) + 5, t0=11.0)
+        accepted, message = loop.request(ControllerRequest.RUN)
+        assert not accepted and "non-finite" in message, message         # ... running does
+        broken.clear()
+        run(loop, sim, 3, t0=14.0)
+        assert loop.sampler_fault == "" and loop.request(ControllerRequest.RUN)[0]
+    finally:
+        loop.close()
+
+
+def test_a_single_failed_plan_is_followed_through_on_the_previous_plan(sim):
+    calls = []
+
+    def sampler(obs, goal):
+        calls.append(len(calls))
+        if len(calls) == 200:
+            raise RuntimeError("one bad sample")
+        return np.zeros((HORIZON, JOINTS))
+
+    loop = running_loop(sim, sampler)
+    try:
+        reports = run(loop, sim, 200 - len(calls) + 5, t0=10.0)
+    finally:
+        loop.close()
+    assert "one bad sample" in loop.last_fault and loop.sampler_failures == 0
+    assert all(r.state == ControllerState.RUNNING for r in reports)
+
+
+def commanded(loop: PolicyLoop, t0: float, seconds: float, sim) -> list:
+    """(time, skill, command) for every tick of `seconds` without a new command."""
+    out = []
+    for k in range(int(round(seconds / DT))):
+        now = t0 + k * DT
+        loop.tick(now, *samples(sim, now))
+        out.append((now - t0, loop.skill.skill, loop.skill.command.copy()))
+    return out
+
+
+def test_a_silent_command_source_is_zeroed_then_stood():
+    """The node's loop (command_watchdog=True): a trot command and then silence: zero velocity after
+    command_zero_after_s with the skill kept, stand after command_stand_after_s; a fresh command lifts it."""
+    sim = CyberDogSim(CONFIG, seed=0)
+    w = CONFIG.watchdog
+    trot, stand = CONFIG.skill("trot").id, CONFIG.skill("stand").id
+    loop = PolicyLoop(CONFIG, zero_sampler, command_watchdog=True)
+    try:
+        loop.set_skill_command(trot, 0.5, 0.0, 0.2)
+        trace = commanded(loop, 0.0, w.command_stand_after_s + 0.2, sim)
+        moving = [t for t, s, c in trace if s == trot and np.any(c != 0)]
+        zeroed = [t for t, s, c in trace if s == trot and not np.any(c)]
+        stood = [t for t, s, c in trace if s == stand and not np.any(c)]
+        assert moving and zeroed and stood and max(moving) < min(zeroed) <= max(zeroed) < min(stood), trace
+        assert abs(min(zeroed) - w.command_zero_after_s) <= 1.5 * DT
+        assert abs(min(stood) - w.command_stand_after_s) <= 1.5 * DT
+        assert "no skill command for" in loop.command_timeout and "skill stand" in loop.command_timeout
+        loop.set_skill_command(trot, 0.3, 0.0, 0.0)                       # the source is back
+        trace = commanded(loop, 10.0, 0.2, sim)
+        assert all(s == trot and c[0] == 0.3 for _, s, c in trace) and loop.command_timeout == ""
+    finally:
+        loop.close()
+
+
+def test_without_the_watchdog_a_command_holds_as_in_the_evaluation_harness():
+    sim = CyberDogSim(CONFIG, seed=0)
+    loop = PolicyLoop(CONFIG, zero_sampler)
+    try:
+        loop.set_skill_command(CONFIG.skill("trot").id, 0.5, 0.0, 0.0)
+        trace = commanded(loop, 0.0, CONFIG.watchdog.command_stand_after_s + 0.5, sim)
+    finally:
+        loop.close()
+    assert all(c[0] == 0.5 for _, _, c in trace)
+
+
+def test_a_megabyte_source_is_cut_before_it_reaches_the_fault_text():
+    loop = PolicyLoop(CONFIG, zero_sampler)
+    try:
+        assert loop.request(ControllerRequest.ESTOP, source="x" * 1_000_000 + "\n\x1b[31mforged")[0]
+    finally:
+        loop.close()
+    assert len(loop.controller.last_fault) < 200 and "\n" not in loop.controller.last_fault
+    assert "xxx... (1000012 characters)" in loop.controller.last_fault, loop.controller.last_fault

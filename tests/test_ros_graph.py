@@ -165,7 +165,7 @@ def test_the_velocity_loop_moves_only_the_models_command(sim_graph):
     probe.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: seen.extend(
         {kv.key: kv.value for kv in status.values} for status in msg.status if status.name == "diffuseloco_policy"), 10)
     trot = CONFIG.skill("trot")
-    probe.publish_skill(trot.id, vx=0.2, yaw_rate=0.3)
+    probe.stream_skill(trot.id, vx=0.2, yaw_rate=0.3)   # streamed, as a teleop does (the node's command watchdog)
 
     def corrected() -> bool:
         return bool(seen) and all(float(v) > 0.05 for v in seen[-1]["command_correction"].split()[::2])

@@ -59,7 +59,7 @@ def test_a_skill_switch_changes_the_gait(dog_graph):
     probe.request_until_accepted(R.REQUEST_RUN, CONFIG.controller.stand_up_duration + 5.0, "RUN")
     phases, kp = {}, {}
     for skill in ("trot", "pace", "bound"):
-        probe.publish_skill(CONFIG.skill(skill).id, vx=0.2)
+        probe.stream_skill(CONFIG.skill(skill).id, vx=0.2)   # streamed, as a teleop does (command watchdog)
         probe.wait_for(lambda s=skill: probe.latest_status().active_skill == CONFIG.skill(s).id, 2.0, skill)
         time.sleep(1.5)                      # let the gait settle
         start = probe.now()

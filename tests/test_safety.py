@@ -307,3 +307,102 @@ def test_monitor_never_raises_and_flags_every_non_finite_input(q, dq, quat, gyro
     if not all(np.all(np.isfinite(a)) for a in (q, dq, quat, gyro)) or not math.isfinite(age):
         assert fault is not None
     assert fault is None or isinstance(fault, str)
+
+
+# ----------------------------------------------------------------------------- SensorMonitor: plausibility
+def stream(monitor: SensorMonitor, ticks: int, q=None, dq=None, quaternion=None, gyro=None, acceleration=None,
+           t0: float = 10.0, dt: float = 0.02):
+    """`ticks` samples 20 ms apart, each a function of the tick (or a constant); returns every tick's fault."""
+    def at(value, k, default):
+        value = default if value is None else value
+        return value(k) if callable(value) else value
+    faults = []
+    for k in range(ticks):
+        now = t0 + k * dt
+        joints = JointSample(at(q, k, DEFAULT), at(dq, k, np.zeros(N)), received=now - 0.002)
+        imu = ImuSample(at(quaternion, k, [1.0, 0.0, 0.0, 0.0]), at(gyro, k, np.zeros(3)), received=now - 0.002,
+                        linear_acceleration=at(acceleration, k, [0.0, 0.0, 9.81]))
+        faults.append(monitor.check(now, joints, imu))
+    return faults
+
+
+def test_a_joint_velocity_the_positions_do_not_show_is_a_fault_of_that_sensor():
+    """30 rad/s on every joint while no joint moves: finite, under the 38 rad/s bound, and false."""
+    faults = stream(SensorMonitor(CONFIG), 5, dq=np.full(N, 30.0))
+    assert faults[0] is None                                   # one sample: nothing to compare yet
+    fault = next(f for f in faults if f)
+    assert faults.index(fault) <= 2, faults                      # within 40 ms
+    assert re.search(r"joint velocity sensor of FR_abad implausible: .*\+\d\.\d\d rad .* moved \+0\.00 rad", fault)
+
+
+def test_joint_velocities_that_match_the_motion_pass_with_noise_and_uneven_spacing():
+    """A fast sinusoidal swing (12 rad/s peak, 3 Hz) with encoder noise, a 5 ms differentiator lag and sample spacing
+    of 20 +- 3 ms: the velocity integrates to the position change within the tolerance."""
+    rng = np.random.default_rng(0)
+    monitor = SensorMonitor(CONFIG)
+    t = 10.0 + np.cumsum(rng.uniform(0.017, 0.023, 300))
+    amplitude, omega, lag = 0.6, 2 * np.pi * 3.0, 0.005
+    for now in t:
+        q = DEFAULT + amplitude * np.sin(omega * now) + rng.normal(0, 0.005, N)
+        dq = amplitude * omega * np.cos(omega * (now - lag)) + rng.normal(0, 0.1, N)
+        assert monitor.check(now, JointSample(q, dq, now - 0.001, stamp=now),
+                             ImuSample([1.0, 0.0, 0.0, 0.0], np.zeros(3), now - 0.001, stamp=now)) is None
+
+
+@pytest.mark.parametrize("rate", [1000.0, 1e30])
+def test_a_gyro_beyond_its_range_is_a_fault_of_the_gyro(rate):
+    fault = SensorMonitor(CONFIG).check(10.0, healthy()[0], dataclasses.replace(healthy()[1],
+                                                                                angular_velocity=[0.0, 0.0, rate]))
+    assert fault and fault.startswith("IMU gyro reads") and "beyond the sensor's range 35 rad/s" in fault, fault
+
+
+def test_a_gyro_the_attitude_does_not_show_is_a_fault_of_the_gyro():
+    """A yaw rate of 5 rad/s while the attitude stays put (within the 35 rad/s range, so only the attitude
+    can tell)."""
+    faults = stream(SensorMonitor(CONFIG), 6, gyro=np.array([0.0, 0.0, 5.0]))
+    fault = next(f for f in faults if f)
+    assert faults.index(fault) <= 3, faults
+    assert fault.startswith("IMU gyro implausible") and "attitude turned 0.00 rad" in fault, fault
+
+
+def test_a_gyro_that_matches_the_rotation_passes():
+    """Roll and yaw rocking at 3 rad/s peak, the attitude integrated from the true rate, gyro noise 0.02 rad/s and
+    attitude noise 0.01 rad (the simulator's), 20 +- 3 ms apart."""
+    rng = np.random.default_rng(1)
+    monitor = SensorMonitor(CONFIG)
+    t = 10.0 + np.cumsum(rng.uniform(0.017, 0.023, 300))
+    roll, yaw = (lambda s: 0.3 * np.sin(10.0 * s)), (lambda s: 0.2 * np.sin(5.0 * s))
+    for now in t:
+        quat = quat_from_rpy(roll(now) + rng.normal(0, 0.01), rng.normal(0, 0.01), yaw(now) + rng.normal(0, 0.01))
+        gyro = np.array([3.0 * np.cos(10.0 * now), 0.0, 1.0 * np.cos(5.0 * now)]) + rng.normal(0, 0.02, 3)
+        fault = monitor.check(now, JointSample(DEFAULT, np.zeros(N), now - 0.001, stamp=now),
+                              ImuSample(quat, gyro, now - 0.001, stamp=now))
+        assert fault is None, fault
+
+
+@pytest.mark.parametrize("acceleration,message", [
+    ([0.0, math.nan, 9.81], "IMU accelerometer values contain NaN or inf"),
+    ([0.0, 0.0, 1e4], "IMU accelerometer reads 1e\\+04 m/s\\^2, beyond the sensor's range 250"),
+])
+def test_a_broken_accelerometer_is_a_fault_of_the_accelerometer(acceleration, message):
+    joints, imu = healthy()
+    fault = SensorMonitor(CONFIG).check(10.0, joints, dataclasses.replace(imu, linear_acceleration=acceleration))
+    assert fault and re.search(message, fault), fault
+
+
+def test_plausibility_thresholds_come_from_the_config():
+    data = CONFIG.to_dict()
+    data["safety"].update(joint_velocity_consistency=5.0, max_angular_velocity=2000.0)
+    relaxed = config_from_dict(data)
+    assert not any(stream(SensorMonitor(relaxed), 5, dq=np.full(N, 30.0)))
+    joints, imu = healthy()
+    assert SensorMonitor(relaxed).check(10.0, joints, dataclasses.replace(imu, angular_velocity=[0, 0, 1000.0])) \
+        is None
+
+
+def test_a_restart_forgets_the_samples_of_the_old_stream():
+    monitor = SensorMonitor(CONFIG)
+    stream(monitor, 3)
+    monitor.reset()
+    jumped = DEFAULT + 0.5                                       # a different pose after the restart: no history
+    assert not any(stream(monitor, 3, q=jumped, t0=10.06))

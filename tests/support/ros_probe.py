@@ -110,6 +110,26 @@ class Probe(BackgroundNode):
     def publish_skill(self, skill: int, vx: float = 0.0, vy: float = 0.0, yaw_rate: float = 0.0) -> None:
         self.skill_pub.publish(SkillCommand(skill=skill, vx=vx, vy=vy, yaw_rate=yaw_rate, source="test"))
 
+    def stream_skill(self, skill: int, vx: float = 0.0, vy: float = 0.0, yaw_rate: float = 0.0,
+                     rate_hz: float = 20.0) -> None:
+        """Publish this command at rate_hz until the next stream_skill or close, as every teleop does: the policy
+        node's command watchdog zeroes a command that is not repeated, then stands."""
+        self._streamed = (skill, vx, vy, yaw_rate)
+        if getattr(self, "_streamer", None) is None:
+            self._streamer = threading.Thread(target=self._stream, args=(1.0 / rate_hz,), daemon=True)
+            self._streamer.start()
+
+    def _stream(self, period: float) -> None:
+        while getattr(self, "_streamed", None) is not None:
+            self.publish_skill(*self._streamed)
+            time.sleep(period)
+
+    def close(self) -> None:
+        self._streamed = None
+        if getattr(self, "_streamer", None) is not None:
+            self._streamer.join(timeout=1.0)
+        super().close()
+
     def publish_sensors(self, q_sdk: np.ndarray, quaternion_wxyz=(1.0, 0.0, 0.0, 0.0)) -> None:
         stamp = self.node.get_clock().now().to_msg()
         leg = LegState()

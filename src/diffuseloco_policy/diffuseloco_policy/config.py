@@ -234,10 +234,29 @@ class SafetyConfig:
     # rad a measured joint may be beyond its mechanical limit before it counts as a sensor or message error
     # (e.g. a joint array sent one element short arrives zero-padded: a zero knee is far outside its range)
     joint_limit_tolerance: float = 0.1
+    # Plausibility (plausibility.py): finite values within the bounds above can still be false. A joint velocity is
+    # the encoder's differentiated position, so over `consistency_window` s it must integrate to the position
+    # change, up to the differentiator's filter lag (a 5 ms lag across a 40 rad/s swing reversal: 0.2 rad) and
+    # the error of integrating 50 Hz samples (at most 0.18 rad per joint in simulation with noise, latency,
+    # pushes, impacts and 3-step tick jitter, experts and the shipped model). A velocity that lies by 30 rad/s
+    # gathers 0.6 rad per tick. Likewise the gyro must integrate to the rotation between the IMU's attitudes
+    # (simulation: at most 0.09 rad, mostly the attitude's noise; a 2.5 rad/s lie crosses 0.25 rad in 0.1 s).
+    consistency_window: float = 0.1                # s over which a rate is compared with its integral
+    joint_velocity_consistency: float = 0.4        # rad, |integral of qd - change of q| per joint
+    gyro_consistency: float = 0.25                 # rad, |integral of the gyro - attitude rotation|
+    # Bounds of what the sensors can report at all: beyond them a value is a message or sensor error, not a
+    # measurement. IMUs of its class (e.g. the BMI088) measure up to 2000 deg/s (34.9 rad/s) and 24 g (235 m/s^2); in
+    # simulation trot, pace and bound with pushes reached 5.4 rad/s and 64 m/s^2 (foot impacts). The robot tops out
+    # near 3.2 m/s, so a body-velocity estimate beyond 5 m/s is an estimator or message error.
+    max_angular_velocity: float = 35.0             # rad/s, |gyro|
+    max_acceleration: float = 250.0                # m/s^2, |accelerometer|
+    max_body_speed: float = 5.0                    # m/s, |vBody|
 
     def __post_init__(self) -> None:
         positive = ("kp_max", "kd_max", "torque_limit", "velocity_limit", "sensor_timeout",
-                    "quaternion_tolerance", "max_tilt", "joint_velocity_fault", "joint_limit_tolerance")
+                    "quaternion_tolerance", "max_tilt", "joint_velocity_fault", "joint_limit_tolerance",
+                    "consistency_window", "joint_velocity_consistency", "gyro_consistency",
+                    "max_angular_velocity", "max_acceleration", "max_body_speed")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"safety.{name} must be positive, got {getattr(self, name)}")
@@ -294,6 +313,33 @@ class CommandFeedbackConfig:
             raise ConfigError("command_feedback.settle_s must be >= 0 and settle_change positive")
 
 
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """What the policy loop does when its inputs stop making sense (policy_loop.py, command_watchdog.py).
+
+    Commands: every teleop streams SkillCommand (20 Hz); when the stream stops, its last command must not drive
+    the robot forever. After `command_zero_after_s` without a fresh command the velocity goes to zero (the skill
+    stays: a trot in place is the gentlest stop), after `command_stand_after_s` the skill becomes stand. The
+    joystick teleop zeroes its own command after 0.5 s; this catches a teleop that died.
+
+    Sampler: a failed plan (an exception, non-finite actions) leaves the previous plan, which was made for the
+    next ticks too (horizon - execute_index - 1 of them), so one failure is followed through like a deadline miss:
+    a stochastic sampler can produce one bad sample and a good one the tick after. `sampler_failures` failures in a
+    row (3: 60 ms at 50 Hz, well within the previous plan) mean the sampler is broken: a fault, DAMPING.
+    """
+
+    command_zero_after_s: float = 0.5
+    command_stand_after_s: float = 2.0
+    sampler_failures: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.command_zero_after_s <= self.command_stand_after_s:
+            raise ConfigError(f"watchdog: need 0 < command_zero_after_s ({self.command_zero_after_s}) <= "
+                              f"command_stand_after_s ({self.command_stand_after_s})")
+        if self.sampler_failures < 1:
+            raise ConfigError(f"watchdog.sampler_failures must be >= 1, got {self.sampler_failures}")
+
+
 MAX_RAMP_FRAMES = 3   # a tick's q_des change reaches the motors within this many 2 ms frames
 
 
@@ -309,6 +355,7 @@ class StackConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     command_feedback: CommandFeedbackConfig = field(default_factory=CommandFeedbackConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     def __post_init__(self) -> None:
         self._check_lying_pose()

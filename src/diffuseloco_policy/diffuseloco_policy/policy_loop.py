@@ -13,6 +13,11 @@ Timing of tick t (delayed inputs, receding horizon):
      skill's command plus the outer velocity loop's correction (command_feedback.py), updated at the start of
      the tick from its gyro and vBody.
 
+Watchdogs (config.WatchdogConfig): with command_watchdog=True (the node) a command source that falls silent gets
+its velocity zeroed, then the skill set to stand (command_watchdog.py). A sampler that fails (an exception,
+non-finite actions) leaves the previous plan in use, like a deadline miss; WatchdogConfig.sampler_failures
+failures in a row are a fault: DAMPING from RUNNING, RUN refused, the reason in last_fault.
+
 Two ablation options (the paper's ablations; the defaults are the deployed design):
   current_frame=True: the sampler for tick t sees s[t-7..t], built at the start of tick t and sampled
      synchronously within the tick (waiting at most inference_wait_s), instead of s[t-8..t-1] one tick ahead.
@@ -29,12 +34,14 @@ from typing import Callable, Optional
 import numpy as np
 
 from .command_feedback import CommandFeedback, Measured
+from .command_watchdog import CommandTimeout, CommandWatchdog
 from .config import StackConfig
 from .controller import Controller, ControllerRequest, ControllerState
 from .gaits import GaitFollower
 from .gains import SkillGains
 from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler
+from .log_text import shorten
 from .observation import ObservationBuilder, RobotState, observes_applied_action, observes_gait_phase
 from .pd_targets import ActionDecoder
 from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, VelocitySample
@@ -77,10 +84,12 @@ class PolicyLoop:
 
     def __init__(self, config: StackConfig, sampler: Sampler, inference_wait_s: float = 0.0,
                  reset_sampler: Optional[Callable[[], None]] = None, current_frame: bool = False,
-                 replan_every: int = 1) -> None:
+                 replan_every: int = 1, command_watchdog: bool = False) -> None:
         """sampler: (obs window, goal window) -> action chunk. reset_sampler: makes the next call start from
         scratch (a warm-starting runtime must not continue a plan made before a gap in the history).
-        current_frame, replan_every: the ablations described in the module docstring."""
+        current_frame, replan_every: the ablations described in the module docstring. command_watchdog: reduce
+        the command when set_skill_command is not called for a while (for streamed commands, as the node gets
+        them; a harness that sets a command once per segment leaves it off)."""
         longest = config.action.horizon - config.action.execute_index
         if not 1 <= replan_every <= longest:
             raise ValueError(f"replan_every must be in 1..{longest} (chunk entries from execute_index on), "
@@ -104,6 +113,11 @@ class PolicyLoop:
         self._fresh = True  # the next sampler job starts without a warm start
         self.inference_wait_s = inference_wait_s
         self.skill = SkillCommandState()
+        self.command_watchdog = CommandWatchdog(config.watchdog) if command_watchdog else None
+        self.command_timeout = ""        # why the command in effect was reduced by the watchdog ("" if it is not)
+        self._command_fresh = False      # set_skill_command accepted a command since the last tick
+        self.sampler_failures = 0        # consecutive failed plans
+        self.sampler_fault = ""          # set while sampler_failures has reached the limit
         self.feedback = CommandFeedback(config.command_feedback, config.rates.control_dt)
         self.gains = SkillGains(config)
         self.model_command = np.zeros(3)  # the command the model is given: the skill's, plus the velocity loop's
@@ -143,10 +157,13 @@ class PolicyLoop:
         clamped = np.array(self.config.skill(skill).clamp_command(*values))
         note = "velocity clamped to the skill's range" if not np.allclose(clamped, values) else ""
         self.skill = SkillCommandState(skill, clamped, note)
+        self._command_fresh = True
         return self.skill
 
     def request(self, request: int, source: str = "") -> tuple[bool, str]:
-        accepted, message = self.controller.request(request, source)
+        if request == ControllerRequest.RUN and self.sampler_fault and self.controller.state != ControllerState.RUNNING:
+            return False, f"RUN refused: {self.sampler_fault}"
+        accepted, message = self.controller.request(request, shorten(source))
         if accepted and request == ControllerRequest.RUN:
             self._plan, self._fresh = None, True
         return accepted, message
@@ -156,6 +173,7 @@ class PolicyLoop:
              velocity: Optional[VelocitySample] = None) -> TickReport:
         """velocity: the state estimator's vBody, needed (and checked like any sensor) only by models that
         observe it."""
+        self._watch_commands(now)
         fault = self.monitor.check(now, joints, imu, velocity)
         sensors = _Sensors(joints, imu, velocity)
         running = fault is None and self.controller.state == ControllerState.RUNNING  # before this tick's move
@@ -166,6 +184,8 @@ class PolicyLoop:
         target = self._planned_targets() if fault is None else None
         q_target, dq_target = (None, None) if target is None else target
         kp_scale = self.gains.update(self.skill.skill, running)
+        if fault is None and self.sampler_fault and self.controller.state == ControllerState.RUNNING:
+            fault = self.sampler_fault  # only RUNNING follows the sampler: the controller's fault path damps
         command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target, kp_scale)
         safe, clamps = self.safety.filter(command, self._last_q_des, None if joints is None else joints.q)
         if self.controller.state in (ControllerState.DAMPING, ControllerState.ESTOP):
@@ -180,6 +200,23 @@ class PolicyLoop:
             self._last_action = sent
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited)
+
+    def _watch_commands(self, now: float) -> None:
+        """The command watchdog: a fresh command (since the last tick) re-arms it; a silent source has its command
+        reduced to zero velocity, then to stand."""
+        if self.command_watchdog is None:
+            return
+        if self._command_fresh:
+            self.command_watchdog.fresh(now)
+            self._command_fresh = False
+        timeout = self.command_watchdog.check(now)
+        if timeout == CommandTimeout.NONE:
+            self.command_timeout = ""
+            return
+        if not self.command_timeout or (timeout == CommandTimeout.STAND and self.skill.skill != self._stand_id):
+            self.command_timeout = self.command_watchdog.describe(now)
+        skill = self._stand_id if timeout == CommandTimeout.STAND else self.skill.skill
+        self.skill = SkillCommandState(skill, np.zeros(3), self.command_timeout)
 
     def _update_model_command(self, sensors: "_Sensors", running: bool) -> None:
         """The skill's command corrected by the outer velocity loop from this tick's gyro and vBody, as far as
@@ -215,14 +252,25 @@ class PolicyLoop:
             return self.last_latency_s, missed, waited
         self.last_latency_s = result.latency_s
         if result.error:
-            self.last_fault = result.error
-            self._plan = None
+            self._sampler_failed(result.error, stepped=missed)
             return result.latency_s, missed, waited
+        self.sampler_failures, self.sampler_fault = 0, ""
         if not missed and result.times is not None and result.times.finished_s > take_s:
             self.plans_waited_for += 1  # without the wait, a deadline miss
         late = self.ticks - result.tick
         self._plan, self._plan_index = result.chunk, self.config.action.execute_index + late
         return result.latency_s, missed, waited
+
+    def _sampler_failed(self, error: str, stepped: bool) -> None:
+        """A failed plan: the previous plan goes on (it was made for this tick too) until `sampler_failures` in
+        a row, which are a fault. stepped: the plan was already stepped for this tick (a late failed result)."""
+        self.last_fault = error
+        self.sampler_failures += 1
+        if not stepped and self._plan is not None:
+            self._plan_index += 1
+        limit = self.config.watchdog.sampler_failures
+        if self.sampler_failures >= limit:
+            self.sampler_fault = f"{error} ({self.sampler_failures} plans in a row, limit {limit})"
 
     def _planned_targets(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
         if self._plan is None or self._plan_index >= len(self._plan):

@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import StackConfig
 from .observation import observes_body_velocity
+from .plausibility import RateConsistency, body_rotation, joint_change
 
 ArrayLike = Union[np.ndarray, Sequence[float]]
 JOINTS_PER_LEG = 3
@@ -220,12 +221,15 @@ class JointSample:
 
 @dataclass(frozen=True)
 class ImuSample:
-    """The latest body orientation (quaternion w, x, y, z) and gyro (rad/s), with receive time and stamp."""
+    """The latest body orientation (quaternion w, x, y, z) and gyro (rad/s), with receive time and stamp, and the
+    accelerometer (m/s^2) where the source reports one (no model observes it; it is checked as a sign of a sound
+    IMU, whose attitude estimate depends on it)."""
 
     quaternion: ArrayLike
     angular_velocity: ArrayLike
     received: float
     stamp: Optional[float] = None
+    linear_acceleration: Optional[ArrayLike] = None
 
 
 @dataclass(frozen=True)
@@ -237,10 +241,6 @@ class VelocitySample:
     linear_velocity: ArrayLike
     received: float
     stamp: Optional[float] = None
-
-
-# m/s: a body-velocity estimate beyond this is a message or estimator error (CyberDog 2 tops out near 3.2 m/s)
-PLAUSIBLE_BODY_SPEED = 5.0
 
 
 def roll_pitch(quaternion_wxyz: ArrayLike) -> tuple[float, float]:
@@ -260,7 +260,8 @@ class SensorMonitor:
     """Decides each tick whether the sensors can be trusted; returns the first fault found, or None.
 
     It remembers the newest stamp of each stream so a sample older than one already seen is a fault (a replayed
-    or reordered message must not drive the legs).
+    or reordered message must not drive the legs), and the recent samples so that a rate that disagrees with the
+    change of what it measures is a fault of the sensor that reported it (plausibility.py).
     """
 
     def __init__(self, config: StackConfig) -> None:
@@ -273,6 +274,13 @@ class SensorMonitor:
         self.q_low = np.asarray(config.robot.position_lower) - safety.joint_limit_tolerance
         self.q_high = np.asarray(config.robot.position_upper) + safety.joint_limit_tolerance
         self.joint_names = config.robot.joint_names
+        self.max_angular_velocity = safety.max_angular_velocity
+        self.max_acceleration = safety.max_acceleration
+        self.max_body_speed = safety.max_body_speed
+        self.joint_consistency = safety.joint_velocity_consistency
+        self.gyro_consistency = safety.gyro_consistency
+        self._joint_rates = RateConsistency(safety.consistency_window, joint_change)
+        self._gyro_rates = RateConsistency(safety.consistency_window, body_rotation)
         self.needs_velocity = observes_body_velocity(config)
         # the velocity loop reads vBody too: for it a broken estimate is no fault, only a reading not to use
         self.checks_velocity = self.needs_velocity or config.command_feedback.enabled
@@ -280,9 +288,11 @@ class SensorMonitor:
         self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock(), "body velocity": _StreamClock()}
 
     def reset(self) -> None:
-        """Forget the stamps seen (after a deliberate restart of a sensor source)."""
+        """Forget the stamps and samples seen (after a deliberate restart of a sensor source)."""
         for clock in self._clocks.values():
             clock.last_stamp = -math.inf
+        self._joint_rates.reset()
+        self._gyro_rates.reset()
 
     def check(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample],
               velocity: Optional[VelocitySample] = None) -> Optional[str]:
@@ -318,7 +328,21 @@ class SensorMonitor:
         if np.any(fast):
             j = int(np.argmax(np.abs(dq)))
             return f"joint velocity {dq[j]:.1f} rad/s at joint {j} beyond {self.joint_velocity_fault:.1f}"
-        return None
+        return self._joint_velocity_plausible(_stamp_of(sample), q, dq)
+
+    def _joint_velocity_plausible(self, stamp: float, q: np.ndarray, dq: np.ndarray) -> Optional[str]:
+        """The velocity must integrate to the position change (an encoder's velocity is its differentiated
+        position); the joint that disagrees most is named."""
+        sums = self._joint_rates.update(stamp, q, dq)
+        if sums is None:
+            return None
+        excess = np.abs(sums.residual) - self.joint_consistency
+        if np.all(excess <= 0):
+            return None
+        j = int(np.argmax(excess))
+        return (f"joint velocity sensor of {self.joint_names[j]} implausible: its velocity integrates to "
+                f"{sums.integral[j]:+.2f} rad over {sums.span_s * 1000:.0f} ms but its position moved "
+                f"{sums.change[j]:+.2f} rad (tolerance {self.joint_consistency:g} rad)")
 
     def _check_imu(self, now: float, sample: Optional[ImuSample]) -> Optional[str]:
         if sample is None:
@@ -329,26 +353,59 @@ class SensorMonitor:
         quat, fault = _finite_vector(sample.quaternion, 4, "IMU quaternion")
         if fault:
             return fault
-        _, fault = _finite_vector(sample.angular_velocity, 3, "IMU angular velocity")
+        gyro, fault = _finite_vector(sample.angular_velocity, 3, "IMU angular velocity")
+        if fault:
+            return fault
+        fault = self._check_accelerometer(sample.linear_acceleration)
         if fault:
             return fault
         with np.errstate(over="ignore"):  # a huge quaternion has an infinite norm: still a fault, not a warning
             norm = float(np.linalg.norm(quat))
+            rate = float(np.linalg.norm(gyro))
         if abs(norm - 1.0) > self.quaternion_tolerance:
             return f"IMU quaternion norm {norm:.3f} is not 1 (tolerance {self.quaternion_tolerance})"
+        if rate > self.max_angular_velocity:
+            return (f"IMU gyro reads {rate:.3g} rad/s, beyond the sensor's range {self.max_angular_velocity:g} rad/s: "
+                    "gyro or message error")
         roll, pitch = roll_pitch(quat)
         if abs(roll) > self.max_tilt or abs(pitch) > self.max_tilt:
             return f"attitude beyond {self.max_tilt} rad: roll {roll:.2f}, pitch {pitch:.2f}"
+        return self._gyro_plausible(_stamp_of(sample), quat, gyro)
+
+    def _check_accelerometer(self, acceleration: Optional[ArrayLike]) -> Optional[str]:
+        if acceleration is None:  # a source without one (the simulator's harness)
+            return None
+        values, fault = _finite_vector(acceleration, 3, "IMU accelerometer values")
+        if fault:
+            return fault
+        with np.errstate(over="ignore"):
+            magnitude = float(np.linalg.norm(values))
+        if magnitude > self.max_acceleration:
+            return (f"IMU accelerometer reads {magnitude:.3g} m/s^2, beyond the sensor's range "
+                    f"{self.max_acceleration:g} m/s^2: accelerometer or message error")
         return None
+
+    def _gyro_plausible(self, stamp: float, quat: np.ndarray, gyro: np.ndarray) -> Optional[str]:
+        """The gyro must integrate to the rotation between the attitudes (the quaternion derivative)."""
+        sums = self._gyro_rates.update(stamp, quat, gyro)
+        if sums is None:
+            return None
+        residual = float(np.linalg.norm(sums.residual))
+        if residual <= self.gyro_consistency:
+            return None
+        return (f"IMU gyro implausible: it integrates to {float(np.linalg.norm(sums.integral)):.2f} rad over "
+                f"{sums.span_s * 1000:.0f} ms but the attitude turned {float(np.linalg.norm(sums.change)):.2f} rad "
+                f"(disagreement {residual:.2f} rad, tolerance {self.gyro_consistency:g} rad)")
 
     def _check_velocity(self, now: float, sample: Optional[VelocitySample]) -> Optional[str]:
         if sample is None:
             return "no body velocity estimate received (the state estimator's vBody)"
         velocity, malformed = _finite_vector(sample.linear_velocity, 3, "body velocity")
         fault = self._timing(now, "body velocity", sample.received, sample.stamp) or malformed
-        speed = 0.0 if fault else float(np.linalg.norm(velocity))
-        if speed > PLAUSIBLE_BODY_SPEED:
-            fault = (f"body velocity estimate {speed:.1f} m/s beyond {PLAUSIBLE_BODY_SPEED:.1f}: "
+        with np.errstate(over="ignore"):
+            speed = 0.0 if fault else float(np.linalg.norm(velocity))
+        if speed > self.max_body_speed:
+            fault = (f"body velocity estimate {speed:.3g} m/s beyond {self.max_body_speed:.1f}: "
                      "estimator or message error")
         return fault
 
@@ -369,6 +426,11 @@ class SensorMonitor:
             return f"{stream} out of order: stamp {stamp:.3f} older than {clock.last_stamp:.3f}"
         clock.last_stamp = stamp
         return None
+
+
+def _stamp_of(sample: Union[JointSample, ImuSample]) -> float:
+    """The sender's stamp, or the receive time without one (both were checked by _timing)."""
+    return float(sample.received if sample.stamp is None else sample.stamp)
 
 
 def is_finite_number(value: object) -> bool:

@@ -2,7 +2,8 @@
 
 All decisions live in policy_loop.PolicyLoop (ROS-free); this node converts messages, keeps the newest sensor
 samples with their receive times, runs the 50 Hz timer, and publishes the command, PolicyStatus and diagnostics.
-The model file carries its own config; it is checked against the robot config at start and a mismatch stops the
+Command and sensor topics use QoS that no publisher can silently mismatch (nodes/qos.py), and a command source
+that falls silent is caught by the loop's command watchdog. The model file carries its own config; it is checked against the robot config at start and a mismatch stops the
 node with the reason (it never drives the robot with a model trained for another layout).
 """
 
@@ -29,6 +30,7 @@ from ..command_feedback import describe as describe_feedback
 from ..config import ConfigError, StackConfig, load_config
 from ..controller import ControllerState
 from ..inference import Sampler, describe_job
+from ..log_text import shorten
 from ..joints import JointConvention
 from ..gains import describe_scales, kp_scales, with_kp_scales
 from ..model_file import ModelMismatchError, within_trained_ranges
@@ -39,9 +41,9 @@ from ..package_files import share_dir
 from ..sensor_gate import SensorGate
 from ..timing import TickTiming
 from ..motor_sdk import MotorCommand as SdkMotorCommand
-from .conversions import (body_velocity_from_msg, imu_reading_from_msg, joint_state_from_msg, motor_command_msg,
-                          stamp_to_seconds)
+from .conversions import body_velocity_from_msg, imu_reading_from_msg, joint_state_from_msg, motor_command_msg
 from .parameters import declare_parameters
+from .qos import COMMAND_QOS, QosWatch
 from .spin import run_node, use_realtime_scheduling
 
 PACKAGE = "diffuseloco_policy"
@@ -83,7 +85,7 @@ class PolicyNode(Node):
         if setup.trained is not None:
             self.config = self._with_model_gains(self._within_trained_ranges(setup.trained), setup.trained)
         self.loop = PolicyLoop(self.config, setup.sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
-                               reset_sampler=setup.reset, current_frame=setup.current_frame)
+                               reset_sampler=setup.reset, current_frame=setup.current_frame, command_watchdog=True)
         self._joints: Optional[JointSample] = None
         self._imu: Optional[ImuSample] = None
         self._velocity: Optional[VelocitySample] = None
@@ -94,17 +96,18 @@ class PolicyNode(Node):
         self.leg_gate = SensorGate(self.config.safety.sensor_timeout)
         self.imu_gate = SensorGate(self.config.safety.sensor_timeout)
         self.velocity_gate = SensorGate(self.config.safety.sensor_timeout)
+        self._reported = _Reported()
+        self.qos = QosWatch(self)
 
-        self.command_pub = self.create_publisher(MotorCommand, p["motor_command_topic"], 1)
-        self.status_pub = self.create_publisher(PolicyStatus, p["status_topic"], 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(LegState, p["leg_state_topic"], self._on_leg_state, qos_profile_sensor_data)
-        self.create_subscription(Imu, p["imu_topic"], self._on_imu, qos_profile_sensor_data)
+        self.command_pub = self._publisher(MotorCommand, p["motor_command_topic"], 1)
+        self.status_pub = self._publisher(PolicyStatus, p["status_topic"], 10)
+        self.diag_pub = self._publisher(DiagnosticArray, "/diagnostics", 10)
+        self._subscribe(LegState, p["leg_state_topic"], self._on_leg_state, qos_profile_sensor_data)
+        self._subscribe(Imu, p["imu_topic"], self._on_imu, qos_profile_sensor_data)
         # vBody: an input of models that observe it (then checked like any sensor), and the velocity loop's measure
         if self.loop.monitor.checks_velocity:
-            self.create_subscription(TwistStamped, p["body_velocity_topic"], self._on_body_velocity,
-                                     qos_profile_sensor_data)
-        self.create_subscription(SkillCommand, p["skill_command_topic"], self._on_skill_command, 10)
+            self._subscribe(TwistStamped, p["body_velocity_topic"], self._on_body_velocity, qos_profile_sensor_data)
+        self._subscribe(SkillCommand, p["skill_command_topic"], self._on_skill_command, COMMAND_QOS)
         self.create_service(SetControllerState, p["state_service"], self._on_state_request)
         self.create_timer(self.period, self._on_tick)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -180,10 +183,17 @@ class PolicyNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _publisher(self, msg_type: type, topic: str, qos):
+        return self.create_publisher(msg_type, topic, qos, event_callbacks=self.qos.publisher(topic))
+
+    def _subscribe(self, msg_type: type, topic: str, callback: Callable, qos) -> None:
+        self.create_subscription(msg_type, topic, callback, qos, event_callbacks=self.qos.subscription(topic))
+
     # ------------------------------------------------------------------------------------------- callbacks
     def _on_leg_state(self, msg: LegState) -> None:
-        now, stamp = self._now(), stamp_to_seconds(msg.header.stamp)
-        if not self._gate("joint state", self.leg_gate, stamp, now):
+        now = self._now()
+        stamp = self._gate("joint state", self.leg_gate, msg.header.stamp, now)
+        if stamp is None:
             return
         try:
             state = joint_state_from_msg(msg)
@@ -194,29 +204,33 @@ class PolicyNode(Node):
         self._joints = JointSample(self.convention.to_model(state.q), self.convention.to_model(state.qd), now, stamp)
 
     def _on_imu(self, msg: Imu) -> None:
-        now, stamp = self._now(), stamp_to_seconds(msg.header.stamp)
-        if not self._gate("IMU", self.imu_gate, stamp, now):
+        now = self._now()
+        stamp = self._gate("IMU", self.imu_gate, msg.header.stamp, now)
+        if stamp is None:
             return
         reading = imu_reading_from_msg(msg)
-        self._imu = ImuSample(reading.quaternion, reading.gyro, now, stamp)
+        self._imu = ImuSample(reading.quaternion, reading.gyro, now, stamp, reading.accelerometer)
 
     def _on_body_velocity(self, msg: TwistStamped) -> None:
-        now, stamp = self._now(), stamp_to_seconds(msg.header.stamp)
-        if self._gate("body velocity", self.velocity_gate, stamp, now):
+        now = self._now()
+        stamp = self._gate("body velocity", self.velocity_gate, msg.header.stamp, now)
+        if stamp is not None:
             self._velocity = VelocitySample(body_velocity_from_msg(msg), now, stamp)
 
-    def _gate(self, stream: str, gate: SensorGate, stamp: float, now: float) -> bool:
-        accepted, note = gate.offer(stamp, now)
+    def _gate(self, stream: str, gate: SensorGate, header_stamp, now: float) -> Optional[float]:
+        """The message's stamp (s) if it becomes the stream's new sample, else None (invalid, old or repeated)."""
+        accepted, note, stamp = gate.offer_header(header_stamp.sec, header_stamp.nanosec, now)
         if note:
             self.get_logger().warning(f"{stream}: {note}", throttle_duration_sec=1.0)
-        if accepted and note:  # a restarted source: its stamps start over, forget the old stream's
+        if accepted and note:  # a restart or a clock jump: the stamps start over, forget the old stream's
             self.loop.monitor.reset()
-        return accepted
+        return stamp if accepted else None
 
     def _on_skill_command(self, msg: SkillCommand) -> None:
         state = self.loop.set_skill_command(int(msg.skill), msg.vx, msg.vy, msg.yaw_rate)
         if state.note:
-            self.get_logger().warning(f"{state.note} (from {msg.source or 'unknown'})", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"{state.note} (from {shorten(msg.source or 'unknown')})",
+                                      throttle_duration_sec=1.0)
 
     def _on_state_request(self, request, response):
         response.accepted, response.message = self.loop.request(int(request.request), source="service")
@@ -234,6 +248,34 @@ class PolicyNode(Node):
         self.timing.tick_finished(time.perf_counter(), joints_wall, report.plan_wait_s)
         self.status_pub.publish(self._status(report, stamp))
         self._log_deadline_miss(report)
+        self._log_changes()
+
+    def _log_changes(self) -> None:
+        """Log each change of what the loop works around: a silent command source (the watchdog), a failing
+        sampler, a body velocity the velocity loop cannot use (a fault only for models that observe it)."""
+        loop = self.loop
+        velocity = loop.monitor.velocity_fault if loop.monitor.checks_velocity and not loop.monitor.needs_velocity \
+            else None
+        now = _Reported(loop.command_timeout, loop.sampler_fault, velocity)
+        before, self._reported = self._reported, now
+        if now.command_timeout != before.command_timeout:
+            self._log_change(bool(now.command_timeout), "command watchdog: " + (
+                now.command_timeout or "a fresh skill command: the command is in effect again"))
+        if now.sampler_fault != before.sampler_fault:
+            self._log_change(bool(now.sampler_fault), f"sampler: {now.sampler_fault or 'a valid plan again'}",
+                             error=True)
+        if now.body_velocity != before.body_velocity:
+            self._log_change(bool(now.body_velocity), "velocity loop: " + (
+                f"vBody ignored, {now.body_velocity}" if now.body_velocity else "vBody in use again"))
+
+    def _log_change(self, bad: bool, text: str, error: bool = False) -> None:
+        """One call site per severity: rclpy refuses a logging call site whose severity changes."""
+        if not bad:
+            self.get_logger().info(text)
+        elif error:
+            self.get_logger().error(text)
+        else:
+            self.get_logger().warning(text)
 
     def _log_deadline_miss(self, report: TickReport) -> None:
         """Each deadline miss is logged (throttled), one tick later so that its sampler job has had time to finish,
@@ -274,18 +316,34 @@ class PolicyNode(Node):
         msg.last_fault = self.loop.last_fault
         return msg
 
+    def _health(self) -> tuple[bytes, str]:
+        """Diagnostics level and message: ERROR for a stopped controller, a failing sampler or a QoS mismatch,
+        WARN for a reduced command or a body velocity the velocity loop ignores while RUNNING."""
+        loop, state = self.loop, self.loop.controller.state
+        if state in (ControllerState.DAMPING, ControllerState.ESTOP):
+            return DiagnosticStatus.ERROR, loop.last_fault or ControllerState(state).name
+        for problem in (loop.sampler_fault, self.qos.summary()):
+            if problem:
+                return DiagnosticStatus.ERROR, problem
+        ignored = self._reported.body_velocity if state == ControllerState.RUNNING else None  # only RUNNING uses it
+        for warning in (loop.command_timeout, ignored):
+            if warning:
+                return DiagnosticStatus.WARN, warning
+        return DiagnosticStatus.OK, loop.last_fault or ControllerState(state).name
+
     def _publish_diagnostics(self) -> None:
         status = DiagnosticStatus(name="diffuseloco_policy", hardware_id=self.config.robot.name)
         state = self.loop.controller.state
-        status.level = DiagnosticStatus.ERROR if state in (ControllerState.DAMPING, ControllerState.ESTOP) \
-            else DiagnosticStatus.OK
-        status.message = self.loop.last_fault or ControllerState(state).name
+        status.level, status.message = self._health()
         status.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ("state", ControllerState(state).name), ("ticks", self.loop.ticks),
             ("deadline_misses", self.loop.deadline_misses), ("plans_waited_for", self.loop.plans_waited_for),
             ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
             ("model_command", _triple(self.loop.model_command)),
             ("command_correction", _triple(self.loop.feedback.correction)),
+            ("command_watchdog", self.loop.command_timeout or "ok"),
+            ("sampler_failures", self.loop.sampler_failures), ("sampler_fault", self.loop.sampler_fault or "none"),
+            ("body_velocity", self._reported.body_velocity or "ok"), ("qos", self.qos.summary() or "ok"),
             *((k, f"{v:.3f}") for k, v in self.timing.summary().items()),
             *((f"{name}_{k}", str(v)) for name, gate in (("joint_state", self.leg_gate), ("imu", self.imu_gate),
                                                               ("body_velocity", self.velocity_gate))
@@ -310,6 +368,15 @@ class PolicyNode(Node):
         if loop is not None:
             loop.close()
         super().destroy_node()
+
+
+@dataclass(frozen=True)
+class _Reported:
+    """What the node last logged about the loop's workarounds ("" for none)."""
+
+    command_timeout: str = ""
+    sampler_fault: str = ""
+    body_velocity: Optional[str] = None
 
 
 def _triple(values: np.ndarray) -> str:
