@@ -84,7 +84,7 @@ def test_the_policy_loop_drives_each_skill_with_its_scale():
         assert reports[-1].state == ControllerState.RUNNING
         np.testing.assert_allclose(reports[-1].command.kp, KP)  # stand: robot.kp
         loop.set_skill_command(TUNED.skill("trot").id, 0.3, 0.0, 0.0)
-        now, sent = 10.0, []
+        now, sent = loop.last_tick_at, []
         for k in range(40):
             now += DT
             sent.append(loop.tick(now, *synthetic_samples(100 + k, now)).command.kp[0])

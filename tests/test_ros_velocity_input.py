@@ -32,7 +32,9 @@ def tolerant_of_relay_stalls(config, timeout_s: float = 0.25):
     """vBody reaches the node through the probe's relay, a Python callback in the test process: on a shared
     2-core machine it can stall past the robot's 0.05 s timeout under the full suite, a fault the node rightly
     damps on (test_ros_graph and test_fault_injection check that reaction), but not what this test is about."""
-    return dataclasses.replace(config, safety=dataclasses.replace(config.safety, sensor_timeout=timeout_s))
+    return dataclasses.replace(config, safety=dataclasses.replace(
+        config.safety, sensor_timeout=timeout_s, stale_stand_after=timeout_s + 0.1,
+        stale_damping_after=max(timeout_s + 0.2, config.safety.stale_damping_after)))
 
 
 def test_a_model_that_observes_the_body_velocity_runs_on_the_simulators_estimate(tmp_path):
@@ -45,7 +47,8 @@ def test_a_model_that_observes_the_body_velocity_runs_on_the_simulators_estimate
     params = yaml.safe_load(params_file("sim").read_text())
     params["cyberdog_sim"]["ros__parameters"].update(config=str(config_path))
     params["diffuseloco_policy"]["ros__parameters"].update(model=str(model), config=str(config_path),
-                                                           warm_start_steps=2, body_velocity_topic=RELAYED)
+                                                           warm_start_steps=2, body_velocity_topic=RELAYED,
+                                                           sensor_source="")   # vBody comes from the probe
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     graph = Graph([NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),

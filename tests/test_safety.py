@@ -259,8 +259,8 @@ def test_roll_pitch_matches_the_construction():
     (lambda j, i: (j, dataclasses.replace(i, angular_velocity=[0.0, math.nan, 0.0])), "angular velocity"),
     (lambda j, i: (j, dataclasses.replace(i, quaternion=[1.1, 0.0, 0.0, 0.0])), "norm 1.100"),
     (lambda j, i: (j, dataclasses.replace(i, quaternion=[0.0, 0.0, 0.0, 0.0])), "norm 0.000"),
-    (lambda j, i: (dataclasses.replace(j, received=9.9), i), "joint state stale: 100 ms"),
-    (lambda j, i: (j, dataclasses.replace(i, received=9.94)), "IMU stale: 60 ms"),
+    (lambda j, i: (dataclasses.replace(j, received=9.4), i), "joint state lost: 600 ms"),
+    (lambda j, i: (j, dataclasses.replace(i, received=9.3)), "IMU lost: 700 ms"),
     (lambda j, i: (j, dataclasses.replace(i, received=11.0)), "future"),
     (lambda j, i: (dataclasses.replace(j, received=math.nan), i), "receive time"),
     (lambda j, i: (j, dataclasses.replace(i, quaternion=quat_from_rpy(1.2, 0.0))), "attitude.*roll 1.20"),
@@ -287,11 +287,33 @@ def test_out_of_order_stamps_are_a_fault_until_a_newer_sample_arrives():
     assert fault and "IMU out of order" in fault
 
 
+@pytest.mark.parametrize("age,stale", [(0.03, None), (0.1, 0.1), (0.4, 0.4)])
+def test_stale_but_not_lost_samples_are_graded_not_faults(age, stale):
+    """Past sensor_timeout and up to stale_damping_after a joint state or IMU sample is no fault: its age is in
+    `staleness` (the policy loop rides through or stands), and the oldest stream is the one reported."""
+    joints, imu = healthy()
+    monitor = SensorMonitor(CONFIG)
+    assert monitor.check(10.0, dataclasses.replace(joints, received=10.0 - age),
+                         dataclasses.replace(imu, received=10.0 - age / 2)) is None
+    if stale is None:
+        assert monitor.staleness is None
+    else:
+        assert monitor.staleness.stream == "joint state" and monitor.staleness.age_s == pytest.approx(stale)
+    assert monitor.check(10.0, *healthy()) is None and monitor.staleness is None
+
+
+def test_the_staleness_grades_must_be_ordered():
+    data = CONFIG.to_dict()
+    data["safety"].update(stale_stand_after=0.04)
+    with pytest.raises(ConfigError, match="sensor_timeout < stale_stand_after < stale_damping_after"):
+        config_from_dict(data)
+
+
 def test_invalid_clock_and_configurable_limits():
     joints, imu = healthy()
     assert "invalid clock" in SensorMonitor(CONFIG).check(math.nan, joints, imu)
     data = CONFIG.to_dict()
-    data["safety"].update(sensor_timeout=0.2, max_tilt=1.5)
+    data["safety"].update(sensor_timeout=0.2, stale_stand_after=0.3, stale_damping_after=0.6, max_tilt=1.5)
     relaxed = SensorMonitor(config_from_dict(data))
     assert relaxed.check(10.0, dataclasses.replace(joints, received=9.9),
                          dataclasses.replace(imu, quaternion=quat_from_rpy(1.2, 0.0))) is None

@@ -227,7 +227,15 @@ class SafetyConfig:
     kd_max: float = 10.0                           # N m s/rad
     torque_limit: float = 12.0                     # N m, bounds tau_des and the commanded PD torque
     velocity_limit: float = 38.19                  # rad/s, bounds qd_des
-    sensor_timeout: float = 0.05                   # s since a sensor sample was received
+    # Staleness is graded, since a stall of the sensor source or of this process (a VM, a busy board) is far
+    # more common than a lost sensor, and damping a trotting dog drops it on the floor. Up to sensor_timeout a
+    # sample is fresh. Older, the tick rides through on the plan it has (a chunk covers 160 ms) and the last
+    # sample; older than stale_stand_after, a running robot moves to its standing pose (the motor boards hold it
+    # without our sensors); only older than stale_damping_after (the firmware's own fallback after a 500 ms
+    # command gap) is the stream lost: DAMPING.
+    sensor_timeout: float = 0.05                   # s since a sensor sample was received: fresh up to here
+    stale_stand_after: float = 0.15                # s: beyond it a running robot stands (a controlled stand)
+    stale_damping_after: float = 0.5               # s: beyond it the stream is lost: DAMPING
     quaternion_tolerance: float = 0.02             # allowed |norm(q) - 1|
     max_tilt: float = 1.0                          # rad, roll or pitch beyond this is a fault
     joint_velocity_fault: float = 38.19            # rad/s, measured |qd| beyond this is a fault
@@ -264,6 +272,9 @@ class SafetyConfig:
             raise ConfigError(f"safety.limit_margin must be >= 0, got {self.limit_margin}")
         if not all(s > 0 for s in self.max_target_step_deg):
             raise ConfigError("safety.max_target_step_deg entries must be positive")
+        if not self.sensor_timeout < self.stale_stand_after < self.stale_damping_after:
+            raise ConfigError("safety: need sensor_timeout < stale_stand_after < stale_damping_after, got "
+                              f"{self.sensor_timeout}, {self.stale_stand_after}, {self.stale_damping_after}")
 
 
 @dataclass(frozen=True)
@@ -280,11 +291,14 @@ class ControllerConfig:
     # Folded legs, body a few cm above the ground (model convention, abad/hip/knee per leg).
     lying_pose: tuple[float, ...] = (0.0, -1.1, 2.4) * 4
     auto_run: bool = False               # enter RUNNING as soon as the stand-up completes
+    # s, a running robot's move from its last targets to default_pose when its sensors go stale (safety.
+    # stale_stand_after): quick, since the gait is interrupted mid-stride, yet without a velocity jump
+    stale_stand_duration: float = 0.5
 
     def __post_init__(self) -> None:
         if self.passive_mode not in ("damping", "zero_torque"):
             raise ConfigError(f"controller.passive_mode must be 'damping' or 'zero_torque', got {self.passive_mode!r}")
-        for name in ("stand_up_duration", "get_down_duration"):
+        for name in ("stand_up_duration", "get_down_duration", "stale_stand_duration"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"controller.{name} must be positive, got {getattr(self, name)}")
         for name in ("passive_kd", "damping_kd", "stand_kp", "stand_kd"):

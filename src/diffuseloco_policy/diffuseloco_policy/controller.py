@@ -72,6 +72,7 @@ class Controller:
         self._now: Optional[float] = None
         self._move: Optional[_Move] = None           # the running interpolation, if any
         self._move_pending = False                   # start a move from the measured pose at the next tick
+        self._move_from_target = False               # ... from the last target instead (a stand on stale sensors)
 
     # ------------------------------------------------------------------------------------------ queries
     @property
@@ -173,12 +174,24 @@ class Controller:
             return f"{r.name} refused: sensors not healthy ({self._sensor_fault})"
         return ""
 
+    def stand_in_place(self, reason: str) -> bool:
+        """A running robot whose sensors went stale (safety.stale_stand_after) moves from its last targets to the
+        default pose in controller.stale_stand_duration and holds it (STANDING_UP): the motor boards keep that
+        posture without our sensors, where damping would drop a trotting dog. RUN resumes once they are fresh.
+        Other states are left as they are (their moves do not read the sensors). Returns whether it stood."""
+        if self._state != S.RUNNING:
+            return False
+        self._enter(S.STANDING_UP, fault=reason, move=True)
+        self._move_from_target = True
+        return True
+
     def _enter(self, state: ControllerState, fault: str = "", move: bool = False) -> None:
         self._state = state
         if fault:
             self.last_fault = fault
         self._move = None
         self._move_pending = move
+        self._move_from_target = False
 
     # --------------------------------------------------------------------------------------------- tick
     def tick(self, now: float, measured_q: Optional[ArrayLike], policy_target_q: Optional[ArrayLike] = None,
@@ -243,7 +256,10 @@ class Controller:
     def _interpolate(self, goal: np.ndarray, duration: float) -> np.ndarray:
         """The target of the current move, starting it from the measured pose on its first tick."""
         if self._move_pending or self._move is None:
-            self._move = _Move(start=self._last_q.copy(), goal=goal, t0=self._now, duration=duration)
+            start, from_target = self._last_q, self._move_from_target and self._target is not None
+            if from_target:
+                start, duration = self._target, self.cc.stale_stand_duration
+            self._move = _Move(start=start.copy(), goal=goal, t0=self._now, duration=duration)
             self._move_pending = False
         return self._move.at(self._now)
 

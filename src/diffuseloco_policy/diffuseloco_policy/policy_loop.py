@@ -67,6 +67,7 @@ class TickReport:
     inference_latency_s: float
     deadline_missed: bool
     plan_wait_s: float = 0.0  # how long the tick waited for its plan (at most inference_wait_s)
+    stale: str = ""           # why the tick rode through or stood on stale sensors ("" when they were fresh)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,9 @@ class PolicyLoop:
         self._command_fresh = False      # set_skill_command accepted a command since the last tick
         self.sampler_failures = 0        # consecutive failed plans
         self.sampler_fault = ""          # set while sampler_failures has reached the limit
+        self.stale = ""                  # this tick's stale sensors (or own stall) and the reaction, "" if fresh
+        self.stale_reaction = ""         # "", "ride" (through, on the plan) or "stand"
+        self.last_tick_at: Optional[float] = None   # the time of the last tick (the caller's clock)
         self.feedback = CommandFeedback(config.command_feedback, config.rates.control_dt)
         self.gains = SkillGains(config)
         self.model_command = np.zeros(3)  # the command the model is given: the skill's, plus the velocity loop's
@@ -161,8 +165,9 @@ class PolicyLoop:
         return self.skill
 
     def request(self, request: int, source: str = "") -> tuple[bool, str]:
-        if request == ControllerRequest.RUN and self.sampler_fault and self.controller.state != ControllerState.RUNNING:
-            return False, f"RUN refused: {self.sampler_fault}"
+        if request == ControllerRequest.RUN and self.controller.state != ControllerState.RUNNING:
+            if self.sampler_fault or self.monitor.staleness is not None:  # a broken sampler, sensors still stale
+                return False, f"RUN refused: {self.sampler_fault or self.stale}"
         accepted, message = self.controller.request(request, shorten(source))
         if accepted and request == ControllerRequest.RUN:
             self._plan, self._fresh = None, True
@@ -175,6 +180,7 @@ class PolicyLoop:
         observe it."""
         self._watch_commands(now)
         fault = self.monitor.check(now, joints, imu, velocity)
+        self._grade_staleness(now, fault)
         sensors = _Sensors(joints, imu, velocity)
         running = fault is None and self.controller.state == ControllerState.RUNNING  # before this tick's move
         self._update_model_command(sensors, running)
@@ -199,7 +205,33 @@ class PolicyLoop:
         if fault is None and joints is not None and imu is not None:
             self._last_action = sent
         self.ticks += 1
-        return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited)
+        return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited, self.stale)
+
+    def _grade_staleness(self, now: float, fault: Optional[str]) -> None:
+        """Stale but not lost sensors (SensorMonitor.staleness), or a tick that comes late after the previous one
+        (this process stalled: a VM, a busy board): a short gap is ridden through on the current plan and the
+        last sample; past safety.stale_stand_after a running robot stands (Controller.stand_in_place). A stall of
+        this process is reported as such, not as stale sensors (the bridge or the simulated firmware held the
+        robot meanwhile, and the plan is as old as the stall)."""
+        previous, self.last_tick_at = self.last_tick_at, now
+        safety = self.config.safety
+        gap = now - previous if previous is not None else 0.0
+        stale = self.monitor.staleness if fault is None else None
+        stalled = fault is None and gap > safety.sensor_timeout
+        if stale is None and not stalled:
+            self.stale = self.stale_reaction = ""
+            return
+        if stalled and (stale is None or stale.age_s - gap < safety.sensor_timeout):
+            cause, age = f"policy process stalled: {gap * 1000:.0f} ms since the previous tick", gap
+        else:
+            cause, age = f"{stale.stream} stale: {stale.age_s * 1000:.0f} ms old", stale.age_s
+        limit = f"{safety.stale_stand_after * 1000:.0f} ms"
+        if age <= safety.stale_stand_after:
+            self.stale, self.stale_reaction = f"{cause}; riding through on the current plan (limit {limit})", "ride"
+            return
+        self.stale, self.stale_reaction = f"{cause}; standing until it is fresh (limit {limit})", "stand"
+        if self.controller.stand_in_place(self.stale):
+            self.last_fault = self.stale
 
     def _watch_commands(self, now: float) -> None:
         """The command watchdog: a fresh command (since the last tick) re-arms it; a silent source has its command

@@ -256,6 +256,15 @@ class _StreamClock:
     last_stamp: float = -math.inf
 
 
+@dataclass(frozen=True)
+class Staleness:
+    """The oldest of the joint state and IMU streams this tick, when it is past safety.sensor_timeout but not yet
+    lost: how long ago its newest sample was received."""
+
+    stream: str
+    age_s: float
+
+
 class SensorMonitor:
     """Decides each tick whether the sensors can be trusted; returns the first fault found, or None.
 
@@ -268,6 +277,7 @@ class SensorMonitor:
         self.num_joints = config.robot.num_joints
         safety = config.safety
         self.timeout = safety.sensor_timeout
+        self.lost_after = safety.stale_damping_after
         self.quaternion_tolerance = safety.quaternion_tolerance
         self.max_tilt = safety.max_tilt
         self.joint_velocity_fault = safety.joint_velocity_fault
@@ -286,6 +296,7 @@ class SensorMonitor:
         self.checks_velocity = self.needs_velocity or config.command_feedback.enabled
         self.velocity_fault: Optional[str] = "not checked: neither the model nor the velocity loop uses vBody"
         self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock(), "body velocity": _StreamClock()}
+        self.staleness: Optional[Staleness] = None  # this tick's stale (not lost) joint state or IMU stream
 
     def reset(self) -> None:
         """Forget the stamps and samples seen (after a deliberate restart of a sensor source)."""
@@ -299,6 +310,7 @@ class SensorMonitor:
         """The first fault among: missing, malformed, stale, out of order, implausible values; None if healthy.
         The body velocity is checked whenever it is used, and its verdict kept in `velocity_fault`; it is a fault
         of the tick only when the model observes it."""
+        self.staleness = None
         if not is_finite_number(now):
             return f"invalid clock reading {now!r}"
         fault = self._check_joints(now, joints) or self._check_imu(now, imu)
@@ -311,7 +323,7 @@ class SensorMonitor:
     def _check_joints(self, now: float, sample: Optional[JointSample]) -> Optional[str]:
         if sample is None:
             return "no joint state received"
-        fault = self._timing(now, "joint state", sample.received, sample.stamp)
+        fault = self._timing(now, "joint state", sample.received, sample.stamp, graded=True)
         if fault:
             return fault
         q, fault = _finite_vector(sample.q, self.num_joints, "joint positions")
@@ -347,7 +359,7 @@ class SensorMonitor:
     def _check_imu(self, now: float, sample: Optional[ImuSample]) -> Optional[str]:
         if sample is None:
             return "no IMU sample received"
-        fault = self._timing(now, "IMU", sample.received, sample.stamp)
+        fault = self._timing(now, "IMU", sample.received, sample.stamp, graded=True)
         if fault:
             return fault
         quat, fault = _finite_vector(sample.quaternion, 4, "IMU quaternion")
@@ -409,12 +421,21 @@ class SensorMonitor:
                      "estimator or message error")
         return fault
 
-    def _timing(self, now: float, stream: str, received: float, stamp: Optional[float]) -> Optional[str]:
-        """Staleness from the receive time; ordering from the sender's stamp (or the receive time)."""
+    def _timing(self, now: float, stream: str, received: float, stamp: Optional[float],
+                graded: bool = False) -> Optional[str]:
+        """Staleness from the receive time; ordering from the sender's stamp (or the receive time).
+
+        graded (the joint state and the IMU): a sample past sensor_timeout is no fault until stale_damping_after;
+        in between it is reported in `staleness` and the policy loop rides through or stands (config.py)."""
         if not is_finite_number(received):
             return f"{stream} receive time {received!r} is invalid"
         age = now - received
-        if age > self.timeout:
+        if graded and self.timeout < age <= self.lost_after:
+            if self.staleness is None or age > self.staleness.age_s:
+                self.staleness = Staleness(stream, age)
+        elif graded and age > self.lost_after:
+            return f"{stream} lost: {age * 1000:.0f} ms without a new sample (limit {self.lost_after * 1000:.0f} ms)"
+        elif age > self.timeout:
             return f"{stream} stale: {age * 1000:.0f} ms old (limit {self.timeout * 1000:.0f} ms)"
         if age < -self.timeout:
             return f"{stream} received {-age * 1000:.0f} ms in the future: clock jump?"

@@ -44,6 +44,7 @@ from ..motor_sdk import MotorCommand as SdkMotorCommand
 from .conversions import body_velocity_from_msg, imu_reading_from_msg, joint_state_from_msg, motor_command_msg
 from .parameters import declare_parameters
 from .qos import COMMAND_QOS, QosWatch
+from .source_filter import SourceFilter, filtered
 from .spin import run_node, use_realtime_scheduling
 
 PACKAGE = "diffuseloco_policy"
@@ -102,11 +103,12 @@ class PolicyNode(Node):
         self.command_pub = self._publisher(MotorCommand, p["motor_command_topic"], 1)
         self.status_pub = self._publisher(PolicyStatus, p["status_topic"], 10)
         self.diag_pub = self._publisher(DiagnosticArray, "/diagnostics", 10)
-        self._subscribe(LegState, p["leg_state_topic"], self._on_leg_state, qos_profile_sensor_data)
-        self._subscribe(Imu, p["imu_topic"], self._on_imu, qos_profile_sensor_data)
+        self.sensor_sources: list[SourceFilter] = []
+        self._subscribe_sensor(LegState, p["leg_state_topic"], self._on_leg_state, p["sensor_source"])
+        self._subscribe_sensor(Imu, p["imu_topic"], self._on_imu, p["sensor_source"])
         # vBody: an input of models that observe it (then checked like any sensor), and the velocity loop's measure
         if self.loop.monitor.checks_velocity:
-            self._subscribe(TwistStamped, p["body_velocity_topic"], self._on_body_velocity, qos_profile_sensor_data)
+            self._subscribe_sensor(TwistStamped, p["body_velocity_topic"], self._on_body_velocity, p["sensor_source"])
         self._subscribe(SkillCommand, p["skill_command_topic"], self._on_skill_command, COMMAND_QOS)
         self.create_service(SetControllerState, p["state_service"], self._on_state_request)
         self.create_timer(self.period, self._on_tick)
@@ -177,6 +179,9 @@ class PolicyNode(Node):
             "body_velocity_topic": "/cyberdog/body_velocity", "motor_command_topic": "/cyberdog/motor_cmd",
             "skill_command_topic": "/diffuseloco/skill_cmd",
             "status_topic": "/diffuseloco/status", "state_service": "/diffuseloco/set_state",
+            # the node whose joint state, IMU and vBody are accepted ("/lcm_bridge", "/cyberdog_sim"); "" pins
+            # each stream to its first publisher (nodes/source_filter.py)
+            "sensor_source": "",
         }
         return declare_parameters(self, defaults)
 
@@ -188,6 +193,13 @@ class PolicyNode(Node):
 
     def _subscribe(self, msg_type: type, topic: str, callback: Callable, qos) -> None:
         self.create_subscription(msg_type, topic, callback, qos, event_callbacks=self.qos.subscription(topic))
+
+    def _subscribe_sensor(self, msg_type: type, topic: str, callback: Callable, source: str) -> None:
+        """A sensor stream accepted from its one driver only: another publisher's messages are dropped and
+        reported (a second source stamping slightly ahead would otherwise replace the real stream)."""
+        accepted = SourceFilter(self, topic, source)
+        self.sensor_sources.append(accepted)
+        self._subscribe(msg_type, topic, filtered(accepted, callback), qos_profile_sensor_data)
 
     # ------------------------------------------------------------------------------------------- callbacks
     def _on_leg_state(self, msg: LegState) -> None:
@@ -256,8 +268,11 @@ class PolicyNode(Node):
         loop = self.loop
         velocity = loop.monitor.velocity_fault if loop.monitor.checks_velocity and not loop.monitor.needs_velocity \
             else None
-        now = _Reported(loop.command_timeout, loop.sampler_fault, velocity)
+        now = _Reported(loop.command_timeout, loop.sampler_fault, velocity, loop.stale_reaction)
         before, self._reported = self._reported, now
+        if now.stale != before.stale:  # the first tick of a ride-through or stand says why; its end is logged too
+            self._log_change(bool(now.stale), f"stale sensors: {loop.stale}" if now.stale else
+                             "sensors fresh again" + (" (RUN to resume)" if before.stale == "stand" else ""))
         if now.command_timeout != before.command_timeout:
             self._log_change(bool(now.command_timeout), "command watchdog: " + (
                 now.command_timeout or "a fresh skill command: the command is in effect again"))
@@ -317,16 +332,18 @@ class PolicyNode(Node):
         return msg
 
     def _health(self) -> tuple[bytes, str]:
-        """Diagnostics level and message: ERROR for a stopped controller, a failing sampler or a QoS mismatch,
-        WARN for a reduced command or a body velocity the velocity loop ignores while RUNNING."""
+        """Diagnostics level and message: ERROR for a stopped controller, a failing sampler, a QoS mismatch or a
+        foreign sensor publisher,
+        WARN for stale sensors ridden through or stood on, a reduced command or a body velocity the velocity loop
+        ignores while RUNNING."""
         loop, state = self.loop, self.loop.controller.state
         if state in (ControllerState.DAMPING, ControllerState.ESTOP):
             return DiagnosticStatus.ERROR, loop.last_fault or ControllerState(state).name
-        for problem in (loop.sampler_fault, self.qos.summary()):
+        for problem in (loop.sampler_fault, self.qos.summary(), *(s.problem for s in self.sensor_sources)):
             if problem:
                 return DiagnosticStatus.ERROR, problem
         ignored = self._reported.body_velocity if state == ControllerState.RUNNING else None  # only RUNNING uses it
-        for warning in (loop.command_timeout, ignored):
+        for warning in (loop.stale, loop.command_timeout, ignored):
             if warning:
                 return DiagnosticStatus.WARN, warning
         return DiagnosticStatus.OK, loop.last_fault or ControllerState(state).name
@@ -341,7 +358,8 @@ class PolicyNode(Node):
             ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
             ("model_command", _triple(self.loop.model_command)),
             ("command_correction", _triple(self.loop.feedback.correction)),
-            ("command_watchdog", self.loop.command_timeout or "ok"),
+            ("command_watchdog", self.loop.command_timeout or "ok"), ("stale_sensors", self.loop.stale or "fresh"),
+            ("foreign_publishers", "; ".join(s.problem for s in self.sensor_sources if s.problem) or "none"),
             ("sampler_failures", self.loop.sampler_failures), ("sampler_fault", self.loop.sampler_fault or "none"),
             ("body_velocity", self._reported.body_velocity or "ok"), ("qos", self.qos.summary() or "ok"),
             *((k, f"{v:.3f}") for k, v in self.timing.summary().items()),
@@ -377,6 +395,7 @@ class _Reported:
     command_timeout: str = ""
     sampler_fault: str = ""
     body_velocity: Optional[str] = None
+    stale: str = ""           # "", "ride" or "stand"
 
 
 def _triple(values: np.ndarray) -> str:
