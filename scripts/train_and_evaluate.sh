@@ -63,12 +63,12 @@ $PY -m diffuseloco_learning.training.model_card --model $MODEL \
     --dataset data/experts_qd.zarr data/experts_qd_dart.zarr data/experts_qd_dart2.zarr \
     --eval out/eval/default_2000/results.json --notes models/diffuseloco_cyberdog2.notes.md
 
-# 2. The paper's comparisons on the same data (docs/policy_eval/comparisons/): the default model's first stage
+# 2. The paper's comparisons on the same data (docs/research/policy_eval/comparisons/): the default model's first stage
 #    (train_small_qd, above) against the MLP baseline and the current-frame ablation, each trained the same way
 #    with one change, all evaluated inside the envelope session 11 evaluated the first stage in (the preview's:
 #    bound to 0.4 m/s; diffusion at temperature 0.25, as deployed then); then the default model executing its chunks
 #    open loop (the horizon ablation), and the MLP on the default model's own envelope and seed sets. Session 3's
-#    comparisons, on the earlier preview's data, are in docs/policy_eval/results.md and this script's history.
+#    comparisons, on the earlier preview's data, are in docs/research/policy_eval/results.md and this script's history.
 STAGE1_RANGES=models/diffuseloco_cyberdog2_preview.onnx
 train train_mlp_qd
 train train_small_qd_current_frame
@@ -89,7 +89,7 @@ evaluate out/eval/current_frame_qd_2000 "$SEEDS" \
     --ranges-from $STAGE1_RANGES &
 wait
 $PY -m diffuseloco_learning.evaluation.merge out/eval/stage1_qd out/eval/expert_own_stage1 out/eval/mlp_qd_2000 \
-    out/eval/current_frame_qd_2000 --out docs/policy_eval/comparisons
+    out/eval/current_frame_qd_2000 --out docs/research/policy_eval/comparisons
 evaluate out/eval/default_open_loop_2000 "$SEEDS" "$MODEL,warm=2,noise=0.25,label=default" \
     --ablation open_loop_chunk --seed 2000 --ranges-from $MODEL &
 for seed in 2000 3000 4000; do
