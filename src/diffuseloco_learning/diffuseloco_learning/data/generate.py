@@ -100,7 +100,8 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
 
 def episode_physics(settings: GenerateSettings) -> SimConfig:
     """The simulator settings episodes are drawn from. kp_scale narrows the gains' draw: the weak end is where
-    bound at its top falls (docs/research/policy_eval/tracking.md, session 17), and data there is the lever to try."""
+    bound at its top falls (docs/research/policy_eval/tracking.md, "Four layers trained longer"), and data there is
+    the lever to try."""
     if not settings.randomize:
         return SimConfig()
     randomized = SimConfig.randomized()
