@@ -54,7 +54,7 @@ def hits_in(text: str) -> list[tuple[int, str, str]]:
 def test_the_patterns_catch_what_they_are_for():
     samples = [_SESSION + " 18", _SESSION.capitalize() + "-12 probe", "the " + _ROUND + "-4 experts",
                _ROUND.capitalize() + " 2", "targets of " + _ISSUE + " 5", "left in the " + _SESSION + ".",
-               "data/experts_r4.zarr"]
+               "data/experts_r" + "4.zarr"]
     for sample in samples:
         assert hits_in(sample), sample
     for fine in ["ONNX Runtime " + _SESSION + "s", "every test " + _SESSION + " uses a ROS domain",
