@@ -45,8 +45,10 @@ train train_small_qd_dart out/train_small_qd/ckpt_latest
 train train_small_qd_dart_long out/train_small_qd_dart/ckpt_latest
 # the EMA weights: full sampler + 2-step warm start, verified against torch to 1e-4; the file carries an envelope
 # narrower than the training ranges (trot at 1 m/s and bound at 0.4 m/s fell on some seeds; see its notes)
+# and the per-skill position gains it was validated with (trot 0.9 x kp, bound 1.1 x kp: docs/training.md)
 $PY -m diffuseloco_learning.training.export --checkpoint out/train_small_qd_dart_long/ckpt_latest --out $MODEL \
-    --envelope trot.vx=-0.15:0.6 --envelope trot.yaw_rate=-0.5:0.5 --envelope bound.vx=0:0.3
+    --envelope trot.vx=-0.15:0.6 --envelope trot.yaw_rate=-0.5:0.5 --envelope bound.vx=0:0.3 \
+    --gain-scale trot=0.9 --gain-scale bound=1.1
 
 # as the bringup configs deploy it (no sampler noise, the policy loop's velocity loop), and the experts on
 # the same episodes, inside the same loop and on their own; two seed sets
@@ -63,12 +65,12 @@ $PY -m diffuseloco_learning.training.model_card --model $MODEL \
     --dataset data/experts_qd.zarr data/experts_qd_dart.zarr data/experts_qd_dart2.zarr \
     --eval out/eval/default_2000/results.json --notes models/diffuseloco_cyberdog2.notes.md
 
-# 2. The paper's comparisons on the same data (docs/policy_eval/comparisons/): the default model's first stage
+# 2. The paper's comparisons on the same data (docs/research/policy_eval/comparisons/): the default model's first stage
 #    (train_small_qd, above) against the MLP baseline and the current-frame ablation, each trained the same way
-#    with one change, all evaluated inside the envelope session 11 evaluated the first stage in (the preview's:
+#    with one change, all evaluated inside the envelope the first stage was first evaluated in (the preview's:
 #    bound to 0.4 m/s; diffusion at temperature 0.25, as deployed then); then the default model executing its chunks
-#    open loop (the horizon ablation), and the MLP on the default model's own envelope and seed sets. Session 3's
-#    comparisons, on the earlier preview's data, are in docs/policy_eval/results.md and this script's history.
+#    open loop (the horizon ablation), and the MLP on the default model's own envelope and seed sets. The
+#    2026-11-21 comparisons, on the earlier preview's data, are in docs/research/policy_eval/results.md.
 STAGE1_RANGES=models/diffuseloco_cyberdog2_preview.onnx
 train train_mlp_qd
 train train_small_qd_current_frame
@@ -89,7 +91,7 @@ evaluate out/eval/current_frame_qd_2000 "$SEEDS" \
     --ranges-from $STAGE1_RANGES &
 wait
 $PY -m diffuseloco_learning.evaluation.merge out/eval/stage1_qd out/eval/expert_own_stage1 out/eval/mlp_qd_2000 \
-    out/eval/current_frame_qd_2000 --out docs/policy_eval/comparisons
+    out/eval/current_frame_qd_2000 --out docs/research/policy_eval/comparisons
 evaluate out/eval/default_open_loop_2000 "$SEEDS" "$MODEL,warm=2,noise=0.25,label=default" \
     --ablation open_loop_chunk --seed 2000 --ranges-from $MODEL &
 for seed in 2000 3000 4000; do

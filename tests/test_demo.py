@@ -4,7 +4,7 @@ plot and a bag; a graph that runs but does not walk fails here.
 
 Through the live graph the later segments are not always clean: before the simulated graph ran under SCHED_FIFO,
 the dog fell in 1 of 17 runs on this 2-core machine (pace at 0.3 m/s right after the turning trot) when the
-frames between ticks varied by ~3 (docs/policy_eval/tracking.md, "The live graph's gap was its timing"); a runner
+frames between ticks varied by ~3 (docs/research/policy_eval/tracking.md, "The live graph's gap was its timing"); a runner
 without CAP_SYS_NICE, or a busy one, can still see that. So pace and bound must either walk forward, or, if the
 dog falls, the node must catch it as a sensor fault and damp for the rest of the run: the safety reaction, never a
 crash or a silent wrong command."""

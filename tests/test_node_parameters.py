@@ -66,3 +66,19 @@ def test_the_policy_node_refuses_a_mistyped_parameter_at_start(tmp_path):
     output = (result.stdout + result.stderr).lower()
     assert result.returncode == 2, output[-2000:]
     assert "refusing to start" in output and "warm_start_steps" in output and "traceback" not in output
+
+
+def test_the_policy_nodes_defaults_are_the_deployed_settings(monkeypatch):
+    """One deployment profile: a node started without a parameter file runs the sampler as the bringup files
+    (simulator and robot) and every validated evaluation do, a 2-step warm start without sampler noise."""
+    from diffuseloco_bringup.graph import config_dir
+    from diffuseloco_policy.nodes import policy_node
+
+    captured = {}
+    monkeypatch.setattr(policy_node, "declare_parameters", lambda node, defaults: captured.update(defaults))
+    policy_node.PolicyNode._declare_parameters(None)
+    assert captured["warm_start_steps"] == 2 and captured["noise_scale"] == 0.0
+    for target in ("sim", "robot"):
+        deployed = yaml.safe_load((config_dir() / f"{target}.yaml").read_text())["diffuseloco_policy"]["ros__parameters"]
+        for name in ("warm_start_steps", "noise_scale"):
+            assert deployed[name] == captured[name], (target, name)

@@ -86,7 +86,7 @@ def test_the_trot_is_diagonal_and_tracks_the_command(short_run):
     trot = short_run["skills"]["trot"]
     assert trot["expected_share"] > 0.8
     # at the envelope's top (0.6 m/s) the preview walks about 0.45, the feed-forward model 0.6
-    # (docs/policy_eval/tracking.md); standing still would miss by the whole command (0.3-0.6 m/s)
+    # (docs/research/policy_eval/tracking.md); standing still would miss by the whole command (0.3-0.6 m/s)
     assert trot["mean_error_vx"] < 0.2 and trot["error_yaw_rate"] < 0.25
 
 

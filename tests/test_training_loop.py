@@ -22,7 +22,10 @@ from diffuseloco_learning.training import EMASection, ModelSection, TrainConfig,
 from diffuseloco_learning.training import __main__ as cli
 from diffuseloco_learning.training.checkpoint import read_checkpoint
 from diffuseloco_learning.training.config import load_train_config
+from pathlib import Path
 from diffuseloco_learning.training.export import main as export_main
+
+RESEARCH = Path(__file__).resolve().parents[1] / "docs" / "research" / "presets"  # experiment-only presets
 
 torch.set_num_threads(1)
 TINY = ModelSection(preset="tiny", denoiser={"width": 32, "heads": 2, "layers": 2, "dropout_attn": 0.1})
@@ -167,7 +170,8 @@ def test_shipped_presets_load():
     assert paper.weight_decay == 1e-3 and paper.ema.power == 0.75 and paper.ema.max_value == 0.9999
     assert paper.model.spec().denoiser.width == 256 and paper.model.spec().denoiser.layers == 6
     assert small.delayed and paper.delayed
-    ablation, mlp = load_train_config("train_small_current_frame"), load_train_config("train_mlp")
+    ablation = load_train_config(RESEARCH / "train_small_current_frame.yaml")
+    mlp = load_train_config(RESEARCH / "train_mlp.yaml")
     assert not ablation.delayed and not ablation.spec().delayed_inputs and small.spec().delayed_inputs
     assert mlp.spec().kind == "bc_mlp" and mlp.delayed
     # the comparisons differ from the shipped preset only where they are meant to
@@ -200,21 +204,54 @@ def test_shipped_presets_load():
         assert changed == {field, "out_dir"}
     assert not ablation_qd.spec().delayed_inputs and ablation_qd.spec().predict_velocity
     assert mlp_qd.spec().kind == "bc_mlp" and mlp_qd.spec().predict_velocity and mlp_qd.delayed
-    # the fourth stage starts from the shipped file, so it must train that file's model
+    # the fine-tune starts from the shipped file, so it must train that file's model
     fourth = load_train_config("train_small_qd_finetune")
     assert fourth.init_from and fourth.spec() == read_onnx_info(fourth.init_from).spec == third.spec()
-    # the capacity probe: the fourth stage with 4 decoder layers (deepen), on one more DART run
-    deep = load_train_config("train_deep4_qd")
+    # the capacity probe (docs/research/presets): the fine-tune with 4 decoder layers (deepen), one more DART run
+    deep = load_train_config(RESEARCH / "train_deep4_qd.yaml")
     assert deep.spec() == dataclasses.replace(fourth.spec(), denoiser=dataclasses.replace(
         fourth.spec().denoiser, layers=4)) and deep.datasets[:3] == fourth.datasets and len(deep.datasets) == 4
     # and trained longer from the shipped file directly, with one more DART run at the tops of the ranges
-    longer = load_train_config("train_deep4_qd_long")
+    longer = load_train_config(RESEARCH / "train_deep4_qd_long.yaml")
     assert longer.spec() == deep.spec() and longer.datasets[:4] == deep.datasets and len(longer.datasets) == 5
     assert longer.total_steps > deep.total_steps
     # the weak-gain probe fine-tunes the shipped model itself on stage 4's data and the runs at the tops
-    weak = load_train_config("train_small_qd_weak")
+    weak = load_train_config(RESEARCH / "train_small_qd_weak.yaml")
     assert weak.spec() == fourth.spec() and weak.init_from == fourth.init_from
     assert weak.datasets[:3] == fourth.datasets and set(longer.datasets[-1:]) < set(weak.datasets)
+
+
+def test_a_preset_names_its_base_and_gives_only_what_differs(tmp_path):
+    """`base:` merges mappings key by key, replaces everything else, replaces a mapping of another kind whole,
+    finds the base beside the file before the shipped presets, and refuses a loop or a missing base."""
+    (tmp_path / "mine.yaml").write_text("base: train_small_qd\ndatasets: [data/mine.zarr]\nout_dir: out/mine\n"
+                                        "model: {denoiser: {dropout_attn: 0.2}}\nlr: 1.0e-4\n")
+    mine, qd = load_train_config(tmp_path / "mine.yaml"), load_train_config("train_small_qd")
+    assert changed_fields(mine, qd) == {"datasets", "out_dir", "model", "lr"}
+    assert mine.model.denoiser == {"dropout_attn": 0.2} and mine.model.predict_velocity and mine.model.preset == "tiny"
+    assert mine.model.scheduler == qd.model.scheduler and mine.datasets == ("data/mine.zarr",)
+    (tmp_path / "mlp.yaml").write_text("base: mine\nmodel: {kind: bc_mlp}\n")   # beside it, before the presets
+    mlp = load_train_config(tmp_path / "mlp.yaml")
+    assert mlp.model.kind == "bc_mlp" and mlp.model.denoiser == {} and not mlp.model.predict_velocity
+    assert mlp.lr == 1e-4 and mlp.datasets == ("data/mine.zarr",)
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        load_train_config(tmp_path / "a.yaml")
+    (tmp_path / "lost.yaml").write_text("base: no_such_preset\n")
+    with pytest.raises(ConfigError, match="not found"):
+        load_train_config(tmp_path / "lost.yaml")
+
+
+def test_every_preset_names_a_base_except_the_roots():
+    """The small-model presets share train_small; only it and the paper's recipe stand alone."""
+    from diffuseloco_learning.presets import presets_dir
+    import yaml
+
+    for path in list(presets_dir().glob("train_*.yaml")) + list(RESEARCH.glob("train_*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        assert ("base" in data) == (path.stem not in ("train_small", "train_paper")), path.name
+        load_train_config(path)
 
 
 def test_a_current_frame_model_says_so_in_its_files(dataset, tmp_path):

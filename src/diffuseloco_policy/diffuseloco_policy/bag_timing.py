@@ -3,7 +3,8 @@
 The policy is trained and evaluated with exactly one control period (10 joint-loop frames at 500 Hz) between two
 commands. In a live graph the policy node ticks on its own wall clock and the robot, or the simulator standing in
 for it, on another, so the frames between two commands vary. The policy and the experts both lose bound, and
-sometimes fall, when that count varies by 3 frames (docs/policy_eval/tracking.md, session 15). This reads a bag's
+sometimes fall, when that count varies by 3 frames (docs/research/policy_eval/tracking.md, "The live graph's gap
+was its timing"). This reads a bag's
 LegState stamps (one per joint-loop frame) and MotorCommand stamps, counts the frames between consecutive
 commands, and prints the spread, which `python -m diffuseloco_learning.evaluation --tick-jitter` replays in the
 harness:

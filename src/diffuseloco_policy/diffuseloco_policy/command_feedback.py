@@ -2,7 +2,7 @@
 
 Why: a cloned gait keeps a bias its teachers did not have. The experts close their own velocity loop with
 integrators on the true body velocity; the clone sees eight frames of proprioception and, in closed loop, trots at
-about 0.6 of its command (docs/policy_eval/tracking.md). The model treats the command as an input like any other,
+about 0.6 of its command (docs/research/policy_eval/tracking.md). The model treats the command as an input like any other,
 so the stack closes the loop around it: an integral term on the measured error (forward and lateral speed from the
 state estimator's vBody, yaw rate from the gyro) is added to the user's command before it reaches the goal
 tokens. The user's command stays what is reported and scored; only the model's input moves.

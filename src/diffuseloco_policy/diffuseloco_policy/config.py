@@ -168,7 +168,8 @@ class SkillConfig:
     strafe_turn_budget: float = 0.0
     # The policy's position gain in this skill, as a multiple of robot.kp. A model file carries the scales it was
     # validated with (training.export --gain-scale) and the node drives each skill with them: a gait cloned at kp
-    # 30 may run steadier softer or stiffer (docs/policy_eval/tracking.md, session 18). The experts, the data and
+    # 30 may run steadier softer or stiffer (docs/research/policy_eval/tracking.md, "Per-skill gains"). The
+    # experts, the data and
     # standing up always use robot.kp.
     kp_scale: float = 1.0
 

@@ -3,7 +3,8 @@
 Why: the experts and their data run every gait at robot.kp, on motors randomized over kp x [0.9, 1.1], so a clone
 has seen a band of gains, and within it its gaits are not equally steady. The default model's trot wobbles less
 in heading a little softer, and its bound holds a weakly actuated body (heavy payload, weak motors) a little
-stiffer (docs/policy_eval/tracking.md, session 18). A model file says which scale each skill was validated with
+stiffer (docs/research/policy_eval/tracking.md, "Per-skill gains"). A model file says which scale each skill was
+validated with
 (SkillConfig.kp_scale); this schedule applies it.
 
 At a skill switch the scale moves toward the new skill's at GAIN_SLEW_PER_S, not in one step: a jump of the gain

@@ -48,7 +48,7 @@ GAITS: dict[str, GaitParams] = {
     # Bound also moves planned support force from the high end of the trunk to the low end (load_pitch, through
     # the gravity feed-forward): nose-up unloads the front pair and loads the rear one, 2.0 per rad + 0.1 per
     # rad/s, +-60 % at most; and swings only 0.04 m high (smaller hops of the loaded pair, smaller pitch swings).
-    # Seed-0 50-episode check: 5 falls before, 1 with the load shift alone, 0 with both (see docs/expert_eval).
+    # Seed-0 50-episode check: 5 falls before, 1 with the load shift alone, 0 with both (see docs/research/expert_eval).
     "bound": GaitParams(period=0.35, duty=0.6, offsets=(0.0, 0.0, 0.5, 0.5), swing_height=0.04, gather=0.03,
                         stance_pitch=(0.2, 0.02), load_pitch=(2.0, 0.1)),
 }

@@ -137,7 +137,7 @@ class ModelSpec:
     delayed_inputs: bool = True   # trained on s[t-To..t-1]; False: the current-frame ablation, s[t-To+1..t]
     # Each chunk entry also holds the velocity feed-forward sent with its action (a per-tick step in action units,
     # data/dataset.py action_velocity), so the robot gets the experts' qd_des; without it the decoder derives
-    # qd_des from the next action, which the experts never sent (docs/policy_eval/tracking.md).
+    # qd_des from the next action, which the experts never sent (docs/research/policy_eval/tracking.md).
     predict_velocity: bool = False
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@ moving target with a PD joint law lags by about kd/kp (0.1 s at 30/3), so gaits 
 We send it where the joint law expects it, as qd_des: the experts send their plan's velocity (their target for
 t+1 as planned at t, minus this one, per tick). A model that predicts actions alone can only derive it from its
 chunk's next action, which is the target the expert applied next tick, not the one it planned: with that
-feed-forward the experts themselves lag and wobble (docs/policy_eval/tracking.md). A model trained with
+feed-forward the experts themselves lag and wobble (docs/research/policy_eval/tracking.md). A model trained with
 ModelSpec.predict_velocity predicts the experts' feed-forward beside each action (stored per tick in the
 dataset as a step in action units) and the decoder sends it as it is.
 """

@@ -34,7 +34,7 @@ class PolicyRuntime(ABC):
                  noise_scale: float = 1.0) -> None:
         """noise_scale: the sampler's temperature, multiplying the noise it draws (1: the trained DDPM sampler;
         0: deterministic denoising). Lower temperatures trade the diversity of modes for steadier actions: the
-        preview trots with less wobble at 0.25 (docs/policy_eval/tracking.md). Explicit noise arrays are used as
+        preview trots with less wobble at 0.25 (docs/research/policy_eval/tracking.md). Explicit noise arrays are used as
         given."""
         if not (math.isfinite(noise_scale) and 0.0 <= noise_scale <= 1.0):
             raise ValueError(f"noise_scale must be in [0, 1], got {noise_scale}")

@@ -77,7 +77,8 @@ class TickTiming:
         """The sender's stamp of the joint sample a tick used. The model was trained on observations exactly one
         period apart on the robot's clock; when the robot's loop and this node's tick drift against each other
         (a busy machine, no SCHED_FIFO) that spacing varies, and by 6 ms (std) the policy and the experts fall in
-        the harness (`evaluation --tick-jitter 3`; docs/policy_eval/tracking.md, session 15). A repeated sample
+        the harness (`evaluation --tick-jitter 3`; docs/research/policy_eval/tracking.md, "The live graph's gap was
+        its timing"). A repeated sample
         (no new one since the last tick) counts as 0 ms apart. The spread is reported as a robust std
         (RollingStats.robust_std): one bad stamp must not read as seconds of jitter for the next 1000 ticks."""
         if self._last_sample_stamp is not None:

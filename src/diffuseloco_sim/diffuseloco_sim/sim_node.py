@@ -83,7 +83,8 @@ class SimulatorNode(Node):
         """SCHED_FIFO for the stepping loop, as the robot's firmware keeps its joint loop: under a normal priority
         on a busy 2-core machine the loop stalled for up to 14 ms and then caught up in a burst, so the frames
         between two policy ticks varied by 1.5-3.3 (std), which made bound lag and the dog fall in the demo
-        (docs/policy_eval/tracking.md, session 15). Only a paced loop gets it: unpaced, it would hold a core."""
+        (docs/research/policy_eval/tracking.md, "The live graph's gap was its timing"). Only a paced loop gets it:
+        unpaced, it would hold a core."""
         if priority and self.real_time_factor <= 0:
             self.get_logger().warning("realtime_priority ignored: an unpaced simulator (real_time_factor 0) under "
                                       "SCHED_FIFO would hold a core")

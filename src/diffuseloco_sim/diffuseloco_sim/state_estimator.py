@@ -5,7 +5,7 @@ must see numbers of the same kind in simulation, never MuJoCo's ground truth, so
 robot measures: a planted foot does not move in the world, so the trunk moves at minus the foot's velocity
 relative to the trunk, v = -(J(q) qd + w x p(q)), averaged over the feet in contact. The feet are 0.019 m
 spheres that roll while planted; their centres move by the shank's pitch rate times the radius, which the
-estimate adds back (without it the estimate reads 7-11 % low; docs/policy_eval/tracking.md).
+estimate adds back (without it the estimate reads 7-11 % low; docs/research/policy_eval/tracking.md).
 """
 
 from __future__ import annotations

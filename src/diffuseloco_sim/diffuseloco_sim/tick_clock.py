@@ -11,7 +11,7 @@ class TickClock:
     The evaluation harness and the data generator normally tick every 10 physics steps. In the live graph the
     simulator and the policy node each keep the wall clock on their own, and on a loaded 2-core machine without
     SCHED_FIFO the simulated time between two motor commands varied: 1 to 29 steps, standard deviation 1.5-3.7 in
-    the demo's bags (session 15). jitter_steps draws each period from a normal distribution with that standard
+    the demo's bags of 2026-12-03. jitter_steps draws each period from a normal distribution with that standard
     deviation around the nominal one (clipped to 1 .. 2 x nominal - 1, so the mean stays nominal), from its own
     random stream, so the episode's physics draws are the same with and without jitter. Used by
     `evaluation --tick-jitter` and `data.generate --tick-jitter`."""

@@ -100,7 +100,8 @@ def run_episode(config: StackConfig, settings: GenerateSettings, index: int) -> 
 
 def episode_physics(settings: GenerateSettings) -> SimConfig:
     """The simulator settings episodes are drawn from. kp_scale narrows the gains' draw: the weak end is where
-    bound at its top falls (docs/policy_eval/tracking.md, session 17), and data there is the lever to try."""
+    bound at its top falls (docs/research/policy_eval/tracking.md, "Four layers trained longer"), and data there is
+    the lever to try."""
     if not settings.randomize:
         return SimConfig()
     randomized = SimConfig.randomized()
@@ -187,27 +188,30 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--trim-before-fall", type=float, default=1.0,
                         help="seconds dropped before a fall (the expert losing balance is not a demonstration)")
-    parser.add_argument("--expert-on-current-frame", action="store_true",
-                        help="experts react to s[t] (the first dataset) instead of acting on s[t-1] like the policy")
+    # Options that reproduce the datasets of docs/research (investigations that were not shipped); the shipped
+    # recipe needs none of them besides --action-noise.
+    research = parser.add_argument_group("research options", "reproduce the datasets of docs/research")
+    research.add_argument("--expert-on-current-frame", action="store_true",
+                          help="experts react to s[t] (the first dataset) instead of acting on s[t-1] like the policy")
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="std (action units) of a correlated disturbance on the executed targets; the recorded "
                              "action stays the expert's (DART)")
     parser.add_argument("--action-noise-correlation", type=float, default=0.1, help="its time constant (s)")
-    parser.add_argument("--learner", type=Path, default=None,
-                        help="DAgger: an exported model (.onnx) that drives part of each episode; labels stay the "
-                             "expert's")
-    parser.add_argument("--learner-warm", type=int, default=2, help="its warm-start steps (0: full sampler)")
-    parser.add_argument("--learner-share", type=float, default=0.5, help="fraction of ticks the learner drives")
-    parser.add_argument("--learner-stretch", type=float, default=0.1, help="mean length of its turns (s)")
-    parser.add_argument("--tick-jitter", type=float, default=0.0, metavar="STEPS",
-                        help="vary the physics steps between control ticks by this standard deviation (the timing "
-                             "of a live graph without real-time scheduling; evaluation --tick-jitter replays it)")
-    parser.add_argument("--top-speed-share", type=float, default=0.0, metavar="SHARE",
-                        help="fraction of commands whose forward speed comes from the outer quarter of the skill's "
-                             "range (data at the envelope's tops; 0: uniform)")
-    parser.add_argument("--kp-scale", type=_scale_range, default=None, metavar="LOW:HIGH",
-                        help="draw the motors' position-gain scale from this range instead of the randomized one "
-                             "(e.g. 0.9:0.93, the weak end)")
+    research.add_argument("--learner", type=Path, default=None,
+                          help="DAgger: an exported model (.onnx) that drives part of each episode; labels stay the "
+                               "expert's")
+    research.add_argument("--learner-warm", type=int, default=2, help="its warm-start steps (0: full sampler)")
+    research.add_argument("--learner-share", type=float, default=0.5, help="fraction of ticks the learner drives")
+    research.add_argument("--learner-stretch", type=float, default=0.1, help="mean length of its turns (s)")
+    research.add_argument("--tick-jitter", type=float, default=0.0, metavar="STEPS",
+                          help="vary the physics steps between control ticks by this standard deviation (the timing "
+                               "of a live graph without real-time scheduling; evaluation --tick-jitter replays it)")
+    research.add_argument("--top-speed-share", type=float, default=0.0, metavar="SHARE",
+                          help="fraction of commands whose forward speed comes from the outer quarter of the skill's "
+                               "range (data at the envelope's tops; 0: uniform)")
+    research.add_argument("--kp-scale", type=_scale_range, default=None, metavar="LOW:HIGH",
+                          help="draw the motors' position-gain scale from this range instead of the randomized one "
+                               "(e.g. 0.9:0.93, the weak end)")
     args = parser.parse_args(argv)
     if args.kp_scale is not None and args.no_randomize:
         parser.error("--kp-scale draws the gains of randomized physics: drop --no-randomize")

@@ -1,7 +1,7 @@
 """A trained policy taking turns with the expert inside an expert episode, which still labels every tick (DAgger).
 
 Why: the clone's closed-loop errors are systematic (it steps a little early every stride and the drift
-compounds, docs/policy_eval/tracking.md), and neither clean expert data nor DART's random disturbance shows it
+compounds, docs/research/policy_eval/tracking.md), and neither clean expert data nor DART's random disturbance shows it
 the states its own habits lead to. DAgger (Ross et al., 2011) records those states with the expert's action as
 the label, so the next model learns how to come back from them.
 

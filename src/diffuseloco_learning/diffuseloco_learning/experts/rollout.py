@@ -10,7 +10,7 @@ the filter let through, as an action. One `Tick` record holds exactly what the d
 With `ActionNoise` the executed targets are the expert's plus a slowly varying disturbance while the recorded
 action stays the expert's own (DART, Laskey et al. 2017): the data then shows what to do from states a slightly
 wrong policy drives the robot into, and the history's last actions (the executed ones) are no longer exact
-copies of the labels. What it did for the clone: docs/policy_eval/tracking.md.
+copies of the labels. What it did for the clone: docs/research/policy_eval/tracking.md.
 
 With a `LearnerInTheLoop` (experts/dagger.py) a trained policy drives stretches of the episode from its own
 delayed window while the expert keeps computing, and the recorded action is still the expert's (DAgger).
@@ -63,7 +63,7 @@ class ActionNoise:
     """Disturbance added to the executed targets: an Ornstein-Uhlenbeck process per joint, in action units.
 
     Correlated rather than white because a clone's errors are: it drifts in stride and cadence over several
-    ticks (docs/policy_eval/tracking.md), not independently from one tick to the next.
+    ticks (docs/research/policy_eval/tracking.md), not independently from one tick to the next.
     """
 
     std: float = 0.0              # stationary standard deviation (action units; x action.scale rad)
@@ -106,7 +106,7 @@ def sample_command(config: StackConfig, skill: int, rng: np.random.Generator,
 
     top_speed_share: the fraction of commands whose forward speed is drawn from the outer quarter of the range
     instead (see top_speed). Uniform draws leave the ends of the range, where the experts and the clones fall
-    first, with a few percent of the data (docs/policy_eval/tracking.md, "The envelope"). At 0 the draws are
+    first, with a few percent of the data (docs/research/policy_eval/tracking.md, "The envelope"). At 0 the draws are
     exactly the uniform ones, so datasets generated before the option are reproduced."""
     s = config.skill(skill)
     cmd = np.array([rng.uniform(*s.vx), rng.uniform(*s.vy), rng.uniform(*s.yaw_rate)])
@@ -177,7 +177,7 @@ class ExpertRollout:
         feedforward: where qd_des comes from. "plan" (the experts' own): the velocity of the plan the targets came
         from. "next_action" (diagnostic, needs delayed): the step to the target the expert applies next tick,
         which is what a policy that predicts actions alone executes (ActionDecoder.chunk_targets); how the experts
-        walk with it: docs/policy_eval/tracking.md. tick_jitter_steps: vary the physics steps between ticks
+        walk with it: docs/research/policy_eval/tracking.md. tick_jitter_steps: vary the physics steps between ticks
         (sim/tick_clock.py), the timing of a live graph without real-time scheduling."""
         if feedforward not in FEEDFORWARDS:
             raise ValueError(f"feedforward {feedforward!r}: expected one of {FEEDFORWARDS}")

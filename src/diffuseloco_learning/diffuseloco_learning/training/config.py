@@ -2,6 +2,12 @@
 
 Relative dataset and output paths are resolved against the current directory (run from the repository root).
 `batch_size` is the GLOBAL batch: under DDP each of the W processes draws batch_size / W samples.
+
+A config may name another as its `base:` and give only what differs (`base: train_small_qd`). The base is looked up
+beside the file first, then among the shipped presets; bases may have bases. Mappings merge key by key (a child's
+`model: {predict_velocity: true}` keeps the base's other model settings), everything else (lists, numbers,
+strings, null) replaces the base's value, and a mapping of another `kind` (`model: {kind: bc_mlp, ...}` over a
+diffusion model) replaces the base's mapping whole.
 """
 
 from __future__ import annotations
@@ -109,13 +115,60 @@ def train_config_from_dict(data: dict[str, Any], where: str = "train config") ->
 
 
 def load_train_config(path: Union[str, Path]) -> TrainConfig:
-    """Read a training YAML; a bare name like 'train_small' or 'train_small.yaml' finds the shipped preset."""
+    """Read a training YAML; a bare name like 'train_small' or 'train_small.yaml' finds the shipped preset. A
+    `base:` is resolved and merged first (see the module's docstring)."""
     path = resolve_preset(path)
+    return train_config_from_dict(load_train_dict(path), where=Path(path).name)
+
+
+def load_train_dict(path: Union[str, Path], _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML of a training config with its `base:` chain merged in (no `base` key left)."""
+    path = Path(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read train config {path}: {exc}") from exc
-    return train_config_from_dict(data, where=Path(path).name)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name}: a training config is a mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path.name}: base must be a preset name or a path, got {base!r}")
+    base_path = resolve_base(base, path.parent)
+    if not base_path.exists():
+        raise ConfigError(f"{path.name}: base {base!r} not found beside it or among the shipped presets")
+    key = base_path.resolve()
+    if key in _seen or key == path.resolve():
+        raise ConfigError(f"{path.name}: base {base!r} leads back to itself")
+    return merge_config(load_train_dict(base_path, _seen + (path.resolve(),)), data)
+
+
+def resolve_base(base: str, beside: Path) -> Path:
+    """A base config: a path relative to the config that names it, or a shipped preset name."""
+    for candidate in (beside / base, beside / f"{base}.yaml"):
+        if candidate.is_file():
+            return candidate
+    shipped = presets_dir()
+    for candidate in (shipped / Path(base).name, shipped / f"{Path(base).name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return Path(base)
+
+
+def merge_config(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` over `base`: mappings merge key by key, anything else replaces; a mapping with another `kind`
+    replaces the base's mapping whole."""
+    merged = dict(base)
+    for key, value in child.items():
+        old = merged.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("kind", old.get("kind")) == old.get("kind"):
+            merged[key] = merge_config(old, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def resolve_preset(path: Union[str, Path]) -> Path:

@@ -3,8 +3,8 @@
     python -m diffuseloco_learning.training.deepen --model models/diffuseloco_cyberdog2.onnx --layers 4 \\
         --out out/models/deep4.safetensors
 
-Why: capacity is a lever on trot's heading wobble (docs/policy_eval/tracking.md), and training a deeper model
-from scratch costs hours this CPU does not have in one session. The decoder blocks are pre-norm residual blocks,
+Why: capacity is a lever on trot's heading wobble (docs/research/policy_eval/tracking.md), and training a deeper model
+from scratch costs many hours on a 2-core CPU. The decoder blocks are pre-norm residual blocks,
 so a new block whose three output projections (self-attention, cross-attention, MLP) are zero adds nothing: the
 deeper model samples exactly what the file samples, and fine-tuning it (init_from) starts from the trained
 behaviour instead of from noise. The new blocks' other weights keep their fresh initialization, so their

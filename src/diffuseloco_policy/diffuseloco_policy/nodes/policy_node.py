@@ -172,7 +172,8 @@ class PolicyNode(Node):
 
     def _declare_parameters(self) -> dict:
         defaults = {
-            "model": "", "config": "", "backend": "onnx", "warm_start_steps": 0, "noise_scale": 1.0,
+            # the validated deployment settings (bringup config/*.yaml): 2-step warm start, no sampler noise
+            "model": "", "config": "", "backend": "onnx", "warm_start_steps": 2, "noise_scale": 0.0,
             "intra_op_threads": 0,
             "inference_wait_ms": DEFAULT_INFERENCE_WAIT_MS, "realtime_priority": 0,
             "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
