@@ -471,6 +471,28 @@ def test_a_second_sensor_publisher_is_ignored_and_reported(policy_node):
     assert_safe(probe.commands_since(start - 1.0))
 
 
+def test_only_the_stacks_teleops_may_stand_up_run_or_clear_an_estop(policy_node):
+    """A caller that is none of the configured teleops (control_sources; here an anonymous `ros2 service call`)
+    may stop the robot but never clear its e-stop or stand it up; the named teleop still may."""
+    _, probe, robot = policy_node
+    stand_up(probe, robot)
+    anonymous = Probe("anonymous_caller", source="")
+    try:
+        assert anonymous.request(R.REQUEST_ESTOP).accepted                 # stopping is everyone's right
+        for request in (R.REQUEST_CLEAR_ESTOP, R.REQUEST_STAND_UP, R.REQUEST_RUN):
+            answer = anonymous.request(request)
+            assert not answer.accepted and "an anonymous caller" in answer.message, answer.message
+            assert answer.state == S.STATE_ESTOP
+        impostor = anonymous.node.create_client(SetControllerState, "/diffuseloco/set_state")
+        assert impostor.wait_for_service(timeout_sec=5.0)
+        future = impostor.call_async(SetControllerState.Request(request=R.REQUEST_CLEAR_ESTOP, source="hacker"))
+        anonymous.wait_for(future.done, 5.0, "an answer")
+        assert not future.result().accepted and "hacker" in future.result().message
+    finally:
+        anonymous.close()
+    assert probe.request(R.REQUEST_CLEAR_ESTOP).accepted                  # the script teleop may
+
+
 def test_estop_latches_from_any_state(policy_node):
     _, probe, robot = policy_node
     stand_up(probe, robot)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import rclpy
 import pytest
 import yaml
+from cyberdog_msgs.msg import MotorCommand
 
 from diagnostic_msgs.msg import DiagnosticArray
 from diffuseloco_bringup.graph import NodeSpec, params_file
@@ -201,6 +203,30 @@ def test_estop_reaches_damping_within_one_tick_and_latches(sim_graph):
     assert probe.request(R.REQUEST_CLEAR_ESTOP).accepted
     probe.wait_for(lambda: state(probe) == PolicyStatus.STATE_PASSIVE, 1.0, "PASSIVE after clearing")
     assert_safe(probe.commands_since(0.0))
+
+
+def test_a_foreign_motor_command_publisher_is_not_obeyed(sim_graph):
+    """Another node sends limp commands (kp = kd = 0) at 200 Hz beside the policy's: obeyed, they tipped the dog
+    in 2 of 9 runs. The simulated motors, like the bridge on the robot, take commands from the policy node only
+    (command_source in sim.yaml): the dog's height does not move."""
+    _, probe = sim_graph
+    probe.request_until_accepted(R.REQUEST_STAND_UP, 15.0, "healthy sensors for STAND_UP")
+    probe.wait_for(lambda: probe.pose is not None, 5.0, "the simulator's base pose")
+    time.sleep(CONFIG.controller.stand_up_duration + 0.5)
+    before = probe.pose.pose.position.z
+    intruder = rclpy.create_node("intruder", context=probe.context)
+    publisher = intruder.create_publisher(MotorCommand, "/cyberdog/motor_cmd", 10)
+    heights = []
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            publisher.publish(MotorCommand())       # all zero: no position gain, no damping, no torque
+            heights.append(probe.pose.pose.position.z)
+            time.sleep(0.005)
+    finally:
+        intruder.destroy_node()
+    assert before > 0.2 and min(heights) > before - 0.02, (before, min(heights))
+    assert state(probe) in (PolicyStatus.STATE_STANDING_UP, PolicyStatus.STATE_RUNNING)
 
 
 def test_losing_the_sensor_stream_leads_to_damping_with_the_reason(sim_graph):

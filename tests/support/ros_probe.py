@@ -20,8 +20,10 @@ from diffuseloco_policy.nodes.spin import BackgroundNode
 
 
 class Probe(BackgroundNode):
-    def __init__(self, name: str = "test_probe") -> None:
+    def __init__(self, name: str = "test_probe", source: str = "script") -> None:
+        """source: how the probe names itself in state requests (it plays the operator's teleop)."""
         super().__init__(name)
+        self.source = source
         self.lock = threading.Lock()
         self.commands: list[tuple[float, MotorCommand]] = []
         self.statuses: list[tuple[float, PolicyStatus]] = []
@@ -89,7 +91,7 @@ class Probe(BackgroundNode):
 
     def request(self, request: int, timeout: float = 5.0) -> SetControllerState.Response:
         assert self.client.wait_for_service(timeout_sec=timeout), "the policy node's service is not available"
-        future = self.client.call_async(SetControllerState.Request(request=request))
+        future = self.client.call_async(SetControllerState.Request(request=request, source=self.source))
         self.wait_for(future.done, timeout, f"an answer to request {request}")
         return future.result()
 

@@ -30,6 +30,7 @@ from .firmware import MotorFirmware
 from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 from diffuseloco_policy.nodes.conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
 from diffuseloco_policy.nodes.parameters import declare_parameters
+from diffuseloco_policy.nodes.source_filter import SourceFilter, filtered
 from diffuseloco_policy.nodes.spin import run_node, use_realtime_scheduling
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -62,7 +63,10 @@ class SimulatorNode(Node):
         self.twist_pub = self.create_publisher(TwistStamped, "/sim/base_twist", 10)
         self.pose_pub = self.create_publisher(PoseStamped, "/sim/base_pose", 10)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
-        self.create_subscription(MotorCommand, p["motor_command_topic"], self._on_command, COMMAND_QOS)
+        # only the stack's policy node commands the simulated motors, as the bridge does on the robot
+        self.command_source = SourceFilter(self, p["motor_command_topic"], p["command_source"])
+        self.create_subscription(MotorCommand, p["motor_command_topic"], filtered(self.command_source,
+                                                                                 self._on_command), COMMAND_QOS)
         self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
         self._thread.start()
         self._realtime(p["realtime_priority"])
@@ -76,6 +80,7 @@ class SimulatorNode(Node):
             "publish_clock": False, "state_rate_hz": 500.0, "bridge_hold_s": 0.1, "leg_state_topic": "/cyberdog/leg_state",
             "imu_topic": "/cyberdog/imu", "body_velocity_topic": "/cyberdog/body_velocity",
             "motor_command_topic": "/cyberdog/motor_cmd", "realtime_priority": 0,
+            "command_source": "",   # the node whose MotorCommand is obeyed ("" pins the first publisher)
         }
         return declare_parameters(self, defaults)
 

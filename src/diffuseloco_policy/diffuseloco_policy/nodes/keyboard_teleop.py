@@ -25,6 +25,7 @@ class KeyboardTeleopNode(TeleopNode):
         self.mapping: KeyboardMapping = (load_keyboard_mapping(Path(self.params["mapping"]))
                                          if self.params["mapping"] else KeyboardMapping())
         self.command = TeleopCommand(self.stack.skill("stand").id, source=self.mapping.source)
+        self.request_source = self.mapping.source
         self._lock = threading.Lock()
         self.create_timer(1.0 / self.params["publish_rate_hz"], self._publish)
         self._reader = threading.Thread(target=self._read_keys, daemon=True)

@@ -41,6 +41,7 @@ from ..joints import JointConvention
 from ..motor_sdk import MotorCommand as SdkMotorCommand
 from .conversions import body_velocity_msg, imu_msg
 from .parameters import declare_parameters
+from .source_filter import SourceFilter, filtered
 from .spin import run_node, use_realtime_scheduling
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -78,7 +79,10 @@ class LcmBridgeNode(Node):
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], qos_profile_sensor_data)
         self.velocity_pub = self.create_publisher(TwistStamped, p["body_velocity_topic"], qos_profile_sensor_data)
         self.state_pub = self.create_publisher(MotorControlState, p["motor_ctrl_state_topic"], 10)
-        self.create_subscription(MotorCommand, p["motor_command_topic"], self._on_command, COMMAND_QOS)
+        # only the stack's policy node commands the motors (nodes/source_filter.py): another publisher is ignored
+        self.command_source = SourceFilter(self, p["motor_command_topic"], p["command_source"])
+        self.create_subscription(MotorCommand, p["motor_command_topic"], filtered(self.command_source,
+                                                                                 self._on_command), COMMAND_QOS)
 
         self.rx = LcmEndpoint(p["lcm_url"], "lcm-rx")
         self.rx.subscribe(LEG_CONTROL_DATA, leg_control_data_lcmt.decode, self._on_leg_data)
@@ -104,6 +108,8 @@ class LcmBridgeNode(Node):
             "body_velocity_topic": "/cyberdog/body_velocity",
             "motor_command_topic": "/cyberdog/motor_cmd", "motor_ctrl_state_topic": "/cyberdog/motor_ctrl_state",
             "leg_frame_id": "base", "imu_frame_id": "imu_link", "realtime_priority": 0,
+            # the node whose MotorCommand is forwarded ("" pins the first publisher); any other is ignored
+            "command_source": "",
         }
         return declare_parameters(self, defaults)
 

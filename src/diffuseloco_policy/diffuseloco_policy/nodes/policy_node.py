@@ -28,7 +28,7 @@ from sensor_msgs.msg import Imu
 
 from ..command_feedback import describe as describe_feedback
 from ..config import ConfigError, StackConfig, load_config
-from ..controller import ControllerState
+from ..controller import ControllerRequest, ControllerState
 from ..inference import Sampler, describe_job
 from ..log_text import shorten
 from ..joints import JointConvention
@@ -48,6 +48,7 @@ from .source_filter import SourceFilter, filtered
 from .spin import run_node, use_realtime_scheduling
 
 PACKAGE = "diffuseloco_policy"
+MOVING_REQUESTS = frozenset({ControllerRequest.STAND_UP, ControllerRequest.RUN, ControllerRequest.CLEAR_ESTOP})
 EXPERT_STAND_IN = "expert"
 # How long a tick waits for a plan that is not ready at its start, before it counts a deadline miss and follows
 # the previous plan: a quarter of the 20 ms period. The plan normally arrives ~16 ms early; it is late when the
@@ -103,6 +104,7 @@ class PolicyNode(Node):
         self.command_pub = self._publisher(MotorCommand, p["motor_command_topic"], 1)
         self.status_pub = self._publisher(PolicyStatus, p["status_topic"], 10)
         self.diag_pub = self._publisher(DiagnosticArray, "/diagnostics", 10)
+        self.control_sources = frozenset(s.strip() for s in p["control_sources"].split(",") if s.strip())
         self.sensor_sources: list[SourceFilter] = []
         self._subscribe_sensor(LegState, p["leg_state_topic"], self._on_leg_state, p["sensor_source"])
         self._subscribe_sensor(Imu, p["imu_topic"], self._on_imu, p["sensor_source"])
@@ -183,6 +185,9 @@ class PolicyNode(Node):
             # the node whose joint state, IMU and vBody are accepted ("/lcm_bridge", "/cyberdog_sim"); "" pins
             # each stream to its first publisher (nodes/source_filter.py)
             "sensor_source": "",
+            # who may stand the robot up, run it or clear an e-stop (comma-separated teleop names; "" = anyone);
+            # anyone may e-stop, damp or get it down
+            "control_sources": "",
         }
         return declare_parameters(self, defaults)
 
@@ -194,6 +199,18 @@ class PolicyNode(Node):
 
     def _subscribe(self, msg_type: type, topic: str, callback: Callable, qos) -> None:
         self.create_subscription(msg_type, topic, callback, qos, event_callbacks=self.qos.subscription(topic))
+
+    def _refused_caller(self, request: int, source: str) -> str:
+        """Why a state request is refused for its caller ("" if it may ask): requests that move the robot or clear
+        an e-stop come only through the stack's teleops (control_sources), so a stray `ros2 service call` or
+        another program cannot stand the dog up or undo its e-stop. Stopping is everyone's right. The name is
+        the caller's word; SROS2 makes it a guarantee (docs/deployment.md)."""
+        allowed = self.control_sources
+        if not allowed or request not in MOVING_REQUESTS or source in allowed:
+            return ""
+        name = ControllerRequest(request).name
+        return (f"{name} refused for {shorten(source) or 'an anonymous caller'}: only {', '.join(sorted(allowed))} "
+                "may stand the robot up, run it or clear an e-stop (control_sources)")
 
     def _subscribe_sensor(self, msg_type: type, topic: str, callback: Callable, source: str) -> None:
         """A sensor stream accepted from its one driver only: another publisher's messages are dropped and
@@ -246,7 +263,13 @@ class PolicyNode(Node):
                                       throttle_duration_sec=1.0)
 
     def _on_state_request(self, request, response):
-        response.accepted, response.message = self.loop.request(int(request.request), source="service")
+        source = request.source or "an anonymous caller"
+        refusal = self._refused_caller(int(request.request), request.source)
+        if refusal:
+            self.get_logger().warning(refusal, throttle_duration_sec=1.0)
+            response.accepted, response.message = False, refusal
+        else:
+            response.accepted, response.message = self.loop.request(int(request.request), source=source)
         response.state = int(self.loop.controller.state)
         return response
 

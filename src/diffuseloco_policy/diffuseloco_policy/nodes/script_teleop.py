@@ -61,6 +61,7 @@ class ScriptTeleopNode(TeleopNode):
         self.steps, self.end = load_script(Path(self.params["script"]) if self.params["script"]
                                              else package_file("diffuseloco_bringup", DEFAULT_SCRIPT), self.stack)
         self.command = TeleopCommand(self.stack.skill("stand").id, source="script")
+        self.request_source = "script"
         if not self.state_client.wait_for_service(timeout_sec=SERVICE_WAIT_S):
             raise ConfigError(f"the policy node's state service did not appear within {SERVICE_WAIT_S:.0f} s")
         self.start = self.now_s()

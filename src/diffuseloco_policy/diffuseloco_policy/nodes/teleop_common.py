@@ -26,6 +26,7 @@ class TeleopNode(Node):
         self.stack: StackConfig = load_config(self.params["config"] or None)
         self.command_pub = self.create_publisher(SkillCommand, self.params["skill_command_topic"], 10)
         self.state_client = self.create_client(SetControllerState, self.params["state_service"])
+        self.request_source = "teleop"   # how this teleop names itself to the policy node (subclasses: their source)
 
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -44,7 +45,8 @@ class TeleopNode(Node):
             if on_answer is not None:
                 on_answer(False)
             return
-        future = self.state_client.call_async(SetControllerState.Request(request=int(request)))
+        future = self.state_client.call_async(SetControllerState.Request(request=int(request),
+                                                                         source=self.request_source))
         future.add_done_callback(lambda f, r=request: self._log_response(r, f, on_answer))
 
     def _log_response(self, request: ControllerRequest, future, on_answer) -> None:

@@ -20,6 +20,7 @@ class JoyTeleopNode(TeleopNode):
         super().__init__("teleop", {"mapping": "", "joy_topic": "/joy"})
         mapping = load_gamepad_mapping(self.params["mapping"] or package_file("diffuseloco_bringup", DEFAULT_MAPPING))
         self.teleop = GamepadTeleop(mapping, self.stack)
+        self.request_source = mapping.source
         self.create_subscription(Joy, self.params["joy_topic"], self._on_joy, 10)
         self.create_timer(1.0 / self.params["publish_rate_hz"], lambda: self.publish_command(
             self.teleop.command(self.now_s())))
