@@ -54,7 +54,7 @@ class LcmRobotPeer:
         self.convention = JointConvention(self.config.robot)
         self.state_every, self.real_time = state_every, real_time
         self._last_frame_time: Optional[float] = None   # sim time of the newest frame
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # _step applies scheduled faults under it
         self._stop = threading.Event()
         self.frames_received = self.zero_frames_received = self.activations = 0
         self._was_damping = True
