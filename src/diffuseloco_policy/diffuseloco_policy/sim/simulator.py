@@ -9,7 +9,9 @@ convention and the IMU.
 
 The direct path (`command`) plays a client plus the LCM bridge: by default the newest frame counts as re-sent
 every frame (as bridge/lcm_bridge.CommandRelay re-sends a fresh command), so the gap rules never act; with
-`bridge_hold_s` the re-sending stops that long after the newest frame and the firmware's gap rules take over.
+`bridge_hold_s` the re-sending stops that long after the newest frame and the firmware's gap rules take over
+(the reset's holding frame is kept up until the first `command`, so a client that connects late finds the robot
+standing in motor mode).
 An episode starts standing with motor mode already entered and activated (err_flag bit 1 clear): the robot's
 ~2.5 s activation wait with all-zero frames is reproduced by the LCM path (bridge/lcm_robot_peer.py, which
 starts the firmware out of motor mode), not by every episode. Latency, noise, randomization and pushes come from a
@@ -117,6 +119,7 @@ class CyberDogSim:
         self._frame: Optional[MotorCommand] = hold if motor_mode else None   # newest frame (internal convention)
         self._frame_step = 0                       # physics step at which the newest frame arrived
         self._connected = True
+        self._commanded = False                    # no command() yet: the reset's holding frame is kept up
         self._motors = hold if motor_mode else MotorCommand.passive(12)   # what the motor boards run
         self._pending: collections.deque = collections.deque()
         self._history: collections.deque = collections.deque(maxlen=self._sensor_delay + 1)
@@ -152,6 +155,7 @@ class CyberDogSim:
     def command(self, cmd: MotorCommand) -> None:
         """Send one motor frame (SDK convention); it reaches the firmware after the actuation latency."""
         frame = self._internal(cmd)
+        self._commanded = True
         if self._actuation_delay == 0:
             self._frame, self._frame_step = frame, self.step_count
         else:
@@ -188,8 +192,8 @@ class CyberDogSim:
     def _gap_ms(self) -> float:
         """Milliseconds since the firmware last received a frame: 0 while the bridge re-sends the newest one."""
         hold = self.bridge_hold_s if self._connected else 0.0
-        if hold is None:
-            return 0.0
+        if hold is None or (self._connected and not self._commanded):
+            return 0.0    # the episode's own holding frame counts as re-sent until the first command
         age = (self.step_count - self._frame_step) * self.physics_dt
         return 0.0 if age <= hold + 1e-9 else 1000.0 * (age - hold)
 
