@@ -15,7 +15,6 @@ import threading
 import time
 from typing import Optional
 
-import numpy as np
 import rclpy
 from cyberdog_msgs.msg import LegState, MotorCommand
 from geometry_msgs.msg import PoseStamped, TwistStamped
