@@ -146,7 +146,7 @@ import json
 import diffuseloco_policy, diffuseloco_sim, diffuseloco_bringup, diffuseloco_learning
 from diffuseloco_policy.config import default_robot_config
 from diffuseloco_policy.package_files import share_dir, package_file
-from diffuseloco_policy.nodes.policy_node import default_model_path
+from diffuseloco_policy.model_file import default_model_path
 from diffuseloco_policy.nodes.script_teleop import DEFAULT_SCRIPT
 from diffuseloco_policy.nodes.teleop_node import DEFAULT_MAPPING
 from diffuseloco_bringup.graph import params_file

@@ -15,7 +15,7 @@ from diffuseloco_bringup.graph import params_file
 from diffuseloco_policy.config import load_config
 from diffuseloco_learning.evaluation import load_matrix
 from diffuseloco_learning.evaluation.cli import evaluate, robot_config
-from diffuseloco_policy.nodes.policy_node import default_model_path
+from diffuseloco_policy.model_file import default_model_path
 from diffuseloco_policy.runtime import load_runtime
 from diffuseloco_learning.training.model_card import verify_card
 

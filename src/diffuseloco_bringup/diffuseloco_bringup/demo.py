@@ -24,7 +24,7 @@ from geometry_msgs.msg import TwistStamped
 
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.bag_timing import BagTimingError, RecordedTiming, read_stamps, recorded_timing
-from diffuseloco_policy.nodes.policy_node import default_model_path
+from diffuseloco_policy.model_file import default_model_path
 from diffuseloco_policy.nodes.spin import BackgroundNode
 from diffuseloco_policy.package_files import PackageFileNotFound
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from diffuseloco_policy.package_files import share_dir
 
 PACKAGE = "diffuseloco_bringup"
+ENCLAVE_ROOT = "/diffuseloco"    # SROS2: one enclave per node under this path
 
 # Executable name (console script, `ros2 run` name) -> Python module that provides `main()` in the launch-free
 # runner. The joystick is ROS's `joy` game_controller_node under launch_ros; where ROS is not installed (the PyPI
@@ -36,6 +37,11 @@ class NodeSpec:
     executable: str
     name: str
     params: dict = field(default_factory=dict)
+
+    @property
+    def enclave(self) -> str:
+        """The node's SROS2 enclave (config/sros2/policy.xml): what it may publish, subscribe and call."""
+        return f"{ENCLAVE_ROOT}/{self.name}"
 
     @property
     def module(self) -> str:

@@ -21,10 +21,12 @@ def _actions(context: LaunchContext, target: str) -> list:
     record = LaunchConfiguration("record").perform(context)
     if record not in RECORD_CHOICES:
         raise ValueError(f"record must be one of {RECORD_CHOICES}, got {record!r}")
+    secure = LaunchConfiguration("secure").perform(context).lower() in ("true", "1")
     params = str(params_file(target))
     actions = [
         Node(package=spec.package, executable=spec.executable, name=spec.name,
-             parameters=[params, spec.params], output="screen", emulate_tty=True)
+             parameters=[params, spec.params], output="screen", emulate_tty=True,
+             ros_arguments=["--enclave", spec.enclave] if secure else None)
         for spec in graph(target, model=model, teleop=teleop, record=record == "recorder")
     ]
     if record == "ros2bag":
@@ -38,6 +40,9 @@ def describe(target: str) -> LaunchDescription:
         DeclareLaunchArgument("model", default_value="", description="ONNX model file (default: the shipped one)"),
         DeclareLaunchArgument("teleop", default_value="joy", choices=list(TELEOP_KINDS),
                               description="how commands are given"),
+        DeclareLaunchArgument("secure", default_value="false", choices=["true", "false"],
+                              description="each node in its SROS2 enclave (config/sros2/policy.xml; set "
+                                          "ROS_SECURITY_KEYSTORE, ROS_SECURITY_ENABLE=true, ROS_SECURITY_STRATEGY)"),
         DeclareLaunchArgument("record", default_value="none", choices=list(RECORD_CHOICES),
                               description="record a bag with our recorder or with `ros2 bag record`"),
         OpaqueFunction(function=_actions, kwargs={"target": target}),

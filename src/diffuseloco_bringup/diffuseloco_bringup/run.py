@@ -21,9 +21,12 @@ from .graph import TELEOP_KINDS, NodeSpec, graph, params_file
 SHUTDOWN_GRACE_S = 5.0
 
 
-def node_command(spec: NodeSpec, params: Path) -> list[str]:
-    """The command line that starts one node exactly as launch_ros would (name, parameter file, overrides)."""
+def node_command(spec: NodeSpec, params: Path, secure: bool = False) -> list[str]:
+    """The command line that starts one node exactly as launch_ros would (name, parameter file, overrides; with
+    `secure`, its SROS2 enclave: the keystore comes from ROS_SECURITY_KEYSTORE)."""
     cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(params)]
+    if secure:
+        cmd += ["--enclave", spec.enclave]
     for key, value in spec.params.items():
         cmd += ["-p", f"{key}:={value}"]
     return cmd
@@ -32,8 +35,9 @@ def node_command(spec: NodeSpec, params: Path) -> list[str]:
 class Graph:
     """A set of node processes that live and die together."""
 
-    def __init__(self, specs: Sequence[NodeSpec], params: Path, env: Optional[dict] = None) -> None:
-        self.specs, self.params = list(specs), params
+    def __init__(self, specs: Sequence[NodeSpec], params: Path, env: Optional[dict] = None,
+                 secure: bool = False) -> None:
+        self.specs, self.params, self.secure = list(specs), params, secure
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.processes: list[tuple[NodeSpec, subprocess.Popen]] = []
@@ -41,7 +45,7 @@ class Graph:
     def start(self) -> None:
         for spec in self.specs:
             interactive = spec.executable == "keyboard_teleop"
-            proc = subprocess.Popen(node_command(spec, self.params), env=self.env,
+            proc = subprocess.Popen(node_command(spec, self.params, self.secure), env=self.env,
                                     stdin=None if interactive else subprocess.DEVNULL)
             self.processes.append((spec, proc))
 
@@ -78,13 +82,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--teleop", default="keyboard", choices=TELEOP_KINDS)
     parser.add_argument("--record", action="store_true", help="also start the bag recorder")
     parser.add_argument("--params", type=Path, default=None, help="parameter file (default: config/<target>.yaml)")
+    parser.add_argument("--secure", action="store_true",
+                        help="each node in its SROS2 enclave (docs/deployment.md, 'Who may command the robot')")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     specs = graph(args.target, model=args.model, teleop=args.teleop, record=args.record)
-    running = Graph(specs, args.params or params_file(args.target))
+    running = Graph(specs, args.params or params_file(args.target), secure=args.secure)
     running.start()
     return running.wait()
 

@@ -273,6 +273,10 @@ class SafetyConfig:
     # gathers 0.6 rad per tick. Likewise the gyro must integrate to the rotation between the IMU's attitudes
     # (simulation: at most 0.09 rad, mostly the attitude's noise; a 2.5 rad/s lie crosses 0.25 rad in 0.1 s).
     consistency_window: float = 0.1                # s over which a rate is compared with its integral
+    # s: two samples further apart are not integrated (a new window starts). In the live graph the samples a tick
+    # sees are 2-38 ms apart under load and up to 100 ms across a stall; integrating a trotting knee (20 rad/s at
+    # 4 Hz) over such a stall disagreed by more than the tolerance: 7 false DAMPINGs in a 30-minute trot.
+    consistency_max_interval: float = 0.03
     joint_velocity_consistency: float = 0.4        # rad, |integral of qd - change of q| per joint
     gyro_consistency: float = 0.25                 # rad, |integral of the gyro - attitude rotation|
     # Bounds of what the sensors can report at all: beyond them a value is a message or sensor error, not a
@@ -286,7 +290,7 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         positive = ("kp_max", "kd_max", "torque_limit", "velocity_limit", "sensor_timeout",
                     "quaternion_tolerance", "max_tilt", "joint_velocity_fault", "joint_limit_tolerance",
-                    "consistency_window", "joint_velocity_consistency", "gyro_consistency",
+                    "consistency_window", "consistency_max_interval", "joint_velocity_consistency", "gyro_consistency",
                     "max_angular_velocity", "max_acceleration", "max_body_speed")
         for name in positive:
             if not getattr(self, name) > 0:

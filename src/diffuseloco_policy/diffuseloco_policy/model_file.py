@@ -20,8 +20,10 @@ from typing import Any, Mapping, Optional, Union
 from .config import ConfigError, StackConfig, TermConfig, config_from_dict
 from .model_spec import ModelSpec, PolicyDims
 from .normalizer import PolicyNormalizer
+from .package_files import share_dir
 
 FORMAT_VERSION = 1
+DEFAULT_MODEL = "models/diffuseloco_cyberdog2.onnx"   # the shipped model, in share/diffuseloco_policy
 SUPPORTED_FORMAT_VERSIONS = (1,)
 PREFIX = "diffuseloco."
 # The exported graphs' input and output names (diffuseloco_learning.export writes them, runtime.py feeds them).
@@ -214,3 +216,8 @@ def warm_graphs(path: Union[str, Path]) -> list[Path]:
     """The warm-start graphs beside a full graph (name.warm<k>.onnx), in name order."""
     path = Path(path)
     return sorted(path.parent.glob(f"{path.stem}.warm*{path.suffix}"))
+
+
+def default_model_path() -> Path:
+    """The model the policy node runs when none is named: the shipped one, in share/diffuseloco_policy/models."""
+    return share_dir("diffuseloco_policy") / DEFAULT_MODEL

@@ -346,8 +346,8 @@ class SensorMonitor:
         self.max_body_speed = safety.max_body_speed
         self.joint_consistency = safety.joint_velocity_consistency
         self.gyro_consistency = safety.gyro_consistency
-        self._joint_rates = RateConsistency(safety.consistency_window, joint_change)
-        self._gyro_rates = RateConsistency(safety.consistency_window, body_rotation)
+        self._joint_rates = RateConsistency(safety.consistency_window, joint_change, safety.consistency_max_interval)
+        self._gyro_rates = RateConsistency(safety.consistency_window, body_rotation, safety.consistency_max_interval)
         self.needs_velocity = observes_body_velocity(config)
         # the velocity loop reads vBody too: for it a broken estimate is no fault, only a reading not to use
         self.checks_velocity = self.needs_velocity or config.command_feedback.enabled

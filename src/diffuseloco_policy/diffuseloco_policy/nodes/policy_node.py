@@ -33,11 +33,10 @@ from ..inference import Sampler, describe_job
 from ..log_text import shorten
 from ..joints import JointConvention
 from ..gains import describe_scales, kp_scales, with_kp_scales
-from ..model_file import ModelMismatchError, within_trained_ranges
+from ..model_file import ModelMismatchError, default_model_path, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import load_runtime
 from ..safety import ImuSample, JointSample, PDCommand, VelocitySample
-from ..package_files import share_dir
 from ..sensor_gate import SensorGate
 from ..timing import TickTiming
 from ..motor_sdk import MotorCommand as SdkMotorCommand
@@ -58,7 +57,6 @@ DEFAULT_INFERENCE_WAIT_MS = 5.0
 # The spread (std) of the robot-clock time between the joint samples of consecutive ticks above which the node
 # warns: 3 ms (1.5 joint-loop frames) is harmless in the harness, 6 ms is not (TickTiming.sample_used).
 SAMPLE_SPACING_WARN_STD_MS = 4.0
-DEFAULT_MODEL = "models/diffuseloco_cyberdog2.onnx"   # the shipped model, in share/diffuseloco_policy
 
 
 @dataclass(frozen=True)
@@ -425,11 +423,6 @@ class _Reported:
 def _triple(values: np.ndarray) -> str:
     """vx, vy, yaw rate for a diagnostics value."""
     return " ".join(f"{v:+.3f}" for v in values)
-
-
-def default_model_path() -> Path:
-    """The model the node runs when none is named: the shipped one, in share/diffuseloco_policy/models."""
-    return share_dir(PACKAGE) / DEFAULT_MODEL
 
 
 def _expert_stand_in(config: StackConfig):
