@@ -4,8 +4,8 @@ Each test names the behaviour of cyberdog_locomotion it reproduces: FsmStateMoto
 (control/src/fsm_states/fsm_state_motor_ctrl.cpp) and LegController::UpdateCommand
 (common/src/controllers/leg_controller.cpp). The `firmware` fixture also runs the model the project used before
 (tests/support/per_frame_firmware.py: a step limit between frames, feed-forward zeroed after 10 ms, kd 5 after
-500 ms, no activation wait, no soft limits); the tests it must fail are marked xfail(strict) for it, so the suite
-proves it can tell the two apart.
+500 ms, no activation wait, no soft limits): the rules in OLD_MODEL_FAILS are run against it too and must each
+fail there, so the suite proves it can tell the two apart.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ ROBOT = CONFIG.robot
 POSE = np.asarray(ROBOT.default_pose)           # internal (model) convention, like the firmware
 ZERO_QD = np.zeros(12)
 BAND = np.tile(np.radians([8.0, 10.0, 12.0]), 4)
-OLD = pytest.mark.xfail(strict=True, reason="the old per-frame model does not do what the firmware does")
 
 
 def source_model(activated: bool = True) -> fw.MotorFirmware:
@@ -33,8 +32,9 @@ def source_model(activated: bool = True) -> fw.MotorFirmware:
 
 
 def firmware_params(old_fails: bool):
-    return [pytest.param("source", id="source"),
-            pytest.param("per_frame", id="old-per-frame", marks=OLD if old_fails else ())]
+    """The source model always; the old per-frame one where it passes the rule too (where it must fail, the rule
+    is listed in OLD_MODEL_FAILS instead)."""
+    return ["source"] if old_fails else ["source", "per_frame"]
 
 
 def make(kind: str):
@@ -196,3 +196,49 @@ def test_a_silent_client_in_the_simulator_gets_the_gap_rules():
     js = sim.joint_state()
     sim.step(1)
     np.testing.assert_allclose(sim.joint_state().tau_est, np.clip(-4.0 * js.qd, -12, 12), atol=0.3)
+
+
+def test_the_controller_stands_a_lying_dog_up_inside_the_band():
+    """On the robot the band caps the stand-up's PD torque: with the weight carried through tau_des
+    (controller.support_mass) the dog reaches its standing height; the PD alone at the stand gains does not."""
+    import dataclasses
+
+    from diffuseloco_policy.controller import Controller, ControllerRequest
+    from diffuseloco_policy.safety import SafetyFilter
+
+    def stand_height(support_mass: float) -> float:
+        config = load_config()
+        config = dataclasses.replace(config, controller=dataclasses.replace(config.controller,
+                                                                            support_mass=support_mass))
+        sim = CyberDogSim(config, seed=1)
+        sim.reset(joint_position=np.array(config.controller.lying_pose), base_height=0.08)
+        controller, safety = Controller(config), SafetyFilter(config)
+        previous = None
+        for tick in range(200):
+            q = sim.robot_state().joint_position
+            if tick == 1:
+                assert controller.request(ControllerRequest.STAND_UP)[0]
+            command, _ = safety.filter(controller.tick(tick * config.rates.control_dt, q), previous, q)
+            previous = command.q
+            sim.command_pd(command.q, command.dq, command.kp, command.kd, command.tau)
+            sim.step()
+        return sim.base_height()
+
+    assert stand_height(load_config().controller.support_mass) > 0.25
+    assert stand_height(0.0) < 0.2
+
+
+OLD_MODEL_FAILS = (
+    test_q_des_is_held_within_8_10_12_deg_of_the_measured_angle_in_every_frame,
+    test_a_small_step_from_the_previous_frame_is_still_clamped_against_the_measured_angle,
+    test_a_20_ms_gap_divides_qd_des_and_tau_des_by_gap_over_10_ms,
+    test_a_600_ms_gap_gives_kd_4_for_about_2_5_s_then_limp_motors,
+    test_entering_motor_mode_ignores_gains_until_zero_frames_were_sent_for_2_5_s,
+    test_within_0_05_rad_of_a_bound_a_push_outward_is_replaced_by_the_soft_limit,
+)
+
+
+@pytest.mark.parametrize("rule", OLD_MODEL_FAILS, ids=lambda rule: rule.__name__[5:])
+def test_the_old_per_frame_model_breaks_the_rule(rule):
+    with pytest.raises(AssertionError):
+        rule("per_frame")

@@ -315,6 +315,8 @@ class ControllerConfig:
     get_down_duration: float = 2.0       # s, measured pose -> lying pose
     stand_kp: float = 30.0               # gains while standing up, holding and getting down
     stand_kd: float = 3.0
+    # kg the legs carry through tau_des during those moves (stance_support.py): the robot's mass, 0 = none
+    support_mass: float = 8.76
     # Folded legs, body a few cm above the ground (model convention, abad/hip/knee per leg).
     lying_pose: tuple[float, ...] = (0.0, -1.1, 2.4) * 4
     auto_run: bool = False               # enter RUNNING as soon as the stand-up completes
@@ -328,7 +330,7 @@ class ControllerConfig:
         for name in ("stand_up_duration", "get_down_duration", "stale_stand_duration"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"controller.{name} must be positive, got {getattr(self, name)}")
-        for name in ("passive_kd", "damping_kd", "stand_kp", "stand_kd"):
+        for name in ("passive_kd", "damping_kd", "stand_kp", "stand_kd", "support_mass"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"controller.{name} must be >= 0, got {getattr(self, name)}")
 
