@@ -344,3 +344,14 @@ def test_a_stale_sensor_stand_keeps_carrying_the_running_robot():
     assert c.stand_in_place("sensors stale")
     cmd = c.tick(t + 2 * DT, DEFAULT)
     assert np.allclose(cmd.tau, support_torques(cmd.q, CONFIG.controller.support_mass))
+
+
+def test_running_sends_the_plans_feedforward_torque_and_refuses_a_bad_one():
+    c, t = standing()
+    c.request(R.RUN)
+    tau = np.linspace(-2.0, 2.0, 12)
+    cmd = c.tick(t + DT, DEFAULT, policy_target_q=DEFAULT, policy_target_tau=tau)
+    np.testing.assert_allclose(cmd.tau, tau)
+    assert not c.tick(t + 2 * DT, DEFAULT, policy_target_q=DEFAULT).tau.any()   # a plan without one: none
+    bad = c.tick(t + 3 * DT, DEFAULT, policy_target_q=DEFAULT, policy_target_tau=np.full(12, np.nan))
+    assert not bad.tau.any() and c.state == S.RUNNING                           # ignored, as a bad velocity is

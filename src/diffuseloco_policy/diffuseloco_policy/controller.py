@@ -209,7 +209,7 @@ class Controller:
     # --------------------------------------------------------------------------------------------- tick
     def tick(self, now: float, measured_q: Optional[ArrayLike], policy_target_q: Optional[ArrayLike] = None,
              fault: Optional[str] = None, policy_target_dq: Optional[ArrayLike] = None,
-             policy_kp_scale: float = 1.0) -> PDCommand:
+             policy_kp_scale: float = 1.0, policy_target_tau: Optional[ArrayLike] = None) -> PDCommand:
         """One control tick: the command to send (still to be passed through the SafetyFilter).
 
         measured_q: joint positions (model convention); invalid ones count as a sensor fault.
@@ -217,7 +217,8 @@ class Controller:
         holds the last target). fault: the SensorMonitor's verdict (None = healthy). policy_target_dq: the plan's
         joint velocity (the velocity feed-forward, see pd_targets.py), used with policy_target_q.
         policy_kp_scale: robot.kp's multiple for the policy's targets (the skill's kp_scale, see gains.py); a value
-        outside the config's bounds is cut to them.
+        outside the config's bounds is cut to them. policy_target_tau: the plan's feed-forward torque (tau_des,
+        N m), if it has one.
         """
         q = self._valid_vector(measured_q)
         if not is_finite_number(now):
@@ -231,22 +232,23 @@ class Controller:
         if fault is not None and self._state in ACTIVE_STATES:
             self._enter(S.DAMPING, fault=fault)
         if self._state == S.STANDING_UP:
-            return self._tick_stand_up(policy_target_q, policy_target_dq)
+            return self._tick_stand_up(policy_target_q, policy_target_dq, policy_target_tau)
         if self._state == S.RUNNING:
-            return self._tick_running(policy_target_q, policy_target_dq, policy_kp_scale)
+            return self._tick_running(policy_target_q, policy_target_dq, policy_kp_scale, policy_target_tau)
         if self._state == S.GETTING_DOWN:
             return self._tick_get_down()
         return self._passive_command()
 
-    def _tick_stand_up(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike]) -> PDCommand:
+    def _tick_stand_up(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike],
+                       policy_target_tau: Optional[ArrayLike]) -> PDCommand:
         target = self._interpolate(self.default_pose, self.cc.stand_up_duration)
         if self.cc.auto_run and self.stand_complete:
             self._enter(S.RUNNING)
-            return self._tick_running(policy_target_q, policy_target_dq)
+            return self._tick_running(policy_target_q, policy_target_dq, policy_target_tau=policy_target_tau)
         return self._hold(target)
 
     def _tick_running(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike],
-                      kp_scale: float = 1.0) -> PDCommand:
+                      kp_scale: float = 1.0, policy_target_tau: Optional[ArrayLike] = None) -> PDCommand:
         if policy_target_q is None:
             return self._hold(self._target if self._target is not None else self._last_q, load=1.0)
         target = self._valid_vector(policy_target_q)
@@ -256,8 +258,10 @@ class Controller:
         self._target = target
         scale = min(max(kp_scale, MIN_KP_SCALE), MAX_KP_SCALE) if is_finite_number(kp_scale) else 1.0
         command = PDCommand.position(target, self.config.robot.kp * scale, self.config.robot.kd)
-        dq = self._valid_vector(policy_target_dq)
-        return command if dq is None else command.replace(dq=dq)
+        dq, tau = self._valid_vector(policy_target_dq), self._valid_vector(policy_target_tau)
+        if dq is not None:
+            command = command.replace(dq=dq)
+        return command if tau is None else command.replace(tau=tau)
 
     def _tick_get_down(self) -> PDCommand:
         target = self._interpolate(self.lying_pose, self.cc.get_down_duration)

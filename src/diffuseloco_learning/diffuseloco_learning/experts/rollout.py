@@ -265,8 +265,8 @@ class ExpertRollout:
         chunk = self.learner.propose()
         if not self.learner.drives():
             return expert, reasons
-        q_des, qd_des = self.decoder.chunk_targets(chunk, self.learner.execute_index)
-        return self._filtered(q_des, qd_des, np.zeros_like(q_des), state)
+        targets = self.decoder.chunk_targets(chunk, self.learner.execute_index)
+        return self._filtered(targets.q, targets.dq, targets.tau, state)
 
     def _filtered(self, q_des: np.ndarray, qd_des: np.ndarray, tau_des: np.ndarray,
                   state: RobotState) -> tuple[PDCommand, list]:
