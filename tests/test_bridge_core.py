@@ -13,7 +13,7 @@ from diffuseloco_policy.bridge.lcm_types import (leg_control_data_lcmt, motor_ct
                                                  state_estimator_lcmt)
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
-from diffuseloco_sim.firmware import MotorFirmware
+from diffuseloco_sim.firmware import position_band_rad
 from diffuseloco_policy.motor_sdk import ImuReading
 from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 
@@ -111,7 +111,7 @@ def test_state_estimator_to_imu_keeps_wxyz_and_uses_body_frame_rates():
 
 
 def test_motor_ctrl_state_round_trip():
-    state = lb.MotorCtrlState(lb.ERR_GAP_DAMPING | lb.ERR_STEP_KNEE, 0.002)
+    state = lb.MotorCtrlState(lb.ERR_GAP_DAMPING | lb.ERR_BAND_KNEE, 0.002)
     back = lb.motor_ctrl_state_from_lcm(motor_ctrl_state_lcmt.decode(lb.motor_ctrl_state_lcm(state).encode()))
     assert back.err_flag == 0x12 and back.damping and back.ctrl_topic_interval == pytest.approx(0.002)
 
@@ -203,30 +203,47 @@ def test_relay_refuses_a_nonpositive_hold():
         lb.CommandRelay(hold_s=0.0)
 
 
-def test_relay_spreads_a_large_target_change_over_frames_within_the_firmware_step():
-    """A tick may change q_des by more than the firmware allows per frame: the relay ramps it in."""
-    step = CONFIG.robot.frame_step_rad
-    relay = lb.CommandRelay(hold_s=0.1, require_activation=False, max_frame_step=step)
-    a = SdkMotorCommand.position(np.zeros(12), 30.0, 3.0)
-    relay.submit(a, 0.0)
-    assert relay.frame(0.0) is a, "the first frame has no reference: sent as it is"
-    far = np.tile(np.radians([16.0, -20.0, 24.0]), 4)          # one tick at the shipped per-tick limit
+def test_relay_keeps_q_des_inside_the_firmwares_band_around_the_measured_pose_and_counts_it():
+    """The firmware pulls q_des back to the measured angle +- 8/10/12 deg every frame (fsm_state_motor_ctrl.cpp):
+    the relay clips into the band itself, so the wire carries what the motors get, and counts every clip."""
+    band = position_band_rad()
+    relay = lb.CommandRelay(hold_s=0.1, require_activation=False, position_band=band)
+    far = np.tile(np.radians([16.0, -20.0, 24.0]), 4)
     b = SdkMotorCommand.position(far, 30.0, 3.0)
-    relay.submit(b, 0.02)
-    frames = [relay.frame(0.02 + k * FRAME) for k in range(10)]
-    q = np.array([np.zeros(12)] + [f.q_des for f in frames])
-    assert np.all(np.abs(np.diff(q, axis=0)) <= step + 1e-12), "no frame steps further than the firmware allows"
-    assert frames[2] is b and frames[9] is b, "reached within 3 frames (the ramp keeps 1 % under the firmware's step)"
-    assert frames[1] is not b and np.all(frames[0].kp == 30.0) and not np.allclose(frames[1].q_des, far)
+    relay.submit(b, 0.0)
+    assert relay.frame(0.0) is b, "before any measurement the command is sent as it is"
+    relay.on_measured(np.zeros(12))
+    frame = relay.frame(0.002)
+    np.testing.assert_allclose(frame.q_des, np.sign(far) * band * lb.BAND_MARGIN)
+    assert relay.band_clips == 1 and np.all(relay.band_clip_counts == 1)
+    relay.on_measured(far - 0.05)                      # the legs caught up: inside the band, sent unchanged
+    assert relay.frame(0.004) is b and relay.band_clips == 1
 
 
+def test_relay_sends_damping_after_a_motor_fault_whatever_comes_in():
+    """The SDK stops on any spi_data flag & 0x3FFFFFFF (custom_interface.cpp); the bridge latches damping."""
+    relay = lb.CommandRelay(hold_s=0.1, require_activation=False)
+    relay.on_measured(np.full(12, 0.3))
+    relay.submit(sample_command(), 0.0)
+    assert relay.motor_fault("FR_knee offline") and not relay.motor_fault("again")
+    for t in (0.0, 0.002, 5.0):                         # even long after the last command
+        frame = relay.frame(t)
+        assert np.all(frame.kp == 0) and np.all(frame.kd == 4.0) and np.all(frame.tau == 0)
+        np.testing.assert_array_equal(frame.q_des, np.full(12, 0.3))
+    assert relay.fault == "FR_knee offline"
 
-def test_the_firmware_model_flags_steps_beyond_its_limit_but_not_gain_free_frames():
-    firmware = MotorFirmware(CONFIG.robot)
-    step, measured = CONFIG.robot.frame_step_rad, CONVENTION.to_sdk(np.asarray(CONFIG.robot.default_pose))
-    firmware.receive(SdkMotorCommand.passive(12), measured)                        # an activation zero frame
-    firmware.receive(SdkMotorCommand.position(measured + 0.5 * step, 30.0, 3.0), measured)   # vs the measured pose
-    assert firmware.step_violations == 0
-    firmware.receive(SdkMotorCommand.position(measured + 2.0 * step, 30.0, 3.0), measured)
-    assert firmware.step_violations == 1 and firmware.step_exceeded.all()
-    np.testing.assert_allclose(firmware.execute(0.0).q_des, measured + 1.5 * step)   # clipped to one step
+
+def test_spi_data_round_trip_decodes_flags_and_temperatures():
+    motors = lb.MotorData(0.1 * J, 0.2 * J, 0.3 * J - 1.0, np.full(12, lb.MOTOR_MODE_RUNNING), 0, 30.0 + J)
+    flags = motors.flags.copy()
+    flags[4] |= 1 << 4                                  # FL hip: bus over voltage
+    flags[7] |= 1 << 24                                 # RR hip: coil temperature high
+    motors = lb.MotorData(motors.q, motors.qd, motors.tau, flags, 0, motors.temperature)
+    wire = lb.spi_data_lcm(motors, CONVENTION)
+    np.testing.assert_allclose(wire.q_hip, f32(CONVENTION.to_model(motors.q).reshape(4, 3)[:, 1]))
+    assert list(wire.tmp_knee) == [320, 350, 380, 410]     # 0.1 C on the wire
+    back = lb.motor_data_from_lcm(lb.spi_data_t.decode(wire.encode()), CONVENTION)
+    np.testing.assert_allclose(back.q, f32(CONVENTION.to_model(motors.q)) * SIGN, atol=1e-6)
+    np.testing.assert_allclose(back.temperature, motors.temperature)
+    assert back.faults() == {4: ["bus over voltage (> 30 V)"], 7: ["coil temperature high (over 95 C)"]}
+    assert lb.decode_motor_flags(lb.MOTOR_MODE_RUNNING) == [], "the mode bits are no fault (SDK mask 0x3FFFFFFF)"

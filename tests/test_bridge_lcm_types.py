@@ -26,7 +26,15 @@ EXPECTED = {  # the SDK's structs (shared reference cyberdog.md; state_estimator
                                                        "vRemoter", "rpy", "omegaBody", "omegaWorld")]
                             + [("quat", "float", 4), ("aBody", "float", 3), ("aWorld", "float", 3),
                                ("contactEstimate", "float", 4), ("timestamp", "int64_t", None)],
+    "spi_data_t": [(f"{k}_{j}", "float", 4) for k in ("q", "qd") for j in ("abad", "hip", "knee")]
+                  + [("flags", "int32_t", 12), ("spi_driver_status", "int32_t", None)]
+                  + [(f"tau_{j}", "float", 4) for j in ("abad", "hip", "knee")]
+                  + [(f"tmp_{j}", "int16_t", 4) for j in ("abad", "hip", "knee")] + [("reserve", "int8_t", 40)],
 }
+# The base hashes lcm-gen computes for the firmware's structs, as the motor SDK's generated C++ headers carry them
+# (MiRoboticsLab/cyberdog_motor_sdk branch cyberdog2, include/*.hpp `_computeHash`); the fingerprint on the wire is
+# this hash rotated left by one bit.
+SDK_BASE_HASHES = {"spi_data_t": 0x4da50a8960be7463}
 
 
 def test_there_is_one_lcm_file_per_sdk_struct():
@@ -66,3 +74,12 @@ def test_encode_decode_round_trip(name):
     with pytest.raises(ValueError):  # another struct's bytes are refused by the fingerprint
         other = next(getattr(lcm_types, o) for o in sorted(EXPECTED) if o != name)
         cls.decode(other().encode())
+
+
+@pytest.mark.parametrize("name", sorted(SDK_BASE_HASHES))
+def test_fingerprint_is_the_sdks(name):
+    """The fingerprint our decoder checks is the one the SDK's C++ (and the firmware) put on the wire."""
+    base = SDK_BASE_HASHES[name]
+    rotated = ((base << 1) & 0xFFFFFFFFFFFFFFFF) + ((base >> 63) & 1)
+    cls = getattr(lcm_types, name)
+    assert cls._get_packed_fingerprint() == rotated.to_bytes(8, "big")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from diffuseloco_policy.config import ConfigError, config_from_dict, load_config
 from diffuseloco_policy.controller import Controller, ControllerRequest as R, ControllerState as S
 from diffuseloco_policy.safety import SafetyFilter
+from diffuseloco_policy.stance_support import support_torques
 
 CONFIG = load_config()
 DEFAULT = np.asarray(CONFIG.robot.default_pose)
@@ -311,3 +312,46 @@ def test_random_operation_never_emits_an_unsafe_command_and_estop_latches(start,
         previous = safe.q
         if math.isnan(t):
             t = 0.0
+
+
+def test_stand_up_carries_the_weight_through_tau_des_from_none_to_all_and_get_down_back():
+    """The firmware's band caps the PD's torque (stance_support.py): the stand-up ramps the body's weight into
+    tau_des with the move, holds it while standing, and hands it back to the ground while getting down."""
+    c = Controller(CONFIG)
+    c.tick(0.0, LYING)
+    c.request(R.STAND_UP)
+    first = c.tick(DT, LYING)
+    assert np.allclose(first.tau, 0.0)
+    middle = c.tick(DT + STAND_T / 2, LYING)
+    full = support_torques(middle.q, CONFIG.controller.support_mass)
+    assert np.allclose(middle.tau, 0.5 * full)          # smoothstep(0.5) = 0.5
+    held = c.tick(DT + STAND_T + DT, DEFAULT)
+    assert np.allclose(held.tau, support_torques(DEFAULT, CONFIG.controller.support_mass))
+    knees = slice(2, 12, 3)
+    assert np.all(held.tau[knees] < -1.0)               # knees push to extend (model convention: bent > 0)
+    c.request(R.GET_DOWN)
+    t = DT + STAND_T + 2 * DT
+    assert np.allclose(c.tick(t, DEFAULT).tau, held.tau, atol=1e-3)
+    assert np.allclose(c.tick(t + CONFIG.controller.get_down_duration - 1e-6, LYING).tau, 0.0, atol=1e-3)
+    unsupported, t = standing(config=with_controller(support_mass=0.0))
+    assert np.allclose(unsupported.tick(t + DT, DEFAULT).tau, 0.0)
+
+
+def test_a_stale_sensor_stand_keeps_carrying_the_running_robot():
+    c, t = standing()
+    c.request(R.RUN)
+    c.tick(t + DT, DEFAULT, policy_target_q=DEFAULT)
+    assert c.stand_in_place("sensors stale")
+    cmd = c.tick(t + 2 * DT, DEFAULT)
+    assert np.allclose(cmd.tau, support_torques(cmd.q, CONFIG.controller.support_mass))
+
+
+def test_running_sends_the_plans_feedforward_torque_and_refuses_a_bad_one():
+    c, t = standing()
+    c.request(R.RUN)
+    tau = np.linspace(-2.0, 2.0, 12)
+    cmd = c.tick(t + DT, DEFAULT, policy_target_q=DEFAULT, policy_target_tau=tau)
+    np.testing.assert_allclose(cmd.tau, tau)
+    assert not c.tick(t + 2 * DT, DEFAULT, policy_target_q=DEFAULT).tau.any()   # a plan without one: none
+    bad = c.tick(t + 3 * DT, DEFAULT, policy_target_q=DEFAULT, policy_target_tau=np.full(12, np.nan))
+    assert not bad.tau.any() and c.state == S.RUNNING                           # ignored, as a bad velocity is

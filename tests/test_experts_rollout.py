@@ -135,13 +135,11 @@ def test_turning_lands_feet_outward_and_leans_the_support_inward():
     moved = turning[:, 1] - straight[:, 1]
     assert np.all(moved[swing] < -0.3 * shift) and np.all(moved[swing] >= -shift - 1e-12)   # mid-swing, on its way
     np.testing.assert_allclose(moved[~swing], 0.0, atol=1e-12)          # stance feet keep sweeping where they are
-    # the support force: the same feet, pushing the trunk toward the turn's centre
+    # the support force (the torque feed-forward): the same feet, pushing the trunk toward the turn's centre
     pos = turning.copy()
     level = _tilted()
-    expert.load_offset = None
-    with_turn = expert._joint_targets(pos, np.zeros((4, 3)), level, accel)[0]
-    expert.load_offset = None
-    without = expert._joint_targets(pos, np.zeros((4, 3)), level, np.zeros(2))[0]
+    with_turn = expert._joint_targets(pos, np.zeros((4, 3)), level, accel)[2]
+    without = expert._joint_targets(pos, np.zeros((4, 3)), level, np.zeros(2))[2]
     loaded = expert._load_share() > 0
     assert np.abs(with_turn - without)[loaded].max() > 1e-3
     assert np.abs(with_turn - without)[~loaded].max() < 1e-12
@@ -181,6 +179,7 @@ class _CountingExpert:
 
     def __init__(self, pose):
         self.pose, self.calls = np.asarray(pose, dtype=np.float64), 0
+        self.torque = np.zeros(len(self.pose))
 
     def act(self, state, velocity, command, skill):
         self.calls += 1

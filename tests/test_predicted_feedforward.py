@@ -32,12 +32,24 @@ def test_the_decoder_sends_a_predicted_feedforward_as_it_is():
     rng = np.random.default_rng(0)
     actions, steps = rng.normal(size=(HORIZON, JOINTS)), rng.normal(size=(HORIZON, JOINTS))
     index = CONFIG.action.execute_index
-    q, qd = DECODER.chunk_targets(np.concatenate([actions, steps], axis=1), index)
+    q, qd, tau = DECODER.chunk_targets(np.concatenate([actions, steps], axis=1), index)
     np.testing.assert_allclose(q, DECODER.position(actions[index]))
     np.testing.assert_allclose(qd, CONFIG.action.scale * CONFIG.rates.control_hz * steps[index])
     np.testing.assert_allclose(DECODER.velocity_step(qd), steps[index])
-    q, qd = DECODER.chunk_targets(actions, index)  # actions alone: the step to the next one
+    assert not tau.any()
+    q, qd, tau = DECODER.chunk_targets(actions, index)  # actions alone: the step to the next one
     np.testing.assert_allclose(DECODER.velocity_step(qd), actions[index + 1] - actions[index])
+    assert not tau.any()
+
+
+def test_a_chunk_with_a_torque_block_sends_it_as_tau_des():
+    rng = np.random.default_rng(1)
+    actions, steps, torques = (rng.normal(size=(HORIZON, JOINTS)) for _ in range(3))
+    index = CONFIG.action.execute_index
+    targets = DECODER.chunk_targets(np.concatenate([actions, steps, torques], axis=1), index)
+    np.testing.assert_allclose(targets.tau, torques[index])
+    np.testing.assert_allclose(DECODER.velocity_step(targets.dq), steps[index])
+    DECODER.check_chunk(np.concatenate([actions, steps, torques], axis=1), HORIZON)
 
 
 @pytest.mark.parametrize("shape", [(HORIZON, JOINTS + 1), (HORIZON - 1, JOINTS), (HORIZON, 2 * JOINTS, 1)])

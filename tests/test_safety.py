@@ -20,7 +20,7 @@ ROBOT = CONFIG.robot
 FILTER = SafetyFilter(CONFIG)
 N = ROBOT.num_joints
 DEFAULT = np.asarray(ROBOT.default_pose)
-FIRMWARE_STEP = np.tile(np.radians([8.0, 10.0, 12.0]), 4)   # per 2 ms frame (the bridge ramps a tick into frames)
+FIRMWARE_BAND = np.tile(np.radians([8.0, 10.0, 12.0]), 4)   # |q_des - q_measured| the firmware allows in every frame
 TOL = 1e-9
 
 
@@ -33,9 +33,16 @@ def assert_within_limits(cmd: PDCommand, flt: SafetyFilter, reference=None, meas
     assert np.all(cmd.kd >= 0) and np.all(cmd.kd <= flt.kd_max + TOL)
     assert np.all(np.abs(cmd.tau) <= flt.torque_limit + TOL)
     assert np.all(np.abs(cmd.dq) <= flt.velocity_limit + TOL)
+    if measured is not None and np.any(cmd.kp > 0):
+        assert np.all(np.abs(cmd.q - measured) <= FIRMWARE_BAND + TOL), "what the firmware keeps is what we send"
     if reference is not None:
         ref = np.clip(reference, flt.lower, flt.upper)
-        assert np.all(np.abs(cmd.q - ref) <= flt.max_step + TOL)
+        step_ok = np.abs(cmd.q - ref) <= flt.max_step + TOL
+        if measured is None:
+            assert np.all(step_ok)
+        else:   # where the step window misses the band, the band wins (the firmware enforces it)
+            overlap = (ref - flt.max_step <= measured + flt.band) & (ref + flt.max_step >= measured - flt.band)
+            assert np.all(step_ok | ~overlap)
 
 
 def position(q, kp=30.0, kd=3.0) -> PDCommand:
@@ -67,11 +74,14 @@ def test_pd_command_is_immutable_and_checks_shapes():
 
 # ---------------------------------------------------------------------------------------- SafetyFilter
 def test_shipped_filter_is_at_least_as_strict_as_the_firmware():
-    assert np.all(FILTER.max_step <= MAX_RAMP_FRAMES * FIRMWARE_STEP + 1e-12), "a tick's step fits the bridge's ramp"
+    """fsm_state_motor_ctrl.cpp: 0.04 rad inside the bounds, 8/10/12 deg around the measured angle; SDK README:
+    kp 0-200, kd 0-10, qd_des +-12 rad/s, |tau| <= 12 N m."""
+    assert np.all(FILTER.max_step <= MAX_RAMP_FRAMES * FIRMWARE_BAND + 1e-12), "a tick's step is a few band widths"
+    assert np.all(FILTER.band <= FIRMWARE_BAND)
     assert np.all(FILTER.lower >= np.asarray(ROBOT.position_lower) + 0.04 - 1e-12)
     assert np.all(FILTER.upper <= np.asarray(ROBOT.position_upper) - 0.04 + 1e-12)
     assert FILTER.kp_max <= 200 and FILTER.kd_max <= 10 and FILTER.torque_limit <= 12
-    assert FILTER.velocity_limit <= 38.19
+    assert FILTER.velocity_limit <= 12.0
 
 
 def test_a_safe_command_passes_unchanged():
@@ -118,21 +128,32 @@ def test_gains_torque_and_velocity_are_capped():
     assert {r.split(" ")[0] for r in reasons} >= {"kp", "kd", "tau_des", "dq_des"}
 
 
-def test_a_velocity_feedforward_within_the_velocity_limit_passes_unchanged():
-    """The plan's joint velocity (pd_targets.py) is not throttled: the motors clamp the joint-law torque."""
-    dq = np.tile([2.0, 9.0, -14.0], 4)
+def test_a_velocity_feedforward_within_the_sdk_range_passes_unchanged_and_beyond_it_is_clamped():
+    """The plan's joint velocity (pd_targets.py) is not throttled inside the SDK README's +-12 rad/s."""
+    dq = np.tile([2.0, 9.0, -11.5], 4)
     cmd = PDCommand(q=DEFAULT, dq=dq, kp=np.full(N, 30.0), kd=np.full(N, 3.0), tau=np.zeros(N))
-    safe, reasons = FILTER.filter(cmd, previous_q_des=DEFAULT, measured_q=DEFAULT - 0.3)
+    safe, reasons = FILTER.filter(cmd, previous_q_des=DEFAULT, measured_q=DEFAULT - 0.1)
     np.testing.assert_array_equal(safe.dq, dq)
     np.testing.assert_array_equal(safe.q, DEFAULT)
     assert reasons == []
+    fast, reasons = FILTER.filter(cmd.replace(dq=np.tile([2.0, 9.0, -14.0], 4)), previous_q_des=DEFAULT,
+                                  measured_q=DEFAULT)
+    np.testing.assert_array_equal(fast.dq, np.tile([2.0, 9.0, -12.0], 4))
+    assert reasons == ["dq_des clamped: FR_knee, FL_knee, RR_knee, RL_knee"]
 
 
-def test_a_far_measured_pose_does_not_pull_the_target_off_the_plan():
+def test_a_far_measured_pose_pulls_the_target_into_the_firmwares_band_and_says_so():
+    """The firmware would pull q_des back to the measured angle +- 8/10/12 deg in every frame without a word
+    (fsm_state_motor_ctrl.cpp): the filter does it first, reports it and counts it."""
+    flt = SafetyFilter(CONFIG)
     measured = DEFAULT - 0.5     # the legs were pushed far from the previous target
-    safe, reasons = FILTER.filter(position(DEFAULT, kp=30.0), previous_q_des=DEFAULT, measured_q=measured)
-    np.testing.assert_array_equal(safe.q, DEFAULT)
-    assert np.all(safe.kp == 30.0) and reasons == []
+    safe, reasons = flt.filter(position(DEFAULT, kp=30.0), previous_q_des=DEFAULT, measured_q=measured)
+    np.testing.assert_allclose(safe.q, measured + flt.band)
+    assert np.all(np.abs(safe.q - measured) < FIRMWARE_BAND)
+    assert np.all(safe.kp == 30.0) and len(reasons) == 1 and "firmware's band" in reasons[0]
+    assert flt.counts["q_des band"] == 1
+    flt.filter(position(DEFAULT, kp=30.0), previous_q_des=DEFAULT, measured_q=DEFAULT)
+    assert flt.counts["q_des band"] == 1, "a target inside the band is not counted"
 
 
 def test_wrong_length_or_missing_reference_gives_damping():
@@ -141,6 +162,8 @@ def test_wrong_length_or_missing_reference_gives_damping():
     assert safe.num_joints == N and np.all(safe.kp == 0) and "11 joints" in reasons[0]
     safe, reasons = FILTER.filter(position(DEFAULT))
     assert np.all(safe.kp == 0) and "without previous_q_des or measured_q" in reasons[-1]
+    safe, reasons = FILTER.filter(position(DEFAULT), previous_q_des=DEFAULT)
+    assert np.all(safe.kp == 0) and "without measured_q" in reasons[-1], "no band without the measured pose"
     damping, reasons = FILTER.filter(PDCommand.damping(1.0, q=DEFAULT))
     assert reasons == [] and np.all(damping.kd == 1.0)
 
@@ -155,9 +178,9 @@ def test_invalid_measured_or_previous_pose_is_handled():
         FILTER.filter("not a command", previous_q_des=DEFAULT)
 
 
-def test_a_tick_step_the_bridge_cannot_ramp_in_is_refused():
+def test_a_tick_step_of_more_than_three_band_widths_is_refused():
     data = CONFIG.to_dict()
-    data["safety"]["max_target_step_deg"] = [8.0, 10.0, 40.0]   # more than 3 frames of the knee's 12 deg
+    data["safety"]["max_target_step_deg"] = [8.0, 10.0, 40.0]   # more than 3 widths of the knee's 12 deg band
     with pytest.raises(ConfigError, match="knee .* firmware frames"):
         config_from_dict(data)
 
@@ -219,8 +242,8 @@ def test_any_input_leaves_the_filter_within_limits(q, dq, kp, kd, tau, previous,
 @given(q=poses, previous=poses)
 def test_filtering_twice_changes_nothing_more(q, previous):
     """A filtered command is a fixed point: the node may filter again (e.g. on re-send) without drift."""
-    once, _ = FILTER.filter(position(q), previous_q_des=previous)
-    twice, reasons = FILTER.filter(once, previous_q_des=previous)
+    once, _ = FILTER.filter(position(q), previous_q_des=previous, measured_q=previous)
+    twice, reasons = FILTER.filter(once, previous_q_des=previous, measured_q=previous)
     assert reasons == [] and np.array_equal(once.q, twice.q)
 
 

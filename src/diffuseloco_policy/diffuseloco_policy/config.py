@@ -27,6 +27,10 @@ class ConfigError(ValueError):
     """A configuration file or dictionary does not describe a valid setup."""
 
 
+# abad range per robot appearance, rad (cyberdog2-description.yaml, cyberdog2-angular-description.yaml)
+ABAD_LIMIT_BY_APPEARANCE = {"standard": 0.6807, "angular": 0.5585}
+
+
 @dataclass(frozen=True)
 class RobotConfig:
     """Body, joint conventions, motor limits and the PD gains shared by experts, data and policy."""
@@ -45,15 +49,19 @@ class RobotConfig:
     kd_range: tuple[float, float]
     max_target_step_deg: tuple[float, float, float]
     limit_margin: float
+    # The robot's appearance decides its abad range (cyberdog_locomotion common/include/utilities/dog_toolkit.hpp:
+    # "angular" is the default for board_id >= 4 and loads cyberdog2-angular-description.yaml).
+    appearance: str = "standard"
 
     @property
     def num_joints(self) -> int:
         return len(self.joint_names)
 
     @property
-    def frame_step_rad(self) -> np.ndarray:
-        """The firmware's largest q_des change per 2 ms command frame, per joint (rad; sign-free, so either
-        convention): what the firmware model enforces and the LCM bridge ramps within."""
+    def position_band_rad(self) -> np.ndarray:
+        """The firmware's largest |q_des - q_measured| per joint (rad; sign-free, so either convention), from
+        max_target_step_deg: FsmStateMotorCtrl::Run() pulls q_des back to the measured angle +- this in every 2 ms
+        frame (sim/firmware.py). Not a limit on the change between frames."""
         return _per_joint_rad(self.max_target_step_deg, self.num_joints)
 
     def __post_init__(self) -> None:
@@ -66,6 +74,20 @@ class RobotConfig:
         for j, (lo, q0, hi) in enumerate(zip(self.position_lower, self.default_pose, self.position_upper)):
             if not lo < q0 < hi:
                 raise ConfigError(f"default pose of {self.joint_names[j]} ({q0}) is outside its limits [{lo}, {hi}]")
+        self._check_appearance()
+
+    def _check_appearance(self) -> None:
+        """The abad limits must be the appearance's (the firmware clamps q_des 0.04 rad inside them)."""
+        if self.appearance not in ABAD_LIMIT_BY_APPEARANCE:
+            raise ConfigError(f"robot.appearance must be one of {sorted(ABAD_LIMIT_BY_APPEARANCE)}, got {self.appearance!r}")
+        limit = ABAD_LIMIT_BY_APPEARANCE[self.appearance]
+        for j, name in enumerate(self.joint_names):
+            if name.endswith("abad") and not (abs(self.position_lower[j] + limit) < 1e-4
+                                              and abs(self.position_upper[j] - limit) < 1e-4):
+                raise ConfigError(
+                    f"robot.appearance {self.appearance!r} has abad limits +-{limit} rad, but {name} is "
+                    f"[{self.position_lower[j]}, {self.position_upper[j]}]: set the limits of the robot's appearance "
+                    f"(standard +-{ABAD_LIMIT_BY_APPEARANCE['standard']}, angular +-{ABAD_LIMIT_BY_APPEARANCE['angular']})")
 
 
 @dataclass(frozen=True)
@@ -214,15 +236,15 @@ class SafetyConfig:
     stricter of the two (smaller caps and limits; the larger joint-limit margin). The defaults are the CyberDog 2
     firmware's own numbers, so leaving the section out is never looser than the firmware.
 
-    The q_des step limit is the exception in units: the firmware bounds the change per 2 ms command FRAME
-    (robot.max_target_step_deg), the policy changes q_des once per 50 Hz TICK. The LCM bridge spreads a tick's
-    change over as many frames as the firmware's per-frame bound needs (bridge/lcm_bridge.CommandRelay), so the
-    robot never sees a frame step beyond it; this section bounds the change per tick, at most MAX_RAMP_FRAMES
-    frames' worth, so the ramp stays a few milliseconds of a 20 ms tick (StackConfig checks it).
+    The firmware's own q_des rule is a band around the MEASURED joint angle (robot.max_target_step_deg, 8 / 10 /
+    12 deg), which the SafetyFilter keeps in every command. This section's max_target_step_deg is our own cap on
+    the change of q_des per 50 Hz TICK, relative to the previous q_des, at most MAX_RAMP_FRAMES band widths
+    (StackConfig checks it); velocity_limit bounds qd_des (the SDK README's range is +-12 rad/s, which the filter
+    applies in any case).
     """
 
     limit_margin: float = 0.04                     # rad kept inside the joint limits (firmware: 0.04)
-    # per 50 Hz tick (abad, hip, knee): two firmware frames' worth (the bridge ramps it in 3); trot at 1 m/s plans up to 17 / 19 deg
+    # per 50 Hz tick (abad, hip, knee), relative to the previous q_des: two band widths; trot at 1 m/s plans up to 17 / 19 deg
     max_target_step_deg: tuple[float, float, float] = (16.0, 20.0, 24.0)
     kp_max: float = 200.0                          # N m/rad
     kd_max: float = 10.0                           # N m s/rad
@@ -293,6 +315,8 @@ class ControllerConfig:
     get_down_duration: float = 2.0       # s, measured pose -> lying pose
     stand_kp: float = 30.0               # gains while standing up, holding and getting down
     stand_kd: float = 3.0
+    # kg the legs carry through tau_des during those moves (stance_support.py): the robot's mass, 0 = none
+    support_mass: float = 8.76
     # Folded legs, body a few cm above the ground (model convention, abad/hip/knee per leg).
     lying_pose: tuple[float, ...] = (0.0, -1.1, 2.4) * 4
     auto_run: bool = False               # enter RUNNING as soon as the stand-up completes
@@ -306,7 +330,7 @@ class ControllerConfig:
         for name in ("stand_up_duration", "get_down_duration", "stale_stand_duration"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"controller.{name} must be positive, got {getattr(self, name)}")
-        for name in ("passive_kd", "damping_kd", "stand_kp", "stand_kd"):
+        for name in ("passive_kd", "damping_kd", "stand_kp", "stand_kd", "support_mass"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"controller.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -359,7 +383,7 @@ class WatchdogConfig:
             raise ConfigError(f"watchdog.sampler_failures must be >= 1, got {self.sampler_failures}")
 
 
-MAX_RAMP_FRAMES = 3   # a tick's q_des change reaches the motors within this many 2 ms frames
+MAX_RAMP_FRAMES = 3   # a tick may move q_des by at most this many widths of the firmware's band (firmware frames)
 
 
 @dataclass(frozen=True)
@@ -397,19 +421,20 @@ class StackConfig:
                 raise ConfigError(f"lying pose of {robot.joint_names[j]} ({q}) is outside its limits [{lo}, {hi}]")
 
     def _check_step_limit(self) -> None:
-        """The per-tick q_des step must reach the robot within MAX_RAMP_FRAMES firmware frames."""
+        """The per-tick q_des step may be at most MAX_RAMP_FRAMES widths of the firmware's band: a larger change
+        could only be a jump the band cuts anyway."""
         ramp = min(MAX_RAMP_FRAMES, self.rates.frames_per_tick)
         per_frame = self.robot.max_target_step_deg
         for joint, tick, frame in zip(("abad", "hip", "knee"), self.safety.max_target_step_deg, per_frame):
             if tick > ramp * frame + 1e-9:
                 raise ConfigError(f"safety.max_target_step_deg for {joint} ({tick} deg per tick) is more than {ramp} "
-                                  f"firmware frames of {frame} deg (robot.max_target_step_deg): the bridge could not "
-                                  f"deliver it within {ramp} frames")
+                                  f"firmware frames of its {frame} deg band (robot.max_target_step_deg): a change "
+                                  f"that large is cut by the firmware's band around the measured angle anyway")
 
     @property
     def tick_step_rad(self) -> np.ndarray:
-        """Our largest q_des change per 50 Hz tick, per joint (rad): the safety filter's limit, which the experts'
-        plans respect too (the bridge spreads it over firmware frames, see _check_step_limit)."""
+        """Our largest q_des change per 50 Hz tick, per joint (rad): the safety filter's step cap, which the
+        experts' plans respect too (see _check_step_limit)."""
         return _per_joint_rad(self.safety.max_target_step_deg, self.robot.num_joints)
 
     def skill(self, key: Union[int, str]) -> SkillConfig:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import MAX_KP_SCALE, MIN_KP_SCALE, StackConfig
 from .safety import is_finite_number, finite_vector, ArrayLike, PDCommand
+from .stance_support import support_torques
 
 
 class ControllerState(IntEnum):
@@ -73,6 +74,7 @@ class Controller:
         self._move: Optional[_Move] = None           # the running interpolation, if any
         self._move_pending = False                   # start a move from the measured pose at the next tick
         self._move_from_target = False               # ... from the last target instead (a stand on stale sensors)
+        self._move_load = (0.0, 0.0)                 # share of the weight carried through tau_des: start, end
 
     # ------------------------------------------------------------------------------------------ queries
     @property
@@ -141,7 +143,7 @@ class Controller:
         if refusal:
             return False, refusal
         previous = self._state
-        self._enter(S.STANDING_UP, move=True)
+        self._enter(S.STANDING_UP, move=True, load=(self._carried_load(previous), 1.0))
         return True, f"{previous.name} -> STANDING_UP over {self.cc.stand_up_duration:.1f} s"
 
     def _run(self, by: str) -> tuple[bool, str]:
@@ -164,7 +166,7 @@ class Controller:
         if refusal:
             return False, refusal
         previous = self._state
-        self._enter(S.GETTING_DOWN, move=True)
+        self._enter(S.GETTING_DOWN, move=True, load=(self._carried_load(previous), 0.0))
         return True, f"{previous.name} -> GETTING_DOWN over {self.cc.get_down_duration:.1f} s"
 
     def _refuse_motion(self, r: ControllerRequest, allowed_from: frozenset) -> str:
@@ -181,22 +183,33 @@ class Controller:
         Other states are left as they are (their moves do not read the sensors). Returns whether it stood."""
         if self._state != S.RUNNING:
             return False
-        self._enter(S.STANDING_UP, fault=reason, move=True)
+        self._enter(S.STANDING_UP, fault=reason, move=True, load=(1.0, 1.0))
         self._move_from_target = True
         return True
 
-    def _enter(self, state: ControllerState, fault: str = "", move: bool = False) -> None:
+    def _carried_load(self, state: ControllerState) -> float:
+        """The share of the weight the legs carry in `state`, where a move starts: a standing or running dog
+        carries all of it; from PASSIVE or DAMPING it is taken to be lying, its weight on the ground."""
+        if state == S.RUNNING:
+            return 1.0
+        if state in (S.STANDING_UP, S.GETTING_DOWN) and self._move is not None:
+            return self._move.load_at(self._now)
+        return 0.0
+
+    def _enter(self, state: ControllerState, fault: str = "", move: bool = False,
+               load: tuple[float, float] = (0.0, 0.0)) -> None:
         self._state = state
         if fault:
             self.last_fault = fault
         self._move = None
         self._move_pending = move
         self._move_from_target = False
+        self._move_load = load
 
     # --------------------------------------------------------------------------------------------- tick
     def tick(self, now: float, measured_q: Optional[ArrayLike], policy_target_q: Optional[ArrayLike] = None,
              fault: Optional[str] = None, policy_target_dq: Optional[ArrayLike] = None,
-             policy_kp_scale: float = 1.0) -> PDCommand:
+             policy_kp_scale: float = 1.0, policy_target_tau: Optional[ArrayLike] = None) -> PDCommand:
         """One control tick: the command to send (still to be passed through the SafetyFilter).
 
         measured_q: joint positions (model convention); invalid ones count as a sensor fault.
@@ -204,7 +217,8 @@ class Controller:
         holds the last target). fault: the SensorMonitor's verdict (None = healthy). policy_target_dq: the plan's
         joint velocity (the velocity feed-forward, see pd_targets.py), used with policy_target_q.
         policy_kp_scale: robot.kp's multiple for the policy's targets (the skill's kp_scale, see gains.py); a value
-        outside the config's bounds is cut to them.
+        outside the config's bounds is cut to them. policy_target_tau: the plan's feed-forward torque (tau_des,
+        N m), if it has one.
         """
         q = self._valid_vector(measured_q)
         if not is_finite_number(now):
@@ -218,24 +232,25 @@ class Controller:
         if fault is not None and self._state in ACTIVE_STATES:
             self._enter(S.DAMPING, fault=fault)
         if self._state == S.STANDING_UP:
-            return self._tick_stand_up(policy_target_q, policy_target_dq)
+            return self._tick_stand_up(policy_target_q, policy_target_dq, policy_target_tau)
         if self._state == S.RUNNING:
-            return self._tick_running(policy_target_q, policy_target_dq, policy_kp_scale)
+            return self._tick_running(policy_target_q, policy_target_dq, policy_kp_scale, policy_target_tau)
         if self._state == S.GETTING_DOWN:
             return self._tick_get_down()
         return self._passive_command()
 
-    def _tick_stand_up(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike]) -> PDCommand:
+    def _tick_stand_up(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike],
+                       policy_target_tau: Optional[ArrayLike]) -> PDCommand:
         target = self._interpolate(self.default_pose, self.cc.stand_up_duration)
         if self.cc.auto_run and self.stand_complete:
             self._enter(S.RUNNING)
-            return self._tick_running(policy_target_q, policy_target_dq)
+            return self._tick_running(policy_target_q, policy_target_dq, policy_target_tau=policy_target_tau)
         return self._hold(target)
 
     def _tick_running(self, policy_target_q: Optional[ArrayLike], policy_target_dq: Optional[ArrayLike],
-                      kp_scale: float = 1.0) -> PDCommand:
+                      kp_scale: float = 1.0, policy_target_tau: Optional[ArrayLike] = None) -> PDCommand:
         if policy_target_q is None:
-            return self._hold(self._target if self._target is not None else self._last_q)
+            return self._hold(self._target if self._target is not None else self._last_q, load=1.0)
         target = self._valid_vector(policy_target_q)
         if target is None:
             self._enter(S.DAMPING, fault="policy target missing, malformed or not finite")
@@ -243,8 +258,10 @@ class Controller:
         self._target = target
         scale = min(max(kp_scale, MIN_KP_SCALE), MAX_KP_SCALE) if is_finite_number(kp_scale) else 1.0
         command = PDCommand.position(target, self.config.robot.kp * scale, self.config.robot.kd)
-        dq = self._valid_vector(policy_target_dq)
-        return command if dq is None else command.replace(dq=dq)
+        dq, tau = self._valid_vector(policy_target_dq), self._valid_vector(policy_target_tau)
+        if dq is not None:
+            command = command.replace(dq=dq)
+        return command if tau is None else command.replace(tau=tau)
 
     def _tick_get_down(self) -> PDCommand:
         target = self._interpolate(self.lying_pose, self.cc.get_down_duration)
@@ -259,13 +276,20 @@ class Controller:
             start, from_target = self._last_q, self._move_from_target and self._target is not None
             if from_target:
                 start, duration = self._target, self.cc.stale_stand_duration
-            self._move = _Move(start=start.copy(), goal=goal, t0=self._now, duration=duration)
+            self._move = _Move(start=start.copy(), goal=goal, t0=self._now, duration=duration, load=self._move_load)
             self._move_pending = False
         return self._move.at(self._now)
 
-    def _hold(self, target: np.ndarray) -> PDCommand:
+    def _hold(self, target: np.ndarray, load: Optional[float] = None) -> PDCommand:
+        """Track a target at the stand gains, `load` (default: the move's share) of the weight carried through
+        tau_des (stance_support.py): the firmware's band caps what the PD alone can lift."""
         self._target = np.asarray(target, dtype=np.float64).copy()
-        return PDCommand.position(self._target, self.cc.stand_kp, self.cc.stand_kd)
+        command = PDCommand.position(self._target, self.cc.stand_kp, self.cc.stand_kd)
+        if load is None:
+            load = self._move.load_at(self._now) if self._move is not None else 0.0
+        if load <= 0.0 or self.cc.support_mass <= 0.0 or self.num_joints != 12:
+            return command
+        return command.replace(tau=load * support_torques(self._target, self.cc.support_mass))
 
     def _passive_command(self) -> PDCommand:
         """PASSIVE uses the configured passive mode; DAMPING and ESTOP always damp."""
@@ -282,10 +306,13 @@ class Controller:
 
 
 class _Move:
-    """A smooth joint-space move from start to goal over duration seconds."""
+    """A smooth joint-space move from start to goal over duration seconds, the weight the legs carry changing
+    with it from load[0] to load[1] (shares of the whole)."""
 
-    def __init__(self, start: np.ndarray, goal: np.ndarray, t0: float, duration: float) -> None:
+    def __init__(self, start: np.ndarray, goal: np.ndarray, t0: float, duration: float,
+                 load: tuple[float, float] = (0.0, 0.0)) -> None:
         self.start, self.goal, self.t0, self.duration = start, goal, t0, duration
+        self.load = load
 
     def fraction(self, now: Optional[float]) -> float:
         return 0.0 if now is None else min(max((now - self.t0) / self.duration, 0.0), 1.0)
@@ -295,6 +322,9 @@ class _Move:
 
     def done(self, now: Optional[float]) -> bool:
         return self.fraction(now) >= 1.0
+
+    def load_at(self, now: Optional[float]) -> float:
+        return self.load[0] + smoothstep(self.fraction(now)) * (self.load[1] - self.load[0])
 
     def remaining(self, now: Optional[float]) -> float:
         return (1.0 - self.fraction(now)) * self.duration

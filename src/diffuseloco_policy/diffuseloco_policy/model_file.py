@@ -153,6 +153,10 @@ def compatibility_problems(model: StackConfig, robot: StackConfig) -> list[str]:
         problems.append(f"default pose differs: model {list(mr.default_pose)} vs robot {list(rr.default_pose)}")
     if not (_close(mr.kp, rr.kp) and _close(mr.kd, rr.kd)):
         problems.append(f"PD gains differ: model kp {mr.kp} kd {mr.kd} vs robot kp {rr.kp} kd {rr.kd}")
+    if not (_close(mr.position_lower, rr.position_lower, 1e-4) and _close(mr.position_upper, rr.position_upper, 1e-4)):
+        problems.append(f"joint limits differ (robot appearance: model {mr.appearance!r}, robot {rr.appearance!r}): "
+                        f"model [{list(mr.position_lower)}, {list(mr.position_upper)}] vs robot "
+                        f"[{list(rr.position_lower)}, {list(rr.position_upper)}]")
     if [(s.id, s.name) for s in model.skills] != [(s.id, s.name) for s in robot.skills]:
         problems.append(f"skills differ: model {[s.name for s in model.skills]} vs robot {[s.name for s in robot.skills]}")
     return problems

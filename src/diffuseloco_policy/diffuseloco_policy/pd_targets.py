@@ -8,15 +8,27 @@ chunk's next action, which is the target the expert applied next tick, not the o
 feed-forward the experts themselves lag and wobble (docs/research/policy_eval/tracking.md). A model trained with
 ModelSpec.predict_velocity predicts the experts' feed-forward beside each action (stored per tick in the
 dataset as a step in action units) and the decoder sends it as it is.
+
+Load feed-forward goes through tau_des: the firmware keeps q_des within 8-12 deg of the measured angle, which caps
+the position term at a few N m, so a planner that carries the body sends the load as a torque. A chunk may carry
+it as a third column block (N m, model convention) after the velocity steps; the expert stand-in does.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from .config import StackConfig
+
+
+class JointTargets(NamedTuple):
+    """What a plan asks of the joints for one tick, model convention: q_des, qd_des and tau_des (N m)."""
+
+    q: np.ndarray
+    dq: np.ndarray
+    tau: np.ndarray
 
 
 class ActionDecoder:
@@ -58,16 +70,22 @@ class ActionDecoder:
     def check_chunk(self, chunk: np.ndarray, horizon: int) -> None:
         """Refuse (ValueError) a chunk this decoder cannot read: a sampler bug must not reach the motors."""
         joints = len(self.default_pose)
-        if chunk.ndim != 2 or chunk.shape[0] != horizon or chunk.shape[1] not in (joints, 2 * joints):
-            raise ValueError(f"chunk of shape {chunk.shape}: expected ({horizon}, {joints}), or ({horizon}, "
-                             f"{2 * joints}) with the velocity feed-forward")
+        if chunk.ndim != 2 or chunk.shape[0] != horizon or chunk.shape[1] not in (joints, 2 * joints, 3 * joints):
+            raise ValueError(f"chunk of shape {chunk.shape}: expected ({horizon}, {joints}), ({horizon}, "
+                             f"{2 * joints}) with the velocity feed-forward or ({horizon}, {3 * joints}) with the "
+                             "velocity and torque feed-forward")
 
-    def chunk_targets(self, chunk: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def chunk_targets(self, chunk: np.ndarray, index: int) -> JointTargets:
         """Receding horizon: execute chunk[index]. A chunk of a model that predicts the feed-forward
-        (ModelSpec.predict_velocity: entries twice as wide as an action) carries it beside the action; otherwise
-        the plan's next step, chunk[index + 1] (if any), is the velocity."""
+        (ModelSpec.predict_velocity: entries twice as wide as an action) carries it beside the action, and a
+        chunk three actions wide the feed-forward torque after it; otherwise the plan's next step,
+        chunk[index + 1] (if any), is the velocity and there is no torque."""
         joints = len(self.default_pose)
-        if chunk.shape[-1] == 2 * joints:
-            return self.position(chunk[index, :joints]), self.from_step(chunk[index, joints:])
+        entry = chunk[index]
+        if chunk.shape[-1] >= 2 * joints:
+            tau = entry[2 * joints:] if chunk.shape[-1] == 3 * joints else np.zeros(joints)
+            return JointTargets(self.position(entry[:joints]), self.from_step(entry[joints:2 * joints]),
+                                np.array(tau, dtype=np.float64))
         next_action = chunk[index + 1] if index + 1 < len(chunk) else None
-        return self.targets(chunk[index], next_action)
+        q, dq = self.targets(entry, next_action)
+        return JointTargets(q, dq, np.zeros(joints))

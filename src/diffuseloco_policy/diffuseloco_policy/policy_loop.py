@@ -43,7 +43,7 @@ from .history import ObservationHistory
 from .inference import InferenceWorker, Sampler
 from .log_text import shorten
 from .observation import ObservationBuilder, RobotState, observes_applied_action, observes_gait_phase
-from .pd_targets import ActionDecoder
+from .pd_targets import ActionDecoder, JointTargets
 from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, VelocitySample
 
 
@@ -188,11 +188,12 @@ class PolicyLoop:
             self._record_frame(sensors, fault, for_tick=self.ticks)
         latency, missed, waited = self._collect_plan()
         target = self._planned_targets() if fault is None else None
-        q_target, dq_target = (None, None) if target is None else target
+        q_target, dq_target, tau_target = (None, None, None) if target is None else target
         kp_scale = self.gains.update(self.skill.skill, running)
         if fault is None and self.sampler_fault and self.controller.state == ControllerState.RUNNING:
             fault = self.sampler_fault  # only RUNNING follows the sampler: the controller's fault path damps
-        command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target, kp_scale)
+        command = self.controller.tick(now, None if joints is None else joints.q, q_target, fault, dq_target, kp_scale,
+                                       tau_target)
         safe, clamps = self.safety.filter(command, self._last_q_des, None if joints is None else joints.q)
         if self.controller.state in (ControllerState.DAMPING, ControllerState.ESTOP):
             # why the controller stopped the policy (a sensor fault, an e-stop); passive-state faults such as
@@ -304,7 +305,7 @@ class PolicyLoop:
         if self.sampler_failures >= limit:
             self.sampler_fault = f"{error} ({self.sampler_failures} plans in a row, limit {limit})"
 
-    def _planned_targets(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    def _planned_targets(self) -> Optional[JointTargets]:
         if self._plan is None or self._plan_index >= len(self._plan):
             return None
         return self.decoder.chunk_targets(self._plan, self._plan_index)

@@ -2,14 +2,19 @@
 
 Everything here is plain Python and numpy so the policy node, the simulator runner and the tests share one
 implementation. Joint values are in model convention (see joints.py); the node converts to the SDK convention
-after filtering. The filter is deliberately at least as strict as the CyberDog 2 firmware's motor-mode protection
-(0.04 rad inside the joint limits, |tau| <= 12 N m): the firmware would otherwise clip silently and the stack would
-believe it sent something it did not. Its q_des step limit is per 50 Hz tick; the firmware's is per 2 ms frame,
-and the LCM bridge spreads each tick's change over frames so that no frame exceeds it (config.SafetyConfig).
+after filtering. The filter is deliberately at least as strict as the CyberDog 2 firmware's motor mode
+(FsmStateMotorCtrl::Run() in cyberdog_locomotion control/src/fsm_states/fsm_state_motor_ctrl.cpp, modelled in
+sim/firmware.py): q_des 0.04 rad inside the joint limits and within 8 / 10 / 12 deg (abad / hip / knee) of the
+newest MEASURED joint angle, which the firmware enforces in every 2 ms frame by pulling q_des back without a word;
+the SDK README's ranges for the rest (kp 0-200, kd 0-10, qd_des +-12 rad/s, |tau| <= 12 N m). The firmware
+would otherwise clip silently and the stack would believe it sent something it did not: every clip here is
+reported in the reasons and counted in `SafetyFilter.counts`. Its own q_des step limit per 50 Hz tick
+(config.SafetyConfig) is a deployment cap on top.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
@@ -69,9 +74,8 @@ class PDCommand:
     def damping(cls, kd: Union[float, ArrayLike], q: Optional[ArrayLike] = None, num_joints: int = 12) -> "PDCommand":
         """Pure damping (kp = 0, dq = 0, tau = 0): the joints resist motion but hold no position.
 
-        q does not affect the torque (kp is 0). Pass the measured pose anyway: the firmware rate-limits q_des
-        against the previous frame, so a damping command with q = 0 would make the next position command start
-        its ramp from the zero pose instead of from where the legs are.
+        q does not affect the torque (kp is 0). Pass the measured pose anyway, so that q_des never leaves the
+        firmware's band around the measured angle (it would be clamped and flagged in err_flag bits 2-4).
         """
         q = np.zeros(num_joints) if q is None else np.asarray(q, dtype=np.float64)
         return cls(q=q, dq=np.zeros_like(q), kp=np.zeros_like(q), kd=np.broadcast_to(kd, q.shape),
@@ -79,7 +83,7 @@ class PDCommand:
 
     @classmethod
     def zero_torque(cls, q: Optional[ArrayLike] = None, num_joints: int = 12) -> "PDCommand":
-        """No torque at all (every gain and feed-forward 0). q only keeps the firmware's reference continuous."""
+        """No torque at all (every gain and feed-forward 0). q only keeps q_des where the legs are."""
         return cls.damping(0.0, q=q, num_joints=num_joints)
 
     def is_finite(self) -> bool:
@@ -91,10 +95,19 @@ class PDCommand:
         return PDCommand(**values)
 
 
+# The SDK README's range for qd_des (rad/s); nothing in the firmware clamps it, so the filter does.
+SDK_VELOCITY_LIMIT = 12.0
+# q_des is kept within this fraction of the firmware's band: the wire carries float32, whose rounding must not tip a
+# target over the firmware's limit (which would clamp it and set err_flag bits 2-4 after all).
+BAND_MARGIN = 0.99
+
+
 class SafetyFilter:
-    """Clamps every command into what is safe to send; reports what it changed.
+    """Clamps every command into what is safe to send; reports what it changed and counts it.
 
     Limits are the stricter of `config.robot` (hardware, firmware) and `config.safety` (deployment caps).
+    `counts` holds how many filtered commands each kind of clip touched ("q_des band", "q_des step",
+    "q_des joint limits", "kp", "kd", "tau_des", "dq_des", "damping").
     """
 
     def __init__(self, config: StackConfig) -> None:
@@ -109,30 +122,41 @@ class SafetyFilter:
         self.upper = np.asarray(robot.position_upper, dtype=np.float64) - margin
         if np.any(self.lower >= self.upper):
             raise ValueError(f"a joint-limit margin of {margin} rad leaves no room for some joint")
-        self.max_step = config.tick_step_rad   # per tick; the bridge splits it into firmware frames
+        self.max_step = config.tick_step_rad   # per tick, relative to the previous q_des (our own cap)
+        self.band = robot.position_band_rad * BAND_MARGIN   # around the newest measured angle (the firmware's)
         self.kp_max = min(robot.kp_range[1], safety.kp_max)
         self.kd_max = min(robot.kd_range[1], safety.kd_max)
         self.kp_min = min(max(robot.kp_range[0], 0.0), self.kp_max)
         self.kd_min = min(max(robot.kd_range[0], 0.0), self.kd_max)
         self.torque_limit = min(robot.torque_limit, safety.torque_limit)
-        self.velocity_limit = min(robot.velocity_limit, safety.velocity_limit)
+        self.velocity_limit = min(robot.velocity_limit, safety.velocity_limit, SDK_VELOCITY_LIMIT)
         self.fallback_kd = float(np.clip(config.controller.damping_kd, self.kd_min, self.kd_max))
         self.fallback_q = np.clip(np.asarray(robot.default_pose, dtype=np.float64), self.lower, self.upper)
+        self.counts: collections.Counter = collections.Counter()
 
     # -------------------------------------------------------------------------------------------- public
     def filter(self, cmd: PDCommand, previous_q_des: Optional[ArrayLike] = None,
                measured_q: Optional[ArrayLike] = None) -> tuple[PDCommand, list[str]]:
         """Return (safe command, what was changed and why).
 
-        previous_q_des: the q_des of the last command actually sent (None before the first one); the step limit
-        is measured from it, like the firmware's. If it is None the measured pose (measured_q) is the reference.
-        A position command with neither reference is refused (damping).
+        previous_q_des: the q_des of the last command actually sent (None before the first one); our per-tick
+        step limit is measured from it. If it is None the measured pose (measured_q) is the reference.
+        measured_q: the newest measured joint angles. q_des is kept within the firmware's band around them (what
+        the firmware would otherwise cut in every frame); a position command without them is refused (damping),
+        and so is one whose measured pose is too far outside the joint limits for any q_des to satisfy both.
+        Where the step window and the band do not overlap, the band wins: it is what the motors enforce.
 
         The commanded PD torque is deliberately not bounded here: the motors clamp the joint law's torque to
-        the torque limit themselves, and bounding kp (q_des - q) + kd dq_des instead would cut the velocity
-        feed-forward a gait needs (dq_des of 8-15 rad/s in swing) and pull q_des off the plan, which then turns
-        the step limit against the gait (measured with the experts: trot fell in 42 of 50 episodes).
+        the torque limit themselves. Load and velocity feed-forward belong in tau_des and qd_des: the band
+        caps the position term at kp x 0.14-0.21 rad.
         """
+        safe, reasons = self._filter(cmd, previous_q_des, measured_q)
+        for reason in reasons:
+            self.counts[_kind(reason)] += 1
+        return safe, reasons
+
+    def _filter(self, cmd: PDCommand, previous_q_des: Optional[ArrayLike],
+                measured_q: Optional[ArrayLike]) -> tuple[PDCommand, list[str]]:
         if not isinstance(cmd, PDCommand):
             raise TypeError(f"SafetyFilter.filter expects a PDCommand, got {type(cmd).__name__}")
         reasons: list[str] = []
@@ -151,14 +175,33 @@ class SafetyFilter:
         kp = self._clip(cmd.kp, self.kp_min, self.kp_max, "kp", reasons)
         if reference is None and np.any(kp > 0):
             return self._fallback(None, reasons + ["position command without previous_q_des or measured_q: damping"])
+        if measured is None and np.any(kp > 0):
+            return self._fallback(reference, reasons + [
+                "position command without measured_q: the firmware's band around the measured angle cannot be "
+                "kept: damping"])
+        positional = bool(np.any(kp > 0))   # without position gain q_des moves nothing: no band needed
+        if positional and np.any((measured - self.band > self.upper) | (measured + self.band < self.lower)):
+            return self._fallback(reference, reasons + [
+                "measured pose too far outside the joint limits for the firmware's band: damping"])
         kd = self._clip(cmd.kd, self.kd_min, self.kd_max, "kd", reasons)
         tau = self._clip(cmd.tau, -self.torque_limit, self.torque_limit, "tau_des", reasons)
         dq = self._clip(cmd.dq, -self.velocity_limit, self.velocity_limit, "dq_des", reasons)
         low, high = self._position_window(reference, cmd.q, reasons)
         q = np.clip(cmd.q, low, high)
+        if measured is not None and positional:
+            q = self._banded(q, measured, reasons)
         return PDCommand(q=q, dq=dq, kp=kp, kd=kd, tau=tau), reasons
 
     # ----------------------------------------------------------------------------------------- internals
+    def _banded(self, q: np.ndarray, measured: np.ndarray, reasons: list[str]) -> np.ndarray:
+        """q_des within the firmware's band around the measured angle (and still within the joint limits)."""
+        low = np.maximum(self.lower, measured - self.band)
+        high = np.minimum(self.upper, measured + self.band)
+        outside = (q < low - 1e-12) | (q > high + 1e-12)
+        if np.any(outside):
+            reasons.append(f"q_des clamped into the firmware's band around the measured angle: {self._names(outside)}")
+        return np.clip(q, low, high)
+
     def _vector(self, value: Optional[ArrayLike], name: str) -> tuple[Optional[np.ndarray], str]:
         """A finite joint vector, or (None, why not)."""
         if value is None:
@@ -174,7 +217,7 @@ class SafetyFilter:
         return array, ""
 
     def _fallback(self, reference: Optional[np.ndarray], reasons: list[str]) -> tuple[PDCommand, list[str]]:
-        """Pure damping; q_des stays at the reference so the firmware's own step limit sees no jump."""
+        """Pure damping; q_des stays at the reference (no gain acts on it)."""
         q = self.fallback_q if reference is None else np.clip(reference, self.lower, self.upper)
         return PDCommand.damping(self.fallback_kd, q=q), reasons
 
@@ -204,6 +247,20 @@ class SafetyFilter:
         if np.any(stepped):
             reasons.append(f"q_des step limited: {self._names(stepped)}")
         return low, high
+
+
+def _kind(reason: str) -> str:
+    """The counter a filter reason belongs to."""
+    if "damping" in reason:
+        return "damping"
+    if "band" in reason:
+        return "q_des band"
+    if "step limited" in reason:
+        return "q_des step"
+    if "joint limits" in reason:
+        return "q_des joint limits"
+    return reason.split(" ")[0]
+
 
 # ------------------------------------------------------------------------------------------------ sensors
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ class SimConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
     pushes: PushConfig = field(default_factory=PushConfig)
+    # The firmware's `motor_sdk_position_mutation_limit` (on by default on the robot): q_des kept within
+    # 8 / 10 / 12 deg of the measured joint angle (sim/firmware.py). Off only for diagnostics.
+    firmware_position_band: bool = True
 
     @staticmethod
     def randomized() -> "SimConfig":

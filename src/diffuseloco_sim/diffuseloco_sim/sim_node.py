@@ -2,8 +2,14 @@
 
 It subscribes to the motor command (cyberdog_msgs/MotorCommand) and plays the part of the LCM bridge and the
 firmware: the bridge re-sends the newest command to the firmware every joint-loop frame for `bridge_hold_s`
-after it arrived (then stops, so the firmware's own gap protection takes over); the firmware protection is
-sim/firmware.py. It runs the 500 Hz joint law in MuJoCo and publishes cyberdog_msgs/LegState and
+after it arrived (then stops, so the firmware's gap rules take over: over 10 ms qd_des and tau_des divided, over
+500 ms kd 4 for ~2.5 s, then limp); the firmware is sim/firmware.py, run by the simulator every 2 ms frame (the
+position band around the measured angle included). One difference from the robot, on purpose: the simulated dog
+starts standing with motor mode already entered and activated, so there is no ~2.5 s wait for all-zero frames
+here (the policy node's controller starts in PASSIVE and would never send them itself; on the robot the LCM
+bridge does). The LCM path (lcm_bridge + bridge/lcm_robot_peer.py) reproduces the activation. After a gap over
+500 ms, though, the firmware needs the activation like the robot: restart the node. It runs the 500 Hz joint
+law in MuJoCo and publishes cyberdog_msgs/LegState and
 sensor_msgs/Imu at `state_rate_hz`. Pacing is real time by default; with `real_time_factor` != 1 it publishes
 /clock so the other nodes run on simulated time (`use_sim_time`). Ground truth for evaluation (never for the
 policy) goes to /sim/base_twist (heading-frame velocity, yaw rate) and /sim/base_pose.
@@ -25,7 +31,6 @@ from sensor_msgs.msg import Imu
 
 from diffuseloco_policy.config import load_config
 from . import CyberDogSim, SimConfig
-from .firmware import MotorFirmware
 from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 from diffuseloco_policy.nodes.conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
 from diffuseloco_policy.nodes.parameters import declare_parameters
@@ -45,15 +50,11 @@ class SimulatorNode(Node):
         sim_config = SimConfig.randomized() if p["randomize"] else SimConfig()
         if not p["pushes"]:
             sim_config = sim_config.without_pushes()
-        self.sim = CyberDogSim(self.config, sim_config, seed=p["seed"])
-        self.firmware = MotorFirmware(self.config.robot)
+        self.sim = CyberDogSim(self.config, sim_config, seed=p["seed"], bridge_hold_s=p["bridge_hold_s"])
         self.real_time_factor = p["real_time_factor"]
         self.publish_clock = p["publish_clock"] or self.real_time_factor != 1.0
-        self.bridge_hold_s = p["bridge_hold_s"]
         self.steps_per_state = max(1, int(round(1.0 / (p["state_rate_hz"] * self.sim.physics_dt))))
         self._lock = threading.Lock()
-        self._latest: Optional[SdkMotorCommand] = None
-        self._latest_time = 0.0
         self._stop = threading.Event()
 
         self.leg_pub = self.create_publisher(LegState, p["leg_state_topic"], qos_profile_sensor_data)
@@ -102,16 +103,13 @@ class SimulatorNode(Node):
             self.get_logger().warning(f"dropped a malformed motor command: {exc}", throttle_duration_sec=1.0)
             return
         with self._lock:
-            self.firmware.receive(command, self.sim.convention.to_sdk(self.sim.true_joint_position()))
-            self._latest_time = self.sim.time
+            self.sim.command(command)
 
     def _run(self) -> None:
         period = self.steps_per_state * self.sim.physics_dt
         next_wall = time.monotonic()
         while not self._stop.is_set() and rclpy.ok():
             with self._lock:
-                gap = max(0.0, self.sim.time - self._latest_time - self.bridge_hold_s)
-                self.sim.command(self.firmware.execute(gap))
                 self.sim.step(self.steps_per_state)
             try:
                 self._publish_state()

@@ -1,9 +1,20 @@
 """MuJoCo CyberDog 2 that behaves like the robot's motor interface.
 
-The simulator takes exactly what the motor SDK takes (q_des, qd_des, kp, kd, tau per joint, SDK convention),
-runs the firmware's joint law tau = tau_des + kp (q_des - q) + kd (qd_des - qd), clamped to the motor limit, at
-500 Hz (one law evaluation per 0.002 s physics step, explicit, like the real joint loop), and reports what the
-robot reports: joint state in SDK convention and the IMU. Latency, noise, randomization and pushes come from a
+The simulator takes exactly what the motor SDK takes (q_des, qd_des, kp, kd, tau per joint, SDK convention).
+Every 2 ms frame the firmware's motor mode (sim/firmware.py: the command-gap rules, the joint-limit clamp, the
+position band around the measured joint angle, the soft joint limits) turns the newest frame into what the motor
+boards run, and the joint law tau = tau_ff + kp (q_des - q) + kd (qd_des - qd), clamped to the motor limit, is
+evaluated once per 0.002 s physics step (explicit). It reports what the robot reports: joint state in SDK
+convention and the IMU.
+
+The direct path (`command`) plays a client plus the LCM bridge: by default the newest frame counts as re-sent
+every frame (as bridge/lcm_bridge.CommandRelay re-sends a fresh command), so the gap rules never act; with
+`bridge_hold_s` the re-sending stops that long after the newest frame and the firmware's gap rules take over
+(the reset's holding frame is kept up until the first `command`, so a client that connects late finds the robot
+standing in motor mode).
+An episode starts standing with motor mode already entered and activated (err_flag bit 1 clear): the robot's
+~2.5 s activation wait with all-zero frames is reproduced by the LCM path (bridge/lcm_robot_peer.py, which
+starts the firmware out of motor mode), not by every episode. Latency, noise, randomization and pushes come from a
 SimConfig and a seeded numpy Generator, so a seed reproduces an episode exactly. Ground-truth accessors
 (velocity, contacts, falls) exist for experts, evaluation and tests; a policy must not use them.
 """
@@ -22,6 +33,7 @@ from diffuseloco_policy.config import StackConfig
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.observation import RobotState
 from diffuseloco_policy.package_files import package_file
+from .firmware import FRAME_S, MotorFirmware
 from diffuseloco_policy.motor_sdk import ImuReading, JointState, MotorCommand
 from .sim_config import SimConfig
 from .state_estimator import LegOdometry
@@ -60,8 +72,10 @@ class CyberDogSim:
     """One simulated CyberDog 2 with the motor SDK's command and state interface."""
 
     def __init__(self, config: StackConfig, sim_config: Optional[SimConfig] = None, seed: int = 0,
-                 model_path: Optional[Path] = None) -> None:
+                 model_path: Optional[Path] = None, bridge_hold_s: Optional[float] = None) -> None:
+        """bridge_hold_s: how long the newest frame is re-sent every 2 ms (None: until the next one)."""
         self.config = config
+        self.bridge_hold_s = bridge_hold_s
         self.sim_config = sim_config or SimConfig()
         self.model = mujoco.MjModel.from_xml_path(str(model_path or package_file("diffuseloco_sim", MJCF)))
         self.data = mujoco.MjData(self.model)
@@ -79,13 +93,17 @@ class CyberDogSim:
         self._sensor_adr = {n: int(self.model.sensor(n).adr[0]) for n in ("imu_quat", "imu_gyro", "imu_acc")}
         self._sensor_delay = int(round(self.sim_config.sensor_latency_s / self.physics_dt))
         self._actuation_delay = int(round(self.sim_config.actuation_latency_s / self.physics_dt))
+        self.steps_per_frame = max(1, int(round(FRAME_S / self.physics_dt)))
+        self.firmware = MotorFirmware(config.robot, position_band=self.sim_config.firmware_position_band)
         self.odometry = LegOdometry()
         self.reset()
 
     # ----------------------------------------------------------------------------------------------- lifecycle
     def reset(self, seed: Optional[int] = None, joint_position: Optional[np.ndarray] = None,
-              base_height: float = 0.265) -> EpisodeParams:
-        """Start an episode standing at the default pose (or a given model-convention pose); draw its parameters."""
+              base_height: float = 0.265, motor_mode: bool = True) -> EpisodeParams:
+        """Start an episode standing at the default pose (or a given model-convention pose); draw its parameters.
+        motor_mode: start in motor mode, activated, holding the pose with the config's gains; False: out of motor
+        mode with no frame yet (passive motors, the robot's state before a client connects)."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         mujoco.mj_resetData(self.model, self.data)
@@ -97,8 +115,13 @@ class CyberDogSim:
         mujoco.mj_forward(self.model, self.data)
         self.step_count = 0
         self.applied_torque = np.zeros(12)
-        hold = MotorCommand.position(self.convention.to_sdk(q0), self.config.robot.kp, self.config.robot.kd)
-        self._active = self._effective(hold)
+        self.firmware.reset(activated=motor_mode)
+        hold = MotorCommand.position(q0, self.config.robot.kp, self.config.robot.kd)
+        self._frame: Optional[MotorCommand] = hold if motor_mode else None   # newest frame (internal convention)
+        self._frame_step = 0                       # physics step at which the newest frame arrived
+        self._connected = True
+        self._commanded = False                    # no command() yet: the reset's holding frame is kept up
+        self._motors = hold if motor_mode else MotorCommand.passive(12)   # what the motor boards run
         self._pending: collections.deque = collections.deque()
         self._history: collections.deque = collections.deque(maxlen=self._sensor_delay + 1)
         self._history.append(self._snapshot())
@@ -131,12 +154,18 @@ class CyberDogSim:
 
     # ------------------------------------------------------------------------------------------------- command
     def command(self, cmd: MotorCommand) -> None:
-        """Send one motor frame (SDK convention); it takes effect after the actuation latency."""
-        effective = self._effective(cmd)
+        """Send one motor frame (SDK convention); it reaches the firmware after the actuation latency."""
+        frame = self._internal(cmd)
+        self._commanded = True
         if self._actuation_delay == 0:
-            self._active = effective
+            self._frame, self._frame_step = frame, self.step_count
         else:
-            self._pending.append((self.step_count + self._actuation_delay, effective))
+            self._pending.append((self.step_count + self._actuation_delay, frame))
+
+    def disconnect(self) -> None:
+        """No more frames (a client that died): the firmware's gap rules act from the newest frame's arrival."""
+        self._pending.clear()
+        self._connected = False
 
     def command_position(self, q_des_model: np.ndarray, kp: Optional[float] = None, kd: Optional[float] = None) -> None:
         """Convenience for experts and policies: a model-convention position target with the config's gains."""
@@ -155,11 +184,24 @@ class CyberDogSim:
         self.command(MotorCommand(to_sdk(q), to_sdk(qd_des_model), np.broadcast_to(np.asarray(kp, float), q.shape).copy(),
                                   np.broadcast_to(np.asarray(kd, float), q.shape).copy(), to_sdk(tau)))
 
-    def _effective(self, cmd: MotorCommand) -> tuple[np.ndarray, ...]:
-        """The command in model convention with the episode's gain scaling folded in (what the motors really do)."""
+    def _internal(self, cmd: MotorCommand) -> MotorCommand:
+        """An SDK-convention frame in the firmware's internal (model) convention, as it travels on the LCM wire."""
         to_model = self.convention.to_model
-        return (to_model(cmd.q_des), to_model(cmd.qd_des), np.asarray(cmd.kp, float) * self.params.kp_scale,
-                np.asarray(cmd.kd, float) * self.params.kd_scale, to_model(cmd.tau))
+        return MotorCommand(to_model(cmd.q_des), to_model(cmd.qd_des), np.asarray(cmd.kp, float).copy(),
+                            np.asarray(cmd.kd, float).copy(), to_model(cmd.tau))
+
+    def _gap_ms(self) -> float:
+        """Milliseconds since the firmware last received a frame: 0 while the bridge re-sends the newest one."""
+        hold = self.bridge_hold_s if self._connected else 0.0
+        if hold is None or (self._connected and not self._commanded):
+            return 0.0    # the episode's own holding frame counts as re-sent until the first command
+        age = (self.step_count - self._frame_step) * self.physics_dt
+        return 0.0 if age <= hold + 1e-9 else 1000.0 * (age - hold)
+
+    @property
+    def err_flag(self) -> int:
+        """The firmware's motor_ctrl_state.err_flag after the latest frame."""
+        return self.firmware.err_flag
 
     # ---------------------------------------------------------------------------------------------------- step
     def step(self, n_steps: Optional[int] = None) -> None:
@@ -169,11 +211,13 @@ class CyberDogSim:
 
     def _physics_step(self) -> None:
         while self._pending and self._pending[0][0] <= self.step_count:
-            self._active = self._pending.popleft()[1]
-        q_des, qd_des, kp, kd, tau_ff = self._active
+            self._frame, self._frame_step = self._pending.popleft()[1], self.step_count
         q, qd = self.data.qpos[7:19], self.data.qvel[6:18]
+        if self.step_count % self.steps_per_frame == 0:
+            self._motors = self.firmware.run(self._frame, self._gap_ms(), q, qd)
+        m, p = self._motors, self.params   # the episode's gain error is the motor boards'
         limit = self.torque_limit
-        tau = np.clip(tau_ff + kp * (q_des - q) + kd * (qd_des - qd), -limit, limit)
+        tau = np.clip(m.tau + m.kp * p.kp_scale * (m.q_des - q) + m.kd * p.kd_scale * (m.qd_des - qd), -limit, limit)
         self.applied_torque = tau * self.params.motor_strength
         self.data.ctrl[:] = self.applied_torque
         if self.sim_config.pushes.enabled and self.time >= self._next_push:

@@ -11,12 +11,15 @@ foot heights of the loaded legs correct roll and pitch, integrators remove stead
 feet to joints. Turning, feet land outward and the support force leans inward by the turn's centripetal
 acceleration; tilted past tilt_guard, the trunk's attitude comes before catching up on velocity.
 The velocity feed-forward of gaits.md (Kd/Kp qdot_ref in q_des) is delivered as qd_des = qdot_ref instead (the
-same torque, but q_des moves only as fast as the trajectory, so the firmware's step limit is not hit). Because
-qd_des is the difference of consecutive targets, anything in the position target is differentiated too: the
-gravity feed-forward therefore enters as a filtered offset p with kp p + kd dp/dt = -J^T f (see _joint_targets),
-and the targets themselves respect the per-tick step limit (plan_step_limit), so the qd_des the expert sends is
-the one a policy will derive from consecutive recorded actions. Swing paths are shaped (trapezoidal lift speed,
-half ground-speed matching, 0.05 m height) so the plan fits the step limit over the configured command ranges.
+same torque, but q_des moves only as fast as the trajectory). The firmware keeps q_des within 8/10/12 deg of the
+MEASURED joint angle (sim/firmware.py), which caps the PD's position term at a few N m, so the load goes through
+tau_des: -J^T f with f each foot's planned share of the support force plus a roll/pitch spring-damper distributed
+over the loaded feet (_attitude_forces). The plan stays near the measured joints: touchdown and lift-off start from
+the measured feet, a stance foot's plan stays within anchor_slack of the measured one, and stance targets lead the
+joint (extrapolated to when they act) by at most band_share of the band (_banded), so the PD saturates in the plan
+instead of being cut by the firmware. The targets respect the per-tick step limit (plan_step_limit), so the
+qd_des the expert sends is the one a policy will derive from consecutive recorded actions. Swing paths are shaped
+(trapezoidal lift speed, half ground-speed matching, 0.05 m height) to keep the joint speeds near qd_des's 12 rad/s.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ class ExpertParams:
     lookahead: float = PLAN_LOOKAHEAD  # s, the trajectory is sampled this far ahead to lead the PD lag
     raibert_gain: float = 0.08         # s, touchdown correction per m/s of velocity error
     raibert_clip: float = 0.08         # m
-    posture_gain: float = 1.0          # m/m/rad, foot-height correction of roll and pitch
+    posture_gain: float = 0.5          # m/m/rad, foot-height correction of roll and pitch (half gaits.md: the
+                                       # torque feed-forward levels the trunk; extension a loaded leg cannot give
+                                       # only pins its joints against the firmware band)
     posture_rate_gain: float = 0.05    # m/m/(rad/s)
     integral_gain: float = 2.0         # 1/s on vx, vy, yaw-rate error
     integral_limit: float = 0.4        # m/s or rad/s
@@ -63,6 +68,12 @@ class ExpertParams:
     turn_placement_gain: float = 0.75  # touchdown moved outward by gain * depth / g * the turn's centripetal accel.
     turn_force_gain: float = 1.0       # planned support force gets gain * m * the turn's centripetal acceleration
     tilt_guard: tuple[float, float] = (0.15, 0.35)   # rad of roll/pitch over which velocity gives way to attitude
+    resync: bool = True                # touchdown and lift-off start from the measured foot, not the planned one
+    attitude_gains: tuple[float, float, float, float] = (20.0, 1.0, 30.0, 1.5)   # N m/rad, N m s/rad: roll, pitch
+    band_share: float = 0.8            # q_des kept within this share of the firmware's band around the joint ...
+    band_stance_only: bool = True
+    band_lead: float = 0.03            # s, ... extrapolated this far (sensor age + acting a tick late + half a tick)
+    anchor_slack: float = 0.02         # m, a stance foot's plan is kept within this of the measured foot (xy)
 
     def __post_init__(self) -> None:
         start, full = self.tilt_guard
@@ -79,11 +90,13 @@ class ExpertController:
         self.dt = config.rates.control_dt
         robot = config.robot
         self.kp, self.kd = robot.kp, robot.kd
+        self.torque_limit = min(robot.torque_limit, config.safety.torque_limit)
         margin = robot.limit_margin
         self.q_low = np.asarray(robot.position_lower).reshape(4, 3) + margin
         self.q_high = np.asarray(robot.position_upper).reshape(4, 3) - margin
         p = self.p
         self.max_step = config.tick_step_rad.reshape(4, 3)   # per tick, as the safety filter
+        self.band = np.radians(np.asarray(robot.max_target_step_deg, dtype=np.float64))[None, :] * p.band_share
         self.nominal = kin.HIP_ORIGINS + np.stack(
             [np.full(4, p.com_shift_x), kin.SIDE * (kin.ABAD_OFFSET - GAITS["trot"].inward),
              np.full(4, -p.foot_depth)], axis=1)
@@ -96,10 +109,11 @@ class ExpertController:
         self.last_target = q0.reshape(4, 3).copy()
         self.feet = kin.forward(self.last_target)
         self.anchor = self.feet[:, :2].copy()
+        self.measured_feet = self.feet.copy()
         self.gait = GaitSchedule(self.p.lookahead)
         self.cmd = np.zeros(3)
         self.integral = np.zeros(3)
-        self.load_offset: Optional[np.ndarray] = None     # gravity feed-forward in the position target (4, 3)
+        self.torque = np.zeros(12)                        # tau_des of the targets act() returned last (model conv.)
         self.set_skill(skill)
 
     def set_skill(self, skill: Union[int, str]) -> None:
@@ -122,6 +136,7 @@ class ExpertController:
         this tick and the plan's targets for the next tick (model convention, inside the joint limits)."""
         if skill is not None:
             self.set_skill(skill)
+        self.measured_feet = kin.forward(np.asarray(state.joint_position, dtype=np.float64).reshape(4, 3))
         standing = self._update_mode()
         command = np.zeros(3) if self.skill == STAND else np.asarray(command, dtype=np.float64)
         self._slew_command(command)
@@ -136,10 +151,12 @@ class ExpertController:
         pos[:, 2] += self._posture_offsets(state)
         if not standing:
             pos[:, :2] += self._stance_attitude_offsets(state)
-        target, target_next = self._joint_targets(pos, vel, state, turn_accel)
+        target, target_next, torque = self._joint_targets(pos, vel, state, turn_accel)
+        target, target_next = self._banded(target, target_next, state)
         target = self._limit(target, self.last_target)
         target_next = self._limit(target_next, target)
         self.last_target = target
+        self.torque = np.clip(torque.ravel(), -self.torque_limit, self.torque_limit)
         return target.ravel().copy(), target_next.ravel().copy()
 
     def _update_mode(self) -> bool:
@@ -212,11 +229,11 @@ class ExpertController:
         for leg in range(4):
             if stance_now[leg]:
                 if not self.stance[leg]:
-                    self.anchor[leg] = self.feet[leg, :2]          # touchdown where the swing ended
+                    self.anchor[leg] = self._start(leg)            # touchdown where the swing ended
                 pos[leg, :2], vel[leg, :2] = self._stance_foot(leg, foot_speed[leg], standing)
             else:
                 if self.stance[leg]:
-                    self.anchor[leg] = self.feet[leg, :2]          # lift off where the stance ended
+                    self.anchor[leg] = self._start(leg)            # lift off where the stance ended
                 s = (phases[leg] - duty) / (1.0 - duty)
                 touchdown = nom_xy[leg] + foot_speed[leg] * t_stance / 2 + touchdown_shift
                 pos[leg], vel[leg] = self._swing_foot(leg, s, touchdown, -foot_speed[leg], t_swing)
@@ -226,6 +243,10 @@ class ExpertController:
         self.feet = pos.copy()
         return pos, vel
 
+    def _start(self, leg: int) -> np.ndarray:
+        """Where a touchdown or lift-off starts: the measured foot (resync) or the plan's."""
+        return (self.measured_feet if self.p.resync else self.feet)[leg, :2].copy()
+
     def _stance_foot(self, leg: int, foot_speed: np.ndarray, standing: bool) -> tuple[np.ndarray, np.ndarray]:
         """Stance foot: integrate the backwards sweep; a standing foot creeps back to the nominal stance."""
         nom = self.nominal[leg, :2]
@@ -234,6 +255,9 @@ class ExpertController:
             self.anchor[leg] = self.anchor[leg] + step
             return self.anchor[leg].copy(), step / self.dt
         self.anchor[leg] = self.anchor[leg] - foot_speed * self.dt
+        if self.p.anchor_slack > 0.0:   # no wind-up: the firmware would cut a target far from the measured joint
+            here = self.measured_feet[leg, :2]
+            self.anchor[leg] = np.clip(self.anchor[leg], here - self.p.anchor_slack, here + self.p.anchor_slack)
         box = np.array(self.p.stance_box)
         self.anchor[leg] = np.clip(self.anchor[leg], nom - box, nom + box)
         return self.anchor[leg].copy(), -foot_speed
@@ -299,15 +323,14 @@ class ExpertController:
 
     # ------------------------------------------------------------------------------------------ joints
     def _joint_targets(self, pos: np.ndarray, vel: np.ndarray, state: RobotState,
-                       turn_accel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """IK, velocity feed-forward through the plan, gravity feed-forward through a filtered position offset.
+                       turn_accel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """IK; velocity feed-forward through the plan; gravity and load feed-forward as a torque.
 
-        The decoder sends qd_des = (target_next - target) / dt, so everything in the position target is also
-        differentiated: kd times the rate of change of a gravity offset would be a torque kick at every
-        touchdown and lift-off (the load torque applied kd / kp = 0.1 s early). The offset p therefore follows
-        kp p + kd dp/dt = tau_load (a first-order lag with time constant kd / kp), so the joint law's
-        kp (q_ref + p - q) + kd (qdot_ref + dp/dt - qd) delivers exactly the planned load torque tau_load on top
-        of tracking the reference, and the offset itself moves smoothly (no step-limit hits at touchdown).
+        Returns the joint targets for this tick and the next (the decoder sends qd_des = their difference / dt,
+        the plan's joint velocity) and the feed-forward torque tau_des (4, 3): -J^T f with f each foot's planned
+        share of the support force. The firmware keeps q_des within 8-12 deg of the measured angle, which caps
+        the PD's position term at a few N m: a load carried through a position offset would be cut, so the
+        targets are the reference itself and the PD only corrects tracking errors.
         """
         pos = self._within_reach(pos)
         q_ref = kin.inverse(pos)
@@ -315,14 +338,32 @@ class ExpertController:
         qdot_ref = np.linalg.solve(jac, vel[..., None])[..., 0]
         up = -projected_gravity(state.quaternion)                           # world +z in the body frame
         accel = GRAVITY * up + self.p.turn_force_gain * np.append(turn_accel, 0.0)   # what the support must give
-        force = self._pitch_shared(self._load_share(), state)[:, None] * accel[None, :] * self.p.mass
+        share = self._load_share()
+        force = self._pitch_shared(share, state)[:, None] * accel[None, :] * self.p.mass
+        force += self._attitude_forces(pos, share, state)
         tau_load = -np.einsum("lij,li->lj", jac, force)
-        if self.load_offset is None:
-            self.load_offset = tau_load / self.kp
-        offset = self.load_offset
-        offset_next = offset + self.dt / self.kd * (tau_load - self.kp * offset)
-        self.load_offset = offset_next
-        return q_ref + offset, q_ref + qdot_ref * self.dt + offset_next
+        return q_ref, q_ref + qdot_ref * self.dt, tau_load
+
+    def _attitude_forces(self, pos: np.ndarray, share: np.ndarray, state: RobotState) -> np.ndarray:
+        """Extra foot forces (4, 3) that, summing to zero, give the trunk a roll and pitch torque against its tilt
+        and tilt rate (a virtual spring and damper on the attitude, delivered through tau_des). Least squares
+        weighted by each foot's planned load share: swing feet get none, a lateral pair (pace) resists roll with
+        sideways forces and a front or rear pair (bound) pitch with fore-aft ones, which vertical forces cannot."""
+        kr, dr, kpi, dpi = self.p.attitude_gains
+        if kr == dr == kpi == dpi == 0.0 or share.sum() < 1e-9:
+            return np.zeros((4, 3))
+        roll, pitch, wx, wy = self._attitude(state)
+        torque = np.array([-(kr * roll + dr * wx), -(kpi * pitch + dpi * wy), 0.0])
+        r = pos - np.array([self.p.com_shift_x, 0.0, 0.0])
+        a = np.zeros((6, 12))
+        for leg in range(4):
+            a[:3, 3 * leg:3 * leg + 3] = np.eye(3)
+            a[3:, 3 * leg:3 * leg + 3] = np.array([[0.0, -r[leg, 2], r[leg, 1]], [r[leg, 2], 0.0, -r[leg, 0]],
+                                                   [-r[leg, 1], r[leg, 0], 0.0]])
+        w = np.repeat(share, 3)
+        awa = (a * w) @ a.T + 1e-6 * np.eye(6)
+        f = w * (a.T @ np.linalg.solve(awa, np.concatenate([np.zeros(3), torque])))
+        return f.reshape(4, 3)
 
     def _pitch_shared(self, share: np.ndarray, state: RobotState) -> np.ndarray:
         """Shift the planned support force from the high end of the trunk to the low end (pitch correction
@@ -373,6 +414,21 @@ class ExpertController:
         if duty > 0.5 + 1e-6:    # gaits with four-feet phases: the weight is shared by the feet that are down
             return weight / max(float(weight.sum()), 2.0)
         return weight / max(4.0 * self.clock.duty, float(self.latched.sum()))
+
+    def _banded(self, target: np.ndarray, target_next: np.ndarray,
+                state: RobotState) -> tuple[np.ndarray, np.ndarray]:
+        """Targets moved so that they lead the joint, extrapolated to when they act, by at most band_share of the
+        firmware's band: the PD's position term saturates here, in the plan, instead of being cut by the firmware
+        (which keeps q_des within 8-12 deg of the measured angle). The velocity feed-forward is kept."""
+        if self.p.band_share <= 0.0:
+            return target, target_next
+        q = np.asarray(state.joint_position, dtype=np.float64).reshape(4, 3)
+        qd = np.asarray(state.joint_velocity, dtype=np.float64).reshape(4, 3)
+        expected = q + qd * self.p.band_lead
+        shift = np.clip(target, expected - self.band, expected + self.band) - target
+        if self.p.band_stance_only:
+            shift[~self.stance] = 0.0
+        return target + shift, target_next + shift
 
     def _limit(self, target: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """Joint limits minus the firmware's margin, then (plan_step_limit) the per-tick step from `previous`."""

@@ -7,7 +7,9 @@ command resampled every `--segment` seconds over the skill's whole range. Tracki
 |mean velocity - command| over the segment after a 1.5 s settling time (a gait's velocity oscillates within
 a stride, so per-sample errors would measure the gait, not the tracking); the per-tick error, which the policy
 evaluation reports and which does measure the gait's wobble, is reported beside it. Contact pattern: among ticks with
-exactly two feet down, the share where the pair is diagonal, lateral or front/rear.
+exactly two feet down, the share where the pair is diagonal, lateral or front/rear. Firmware: the share of 2 ms
+frames in which the firmware's position band (sim/firmware.py) pulled back some q_des, and the largest |qd_des|
+sent; the safety filter's band clips per tick beside them.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def evaluate_episode(rollout: ExpertRollout, segments: Sequence[Segment], seed: 
     rollout.reset(seed=seed)
     sim, hz = rollout.sim, rollout.config.rates.control_hz
     errors, tick_errors, contacts = [], [], []
-    filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0}
+    filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0, "band_limited": 0, "max_qd_des": 0.0}
     for segment in segments:
         velocities = []
         for i in range(segment.ticks):
@@ -52,16 +54,24 @@ def evaluate_episode(rollout: ExpertRollout, segments: Sequence[Segment], seed: 
             filt["ticks"] += 1
             filt["step_limited"] += any("step limited" in r for r in tick.filter_reasons)
             filt["torque_limited"] += any("torque limit" in r for r in tick.filter_reasons)
+            filt["band_limited"] += any("band" in r for r in tick.filter_reasons)
+            filt["max_qd_des"] = max(filt["max_qd_des"], float(np.max(np.abs(tick.velocity_target))))
             if sim.fallen():
                 return {"fell": True, "errors": errors, "tick_errors": tick_errors, "contacts": contacts,
-                        "filter": filt}
+                        "filter": filt, "firmware": _firmware_counts(sim)}
             if i >= SETTLE_S * hz:
                 velocities.append([*sim.base_velocity_heading(), sim.yaw_rate()])
                 contacts.append(sim.foot_contacts())
         if velocities:
             errors.append(np.abs(np.mean(velocities, axis=0) - np.array(segment.command)))
             tick_errors.append(np.abs(np.array(velocities) - np.array(segment.command)).mean(axis=0))
-    return {"fell": False, "errors": errors, "tick_errors": tick_errors, "contacts": contacts, "filter": filt}
+    return {"fell": False, "errors": errors, "tick_errors": tick_errors, "contacts": contacts, "filter": filt,
+            "firmware": _firmware_counts(sim)}
+
+
+def _firmware_counts(sim) -> dict:
+    """Motor-mode frames of the episode and those in which the firmware's band pulled back a q_des (kp > 0)."""
+    return {"frames": sim.firmware.frames, "clamped": sim.firmware.clamped_frames}
 
 
 def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, seconds: float, segment_s: float,
@@ -74,7 +84,8 @@ def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, sec
                             delayed=delayed, feedforward=feedforward)
     hz = config.rates.control_hz
     falls, errors, tick_errors, contacts, sim_time = 0, [], [], [], 0.0
-    filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0}
+    filt = {"ticks": 0, "step_limited": 0, "torque_limited": 0, "band_limited": 0}
+    max_qd_des, frames, clamped = 0.0, 0, 0
     start = time.perf_counter()
     for ep in range(episodes):
         if skill is None:
@@ -90,6 +101,9 @@ def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, sec
         contacts += result["contacts"]
         for key in filt:
             filt[key] += result["filter"][key]
+        max_qd_des = max(max_qd_des, result["filter"]["max_qd_des"])
+        frames += result["firmware"]["frames"]
+        clamped += result["firmware"]["clamped"]
         sim_time += rollout.sim.time
     wall = time.perf_counter() - start
     err = np.mean(errors, axis=0) if errors else np.full(3, np.nan)
@@ -101,6 +115,8 @@ def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, sec
             "contacts": contact_pattern(np.array(contacts)) if contacts else {},
             "step_limited_ticks": filt["step_limited"] / max(filt["ticks"], 1),
             "torque_limited_ticks": filt["torque_limited"] / max(filt["ticks"], 1),
+            "band_limited_ticks": filt["band_limited"] / max(filt["ticks"], 1),
+            "firmware_clamped_frames": clamped / max(frames, 1), "max_abs_qd_des": max_qd_des,
             "realtime_factor": sim_time / wall}
 
 
@@ -127,14 +143,15 @@ def render_gif(config: StackConfig, skill: int, command: Sequence[float], path: 
 
 def markdown_table(results: dict) -> str:
     lines = ["| skill | episodes | falls | vx err | vy err | yaw err | diagonal | lateral | front/rear | "
-             "step-limited ticks | x real time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "step-limited ticks | band-limited ticks | firmware-clamped frames | max abs qd_des | x real time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         c = r.get("contacts", {})
         lines.append(f"| {name} | {r['episodes']} | {r['falls']} | {r['error_vx']:.3f} | {r['error_vy']:.3f} | "
                      f"{r['error_yaw_rate']:.3f} | {c.get('diagonal', 0):.2f} | {c.get('lateral', 0):.2f} | "
                      f"{c.get('front_rear', 0):.2f} | {r.get('step_limited_ticks', 0):.3f} | "
-                     f"{r['realtime_factor']:.1f} |")
+                     f"{r.get('band_limited_ticks', 0):.3f} | {r.get('firmware_clamped_frames', 0):.3f} | "
+                     f"{r.get('max_abs_qd_des', 0):.1f} | {r['realtime_factor']:.1f} |")
     return "\n".join(lines) + "\n"
 
 

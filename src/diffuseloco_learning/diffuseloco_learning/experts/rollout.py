@@ -2,8 +2,9 @@
 
 Shared by the dataset generator and the evaluator so both see the same closed loop: at tick t the expert reads
 the robot's measured state (plus the true body velocity it is allowed) and returns its joint targets for t and
-its plan for t+1; pd_targets.ActionDecoder turns them into q_des and qd_des as it will the policy's chunk; the
-deployed SafetyFilter (per-tick step limit, on by default, joint-limit margin, torque bounds) clamps the command;
+its plan for t+1 (and a feed-forward torque, `expert.torque`, sent as tau_des and recorded as Tick.torque_target);
+pd_targets.ActionDecoder turns the targets into q_des and qd_des as it will the policy's chunk; the deployed
+SafetyFilter (per-tick step limit, on by default, joint-limit margin, torque bounds) clamps the command;
 the simulator runs one 0.02 s control period of the 500 Hz joint law with it. The dataset's action is the q_des
 the filter let through, as an action. One `Tick` record holds exactly what the dataset stores.
 
@@ -56,6 +57,7 @@ class Tick:
     skill: int
     command: np.ndarray
     filter_reasons: tuple = ()
+    torque_target: Optional[np.ndarray] = None   # tau_des sent (model convention, after the SafetyFilter)
 
 
 @dataclass(frozen=True)
@@ -228,18 +230,19 @@ class ExpertRollout:
         state = self.sim.robot_state()
         command = np.asarray(command, dtype=np.float64)
         velocity = self.sim.base_velocity_body()[:2]
-        planned = self.expert.act(state, velocity, command, skill)
+        planned = (*self.expert.act(state, velocity, command, skill), np.array(self.expert.torque))
         applied = planned
         if self.delayed:  # apply what was planned from s[t-1]; on the first tick only s[t] exists
             applied, self._pending = self._pending or planned, planned
-        target, target_next = applied
+        target, target_next, torque = applied
         if self.feedforward == "next_action":
             target_next = planned[0]  # applied at t+1
         q_des, qd_des = self.decoder.targets(self.decoder.action(target), self.decoder.action(target_next))
-        safe, reasons = self._filtered(q_des, qd_des, state)
+        safe, reasons = self._filtered(q_des, qd_des, torque, state)
         action = self.decoder.action(safe.q)
         if self.noise is not None:
-            safe, reasons = self._filtered(self.decoder.position(action + self.noise.sample()), qd_des, state)
+            safe, reasons = self._filtered(self.decoder.position(action + self.noise.sample()), qd_des, torque,
+                                           state)
         if self.learner is not None:
             safe, reasons = self._learner_turn(safe, reasons, state)
         executed = self.decoder.action(safe.q)   # the next observation's last action
@@ -249,7 +252,7 @@ class ExpertRollout:
         if self.learner is not None:
             self.learner.record(observation, goal)
         record = Tick(state, observation, goal, action, np.array(safe.q),
-                      np.array(safe.dq), skill, command, tuple(reasons))
+                      np.array(safe.dq), skill, command, tuple(reasons), np.array(safe.tau))
         self.sim.command_pd(safe.q, safe.dq, safe.kp, safe.kd, safe.tau)
         self.sim.step(self.clock.next_period())
         self.last_action = executed
@@ -262,11 +265,12 @@ class ExpertRollout:
         chunk = self.learner.propose()
         if not self.learner.drives():
             return expert, reasons
-        q_des, qd_des = self.decoder.chunk_targets(chunk, self.learner.execute_index)
-        return self._filtered(q_des, qd_des, state)
+        targets = self.decoder.chunk_targets(chunk, self.learner.execute_index)
+        return self._filtered(targets.q, targets.dq, targets.tau, state)
 
-    def _filtered(self, q_des: np.ndarray, qd_des: np.ndarray, state: RobotState) -> tuple[PDCommand, list]:
-        return self.safety.filter(PDCommand(q=q_des, dq=qd_des, kp=self.kp, kd=self.kd, tau=np.zeros_like(q_des)),
+    def _filtered(self, q_des: np.ndarray, qd_des: np.ndarray, tau_des: np.ndarray,
+                  state: RobotState) -> tuple[PDCommand, list]:
+        return self.safety.filter(PDCommand(q=q_des, dq=qd_des, kp=self.kp, kd=self.kd, tau=np.asarray(tau_des)),
                                   previous_q_des=self.last_q_des, measured_q=state.joint_position)
 
     def run(self, segments: Sequence[Segment]) -> Iterator[Tick]:

@@ -5,7 +5,9 @@ SIMULATION ONLY and labelled as such wherever it is used: an expert needs the tr
 simulator publishes as ground truth (/sim/base_twist) and the robot does not have. Everything else it reads
 comes from the same delayed observation window the diffusion policy gets: the plan for tick t+1 is made from
 s[t], and its action and next action are placed at the chunk's execute index, so the node executes it exactly
-as it would execute a sampled chunk.
+as it would execute a sampled chunk. Each entry carries the action, the plan's velocity step and the expert's
+feed-forward torque (pd_targets.ActionDecoder.chunk_targets): under the firmware's position band the experts carry
+the body through tau_des.
 """
 
 from __future__ import annotations
@@ -55,8 +57,11 @@ class ExpertStandIn:
         with self._lock:
             velocity = self._velocity.copy()
         target, target_next = self.expert.act(state, velocity, command, skill)
-        chunk = np.repeat(self.decoder.action(target_next)[None], self.config.action.horizon, axis=0)
-        chunk[: self.config.action.execute_index + 1] = self.decoder.action(target)
+        action, next_action = self.decoder.action(target), self.decoder.action(target_next)
+        entry = np.concatenate([action, next_action - action, self.expert.torque])
+        chunk = np.repeat(np.concatenate([next_action, np.zeros_like(action), self.expert.torque])[None],
+                          self.config.action.horizon, axis=0)
+        chunk[: self.config.action.execute_index + 1] = entry
         return chunk
 
     def _decode(self, obs: np.ndarray, goal: np.ndarray) -> tuple[RobotState, np.ndarray, int]:

@@ -29,9 +29,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..joints import JointConvention
+from ..firmware_limits import (  # noqa: F401 - the firmware's err_flag bits, re-exported for the bridge's users
+    ERR_BAND_ABAD, ERR_BAND_BITS, ERR_BAND_HIP, ERR_BAND_KNEE, ERR_GAP_DAMPING, ERR_GAP_WARNING, GAP_ERROR_MS,
+    decode_err_flag, position_band_rad)
 from ..motor_sdk import ImuReading, JointState
 from ..motor_sdk import MotorCommand as SdkMotorCommand
-from .lcm_types import leg_control_data_lcmt, motor_ctrl_lcmt, motor_ctrl_state_lcmt, state_estimator_lcmt
+from .lcm_types import leg_control_data_lcmt, motor_ctrl_lcmt, motor_ctrl_state_lcmt, spi_data_t, state_estimator_lcmt
 
 NUM_JOINTS = 12
 NUM_LEGS = 4
@@ -42,17 +45,35 @@ MOTOR_CTRL = "motor_ctrl"
 MOTOR_CTRL_STATE = "motor_ctrl_state"
 LEG_CONTROL_DATA = "leg_control_data"
 STATE_ESTIMATOR = "state_estimator"
+SPI_DATA = "spi_data"
 DEFAULT_LCM_URL = "udpm://239.255.76.67:7667?ttl=0"
 DEFAULT_ESTIMATOR_LCM_URL = "udpm://239.255.76.67:7669?ttl=0"
 
 FRAME_RATE_HZ = 500.0          # the firmware's joint loop: one motor_ctrl frame per 2 ms
 DEFAULT_HOLD_S = 0.1           # the newest command is re-sent while younger than this
-FRAME_STEP_MARGIN = 0.99       # the relay's q_des ramp per frame, as a fraction of the firmware's step limit
-# motor_ctrl_state.err_flag bits (SDK README 2.1)
-ERR_GAP_WARNING = 0x01         # command gap > 10 ms: qd_des / tau_des decay
-ERR_GAP_DAMPING = 0x02         # command gap > 500 ms (and at start-up): high damping until all-zero frames
-ERR_STEP_ABAD, ERR_STEP_HIP, ERR_STEP_KNEE = 0x04, 0x08, 0x10
-FIRMWARE_DAMPING_GAP_S = 0.5
+BAND_MARGIN = 0.99             # the relay keeps q_des within this fraction of the firmware's band (float32 rounding)
+FIRMWARE_DAMPING_GAP_S = GAP_ERROR_MS / 1000.0
+
+# spi_data flags per motor (cyberdog_locomotion common/include/utilities/toolkit.hpp ResolveErrorFlags /
+# ResolveWarnFlags; the SDK's custom_interface.cpp stops on any flags & MOTOR_FAULT_MASK)
+MOTOR_FAULT_MASK = 0x3FFFFFFF  # bits 30-31 are the motor's mode, everything else an error or a warning
+MOTOR_MODE_RUNNING = -0x80000000   # mode 2 in bits 30-31 (int32): the motor runs under command
+MOTOR_FLAG_NAMES = {0: "offline", 1: "coil thermal shutdown (over 100 C)", 2: "motor driver chip error",
+                    3: "bus under voltage (< 10 V)", 4: "bus over voltage (> 30 V)", 5: "B phase overcurrent (> 78 A)",
+                    6: "C phase overcurrent (> 78 A)", 8: "encoder not calibrated", 9: "overload error 1",
+                    10: "overload error 2", 11: "overload error 3", 12: "overload error 4", 13: "overload error 5",
+                    14: "overload error 6", 15: "overload error 7", 16: "overload error 8",
+                    17: "A phase overcurrent (> 78 A)", 24: "coil temperature high (over 95 C)",
+                    25: "hall sensor calibration error", 26: "torque calibration data illegal",
+                    27: "torque calibration zero offset overfit"}
+TEMPERATURE_SCALE = 0.1        # spi_data tmp_* are in 0.1 C (leg_controller.cpp)
+
+
+def decode_motor_flags(flag: int) -> list[str]:
+    """The errors and warnings one spi_data flag word reports (its mode bits ignored), lowest bit first."""
+    flag &= MOTOR_FAULT_MASK
+    names = [MOTOR_FLAG_NAMES.get(bit, f"bit {bit}") for bit in range(30) if flag & (1 << bit)]
+    return names
 
 
 # ----------------------------------------------------------------------------------------------- data types
@@ -79,11 +100,31 @@ class LegData:
 @dataclass(frozen=True)
 class MotorCtrlState:
     err_flag: int
-    ctrl_topic_interval: float
+    ctrl_topic_interval: float   # the firmware's command gap, milliseconds
 
     @property
     def damping(self) -> bool:
         return bool(self.err_flag & ERR_GAP_DAMPING)
+
+    def describe(self) -> list[str]:
+        return decode_err_flag(self.err_flag)
+
+
+@dataclass(frozen=True)
+class MotorData:
+    """What `spi_data` carries: the motor boards' own q, qd, tau (SDK user convention, SDK joint order), each
+    motor's flag word, the SPI driver status and the motor temperatures (C)."""
+
+    q: np.ndarray
+    qd: np.ndarray
+    tau: np.ndarray
+    flags: np.ndarray
+    driver_status: int
+    temperature: np.ndarray
+
+    def faults(self) -> dict[int, list[str]]:
+        """Joint index -> what its flag reports, for every motor with flags & MOTOR_FAULT_MASK (what stops the SDK)."""
+        return {j: decode_motor_flags(int(f)) for j, f in enumerate(self.flags) if int(f) & MOTOR_FAULT_MASK}
 
 
 # ------------------------------------------------------------------------------------------------ conversions
@@ -189,6 +230,44 @@ def state_estimator_lcm(reading: ImuReading, timestamp: int = 0, position=None, 
     return msg
 
 
+_GROUPS = ("abad", "hip", "knee")
+
+
+def _joints_from_groups(msg, prefix: str) -> np.ndarray:
+    """spi_data's per-group arrays (x_abad[4], x_hip[4], x_knee[4]) -> one value per joint, SDK order."""
+    return np.stack([np.asarray(getattr(msg, f"{prefix}_{g}"), dtype=np.float64) for g in _GROUPS], axis=1).reshape(-1)
+
+
+def _int32(value) -> int:
+    """A 32-bit flag word as the signed int32 LCM carries (bit 31 set: negative)."""
+    v = int(value) & 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def motor_data_from_lcm(msg: spi_data_t, convention: JointConvention) -> MotorData:
+    """`spi_data` (wire, internal convention, per joint group) -> MotorData (SDK user convention, per joint)."""
+    return MotorData(q=convention.to_sdk(_joints_from_groups(msg, "q")), qd=convention.to_sdk(_joints_from_groups(msg, "qd")),
+                     tau=convention.to_sdk(_joints_from_groups(msg, "tau")), flags=_array(msg.flags, NUM_JOINTS, np.int64),
+                     driver_status=int(msg.spi_driver_status),
+                     temperature=_joints_from_groups(msg, "tmp") * TEMPERATURE_SCALE)
+
+
+def spi_data_lcm(data: MotorData, convention: JointConvention) -> spi_data_t:
+    """MotorData -> `spi_data` on the wire (what the robot peer publishes)."""
+    msg = spi_data_t()
+    groups = {"q": convention.to_model(_array(data.q)), "qd": convention.to_model(_array(data.qd)),
+              "tau": convention.to_model(_array(data.tau))}
+    for prefix, values in groups.items():
+        for j, g in enumerate(_GROUPS):
+            setattr(msg, f"{prefix}_{g}", _floats(values.reshape(NUM_LEGS, 3)[:, j]))
+    tenths = np.round(_array(data.temperature) / TEMPERATURE_SCALE).astype(np.int64).reshape(NUM_LEGS, 3)
+    for j, g in enumerate(_GROUPS):
+        setattr(msg, f"tmp_{g}", [int(v) for v in tenths[:, j]])
+    msg.flags = [_int32(f) for f in _array(data.flags, NUM_JOINTS, np.int64)]
+    msg.spi_driver_status = int(data.driver_status)
+    return msg
+
+
 def motor_ctrl_state_from_lcm(msg: motor_ctrl_state_lcmt) -> MotorCtrlState:
     return MotorCtrlState(int(msg.err_flag), float(msg.ctrl_topic_interval))
 
@@ -217,36 +296,41 @@ class CommandRelay:
     * The newest valid command is held and re-sent every frame while it is younger than `hold_s`: the policy
       runs at 50 Hz, the firmware expects a frame every 2 ms and flags a gap over 10 ms.
     * Once the newest command is older than `hold_s` the relay sends NOTHING. It never invents commands: when
-      the publisher (policy node) dies or hangs, the firmware's own gap protection takes over - after 10 ms it
-      scales qd_des / tau_des down, after 500 ms it switches to high damping (kp 0, kd 10) and the robot lies
-      down. That is the designed-in, on-robot fail-safe; re-sending a stale command forever would defeat it.
-      hold_s (0.1 s = 5 missed policy ticks) rides through scheduling jitter without masking a dead policy.
-    * Motor-mode activation (SDK README 2.2 and CustomInterface): the firmware starts with err_flag bit 1 set
-      and ignores commands until it has received all-zero frames; the same holds after every > 500 ms gap.
-      With `require_activation`, while activation is needed and a fresh command exists, the relay sends
-      all-zero frames (limp motors) instead of the command, until a motor_ctrl_state received AFTER the
-      activation began reports bit 1 clear; then it forwards the command. Activation is needed at start, when
+      the publisher (policy node) dies or hangs, the firmware's own gap rules take over (FsmStateMotorCtrl::Run(),
+      sim/firmware.py): over 10 ms it divides qd_des and tau_des by gap / 10 ms, over 500 ms it replaces every
+      frame by zeros with kd 4 for about 2.5 s and then leaves the motors limp. That is the designed-in, on-robot
+      fail-safe; re-sending a stale command forever would defeat it. hold_s (0.1 s = 5 missed policy ticks) rides
+      through scheduling jitter without masking a dead policy.
+    * Motor-mode activation: the firmware sets err_flag bit 1 on entering motor mode and after every gap over
+      500 ms, replaces every frame by zeros (kd 4) for about 2.5 s, and clears the bit only after that wait, on
+      an all-zero frame. With `require_activation`, while activation is needed and a fresh command exists, the
+      relay sends all-zero frames (limp motors) instead of the command, until a motor_ctrl_state received AFTER
+      the activation began reports bit 1 clear; then it forwards the command. Activation is needed at start, when
       the firmware reports bit 1, and after the relay itself has been silent for longer than 500 ms.
-    * Step ramp (`max_frame_step`): the firmware bounds the q_des change per frame (8/10/12 deg, err_flag bits
-      2-4 otherwise); the policy may change q_des more per 50 Hz tick (config.SafetyConfig). The relay never sends
-      a frame whose q_des is further than that from the previous frame's: a larger change is reached over the
-      next frames, at most 3 for the shipped per-tick limit. After a frame without position gain (the activation's zero
-      frames, damping) the reference is the measured pose (`on_measured`), as in the firmware model
-      (sim/firmware.py); before any measurement such a frame is sent as it is.
+    * Position band (`position_band`): the firmware pulls q_des back to the MEASURED joint angle +- 8 / 10 / 12 deg
+      (abad / hip / knee) in every frame. The relay re-sends the held command every frame while the joints move,
+      so it clips q_des into the band around the newest measured pose (`on_measured`) itself, 1 % inside it:
+      what goes on the wire is what the motors get, and every clip is counted (`band_clips`, per joint
+      `band_clip_counts`) instead of being cut silently by the firmware. Before any measurement q_des is sent
+      as it is.
+    * Motor fault (`motor_fault`): the official SDK stops its control loop on any spi_data motor flag; the relay
+      latches the fault and from then on sends damping frames (kp 0, kd `fault_kd`, no torque) whatever comes
+      in, until the bridge is restarted.
     """
 
     def __init__(self, hold_s: float = DEFAULT_HOLD_S, require_activation: bool = True,
-                 max_frame_step: Optional[np.ndarray] = None) -> None:
-        """max_frame_step: largest q_des change per frame (rad, per joint, SDK order); None sends q_des as given."""
+                 position_band: Optional[np.ndarray] = None, fault_kd: float = 4.0) -> None:
+        """position_band: the firmware's largest |q_des - q_measured| (rad, per joint, SDK order); None sends q_des
+        as given. fault_kd: the damping gain sent after a motor fault (the firmware's own fallback uses 4)."""
         if hold_s <= 0:
             raise ValueError("hold_s must be positive")
-        if max_frame_step is not None and not np.all(np.asarray(max_frame_step) > 0):
-            raise ValueError("max_frame_step entries must be positive")
+        if position_band is not None and not np.all(np.asarray(position_band) > 0):
+            raise ValueError("position_band entries must be positive")
         self.hold_s = hold_s
         self.require_activation = require_activation
-        # 1 % under the firmware's bound: the wire carries float32, whose rounding must not tip a step over it
-        self.max_frame_step = None if max_frame_step is None else _array(max_frame_step) * FRAME_STEP_MARGIN
-        self._last_q_des: Optional[np.ndarray] = None   # q_des of the last frame sent with position gain
+        # 1 % inside the firmware's band: the wire carries float32, whose rounding must not tip q_des over it
+        self.position_band = None if position_band is None else _array(position_band) * BAND_MARGIN
+        self.fault_kd = float(fault_kd)
         self._measured_q: Optional[np.ndarray] = None   # newest measured joint positions (SDK convention)
         self._lock = threading.Lock()
         self._latest: Optional[SdkMotorCommand] = None
@@ -254,9 +338,12 @@ class CommandRelay:
         self._last_sent_time = -math.inf
         self._activation_since: Optional[float] = None    # when the current activation began
         self._active = not require_activation
+        self.fault: Optional[str] = None
         self.last_state: Optional[MotorCtrlState] = None
         self.frames_sent = 0
         self.zero_frames_sent = 0
+        self.band_clips = 0                             # frames in which q_des was clipped into the band
+        self.band_clip_counts = np.zeros(NUM_JOINTS, dtype=np.int64)
 
     @property
     def active(self) -> bool:
@@ -269,9 +356,17 @@ class CommandRelay:
             self._latest, self._latest_time = cmd, now
 
     def on_measured(self, q: np.ndarray) -> None:
-        """The newest measured joint positions (SDK convention): the ramp's reference after a gain-free frame."""
+        """The newest measured joint positions (SDK convention): the centre of the firmware's band."""
         with self._lock:
             self._measured_q = _array(q)
+
+    def motor_fault(self, reason: str) -> bool:
+        """Latch a motor fault (spi_data flags); True the first time."""
+        with self._lock:
+            first = self.fault is None
+            if first:
+                self.fault = reason
+            return first
 
     def on_state(self, state: MotorCtrlState, now: float) -> None:
         """A motor_ctrl_state from the firmware."""
@@ -291,6 +386,10 @@ class CommandRelay:
     def frame(self, now: float) -> Optional[SdkMotorCommand]:
         """The frame to send now (SDK user convention), or None: send nothing."""
         with self._lock:
+            if self.fault is not None:
+                self._last_sent_time = now
+                self.frames_sent += 1
+                return self._damping()
             if not self.fresh(now):
                 return None
             if self.require_activation and self._active and now - self._last_sent_time > FIRMWARE_DAMPING_GAP_S:
@@ -298,24 +397,28 @@ class CommandRelay:
             self._last_sent_time = now
             self.frames_sent += 1
             if self._active:
-                out = self._ramped(self._latest)
-            else:
-                if self._activation_since is None:
-                    self._activation_since = now
-                self.zero_frames_sent += 1
-                out = zero_frame()
-            self._last_q_des = out.q_des if np.any(out.kp) else None
-            return out
+                return self._banded(self._latest)
+            if self._activation_since is None:
+                self._activation_since = now
+            self.zero_frames_sent += 1
+            return zero_frame()
 
-    def _ramped(self, cmd: SdkMotorCommand) -> SdkMotorCommand:
-        """`cmd` with q_des moved from the last frame's by at most max_frame_step (the same object if within)."""
-        reference = self._last_q_des if self._last_q_des is not None else self._measured_q
-        if self.max_frame_step is None or reference is None or not np.any(cmd.kp):
+    def _damping(self) -> SdkMotorCommand:
+        q = self._measured_q if self._measured_q is not None else np.zeros(NUM_JOINTS)
+        z = np.zeros(NUM_JOINTS)
+        return SdkMotorCommand(q.copy(), z, z, np.full(NUM_JOINTS, self.fault_kd), z)
+
+    def _banded(self, cmd: SdkMotorCommand) -> SdkMotorCommand:
+        """`cmd` with q_des inside the band around the newest measured pose (the same object if it is)."""
+        if self.position_band is None or self._measured_q is None:
             return cmd
-        step = np.asarray(cmd.q_des, dtype=np.float64) - reference
-        if np.all(np.abs(step) <= self.max_frame_step):
+        offset = np.asarray(cmd.q_des, dtype=np.float64) - self._measured_q
+        outside = np.abs(offset) > self.position_band
+        if not outside.any():
             return cmd
-        q_des = reference + np.clip(step, -self.max_frame_step, self.max_frame_step)
+        self.band_clips += 1
+        self.band_clip_counts += outside
+        q_des = self._measured_q + np.clip(offset, -self.position_band, self.position_band)
         return SdkMotorCommand(q_des, cmd.qd_des, cmd.kp, cmd.kd, cmd.tau)
 
 

@@ -6,13 +6,21 @@ LCM -> ROS (each LCM channel handled in its own `handle_timeout` thread, publish
   state_estimator  (udpm :7669)  -> sensor_msgs/Imu on imu_topic (quat w,x,y,z -> orientation, omegaBody, aBody;
                                     frame `imu_frame_id`), and vBody -> geometry_msgs/TwistStamped (twist.linear,
                                     m/s, body frame `leg_frame_id`) on body_velocity_topic
-  motor_ctrl_state (udpm :7667)  -> cyberdog_msgs/MotorControlState on motor_ctrl_state_topic
+  motor_ctrl_state (udpm :7667)  -> cyberdog_msgs/MotorControlState on motor_ctrl_state_topic (err_flag;
+                                    ctrl_topic_interval is the firmware's command gap in MILLISECONDS)
+  spi_data         (udpm :7667)  -> the motor boards' flags and temperatures: any flag & 0x3FFFFFFF (what stops
+                                    the official SDK) latches damping frames with the decoded reason (logged as
+                                    an error); temperatures, flags and the decoded err_flag bits go to
+                                    /diagnostics (diagnostic_msgs/DiagnosticArray, once a second and on a change
+                                    of level), WARN from motor_temperature_warn_c
 ROS -> LCM:
   cyberdog_msgs/MotorCommand on motor_command_topic -> motor_ctrl, re-sent every 2 ms (rate_hz) by a sender
-  thread while the newest command is younger than hold_s, then nothing (the firmware's gap protection takes
-  over: > 10 ms feed-forward scaled down, > 500 ms high damping). Commands with a wrong length or non-finite
-  values are dropped with a warning, never forwarded. Motor-mode activation (all-zero frames until the
-  firmware's motor_ctrl_state clears err_flag bit 1) as bridge/lcm_bridge.CommandRelay documents.
+  thread while the newest command is younger than hold_s, then nothing (the firmware's gap rules take over:
+  > 10 ms qd_des and tau_des divided by gap / 10 ms, > 500 ms kd 4 for ~2.5 s, then limp). Commands with a wrong
+  length or non-finite values are dropped with a warning, never forwarded. q_des is kept inside the firmware's
+  band around the newest measured joint angle, every clip counted and reported. Motor-mode activation (all-zero
+  frames until the firmware's motor_ctrl_state clears err_flag bit 1, ~2.5 s) as bridge/lcm_bridge.CommandRelay
+  documents.
 Joint values are flipped between the SDK user convention (ROS side) and the firmware's internal convention
 (LCM side) with joints.JointConvention - see bridge/lcm_bridge.py for the evidence.
 Stamps: the LCM messages carry no usable common clock, so ROS stamps are the bridge's receive time.
@@ -26,6 +34,7 @@ from typing import Optional
 
 import numpy as np
 from cyberdog_msgs.msg import LegState, MotorCommand, MotorControlState
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -33,9 +42,10 @@ from sensor_msgs.msg import Imu
 
 from ..bridge.lcm_bridge import (
     DEFAULT_ESTIMATOR_LCM_URL, DEFAULT_HOLD_S, DEFAULT_LCM_URL, FRAME_RATE_HZ, LEG_CONTROL_DATA, MOTOR_CTRL,
-    MOTOR_CTRL_STATE, STATE_ESTIMATOR, CommandRelay, LcmEndpoint, LegData, command_problem, imu_reading_from_estimator,
-    leg_data_from_lcm, motor_ctrl_from_command, motor_ctrl_state_from_lcm)
-from ..bridge.lcm_types import leg_control_data_lcmt, motor_ctrl_state_lcmt, state_estimator_lcmt
+    MOTOR_CTRL_STATE, SPI_DATA, STATE_ESTIMATOR, CommandRelay, LcmEndpoint, LegData, MotorCtrlState, MotorData,
+    command_problem, imu_reading_from_estimator, leg_data_from_lcm, motor_ctrl_from_command, motor_ctrl_state_from_lcm,
+    motor_data_from_lcm, position_band_rad)
+from ..bridge.lcm_types import leg_control_data_lcmt, motor_ctrl_state_lcmt, spi_data_t, state_estimator_lcmt
 from ..config import load_config
 from ..joints import JointConvention
 from ..motor_sdk import MotorCommand as SdkMotorCommand
@@ -45,6 +55,49 @@ from .source_filter import SourceFilter, filtered
 from .spin import run_node, use_realtime_scheduling
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+MOTOR_TEMPERATURE_WARN_C = 70.0   # the firmware lets a motor back into service only under 74 C (cyberdog_controller.hpp)
+
+
+def motor_fault_reason(data: MotorData, joint_names) -> Optional[str]:
+    """The reason to stop for a spi_data message, or None: every motor whose flag has bits in 0x3FFFFFFF."""
+    faults = data.faults()
+    if not faults:
+        return None
+    parts = [f"{joint_names[j]} (flag 0x{int(data.flags[j]) & 0xFFFFFFFF:08x}: {', '.join(names)})"
+             for j, names in faults.items()]
+    return "motor error flag, damping as the SDK stops: " + "; ".join(parts)
+
+
+def bridge_diagnostics(motors: Optional[MotorData], state: Optional[MotorCtrlState], fault: Optional[str],
+                       band_clips: int, joint_names, temperature_warn_c: float) -> list[DiagnosticStatus]:
+    """The motors (temperatures, flags, fault) and motor mode (err_flag bits, command gap, band clips) as
+    DiagnosticStatus entries."""
+    motor = DiagnosticStatus(name="lcm_bridge: motors", hardware_id="cyberdog2")
+    if motors is None:
+        motor.level, motor.message = DiagnosticStatus.STALE, "no spi_data received"
+    else:
+        hot = [n for n, t in zip(joint_names, motors.temperature) if t >= temperature_warn_c]
+        if fault is not None:
+            motor.level, motor.message = DiagnosticStatus.ERROR, fault
+        elif hot:
+            motor.level = DiagnosticStatus.WARN
+            motor.message = f"motor temperature at or over {temperature_warn_c:g} C: {', '.join(hot)}"
+        else:
+            motor.level, motor.message = DiagnosticStatus.OK, "motors healthy"
+        motor.values = [KeyValue(key=f"{n} temperature C", value=f"{t:.1f}") for n, t in zip(joint_names, motors.temperature)]
+        motor.values += [KeyValue(key=f"{n} flags", value=f"0x{int(f) & 0xFFFFFFFF:08x}") for n, f in zip(joint_names, motors.flags)]
+        motor.values.append(KeyValue(key="max temperature C", value=f"{float(np.max(motors.temperature)):.1f}"))
+    mode = DiagnosticStatus(name="lcm_bridge: motor mode", hardware_id="cyberdog2")
+    if state is None:
+        mode.level, mode.message = DiagnosticStatus.STALE, "no motor_ctrl_state received"
+    else:
+        bits = state.describe()
+        mode.level = DiagnosticStatus.WARN if bits else DiagnosticStatus.OK
+        mode.message = "; ".join(bits) if bits else "motor mode active"
+        mode.values = [KeyValue(key="err_flag", value=f"0x{state.err_flag:02x}"),
+                       KeyValue(key="ctrl_topic_interval ms", value=f"{state.ctrl_topic_interval:.1f}")]
+    mode.values.append(KeyValue(key="q_des band clips (frames)", value=str(band_clips)))
+    return [motor, mode]
 
 
 def leg_state_from_data(data: LegData, stamp, frame_id: str) -> LegState:
@@ -71,14 +124,20 @@ class LcmBridgeNode(Node):
         self.convention = JointConvention(robot)
         self.leg_frame_id, self.imu_frame_id = p["leg_frame_id"], p["imu_frame_id"]
         self.period = 1.0 / p["rate_hz"]
+        self.joint_names = robot.joint_names
         self.relay = CommandRelay(hold_s=p["hold_s"], require_activation=p["require_activation"],
-                                  max_frame_step=robot.frame_step_rad)
+                                  position_band=position_band_rad(robot.num_joints))
+        self.temperature_warn_c = p["motor_temperature_warn_c"]
         self.dropped = 0
+        self._motors: Optional[MotorData] = None
+        self._hot = False
+        self._reported_clips = 0
 
         self.leg_pub = self.create_publisher(LegState, p["leg_state_topic"], qos_profile_sensor_data)
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], qos_profile_sensor_data)
         self.velocity_pub = self.create_publisher(TwistStamped, p["body_velocity_topic"], qos_profile_sensor_data)
         self.state_pub = self.create_publisher(MotorControlState, p["motor_ctrl_state_topic"], 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # only the stack's policy node commands the motors (nodes/source_filter.py): another publisher is ignored
         self.command_source = SourceFilter(self, p["motor_command_topic"], p["command_source"])
         self.create_subscription(MotorCommand, p["motor_command_topic"], filtered(self.command_source,
@@ -87,6 +146,7 @@ class LcmBridgeNode(Node):
         self.rx = LcmEndpoint(p["lcm_url"], "lcm-rx")
         self.rx.subscribe(LEG_CONTROL_DATA, leg_control_data_lcmt.decode, self._on_leg_data)
         self.rx.subscribe(MOTOR_CTRL_STATE, motor_ctrl_state_lcmt.decode, self._on_motor_ctrl_state)
+        self.rx.subscribe(SPI_DATA, spi_data_t.decode, self._on_spi_data)
         self.estimator = LcmEndpoint(p["estimator_lcm_url"], "lcm-estimator")
         self.estimator.subscribe(STATE_ESTIMATOR, state_estimator_lcmt.decode, self._on_estimator)
         self.tx = LcmEndpoint(p["lcm_url"], "lcm-tx")   # publishes only; a memq URL shares the rx instance
@@ -96,6 +156,7 @@ class LcmBridgeNode(Node):
             endpoint.start()
         self._sender.start()
         use_realtime_scheduling(self, p["realtime_priority"])
+        self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"bridging LCM {p['lcm_url']} (+ estimator {p['estimator_lcm_url']}): motor_ctrl at {p['rate_hz']:.0f} Hz, "
             f"hold {p['hold_s']} s, activation {'required' if p['require_activation'] else 'off'}")
@@ -110,6 +171,7 @@ class LcmBridgeNode(Node):
             "leg_frame_id": "base", "imu_frame_id": "imu_link", "realtime_priority": 0,
             # the node whose MotorCommand is forwarded ("" pins the first publisher); any other is ignored
             "command_source": "",
+            "motor_temperature_warn_c": MOTOR_TEMPERATURE_WARN_C,
         }
         return declare_parameters(self, defaults)
 
@@ -173,6 +235,37 @@ class LcmBridgeNode(Node):
         self._publish(self.imu_pub, imu_msg(imu_reading_from_estimator(msg), stamp, self.imu_frame_id))
         self._publish(self.velocity_pub, body_velocity_msg(np.asarray(msg.vBody, dtype=np.float64), stamp,
                                                            self.leg_frame_id))
+
+    def _on_spi_data(self, msg: spi_data_t) -> None:
+        try:
+            data = motor_data_from_lcm(msg, self.convention)
+        except ValueError as exc:
+            self.get_logger().warning(f"bad spi_data: {exc}", throttle_duration_sec=1.0)
+            return
+        self._motors = data
+        hot = bool(np.any(data.temperature >= self.temperature_warn_c))
+        reason = motor_fault_reason(data, self.joint_names)
+        if reason is not None and self.relay.motor_fault(reason):
+            self.get_logger().error(reason + "; restart the bridge after the robot was checked (e-stop)")
+            self._publish_diagnostics()
+        elif hot != self._hot:
+            self._hot = hot
+            if hot:
+                self.get_logger().warning(f"motor temperature at or over {self.temperature_warn_c:g} C")
+            self._publish_diagnostics()
+
+    def _publish_diagnostics(self) -> None:
+        clips = self.relay.band_clips
+        if clips > self._reported_clips:
+            self.get_logger().warning(f"q_des clipped into the firmware's band around the measured angle in "
+                                      f"{clips - self._reported_clips} frames (per joint so far: "
+                                      f"{self.relay.band_clip_counts.tolist()})")
+            self._reported_clips = clips
+        out = DiagnosticArray()
+        out.header.stamp = self._stamp()
+        out.status = bridge_diagnostics(self._motors, self.relay.last_state, self.relay.fault, clips,
+                                        self.joint_names, self.temperature_warn_c)
+        self._publish(self.diag_pub, out)
 
     def _on_motor_ctrl_state(self, msg: motor_ctrl_state_lcmt) -> None:
         state = motor_ctrl_state_from_lcm(msg)

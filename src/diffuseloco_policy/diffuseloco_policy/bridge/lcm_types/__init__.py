@@ -10,6 +10,7 @@ tests/test_bridge_lcm_types.py regenerates them into a temporary folder and fail
 from .leg_control_data_lcmt import leg_control_data_lcmt
 from .motor_ctrl_lcmt import motor_ctrl_lcmt
 from .motor_ctrl_state_lcmt import motor_ctrl_state_lcmt
+from .spi_data_t import spi_data_t
 from .state_estimator_lcmt import state_estimator_lcmt
 
-__all__ = ["leg_control_data_lcmt", "motor_ctrl_lcmt", "motor_ctrl_state_lcmt", "state_estimator_lcmt"]
+__all__ = ["leg_control_data_lcmt", "motor_ctrl_lcmt", "motor_ctrl_state_lcmt", "spi_data_t", "state_estimator_lcmt"]

@@ -11,8 +11,9 @@ class motor_ctrl_state_lcmt(object):
     """
     Motor SDK status, LCM channel "motor_ctrl_state" (udpm://239.255.76.67:7667), from the CyberDog 2.
     Copied from the SDK (cyberdog_locomotion common/lcm_type/lcm/motor_ctrl_state_lcmt.lcm): do not edit.
-    err_flag bits (SDK README): 0 command gap > 10 ms (feed-forward decays), 1 gap > 500 ms (high damping; cleared
-    by all-zero frames, also set at start-up), 2/3/4 abad/hip/knee q_des jump clamped (8/10/12 deg per frame).
+    err_flag bits (firmware fsm_state_motor_ctrl.cpp): 0 command gap > 10 ms (qd_des, tau_des divided by gap / 10 ms),
+    1 gap > 500 ms and on entering motor mode (kd 4 for ~2.5 s, then limp; cleared after that by an all-zero frame),
+    2/3/4 abad/hip/knee q_des clamped to the measured angle +- 8/10/12 deg. ctrl_topic_interval: the gap, ms.
     """
 
     __slots__ = ["err_flag", "ctrl_topic_interval"]
