@@ -73,7 +73,7 @@ class Controller:
         self._now: Optional[float] = None
         self._move: Optional[_Move] = None           # the running interpolation, if any
         self._move_pending = False                   # start a move from the measured pose at the next tick
-        self._move_from_target = False               # ... from the last target instead (a stand on stale sensors)
+        self._in_place_from: Optional[str] = None     # a quick stand in place: from the "target" or "measured" pose
         self._move_load = (0.0, 0.0)                 # share of the weight carried through tau_des: start, end
 
     # ------------------------------------------------------------------------------------------ queries
@@ -176,15 +176,18 @@ class Controller:
             return f"{r.name} refused: sensors not healthy ({self._sensor_fault})"
         return ""
 
-    def stand_in_place(self, reason: str) -> bool:
+    def stand_in_place(self, reason: str, from_target: bool = True) -> bool:
         """A running robot whose sensors went stale (safety.stale_stand_after) moves from its last targets to the
         default pose in controller.stale_stand_duration and holds it (STANDING_UP): the motor boards keep that
         posture without our sensors, where damping would drop a trotting dog. RUN resumes once they are fresh.
-        Other states are left as they are (their moves do not read the sensors). Returns whether it stood."""
+        from_target=False starts from the measured pose instead: after a stall of this process the sensors are
+        fresh and the bridge has meanwhile stood the dog itself (bridge/stall_posture.py), away from our last
+        target. Other states are left as they are (their moves do not read the sensors). Returns whether it
+        stood."""
         if self._state != S.RUNNING:
             return False
         self._enter(S.STANDING_UP, fault=reason, move=True, load=(1.0, 1.0))
-        self._move_from_target = True
+        self._in_place_from = "target" if from_target else "measured"
         return True
 
     def _carried_load(self, state: ControllerState) -> float:
@@ -203,7 +206,7 @@ class Controller:
             self.last_fault = fault
         self._move = None
         self._move_pending = move
-        self._move_from_target = False
+        self._in_place_from = None
         self._move_load = load
 
     # --------------------------------------------------------------------------------------------- tick
@@ -271,11 +274,14 @@ class Controller:
         return self._hold(target)
 
     def _interpolate(self, goal: np.ndarray, duration: float) -> np.ndarray:
-        """The target of the current move, starting it from the measured pose on its first tick."""
+        """The target of the current move, starting it from the measured pose on its first tick (a stand in place
+        from the last target, and in controller.stale_stand_duration)."""
         if self._move_pending or self._move is None:
-            start, from_target = self._last_q, self._move_from_target and self._target is not None
-            if from_target:
-                start, duration = self._target, self.cc.stale_stand_duration
+            start = self._last_q
+            if self._in_place_from is not None:
+                duration = self.cc.stale_stand_duration
+                if self._in_place_from == "target" and self._target is not None:
+                    start = self._target
             self._move = _Move(start=start.copy(), goal=goal, t0=self._now, duration=duration, load=self._move_load)
             self._move_pending = False
         return self._move.at(self._now)

@@ -222,7 +222,8 @@ class PolicyLoop:
         if stale is None and not stalled:
             self.stale = self.stale_reaction = ""
             return
-        if stalled and (stale is None or stale.age_s - gap < safety.sensor_timeout):
+        own_stall = stalled and (stale is None or stale.age_s - gap < safety.sensor_timeout)
+        if own_stall:
             cause, age = f"policy process stalled: {gap * 1000:.0f} ms since the previous tick", gap
         else:
             cause, age = f"{stale.stream} stale: {stale.age_s * 1000:.0f} ms old", stale.age_s
@@ -231,7 +232,7 @@ class PolicyLoop:
             self.stale, self.stale_reaction = f"{cause}; riding through on the current plan (limit {limit})", "ride"
             return
         self.stale, self.stale_reaction = f"{cause}; standing until it is fresh (limit {limit})", "stand"
-        if self.controller.stand_in_place(self.stale):
+        if self.controller.stand_in_place(self.stale, from_target=not own_stall):
             self.last_fault = self.stale
 
     def _watch_commands(self, now: float) -> None:

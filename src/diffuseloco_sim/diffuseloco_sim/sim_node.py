@@ -1,10 +1,12 @@
 """The MuJoCo CyberDog 2 on the robot's own topics and message types, so the policy node cannot tell sim from robot.
 
 It subscribes to the motor command (cyberdog_msgs/MotorCommand) and plays the part of the LCM bridge and the
-firmware: the bridge re-sends the newest command to the firmware every joint-loop frame for `bridge_hold_s`
-after it arrived (then stops, so the firmware's gap rules take over: over 10 ms qd_des and tau_des divided, over
-500 ms kd 4 for ~2.5 s, then limp); the firmware is sim/firmware.py, run by the simulator every 2 ms frame (the
-position band around the measured angle included). One difference from the robot, on purpose: the simulated dog
+firmware. The bridge is the robot's own relay (diffuseloco_policy.bridge.lcm_bridge.CommandRelay): it re-sends the
+newest command every 2 ms joint-loop frame for `bridge_hold_s` after it arrived, kept inside the firmware's band
+around the measured angle; then the policy node counts as stalled and the relay stands the dog, holds it
+`stall_hold_s`, lies it down (bridge/stall_posture.py) and stops, so the firmware's gap rules take over (over
+10 ms qd_des and tau_des divided, over 500 ms kd 4 for ~2.5 s, then limp). The firmware is sim/firmware.py, run
+by the simulator every 2 ms frame (the position band around the measured angle included). One difference from the robot, on purpose: the simulated dog
 starts standing with motor mode already entered and activated, so there is no ~2.5 s wait for all-zero frames
 here (the policy node's controller starts in PASSIVE and would never send them itself; on the robot the LCM
 bridge does). The LCM path (lcm_bridge + bridge/lcm_robot_peer.py) reproduces the activation. After a gap over
@@ -29,7 +31,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu
 
+from diffuseloco_policy.bridge.lcm_bridge import CommandRelay
+from diffuseloco_policy.bridge.stall_posture import StallPosture, StallTiming
 from diffuseloco_policy.config import load_config
+from diffuseloco_policy.firmware_limits import position_band_rad
 from . import CyberDogSim, SimConfig
 from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 from diffuseloco_policy.nodes.conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
@@ -50,10 +55,14 @@ class SimulatorNode(Node):
         sim_config = SimConfig.randomized() if p["randomize"] else SimConfig()
         if not p["pushes"]:
             sim_config = sim_config.without_pushes()
-        self.sim = CyberDogSim(self.config, sim_config, seed=p["seed"], bridge_hold_s=p["bridge_hold_s"])
+        # every frame comes from the relay below, so the firmware's gap is the time since the newest relay frame
+        self.sim = CyberDogSim(self.config, sim_config, seed=p["seed"], bridge_hold_s=0.0)
+        self.relay = self._relay(p)
         self.real_time_factor = p["real_time_factor"]
         self.publish_clock = p["publish_clock"] or self.real_time_factor != 1.0
-        self.steps_per_state = max(1, int(round(1.0 / (p["state_rate_hz"] * self.sim.physics_dt))))
+        frame_s = self.sim.steps_per_frame * self.sim.physics_dt
+        self.frames_per_state = max(1, int(round(1.0 / (p["state_rate_hz"] * frame_s))))
+        self.steps_per_state = self.frames_per_state * self.sim.steps_per_frame
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -77,12 +86,20 @@ class SimulatorNode(Node):
     def _declare_parameters(self) -> dict:
         defaults = {
             "config": "", "seed": 0, "randomize": False, "pushes": False, "real_time_factor": 1.0,
-            "publish_clock": False, "state_rate_hz": 500.0, "bridge_hold_s": 0.1, "leg_state_topic": "/cyberdog/leg_state",
+            "publish_clock": False, "state_rate_hz": 500.0, "bridge_hold_s": 0.1, "stall_posture": True,
+            "stall_hold_s": StallTiming.hold_s, "leg_state_topic": "/cyberdog/leg_state",
             "imu_topic": "/cyberdog/imu", "body_velocity_topic": "/cyberdog/body_velocity",
             "motor_command_topic": "/cyberdog/motor_cmd", "realtime_priority": 0,
             "command_source": "",   # the node whose MotorCommand is obeyed ("" pins the first publisher)
         }
         return declare_parameters(self, defaults)
+
+    def _relay(self, p: dict) -> CommandRelay:
+        """The LCM bridge's relay, as the robot runs it; the simulated dog starts in motor mode, activated."""
+        stall = StallPosture(self.config, StallTiming(self.config.controller.stale_stand_duration,
+                                                      p["stall_hold_s"])) if p["stall_posture"] else None
+        return CommandRelay(hold_s=p["bridge_hold_s"], require_activation=False,
+                            position_band=position_band_rad(self.config.robot.num_joints), stall_posture=stall)
 
     def _realtime(self, priority: int) -> None:
         """SCHED_FIFO for the stepping loop, as the robot's firmware keeps its joint loop: under a normal priority
@@ -103,14 +120,16 @@ class SimulatorNode(Node):
             self.get_logger().warning(f"dropped a malformed motor command: {exc}", throttle_duration_sec=1.0)
             return
         with self._lock:
-            self.sim.command(command)
+            self.relay.submit(command, self.sim.time)
 
     def _run(self) -> None:
         period = self.steps_per_state * self.sim.physics_dt
         next_wall = time.monotonic()
         while not self._stop.is_set() and rclpy.ok():
             with self._lock:
-                self.sim.step(self.steps_per_state)
+                for _ in range(self.frames_per_state):
+                    self._relay_frame()
+                    self.sim.step(self.sim.steps_per_frame)
             try:
                 self._publish_state()
             except Exception:  # noqa: BLE001 - publishing races the shutdown of the context on Ctrl-C
@@ -124,6 +143,14 @@ class SimulatorNode(Node):
                     time.sleep(delay)
                 elif delay < -0.1:  # fell far behind (e.g. a loaded machine): don't try to catch up in a burst
                     next_wall = time.monotonic()
+
+    def _relay_frame(self) -> None:
+        """One 2 ms frame from the relay to the firmware (none while it is silent), banded around the angle the
+        robot reports, as the bridge bands around leg_control_data."""
+        self.relay.on_measured(self.sim.joint_state().q)
+        frame = self.relay.frame(self.sim.time)
+        if frame is not None:
+            self.sim.command(frame)
 
     def _stamp(self):
         return seconds_to_stamp(self.sim.time) if self.publish_clock else self.get_clock().now().to_msg()

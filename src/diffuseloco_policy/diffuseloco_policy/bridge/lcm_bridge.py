@@ -34,6 +34,7 @@ from ..firmware_limits import (  # noqa: F401 - the firmware's err_flag bits, re
     decode_err_flag, position_band_rad)
 from ..motor_sdk import ImuReading, JointState
 from ..motor_sdk import MotorCommand as SdkMotorCommand
+from .stall_posture import StallPosture
 from .lcm_types import leg_control_data_lcmt, motor_ctrl_lcmt, motor_ctrl_state_lcmt, spi_data_t, state_estimator_lcmt
 
 NUM_JOINTS = 12
@@ -295,12 +296,13 @@ class CommandRelay:
 
     * The newest valid command is held and re-sent every frame while it is younger than `hold_s`: the policy
       runs at 50 Hz, the firmware expects a frame every 2 ms and flags a gap over 10 ms.
-    * Once the newest command is older than `hold_s` the relay sends NOTHING. It never invents commands: when
-      the publisher (policy node) dies or hangs, the firmware's own gap rules take over (FsmStateMotorCtrl::Run(),
-      sim/firmware.py): over 10 ms it divides qd_des and tau_des by gap / 10 ms, over 500 ms it replaces every
-      frame by zeros with kd 4 for about 2.5 s and then leaves the motors limp. That is the designed-in, on-robot
-      fail-safe; re-sending a stale command forever would defeat it. hold_s (0.1 s = 5 missed policy ticks) rides
-      through scheduling jitter without masking a dead policy.
+    * Once the newest command is older than `hold_s` the policy node has stalled or died. With a `stall_posture`
+      (stall_posture.py) the relay then stands the dog from the last target it sent, holds the stand for a few
+      seconds in case the policy comes back, lies it down and goes silent; without one it goes silent at once.
+      Silence leaves the dog to the firmware's own gap rules (FsmStateMotorCtrl::Run(), sim/firmware.py): over
+      10 ms qd_des and tau_des divided by gap / 10 ms, over 500 ms zeros with kd 4 for about 2.5 s, then limp
+      motors, which drop a trotting dog. hold_s (0.1 s = 5 missed policy ticks) rides through scheduling jitter
+      without masking a dead policy; a fresh command ends the stall posture at once.
     * Motor-mode activation: the firmware sets err_flag bit 1 on entering motor mode and after every gap over
       500 ms, replaces every frame by zeros (kd 4) for about 2.5 s, and clears the bit only after that wait, on
       an all-zero frame. With `require_activation`, while activation is needed and a fresh command exists, the
@@ -319,9 +321,11 @@ class CommandRelay:
     """
 
     def __init__(self, hold_s: float = DEFAULT_HOLD_S, require_activation: bool = True,
-                 position_band: Optional[np.ndarray] = None, fault_kd: float = 4.0) -> None:
+                 position_band: Optional[np.ndarray] = None, fault_kd: float = 4.0,
+                 stall_posture: Optional[StallPosture] = None) -> None:
         """position_band: the firmware's largest |q_des - q_measured| (rad, per joint, SDK order); None sends q_des
-        as given. fault_kd: the damping gain sent after a motor fault (the firmware's own fallback uses 4)."""
+        as given. fault_kd: the damping gain sent after a motor fault (the firmware's own fallback uses 4).
+        stall_posture: what to send once commands stop (None: nothing)."""
         if hold_s <= 0:
             raise ValueError("hold_s must be positive")
         if position_band is not None and not np.all(np.asarray(position_band) > 0):
@@ -344,6 +348,11 @@ class CommandRelay:
         self.zero_frames_sent = 0
         self.band_clips = 0                             # frames in which q_des was clipped into the band
         self.band_clip_counts = np.zeros(NUM_JOINTS, dtype=np.int64)
+        self.stall_posture = stall_posture
+        self._last_forwarded_q: Optional[np.ndarray] = None   # q_des of the last command frame sent (SDK)
+        self._stall_from: Optional[np.ndarray] = None        # where the current stall posture started
+        self.stalls = 0                                        # stall postures begun
+        self.stall_frames = 0
 
     @property
     def active(self) -> bool:
@@ -390,18 +399,44 @@ class CommandRelay:
                 self._last_sent_time = now
                 self.frames_sent += 1
                 return self._damping()
-            if not self.fresh(now):
-                return None
             if self.require_activation and self._active and now - self._last_sent_time > FIRMWARE_DAMPING_GAP_S:
                 self._active = False   # we were silent long enough for the firmware to fall back to damping
+            if not self.fresh(now):
+                return self._stall_frame(now)
+            self._stall_from = None
             self._last_sent_time = now
             self.frames_sent += 1
             if self._active:
-                return self._banded(self._latest)
+                frame = self._banded(self._latest)
+                self._last_forwarded_q = np.asarray(frame.q_des, dtype=np.float64)
+                return frame
             if self._activation_since is None:
                 self._activation_since = now
             self.zero_frames_sent += 1
             return zero_frame()
+
+    def stall_phase(self, now: float) -> str:
+        """'' while commands are fresh (or no stall posture runs), else StallPosture.phase()."""
+        with self._lock:
+            if self.stall_posture is None or self._stall_from is None or self.fresh(now):
+                return ""
+            return self.stall_posture.phase(now - self._latest_time - self.hold_s)
+
+    def _stall_frame(self, now: float) -> Optional[SdkMotorCommand]:
+        """The stall posture's frame (banded), or None: no posture, nothing was forwarded yet, motor mode not
+        active, or the posture is over."""
+        if self.stall_posture is None or self._last_forwarded_q is None or not self._active:
+            return None
+        if self._stall_from is None:
+            self._stall_from = self._last_forwarded_q.copy()
+            self.stalls += 1
+        frame = self.stall_posture.frame(now - self._latest_time - self.hold_s, self._stall_from)
+        if frame is None:
+            return None
+        self._last_sent_time = now
+        self.frames_sent += 1
+        self.stall_frames += 1
+        return self._banded(frame)
 
     def _damping(self) -> SdkMotorCommand:
         q = self._measured_q if self._measured_q is not None else np.zeros(NUM_JOINTS)

@@ -15,8 +15,10 @@ LCM -> ROS (each LCM channel handled in its own `handle_timeout` thread, publish
                                     of level), WARN from motor_temperature_warn_c
 ROS -> LCM:
   cyberdog_msgs/MotorCommand on motor_command_topic -> motor_ctrl, re-sent every 2 ms (rate_hz) by a sender
-  thread while the newest command is younger than hold_s, then nothing (the firmware's gap rules take over:
-  > 10 ms qd_des and tau_des divided by gap / 10 ms, > 500 ms kd 4 for ~2.5 s, then limp). Commands with a wrong
+  thread while the newest command is younger than hold_s. Then the policy node has stalled or died: the bridge
+  stands the dog, holds it stall_hold_s, lies it down (bridge/stall_posture.py; /diagnostics ERROR meanwhile) and
+  goes silent, so the firmware's gap rules (> 10 ms qd_des and tau_des divided by gap / 10 ms, > 500 ms kd 4
+  for ~2.5 s, then limp) leave a lying dog limp. A fresh command ends the posture. Commands with a wrong
   length or non-finite values are dropped with a warning, never forwarded. q_des is kept inside the firmware's
   band around the newest measured joint angle, every clip counted and reported. Motor-mode activation (all-zero
   frames until the firmware's motor_ctrl_state clears err_flag bit 1, ~2.5 s) as bridge/lcm_bridge.CommandRelay
@@ -46,6 +48,7 @@ from ..bridge.lcm_bridge import (
     command_problem, imu_reading_from_estimator, leg_data_from_lcm, motor_ctrl_from_command, motor_ctrl_state_from_lcm,
     motor_data_from_lcm, position_band_rad)
 from ..bridge.lcm_types import leg_control_data_lcmt, motor_ctrl_state_lcmt, spi_data_t, state_estimator_lcmt
+from ..bridge.stall_posture import StallPosture, StallTiming
 from ..config import load_config
 from ..joints import JointConvention
 from ..motor_sdk import MotorCommand as SdkMotorCommand
@@ -69,9 +72,10 @@ def motor_fault_reason(data: MotorData, joint_names) -> Optional[str]:
 
 
 def bridge_diagnostics(motors: Optional[MotorData], state: Optional[MotorCtrlState], fault: Optional[str],
-                       band_clips: int, joint_names, temperature_warn_c: float) -> list[DiagnosticStatus]:
-    """The motors (temperatures, flags, fault) and motor mode (err_flag bits, command gap, band clips) as
-    DiagnosticStatus entries."""
+                       band_clips: int, joint_names, temperature_warn_c: float,
+                       stall_phase: str = "") -> list[DiagnosticStatus]:
+    """The motors (temperatures, flags, fault) and motor mode (err_flag bits, command gap, band clips, a stall
+    posture for a silent policy node) as DiagnosticStatus entries."""
     motor = DiagnosticStatus(name="lcm_bridge: motors", hardware_id="cyberdog2")
     if motors is None:
         motor.level, motor.message = DiagnosticStatus.STALE, "no spi_data received"
@@ -96,7 +100,11 @@ def bridge_diagnostics(motors: Optional[MotorData], state: Optional[MotorCtrlSta
         mode.message = "; ".join(bits) if bits else "motor mode active"
         mode.values = [KeyValue(key="err_flag", value=f"0x{state.err_flag:02x}"),
                        KeyValue(key="ctrl_topic_interval ms", value=f"{state.ctrl_topic_interval:.1f}")]
+    if stall_phase and stall_phase != "done":
+        mode.level = DiagnosticStatus.ERROR
+        mode.message = f"policy node silent: stall posture ({stall_phase})"
     mode.values.append(KeyValue(key="q_des band clips (frames)", value=str(band_clips)))
+    mode.values.append(KeyValue(key="stall posture", value=stall_phase or "none"))
     return [motor, mode]
 
 
@@ -120,18 +128,22 @@ class LcmBridgeNode(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("lcm_bridge", **node_kwargs)
         p = self._declare_parameters()
-        robot = load_config(p["config"] or None).robot
+        config = load_config(p["config"] or None)
+        robot = config.robot
         self.convention = JointConvention(robot)
         self.leg_frame_id, self.imu_frame_id = p["leg_frame_id"], p["imu_frame_id"]
         self.period = 1.0 / p["rate_hz"]
         self.joint_names = robot.joint_names
+        stall = StallPosture(config, StallTiming(config.controller.stale_stand_duration, p["stall_hold_s"])) \
+            if p["stall_posture"] else None
         self.relay = CommandRelay(hold_s=p["hold_s"], require_activation=p["require_activation"],
-                                  position_band=position_band_rad(robot.num_joints))
+                                  position_band=position_band_rad(robot.num_joints), stall_posture=stall)
         self.temperature_warn_c = p["motor_temperature_warn_c"]
         self.dropped = 0
         self._motors: Optional[MotorData] = None
         self._hot = False
         self._reported_clips = 0
+        self._stall_phase = ""
 
         self.leg_pub = self.create_publisher(LegState, p["leg_state_topic"], qos_profile_sensor_data)
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], qos_profile_sensor_data)
@@ -172,6 +184,9 @@ class LcmBridgeNode(Node):
             # the node whose MotorCommand is forwarded ("" pins the first publisher); any other is ignored
             "command_source": "",
             "motor_temperature_warn_c": MOTOR_TEMPERATURE_WARN_C,
+            # a silent policy node: stand, hold this long, lie down, then silence (bridge/stall_posture.py);
+            # false: silence at once, the firmware's gap rules drop the dog
+            "stall_posture": True, "stall_hold_s": StallTiming.hold_s,
         }
         return declare_parameters(self, defaults)
 
@@ -195,6 +210,7 @@ class LcmBridgeNode(Node):
             if frame is not None:
                 self.tx.publish(MOTOR_CTRL, motor_ctrl_from_command(frame, self.convention))
             was_sending = self._log_transitions(frame is not None, was_sending, was_active)
+            self._log_stall(now)
             was_active = self.relay.active
             next_time += self.period
             delay = next_time - time.monotonic()
@@ -216,6 +232,21 @@ class LcmBridgeNode(Node):
             log.warning("motor mode not active (firmware damping or long gap): sending all-zero frames to "
                         "re-activate while commands are fresh")
         return sending
+
+    def _log_stall(self, now: float) -> None:
+        phase = self.relay.stall_phase(now)
+        if phase == self._stall_phase:
+            return
+        timing = self.relay.stall_posture.timing if self.relay.stall_posture is not None else None
+        if phase == "stand":
+            self.get_logger().error(f"policy node silent for {self.relay.hold_s} s: standing the dog, lying it "
+                                    f"down after {timing.stand_s + timing.hold_s:.1f} s unless commands resume")
+        elif phase == "lie down":
+            self.get_logger().error("policy node still silent: lying the dog down, then the firmware's gap "
+                                    "protection leaves the motors limp")
+        elif self._stall_phase in ("stand", "hold", "lie down") and not phase:
+            self.get_logger().warning("motor commands resumed: the stall posture ended")
+        self._stall_phase = phase
 
     # ------------------------------------------------------------------------------------------- LCM -> ROS
     def _stamp(self):
@@ -264,7 +295,7 @@ class LcmBridgeNode(Node):
         out = DiagnosticArray()
         out.header.stamp = self._stamp()
         out.status = bridge_diagnostics(self._motors, self.relay.last_state, self.relay.fault, clips,
-                                        self.joint_names, self.temperature_warn_c)
+                                        self.joint_names, self.temperature_warn_c, self._stall_phase)
         self._publish(self.diag_pub, out)
 
     def _on_motor_ctrl_state(self, msg: motor_ctrl_state_lcmt) -> None:
