@@ -4,6 +4,7 @@ the MuJoCo node and the policy node started by the dev runner, this test playing
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -226,6 +227,31 @@ def test_a_foreign_motor_command_publisher_is_not_obeyed(sim_graph):
     finally:
         intruder.destroy_node()
     assert before > 0.2 and min(heights) > before - 0.02, (before, min(heights))
+    assert state(probe) in (PolicyStatus.STATE_STANDING_UP, PolicyStatus.STATE_RUNNING)
+
+
+def test_a_stalled_policy_process_is_answered_by_the_simulated_bridge_before_the_firmware_fallback(sim_graph):
+    """The policy process stops for 1.2 s (SIGSTOP). The sim node's relay, like the LCM bridge, stands the dog
+    once the newest command is 0.1 s old (bridge/stall_posture.py) instead of leaving it to the firmware, which
+    damps at 0.5 s: the trunk stays up. Awake again, the policy says it stalled and stands in place."""
+    graph, probe = sim_graph
+    probe.request_until_accepted(R.REQUEST_STAND_UP, 15.0, "healthy sensors for STAND_UP")
+    probe.request_until_accepted(R.REQUEST_RUN, CONFIG.controller.stand_up_duration + 5.0, "RUN")
+    time.sleep(1.0)
+    before = probe.pose.pose.position.z
+    policy = graph.processes[1][1]
+    policy.send_signal(signal.SIGSTOP)
+    heights = []
+    try:
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            heights.append(probe.pose.pose.position.z)
+            time.sleep(0.01)
+    finally:
+        policy.send_signal(signal.SIGCONT)
+    assert before > 0.2 and min(heights) > before - 0.02, (before, min(heights))
+    probe.wait_for(lambda: "policy process stalled" in probe.latest_status().last_fault, 3.0,
+                   "the policy's own stall reported")
     assert state(probe) in (PolicyStatus.STATE_STANDING_UP, PolicyStatus.STATE_RUNNING)
 
 

@@ -44,7 +44,7 @@ from .inference import InferenceWorker, Sampler
 from .log_text import shorten
 from .observation import ObservationBuilder, RobotState, observes_applied_action, observes_gait_phase
 from .pd_targets import ActionDecoder, JointTargets
-from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, VelocitySample
+from .safety import ImuSample, JointSample, PDCommand, SafetyFilter, SensorMonitor, VelocitySample, is_finite_number
 
 
 @dataclass
@@ -179,7 +179,7 @@ class PolicyLoop:
         """velocity: the state estimator's vBody, needed (and checked like any sensor) only by models that
         observe it."""
         self._watch_commands(now)
-        fault = self.monitor.check(now, joints, imu, velocity)
+        fault = self.monitor.check(now, joints, imu, velocity, blind_s=self._blind_time(now))
         self._grade_staleness(now, fault)
         sensors = _Sensors(joints, imu, velocity)
         running = fault is None and self.controller.state == ControllerState.RUNNING  # before this tick's move
@@ -207,6 +207,13 @@ class PolicyLoop:
             self._last_action = sent
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited, self.stale)
+
+    def _blind_time(self, now: float) -> float:
+        """How long this process was not running beyond one tick period: samples that arrived meanwhile wait
+        in its queue, so their age says nothing about the sensors (SensorMonitor.check)."""
+        if self.last_tick_at is None or not is_finite_number(now):
+            return 0.0
+        return max(0.0, now - self.last_tick_at - self.config.rates.control_dt)
 
     def _grade_staleness(self, now: float, fault: Optional[str]) -> None:
         """Stale but not lost sensors (SensorMonitor.staleness), or a tick that comes late after the previous one

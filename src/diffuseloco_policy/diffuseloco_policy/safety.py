@@ -354,6 +354,7 @@ class SensorMonitor:
         self.velocity_fault: Optional[str] = "not checked: neither the model nor the velocity loop uses vBody"
         self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock(), "body velocity": _StreamClock()}
         self.staleness: Optional[Staleness] = None  # this tick's stale (not lost) joint state or IMU stream
+        self._blind_s = 0.0                          # this check's stall of the caller (check(blind_s=...))
 
     def reset(self) -> None:
         """Forget the stamps and samples seen (after a deliberate restart of a sensor source)."""
@@ -363,13 +364,16 @@ class SensorMonitor:
         self._gyro_rates.reset()
 
     def check(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample],
-              velocity: Optional[VelocitySample] = None) -> Optional[str]:
+              velocity: Optional[VelocitySample] = None, blind_s: float = 0.0) -> Optional[str]:
         """The first fault among: missing, malformed, stale, out of order, implausible values; None if healthy.
         The body velocity is checked whenever it is used, and its verdict kept in `velocity_fault`; it is a fault
-        of the tick only when the model observes it."""
+        of the tick only when the model observes it. blind_s: how long the caller itself was stalled before this
+        check; it is not counted in the samples' age (they waited in its queue). Sensors that really stopped are
+        judged at the next check, one tick later."""
         self.staleness = None
         if not is_finite_number(now):
             return f"invalid clock reading {now!r}"
+        self._blind_s = blind_s if is_finite_number(blind_s) and blind_s > 0 else 0.0
         fault = self._check_joints(now, joints) or self._check_imu(now, imu)
         if self.checks_velocity:
             self.velocity_fault = self._check_velocity(now, velocity)
@@ -487,6 +491,8 @@ class SensorMonitor:
         if not is_finite_number(received):
             return f"{stream} receive time {received!r} is invalid"
         age = now - received
+        if age > 0:
+            age = max(0.0, age - self._blind_s)
         if graded and self.timeout < age <= self.lost_after:
             if self.staleness is None or age > self.staleness.age_s:
                 self.staleness = Staleness(stream, age)
