@@ -315,8 +315,9 @@ class ControllerConfig:
     get_down_duration: float = 2.0       # s, measured pose -> lying pose
     stand_kp: float = 30.0               # gains while standing up, holding and getting down
     stand_kd: float = 3.0
-    # kg the legs carry through tau_des during those moves (stance_support.py): the robot's mass, 0 = none
-    support_mass: float = 8.76
+    # kg the legs carry through tau_des during those moves (stance_support.py): the robot's mass (the official
+    # description's 8.52 kg, links and rotors, no foot mass), 0 = none
+    support_mass: float = 8.52
     # Folded legs, body a few cm above the ground (model convention, abad/hip/knee per leg).
     lying_pose: tuple[float, ...] = (0.0, -1.1, 2.4) * 4
     auto_run: bool = False               # enter RUNNING as soon as the stand-up completes

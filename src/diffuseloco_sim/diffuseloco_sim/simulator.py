@@ -3,9 +3,10 @@
 The simulator takes exactly what the motor SDK takes (q_des, qd_des, kp, kd, tau per joint, SDK convention).
 Every 2 ms frame the firmware's motor mode (sim/firmware.py: the command-gap rules, the joint-limit clamp, the
 position band around the measured joint angle, the soft joint limits) turns the newest frame into what the motor
-boards run, and the joint law tau = tau_ff + kp (q_des - q) + kd (qd_des - qd), clamped to the motor limit, is
-evaluated once per 0.002 s physics step (explicit). It reports what the robot reports: joint state in SDK
-convention and the IMU.
+boards run, and the boards (sim/actuator.py) hold it for the frame and close the joint law
+tau = tau_ff + kp (q_des - q) + kd (qd_des - qd) themselves, as the robot's motor drivers do: by default through
+MuJoCo's implicit actuator at a 2 ms physics step (SimConfig.actuator), clamped to the motor limit and the
+firmware's torque-speed curve. It reports what the robot reports: joint state in SDK convention and the IMU.
 
 The direct path (`command`) plays a client plus the LCM bridge: by default the newest frame counts as re-sent
 every frame (as bridge/lcm_bridge.CommandRelay re-sends a fresh command), so the gap rules never act; with
@@ -33,6 +34,7 @@ from diffuseloco_policy.config import StackConfig
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.observation import RobotState
 from diffuseloco_policy.package_files import package_file
+from .actuator import MotorBoards
 from .firmware import FRAME_S, MotorFirmware
 from diffuseloco_policy.motor_sdk import ImuReading, JointState, MotorCommand
 from .sim_config import SimConfig
@@ -42,6 +44,7 @@ MJCF = "assets/cyberdog2.xml"   # the MuJoCo CyberDog 2, in the package's share 
 FOOT_GEOMS = ("FR_foot", "FL_foot", "RR_foot", "RL_foot")
 FALL_HEIGHT = 0.12      # m, trunk origin height below which the robot counts as fallen
 FALL_TILT = 1.0         # rad, |roll| or |pitch| beyond which the robot counts as fallen
+HANG_SCALE = 1000.0     # how much heavier the trunk is made while hung
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class EpisodeParams:
     kp_scale: float
     kd_scale: float
     motor_strength: float
+    armature_scale: float = 1.0           # rotor inertia on every joint, times the model's 0.00287 kg m^2
+    joint_friction_scale: float = 1.0     # dry friction on every joint, times the model's 0.246 N m
+    motor_latency_s: float = 0.0          # a frame takes effect this long after its 2 ms boundary
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class CyberDogSim:
         self.bridge_hold_s = bridge_hold_s
         self.sim_config = sim_config or SimConfig()
         self.model = mujoco.MjModel.from_xml_path(str(model_path or package_file("diffuseloco_sim", MJCF)))
+        self.model.opt.timestep = self.sim_config.actuator.physics_dt_s
         self.data = mujoco.MjData(self.model)
         self.convention = JointConvention(config.robot)
         self.rng = np.random.default_rng(seed)
@@ -90,11 +97,15 @@ class CyberDogSim:
         self._floor = self.model.geom("floor").id
         self._nominal_mass = float(self.model.body_mass[self._trunk])
         self._nominal_ipos = self.model.body_ipos[self._trunk].copy()
+        self._nominal_inertia = self.model.body_inertia[self._trunk].copy()
+        self._nominal_armature = self.model.dof_armature[6:18].copy()
+        self._nominal_frictionloss = self.model.dof_frictionloss[6:18].copy()
         self._sensor_adr = {n: int(self.model.sensor(n).adr[0]) for n in ("imu_quat", "imu_gyro", "imu_acc")}
         self._sensor_delay = int(round(self.sim_config.sensor_latency_s / self.physics_dt))
         self._actuation_delay = int(round(self.sim_config.actuation_latency_s / self.physics_dt))
         self.steps_per_frame = max(1, int(round(FRAME_S / self.physics_dt)))
         self.firmware = MotorFirmware(config.robot, position_band=self.sim_config.firmware_position_band)
+        self.boards = MotorBoards(self.model, self.data, self.sim_config.actuator.pd, self.torque_limit)
         self.odometry = LegOdometry()
         self.reset()
 
@@ -122,6 +133,8 @@ class CyberDogSim:
         self._connected = True
         self._commanded = False                    # no command() yet: the reset's holding frame is kept up
         self._motors = hold if motor_mode else MotorCommand.passive(12)   # what the motor boards run
+        p = self.params
+        self.boards.reset(self._motors, p.kp_scale, p.kd_scale, p.motor_strength, p.motor_latency_s)
         self._pending: collections.deque = collections.deque()
         self._history: collections.deque = collections.deque(maxlen=self._sensor_delay + 1)
         self._history.append(self._snapshot())
@@ -140,10 +153,15 @@ class CyberDogSim:
         return EpisodeParams(
             friction=u(r.friction), payload_mass=u(r.payload_mass),
             payload_com=(float(self.rng.uniform(-shift, shift)), float(self.rng.uniform(-shift, shift))),
-            kp_scale=u(r.kp_scale), kd_scale=u(r.kd_scale), motor_strength=u(r.motor_strength))
+            kp_scale=u(r.kp_scale), kd_scale=u(r.kd_scale), motor_strength=u(r.motor_strength),
+            armature_scale=u(r.armature_scale), joint_friction_scale=u(r.joint_friction_scale),
+            motor_latency_s=u(r.motor_latency_s))
 
     def _apply_params(self, p: EpisodeParams) -> None:
-        """Friction on floor and feet (MuJoCo uses the larger of the pair) and the payload on the trunk."""
+        """Friction on floor and feet (MuJoCo uses the larger of the pair), the payload on the trunk, and the
+        joints' rotor inertia and dry friction (the gain error, strength and latency live on the motor boards)."""
+        self.model.dof_armature[6:18] = self._nominal_armature * p.armature_scale
+        self.model.dof_frictionloss[6:18] = self._nominal_frictionloss * p.joint_friction_scale
         self.model.geom_friction[self._floor, 0] = p.friction
         self.model.geom_friction[self._foot_geoms, 0] = p.friction
         mass = self._nominal_mass + p.payload_mass
@@ -151,6 +169,20 @@ class CyberDogSim:
         com[:2] += np.array(p.payload_com) * p.payload_mass / mass
         self.model.body_mass[self._trunk] = mass
         self.model.body_ipos[self._trunk] = com
+        self.model.body_inertia[self._trunk] = self._nominal_inertia   # undoes hang()
+
+    def hang(self, height: float = 0.6) -> None:
+        """Hold the trunk still in the air, like a robot hung from a stand (where the SDK README has the first
+        tests run): the trunk is lifted to `height`, its mass and inertia made HANG_SCALE times larger and its
+        own weight carried by an applied force, so the legs swing freely without moving it noticeably (their
+        weight lowers it by millimetres a second). Until the next reset."""
+        self.data.qpos[2] = height
+        self.data.qvel[:6] = 0.0
+        self.model.body_mass[self._trunk] *= HANG_SCALE
+        self.model.body_inertia[self._trunk] *= HANG_SCALE
+        self.data.xfrc_applied[self._trunk, 2] = -self.model.body_mass[self._trunk] * self.model.opt.gravity[2]
+        mujoco.mj_forward(self.model, self.data)
+        self._history.append(self._snapshot())
 
     # ------------------------------------------------------------------------------------------------- command
     def command(self, cmd: MotorCommand) -> None:
@@ -205,7 +237,7 @@ class CyberDogSim:
 
     # ---------------------------------------------------------------------------------------------------- step
     def step(self, n_steps: Optional[int] = None) -> None:
-        """Advance by n physics steps (one 50 Hz control period by default), evaluating the joint law each step."""
+        """Advance by n physics steps (one 50 Hz control period by default)."""
         for _ in range(self.steps_per_tick if n_steps is None else n_steps):
             self._physics_step()
 
@@ -215,14 +247,12 @@ class CyberDogSim:
         q, qd = self.data.qpos[7:19], self.data.qvel[6:18]
         if self.step_count % self.steps_per_frame == 0:
             self._motors = self.firmware.run(self._frame, self._gap_ms(), q, qd)
-        m, p = self._motors, self.params   # the episode's gain error is the motor boards'
-        limit = self.torque_limit
-        tau = np.clip(m.tau + m.kp * p.kp_scale * (m.q_des - q) + m.kd * p.kd_scale * (m.qd_des - qd), -limit, limit)
-        self.applied_torque = tau * self.params.motor_strength
-        self.data.ctrl[:] = self.applied_torque
+            self.boards.hold(self._motors)
         if self.sim_config.pushes.enabled and self.time >= self._next_push:
             self._push()
+        self.boards.apply()
         mujoco.mj_step(self.model, self.data)
+        self.applied_torque = self.boards.applied_torque()
         self.step_count += 1
         if self._sensor_delay:
             self._history.append(self._snapshot())
