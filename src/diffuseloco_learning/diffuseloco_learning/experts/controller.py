@@ -55,7 +55,7 @@ class ExpertParams:
     yaw_gain: float = 1.0              # proportional yaw-rate correction
     accel_limit: float = 1.5           # m/s^2, slew of the tracked linear command
     yaw_accel_limit: float = 3.0       # rad/s^2
-    mass: float = 8.76                 # kg, the nominal robot's (payload unknown to the expert)
+    mass: float = 8.52                 # kg, the official description's (no foot mass); a payload is unknown to it
     stand_return_speed: float = 0.05   # m/s, standing feet drift back to the nominal stance
     stance_box: tuple[float, float] = (0.14, 0.08)   # m, |dx|, |dy| a stance foot may sweep from nominal
     load_ramp: float = 0.04            # s over which a foot takes up / gives up its share of the weight
