@@ -247,3 +247,25 @@ def test_spi_data_round_trip_decodes_flags_and_temperatures():
     np.testing.assert_allclose(back.temperature, motors.temperature)
     assert back.faults() == {4: ["bus over voltage (> 30 V)"], 7: ["coil temperature high (over 95 C)"]}
     assert lb.decode_motor_flags(lb.MOTOR_MODE_RUNNING) == [], "the mode bits are no fault (SDK mask 0x3FFFFFFF)"
+
+
+def test_a_command_moves_its_setpoint_along_its_velocity_for_one_tick_then_stops():
+    q = np.linspace(-0.5, 0.5, 12)
+    qd = np.linspace(-5.0, 5.0, 12)
+    cmd = SdkMotorCommand(q, qd, np.full(12, 30.0), np.full(12, 3.0), np.zeros(12))
+    assert cmd.advanced(0.0, 0.02) is cmd
+    np.testing.assert_allclose(cmd.advanced(0.01, 0.02).q_des, q + 0.01 * qd)
+    np.testing.assert_allclose(cmd.advanced(0.01, 0.02).qd_des, qd)
+    late = cmd.advanced(0.05, 0.02)                       # a late command: the plan's tick ended, so did the motion
+    np.testing.assert_allclose(late.q_des, q + 0.02 * qd)
+    assert not late.qd_des.any()
+    assert cmd.advanced(0.01, 0.0) is cmd                 # horizon 0: held, as before
+
+
+def test_the_relay_sends_the_setpoint_moved_along_qd_des_between_policy_ticks():
+    relay = lb.CommandRelay(require_activation=False, advance_s=0.02)
+    q, qd = np.zeros(12), np.full(12, 4.0)
+    relay.submit(SdkMotorCommand(q, qd, np.full(12, 30.0), np.full(12, 3.0), np.zeros(12)), 1.0)
+    sent = [relay.frame(1.0 + k * 0.002) for k in range(12)]
+    np.testing.assert_allclose([f.q_des[0] for f in sent], [min(k * 0.002, 0.02) * 4.0 for k in range(12)])
+    assert sent[-1].qd_des[0] == 0.0 and sent[5].qd_des[0] == 4.0

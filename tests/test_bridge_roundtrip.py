@@ -108,7 +108,8 @@ def test_round_trip_against_the_robot_peer():
     print(json.dumps(summary, indent=1))
     assert summary["mode"] == mode
     assert summary["zero_frames"] >= 1 and summary["frames"] > summary["zero_frames"]
-    assert summary["hold_after_stop_s"] < 0.2 and summary["max_joint_error_rad"] < 0.25
+    # re-sent for hold_s, then the stall posture (stand, a 0.2 s hold, lie down), then silence
+    assert abs(summary["hold_after_stop_s"] - (0.1 + 2.7)) < 0.3 and summary["max_joint_error_rad"] < 0.25
     assert summary["peer"]["activations"] == 1 and summary["peer"]["decode_errors"] == 0
     assert summary["activation_s"] > 2.3 and summary["interval_after_stop_ms"] > 500.0
     assert "FL_hip" in summary["fault"] and "bus over voltage" in summary["fault"]

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 import rclpy
@@ -42,6 +43,8 @@ UDPM = "udpm://239.255.76.67:7667?ttl=0"
 UDPM_ESTIMATOR = "udpm://239.255.76.67:7669?ttl=0"
 MEMQ = "memq://"
 HOLD_S = 0.1
+STALL_HOLD_S = 0.2   # the bridge's stall posture: stand 0.5 s, hold this, lie down 2 s, then silence
+STALL_S = CONFIG.controller.stale_stand_duration + STALL_HOLD_S + 2.0
 # faults the peer raises at these simulated times (after the command phase): a hot motor, then a motor error
 HOT_JOINT, HOT_C, HOT_AT = 7, 82.0, 12.0
 FAULT_JOINT, FAULT_FLAG, FAULT_AT = 4, 1 << 4, 14.0      # FL hip: bus over voltage
@@ -59,13 +62,14 @@ class Watcher(BackgroundNode):
         super().__init__("bridge_check")
         self.lock = threading.Lock()
         self.legs: list[LegState] = []
+        self.leg_at_first_command: Optional[LegState] = None   # the newest LegState when the first real frame came
         self.imus: list[Imu] = []
         self.velocities: list[TwistStamped] = []
         self.states: list[MotorControlState] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.frames: list[tuple[float, motor_ctrl_lcmt]] = []
         n = self.node
-        n.create_subscription(LegState, "/cyberdog/leg_state", self._keep(self.legs), qos_profile_sensor_data)
+        n.create_subscription(LegState, "/cyberdog/leg_state", self._on_leg, qos_profile_sensor_data)
         n.create_subscription(Imu, "/cyberdog/imu", self._keep(self.imus), qos_profile_sensor_data)
         n.create_subscription(TwistStamped, "/cyberdog/body_velocity", self._keep(self.velocities),
                               qos_profile_sensor_data)
@@ -83,9 +87,16 @@ class Watcher(BackgroundNode):
                 del store[:-2000]
         return callback
 
+    def _on_leg(self, msg: LegState) -> None:
+        with self.lock:
+            self.legs.append(msg)
+            del self.legs[:-2000]
+
     def _on_frame(self, msg: motor_ctrl_lcmt) -> None:
         with self.lock:
             self.frames.append((time.monotonic(), msg))
+            if self.leg_at_first_command is None and not lb.is_zero_frame(msg) and self.legs:
+                self.leg_at_first_command = self.legs[-1]
 
     def wait_for(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -115,7 +126,8 @@ def start_processes(env: dict) -> list[subprocess.Popen]:
                             env=env, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     bridge = subprocess.Popen([sys.executable, "-m", "diffuseloco_policy.nodes.lcm_bridge_node", "--ros-args",
                                "-p", f"lcm_url:={UDPM}", "-p", f"estimator_lcm_url:={UDPM_ESTIMATOR}",
-                               "-p", f"hold_s:={HOLD_S}"], env=env, stdin=subprocess.DEVNULL)
+                               "-p", f"hold_s:={HOLD_S}", "-p", f"stall_hold_s:={STALL_HOLD_S}"], env=env,
+                              stdin=subprocess.DEVNULL)
     return [peer, bridge]
 
 
@@ -132,7 +144,7 @@ class InProcess:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         overrides = [Parameter("lcm_url", value=MEMQ), Parameter("estimator_lcm_url", value=MEMQ),
-                     Parameter("hold_s", value=HOLD_S)]
+                     Parameter("hold_s", value=HOLD_S), Parameter("stall_hold_s", value=STALL_HOLD_S)]
         self.bridge = LcmBridgeNode(context=self.context, parameter_overrides=overrides)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.bridge)
@@ -219,12 +231,14 @@ def main(mode: str) -> dict:
         activation_s = frames[first_real][0] - frames[0][0]
         # the firmware waits 1250 frames (2.5 s simulated; the peer may run slower than real time on a busy machine)
         check(activation_s > 2.3, f"the activation took {activation_s:.2f} s (the firmware waits ~2.5 s)")
-        wire = np.array([m.q_des for _, m in frames[first_real:]])
+        commanded = [m for t, m in frames[first_real:] if t <= t_stop + HOLD_S]   # before the stall posture
+        wire = np.array([m.q_des for m in commanded])
         check(np.all(np.isfinite(wire)), "no non-finite value was forwarded")
         # from the lying pose q_des walks with the legs inside the band, then carries the target (internal convention)
         band = np.tile(np.radians([8.0, 10.0, 12.0]), 4)
-        check(np.all(np.abs(wire[0] - np.asarray(summary_q_model(summary))) <= band + 0.05),
-              "the first forwarded q_des is within the band of the measured (lying) pose")
+        at_first = CONVENTION.to_model(np.asarray(w.leg_at_first_command.q, dtype=np.float64))
+        check(np.all(np.abs(wire[0] - at_first) <= band + 0.05),
+              f"the first forwarded q_des is within the band of the measured (lying) pose: {wire[0].round(3)} vs {at_first.round(3)}")
         # The front legs get there; the rear hips, lifting the body from the ground, stay a band width short: a
         # position-only command of kp 30 pulls with at most kp x 10 deg = 5 N m there (what the real firmware does)
         front = slice(0, 6)
@@ -233,12 +247,17 @@ def main(mode: str) -> dict:
         check(at_target[reached:].all() and reached < len(wire) - 200,
               f"motor_ctrl carries the front legs' target after {reached} frames inside the band")
         summary["band_frames"] = reached
-        check(np.allclose([m.kp_des for _, m in frames[first_real:]], 30.0), "gains forwarded")
+        check(np.allclose([m.kp_des for m in commanded], 30.0), "gains forwarded")
         duration = frames[-1][0] - frames[0][0]
         rate = (len(frames) - 1) / duration if duration > 0 else 0.0
         check(rate > 250.0, f"re-sent at about 500 Hz, got {rate:.0f} Hz")
         last_frame = frames[-1][0]
-        check(last_frame - t_stop < HOLD_S + 0.1, f"sending stopped {last_frame - t_stop:.3f} s after the last command")
+        # silent commander: the command is re-sent for hold_s, the stall posture (stand gains) runs, then silence
+        posture = [m for t, m in frames if t > t_stop + HOLD_S + 0.05]
+        check(len(posture) > 100 and all(np.allclose(m.kp_des, CONFIG.controller.stand_kp) for m in posture),
+              f"after the commands stopped the bridge stood the dog at the stand gains ({len(posture)} frames)")
+        check(HOLD_S + STALL_S - 0.3 < last_frame - t_stop < HOLD_S + STALL_S + 0.3,
+              f"sending stopped {last_frame - t_stop:.3f} s after the last command (hold, stall posture)")
         errors = np.abs(np.asarray(leg.q, dtype=np.float64) - target_sdk)
         before = np.abs(np.asarray(summary["leg_state_q_before"]) - target_sdk)
         knees = slice(2, 12, 3)
@@ -295,11 +314,6 @@ def main(mode: str) -> dict:
             summary["peer"] = json.loads(lines[-1]) if lines else None
             summary["exit_codes"] = [p.returncode for p in processes]
     return summary
-
-
-def summary_q_model(summary: dict) -> np.ndarray:
-    """The lying pose measured before the commands, in the internal convention (what the wire carries)."""
-    return CONVENTION.to_model(np.asarray(summary["leg_state_q_before"]))
 
 
 if __name__ == "__main__":

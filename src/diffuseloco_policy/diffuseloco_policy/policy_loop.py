@@ -122,6 +122,7 @@ class PolicyLoop:
         self.stale = ""                  # this tick's stale sensors (or own stall) and the reaction, "" if fresh
         self.stale_reaction = ""         # "", "ride" (through, on the plan) or "stand"
         self.last_tick_at: Optional[float] = None   # the time of the last tick (the caller's clock)
+        self._blind: Optional[tuple[float, float]] = None   # the latest span this process did not run
         self.feedback = CommandFeedback(config.command_feedback, config.rates.control_dt)
         self.gains = SkillGains(config)
         self.model_command = np.zeros(3)  # the command the model is given: the skill's, plus the velocity loop's
@@ -179,7 +180,7 @@ class PolicyLoop:
         """velocity: the state estimator's vBody, needed (and checked like any sensor) only by models that
         observe it."""
         self._watch_commands(now)
-        fault = self.monitor.check(now, joints, imu, velocity, blind_s=self._blind_time(now))
+        fault = self.monitor.check(now, joints, imu, velocity, blind=self._blind_span(now))
         self._grade_staleness(now, fault)
         sensors = _Sensors(joints, imu, velocity)
         running = fault is None and self.controller.state == ControllerState.RUNNING  # before this tick's move
@@ -208,12 +209,14 @@ class PolicyLoop:
         self.ticks += 1
         return TickReport(safe, self.controller.state, tuple(clamps), fault, latency, missed, waited, self.stale)
 
-    def _blind_time(self, now: float) -> float:
-        """How long this process was not running beyond one tick period: samples that arrived meanwhile wait
-        in its queue, so their age says nothing about the sensors (SensorMonitor.check)."""
-        if self.last_tick_at is None or not is_finite_number(now):
-            return 0.0
-        return max(0.0, now - self.last_tick_at - self.config.rates.control_dt)
+    def _blind_span(self, now: float) -> Optional[tuple[float, float]]:
+        """The latest span in which this process did not run (beyond one tick period after the previous tick):
+        samples that arrived meanwhile waited in its queue, maybe behind more ticks, so their age says nothing
+        about the sensors (SensorMonitor.check)."""
+        if self.last_tick_at is not None and is_finite_number(now) \
+                and now - self.last_tick_at > self.config.rates.control_dt:
+            self._blind = (self.last_tick_at + self.config.rates.control_dt, float(now))
+        return self._blind
 
     def _grade_staleness(self, now: float, fault: Optional[str]) -> None:
         """Stale but not lost sensors (SensorMonitor.staleness), or a tick that comes late after the previous one

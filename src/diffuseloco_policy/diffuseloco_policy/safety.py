@@ -354,7 +354,7 @@ class SensorMonitor:
         self.velocity_fault: Optional[str] = "not checked: neither the model nor the velocity loop uses vBody"
         self._clocks = {"joint state": _StreamClock(), "IMU": _StreamClock(), "body velocity": _StreamClock()}
         self.staleness: Optional[Staleness] = None  # this tick's stale (not lost) joint state or IMU stream
-        self._blind_s = 0.0                          # this check's stall of the caller (check(blind_s=...))
+        self._blind: Optional[tuple[float, float]] = None   # the caller's latest stall (check(blind=...))
 
     def reset(self) -> None:
         """Forget the stamps and samples seen (after a deliberate restart of a sensor source)."""
@@ -364,16 +364,17 @@ class SensorMonitor:
         self._gyro_rates.reset()
 
     def check(self, now: float, joints: Optional[JointSample], imu: Optional[ImuSample],
-              velocity: Optional[VelocitySample] = None, blind_s: float = 0.0) -> Optional[str]:
+              velocity: Optional[VelocitySample] = None,
+              blind: Optional[tuple[float, float]] = None) -> Optional[str]:
         """The first fault among: missing, malformed, stale, out of order, implausible values; None if healthy.
         The body velocity is checked whenever it is used, and its verdict kept in `velocity_fault`; it is a fault
-        of the tick only when the model observes it. blind_s: how long the caller itself was stalled before this
-        check; it is not counted in the samples' age (they waited in its queue). Sensors that really stopped are
-        judged at the next check, one tick later."""
+        of the tick only when the model observes it. blind: the latest (start, end) in which the caller itself did
+        not run; it is not counted in the age of a sample received before its end (the sample waited in the
+        caller's queue). Sensors that really stopped are judged as time goes on after it."""
         self.staleness = None
         if not is_finite_number(now):
             return f"invalid clock reading {now!r}"
-        self._blind_s = blind_s if is_finite_number(blind_s) and blind_s > 0 else 0.0
+        self._blind = blind
         fault = self._check_joints(now, joints) or self._check_imu(now, imu)
         if self.checks_velocity:
             self.velocity_fault = self._check_velocity(now, velocity)
@@ -491,8 +492,9 @@ class SensorMonitor:
         if not is_finite_number(received):
             return f"{stream} receive time {received!r} is invalid"
         age = now - received
-        if age > 0:
-            age = max(0.0, age - self._blind_s)
+        if self._blind is not None and age > 0:
+            start, end = self._blind
+            age = max(0.0, age - max(0.0, min(end, now) - max(received, start)))
         if graded and self.timeout < age <= self.lost_after:
             if self.staleness is None or age > self.staleness.age_s:
                 self.staleness = Staleness(stream, age)

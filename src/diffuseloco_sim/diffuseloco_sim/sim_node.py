@@ -99,7 +99,8 @@ class SimulatorNode(Node):
         stall = StallPosture(self.config, StallTiming(self.config.controller.stale_stand_duration,
                                                       p["stall_hold_s"])) if p["stall_posture"] else None
         return CommandRelay(hold_s=p["bridge_hold_s"], require_activation=False,
-                            position_band=position_band_rad(self.config.robot.num_joints), stall_posture=stall)
+                            position_band=position_band_rad(self.config.robot.num_joints), stall_posture=stall,
+                            advance_s=self.config.rates.control_dt)
 
     def _realtime(self, priority: int) -> None:
         """SCHED_FIFO for the stepping loop, as the robot's firmware keeps its joint loop: under a normal priority

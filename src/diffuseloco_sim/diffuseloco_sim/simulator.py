@@ -241,12 +241,21 @@ class CyberDogSim:
         for _ in range(self.steps_per_tick if n_steps is None else n_steps):
             self._physics_step()
 
+    def _relayed_frame(self) -> Optional[MotorCommand]:
+        """The newest frame as the bridge re-sends it now: its q_des moved along qd_des for one control tick
+        (MotorCommand.advanced, as bridge/lcm_bridge.CommandRelay does). A frame that arrives every 2 ms (the sim
+        node's and the robot peer's relay) is fresh here and unchanged."""
+        if self._frame is None:
+            return None
+        age = (self.step_count - self._frame_step) * self.physics_dt
+        return self._frame.advanced(age, self.config.rates.control_dt)
+
     def _physics_step(self) -> None:
         while self._pending and self._pending[0][0] <= self.step_count:
             self._frame, self._frame_step = self._pending.popleft()[1], self.step_count
         q, qd = self.data.qpos[7:19], self.data.qvel[6:18]
         if self.step_count % self.steps_per_frame == 0:
-            self._motors = self.firmware.run(self._frame, self._gap_ms(), q, qd)
+            self._motors = self.firmware.run(self._relayed_frame(), self._gap_ms(), q, qd)
             self.boards.hold(self._motors)
         if self.sim_config.pushes.enabled and self.time >= self._next_push:
             self._push()

@@ -309,6 +309,9 @@ class CommandRelay:
       relay sends all-zero frames (limp motors) instead of the command, until a motor_ctrl_state received AFTER
       the activation began reports bit 1 clear; then it forwards the command. Activation is needed at start, when
       the firmware reports bit 1, and after the relay itself has been silent for longer than 500 ms.
+    * Setpoint between ticks (`advance_s`): the policy sends 50 commands a second, the relay 500 frames; each
+      frame's q_des is the command's moved along its qd_des by the command's age (up to one tick), so the
+      setpoint moves with the joint as the plan says instead of falling behind it for 20 ms.
     * Position band (`position_band`): the firmware pulls q_des back to the MEASURED joint angle +- 8 / 10 / 12 deg
       (abad / hip / knee) in every frame. The relay re-sends the held command every frame while the joints move,
       so it clips q_des into the band around the newest measured pose (`on_measured`) itself, 1 % inside it:
@@ -322,10 +325,11 @@ class CommandRelay:
 
     def __init__(self, hold_s: float = DEFAULT_HOLD_S, require_activation: bool = True,
                  position_band: Optional[np.ndarray] = None, fault_kd: float = 4.0,
-                 stall_posture: Optional[StallPosture] = None) -> None:
+                 stall_posture: Optional[StallPosture] = None, advance_s: float = 0.0) -> None:
         """position_band: the firmware's largest |q_des - q_measured| (rad, per joint, SDK order); None sends q_des
         as given. fault_kd: the damping gain sent after a motor fault (the firmware's own fallback uses 4).
-        stall_posture: what to send once commands stop (None: nothing)."""
+        stall_posture: what to send once commands stop (None: nothing). advance_s: each re-sent frame's q_des
+        moves along its qd_des for up to this long (MotorCommand.advanced; the policy's tick, 0 = held)."""
         if hold_s <= 0:
             raise ValueError("hold_s must be positive")
         if position_band is not None and not np.all(np.asarray(position_band) > 0):
@@ -349,6 +353,7 @@ class CommandRelay:
         self.band_clips = 0                             # frames in which q_des was clipped into the band
         self.band_clip_counts = np.zeros(NUM_JOINTS, dtype=np.int64)
         self.stall_posture = stall_posture
+        self.advance_s = float(advance_s)
         self._last_forwarded_q: Optional[np.ndarray] = None   # q_des of the last command frame sent (SDK)
         self._stall_from: Optional[np.ndarray] = None        # where the current stall posture started
         self.stalls = 0                                        # stall postures begun
@@ -407,7 +412,7 @@ class CommandRelay:
             self._last_sent_time = now
             self.frames_sent += 1
             if self._active:
-                frame = self._banded(self._latest)
+                frame = self._banded(self._latest.advanced(now - self._latest_time, self.advance_s))
                 self._last_forwarded_q = np.asarray(frame.q_des, dtype=np.float64)
                 return frame
             if self._activation_since is None:

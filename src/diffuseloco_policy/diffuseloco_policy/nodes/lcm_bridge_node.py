@@ -137,7 +137,8 @@ class LcmBridgeNode(Node):
         stall = StallPosture(config, StallTiming(config.controller.stale_stand_duration, p["stall_hold_s"])) \
             if p["stall_posture"] else None
         self.relay = CommandRelay(hold_s=p["hold_s"], require_activation=p["require_activation"],
-                                  position_band=position_band_rad(robot.num_joints), stall_posture=stall)
+                                  position_band=position_band_rad(robot.num_joints), stall_posture=stall,
+                                  advance_s=config.rates.control_dt)
         self.temperature_warn_c = p["motor_temperature_warn_c"]
         self.dropped = 0
         self._motors: Optional[MotorData] = None
