@@ -13,7 +13,6 @@ from diffuseloco_policy.bridge.lcm_types import (leg_control_data_lcmt, motor_ct
                                                  state_estimator_lcmt)
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
-from diffuseloco_sim.firmware import position_band_rad
 from diffuseloco_policy.motor_sdk import ImuReading
 from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 
@@ -203,21 +202,21 @@ def test_relay_refuses_a_nonpositive_hold():
         lb.CommandRelay(hold_s=0.0)
 
 
-def test_relay_keeps_q_des_inside_the_firmwares_band_around_the_measured_pose_and_counts_it():
-    """The firmware pulls q_des back to the measured angle +- 8/10/12 deg every frame (fsm_state_motor_ctrl.cpp):
-    the relay clips into the band itself, so the wire carries what the motors get, and counts every clip."""
-    band = position_band_rad()
-    relay = lb.CommandRelay(hold_s=0.1, require_activation=False, position_band=band)
+def test_relay_counts_the_firmwares_band_clamps_and_sends_q_des_as_commanded():
+    """The firmware pulls q_des back to the measured angle +- 8/10/12 deg every frame and reports it in err_flag
+    bits 2-4 (fsm_state_motor_ctrl.cpp): the relay counts every report; it does not clip with its own, older,
+    leg data (the firmware's angle is newer) and forwards q_des as the policy node's safety filter left it."""
+    relay = lb.CommandRelay(hold_s=0.1, require_activation=False)
     far = np.tile(np.radians([16.0, -20.0, 24.0]), 4)
     b = SdkMotorCommand.position(far, 30.0, 3.0)
     relay.submit(b, 0.0)
-    assert relay.frame(0.0) is b, "before any measurement the command is sent as it is"
     relay.on_measured(np.zeros(12))
-    frame = relay.frame(0.002)
-    np.testing.assert_allclose(frame.q_des, np.sign(far) * band * lb.BAND_MARGIN)
-    assert relay.band_clips == 1 and np.all(relay.band_clip_counts == 1)
-    relay.on_measured(far - 0.05)                      # the legs caught up: inside the band, sent unchanged
-    assert relay.frame(0.004) is b and relay.band_clips == 1
+    assert relay.frame(0.002) is b
+    relay.on_state(lb.MotorCtrlState(err_flag=lb.ERR_BAND_HIP | lb.ERR_BAND_KNEE, ctrl_topic_interval=0.0), 0.003)
+    relay.on_state(lb.MotorCtrlState(err_flag=0, ctrl_topic_interval=0.0), 0.004)
+    relay.on_state(lb.MotorCtrlState(err_flag=lb.ERR_BAND_KNEE | lb.ERR_GAP_WARNING, ctrl_topic_interval=12.0), 0.005)
+    assert relay.firmware_clamps == 2
+    assert relay.firmware_clamp_counts == {"abad": 0, "hip": 1, "knee": 2}
 
 
 def test_relay_sends_damping_after_a_motor_fault_whatever_comes_in():

@@ -79,8 +79,8 @@ def test_malformed_ros_commands_are_refused_before_the_relay():
 
 def test_round_trip_against_the_robot_peer():
     """MotorCommand on ROS -> motor_ctrl on LCM at the peer (activation first: ~2.5 s of zero frames, as the
-    firmware's bit 1 wait needs; ~500 Hz re-send with q_des inside the firmware's band; stop after hold_s; NaN
-    commands dropped), LegState / Imu / MotorControlState back on ROS, and the simulated robot stands up to the
+    firmware's bit 1 wait needs; ~500 Hz re-send; the firmware's band clamps counted on /diagnostics; after hold_s
+    the stall posture, then silence; NaN commands dropped), LegState / Imu / MotorControlState back on ROS, and the simulated robot stands up to the
     commanded pose (which checks the sign flips end to end). Then the faults through the real topics: the 600 ms
     gap after the bridge went silent (err_flag bits 0 and 1, ctrl_topic_interval in ms), an over-temperature
     warning on /diagnostics, and a motor error flag in spi_data, after which the bridge sends damping frames and

@@ -11,7 +11,6 @@ from diffuseloco_learning.experts.controller import ExpertController
 from diffuseloco_policy.bridge.lcm_bridge import CommandRelay
 from diffuseloco_policy.bridge.stall_posture import StallPosture, StallTiming
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.firmware_limits import position_band_rad
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 from diffuseloco_policy.pd_targets import ActionDecoder
@@ -95,8 +94,8 @@ def trot_then_stall(posture: bool, stall_s: float, seed: int) -> tuple[bool, flo
     silent for stall_s; returns (fell, lowest trunk height over the stall and 1 s after)."""
     sim = CyberDogSim(CONFIG, SimConfig.randomized().without_pushes(), seed=seed, bridge_hold_s=0.0)
     expert, decoder, safety = ExpertController(CONFIG), ActionDecoder(CONFIG), SafetyFilter(CONFIG)
-    r = CommandRelay(hold_s=HOLD, require_activation=False, position_band=position_band_rad(12),
-                     stall_posture=StallPosture(CONFIG) if posture else None)
+    r = CommandRelay(hold_s=HOLD, require_activation=False, stall_posture=StallPosture(CONFIG) if posture else None,
+                     advance_s=CONFIG.rates.control_dt)
     trot, previous, lowest = CONFIG.skill("trot").id, None, np.inf
     stall_from, stall_to = 3.0, 3.0 + stall_s
     ticks = int((stall_to + 1.0) * CONFIG.rates.control_hz)

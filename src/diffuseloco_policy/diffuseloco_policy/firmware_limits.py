@@ -25,6 +25,9 @@ SOFT_LIMIT_DELTA = 0.05     # DELTA, rad
 SOFT_LIMIT_KP = 20.0        # SOFT_KP, N m / rad
 SOFT_LIMIT_KNEE_TAU = 1.0   # the knee's soft limit engages when the torque estimate exceeds this (N m)
 FRAME_S = 0.002             # one frame of the 500 Hz loop
+# Our side keeps q_des within this fraction of the band: the wire carries float32, whose rounding must not tip a
+# q_des exactly on the band's edge over it (the safety filter per tick, the LCM bridge's relay per frame)
+BAND_MARGIN = 0.99
 
 # motor_ctrl_state.err_flag bits
 ERR_GAP_WARNING = 0x01      # command gap > 10 ms: qd_des and tau_des divided by gap / 10 ms
@@ -46,3 +49,4 @@ def decode_err_flag(err_flag: int) -> list[str]:
 def position_band_rad(num_joints: int = 12) -> np.ndarray:
     """The firmware's largest |q_des - q_measured| per joint (rad, leg after leg)."""
     return np.tile(np.radians(np.asarray(POSITION_BAND_DEG, dtype=np.float64)), num_joints // 3)
+

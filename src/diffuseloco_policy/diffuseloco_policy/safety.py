@@ -24,6 +24,7 @@ import numpy as np
 from .config import StackConfig
 from .observation import observes_body_velocity
 from .plausibility import RateConsistency, body_rotation, joint_change
+from .firmware_limits import BAND_MARGIN
 
 ArrayLike = Union[np.ndarray, Sequence[float]]
 JOINTS_PER_LEG = 3
@@ -97,9 +98,6 @@ class PDCommand:
 
 # The SDK README's range for qd_des (rad/s); nothing in the firmware clamps it, so the filter does.
 SDK_VELOCITY_LIMIT = 12.0
-# q_des is kept within this fraction of the firmware's band: the wire carries float32, whose rounding must not tip a
-# target over the firmware's limit (which would clamp it and set err_flag bits 2-4 after all).
-BAND_MARGIN = 0.99
 
 
 class SafetyFilter:

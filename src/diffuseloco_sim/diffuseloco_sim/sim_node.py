@@ -2,8 +2,8 @@
 
 It subscribes to the motor command (cyberdog_msgs/MotorCommand) and plays the part of the LCM bridge and the
 firmware. The bridge is the robot's own relay (diffuseloco_policy.bridge.lcm_bridge.CommandRelay): it re-sends the
-newest command every 2 ms joint-loop frame for `bridge_hold_s` after it arrived, kept inside the firmware's band
-around the measured angle; then the policy node counts as stalled and the relay stands the dog, holds it
+newest command every 2 ms joint-loop frame for `bridge_hold_s` after it arrived, its q_des moved along qd_des
+between policy ticks; then the policy node counts as stalled and the relay stands the dog, holds it
 `stall_hold_s`, lies it down (bridge/stall_posture.py) and stops, so the firmware's gap rules take over (over
 10 ms qd_des and tau_des divided, over 500 ms kd 4 for ~2.5 s, then limp). The firmware is sim/firmware.py, run
 by the simulator every 2 ms frame (the position band around the measured angle included). One difference from the robot, on purpose: the simulated dog
@@ -34,7 +34,6 @@ from sensor_msgs.msg import Imu
 from diffuseloco_policy.bridge.lcm_bridge import CommandRelay
 from diffuseloco_policy.bridge.stall_posture import StallPosture, StallTiming
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.firmware_limits import position_band_rad
 from . import CyberDogSim, SimConfig
 from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 from diffuseloco_policy.nodes.conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
@@ -98,8 +97,7 @@ class SimulatorNode(Node):
         """The LCM bridge's relay, as the robot runs it; the simulated dog starts in motor mode, activated."""
         stall = StallPosture(self.config, StallTiming(self.config.controller.stale_stand_duration,
                                                       p["stall_hold_s"])) if p["stall_posture"] else None
-        return CommandRelay(hold_s=p["bridge_hold_s"], require_activation=False,
-                            position_band=position_band_rad(self.config.robot.num_joints), stall_posture=stall,
+        return CommandRelay(hold_s=p["bridge_hold_s"], require_activation=False, stall_posture=stall,
                             advance_s=self.config.rates.control_dt)
 
     def _realtime(self, priority: int) -> None:
@@ -146,8 +144,8 @@ class SimulatorNode(Node):
                     next_wall = time.monotonic()
 
     def _relay_frame(self) -> None:
-        """One 2 ms frame from the relay to the firmware (none while it is silent), banded around the angle the
-        robot reports, as the bridge bands around leg_control_data."""
+        """One 2 ms frame from the relay to the firmware (none while it is silent); the measured angle is where
+        the relay's damping frames would hold."""
         self.relay.on_measured(self.sim.joint_state().q)
         frame = self.relay.frame(self.sim.time)
         if frame is not None:

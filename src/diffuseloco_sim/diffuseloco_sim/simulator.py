@@ -242,9 +242,9 @@ class CyberDogSim:
             self._physics_step()
 
     def _relayed_frame(self) -> Optional[MotorCommand]:
-        """The newest frame as the bridge re-sends it now: its q_des moved along qd_des for one control tick
-        (MotorCommand.advanced, as bridge/lcm_bridge.CommandRelay does). A frame that arrives every 2 ms (the sim
-        node's and the robot peer's relay) is fresh here and unchanged."""
+        """The newest frame as the bridge re-sends it now (bridge/lcm_bridge.CommandRelay): its q_des moved along
+        qd_des for one control tick (MotorCommand.advanced). A frame that arrives every 2 ms (the sim node's and
+        the robot peer's own relay) is fresh here and passes unchanged."""
         if self._frame is None:
             return None
         age = (self.step_count - self._frame_step) * self.physics_dt

@@ -74,6 +74,9 @@ class ExpertParams:
     band_stance_only: bool = True
     band_lead: float = 0.03            # s, ... extrapolated this far (sensor age + acting a tick late + half a tick)
     anchor_slack: float = 0.02         # m, a stance foot's plan is kept within this of the measured foot (xy)
+    # kg m^2, abad / hip / knee: the diagonal of the joint-space inertia at the default pose (rotor 0.00287
+    # included); a swing leg's planned joint acceleration times it goes to tau_des (0 = off)
+    swing_inertia: tuple[float, float, float] = (0.0131, 0.0091, 0.0044)
 
     def __post_init__(self) -> None:
         start, full = self.tilt_guard
@@ -114,6 +117,7 @@ class ExpertController:
         self.cmd = np.zeros(3)
         self.integral = np.zeros(3)
         self.torque = np.zeros(12)                        # tau_des of the targets act() returned last (model conv.)
+        self._last_qdot_ref: Optional[np.ndarray] = None  # the plan's joint velocity of the previous tick
         self.set_skill(skill)
 
     def set_skill(self, skill: Union[int, str]) -> None:
@@ -341,8 +345,19 @@ class ExpertController:
         share = self._load_share()
         force = self._pitch_shared(share, state)[:, None] * accel[None, :] * self.p.mass
         force += self._attitude_forces(pos, share, state)
-        tau_load = -np.einsum("lij,li->lj", jac, force)
+        tau_load = -np.einsum("lij,li->lj", jac, force) + self._swing_acceleration_torque(qdot_ref)
         return q_ref, q_ref + qdot_ref * self.dt, tau_load
+
+    def _swing_acceleration_torque(self, qdot_ref: np.ndarray) -> np.ndarray:
+        """Inertia x the plan's joint acceleration for the legs in swing (4, 3): the PD's position term is capped
+        by the firmware's band, so a swing that reverses the leg at 10 rad/s within a few ticks would otherwise
+        lag the plan by more than the band."""
+        previous, self._last_qdot_ref = self._last_qdot_ref, qdot_ref.copy()
+        if previous is None or not any(self.p.swing_inertia):
+            return np.zeros((4, 3))
+        accel = (qdot_ref - previous) / self.dt
+        swing = ~self.stance[:, None] & ~self.latched[:, None]
+        return np.where(swing, np.asarray(self.p.swing_inertia)[None, :] * accel, 0.0)
 
     def _attitude_forces(self, pos: np.ndarray, share: np.ndarray, state: RobotState) -> np.ndarray:
         """Extra foot forces (4, 3) that, summing to zero, give the trunk a roll and pitch torque against its tilt

@@ -52,7 +52,6 @@ DEFAULT_ESTIMATOR_LCM_URL = "udpm://239.255.76.67:7669?ttl=0"
 
 FRAME_RATE_HZ = 500.0          # the firmware's joint loop: one motor_ctrl frame per 2 ms
 DEFAULT_HOLD_S = 0.1           # the newest command is re-sent while younger than this
-BAND_MARGIN = 0.99             # the relay keeps q_des within this fraction of the firmware's band (float32 rounding)
 FIRMWARE_DAMPING_GAP_S = GAP_ERROR_MS / 1000.0
 
 # spi_data flags per motor (cyberdog_locomotion common/include/utilities/toolkit.hpp ResolveErrorFlags /
@@ -312,32 +311,27 @@ class CommandRelay:
     * Setpoint between ticks (`advance_s`): the policy sends 50 commands a second, the relay 500 frames; each
       frame's q_des is the command's moved along its qd_des by the command's age (up to one tick), so the
       setpoint moves with the joint as the plan says instead of falling behind it for 20 ms.
-    * Position band (`position_band`): the firmware pulls q_des back to the MEASURED joint angle +- 8 / 10 / 12 deg
-      (abad / hip / knee) in every frame. The relay re-sends the held command every frame while the joints move,
-      so it clips q_des into the band around the newest measured pose (`on_measured`) itself, 1 % inside it:
-      what goes on the wire is what the motors get, and every clip is counted (`band_clips`, per joint
-      `band_clip_counts`) instead of being cut silently by the firmware. Before any measurement q_des is sent
-      as it is.
+    * Position band: the firmware pulls q_des back to the MEASURED joint angle +- 8 / 10 / 12 deg (abad / hip /
+      knee) in every frame and reports it in motor_ctrl_state.err_flag bits 2-4; the relay counts those reports
+      (`firmware_clamps`, per bit `firmware_clamp_counts`) so that no clamp goes unreported. It does not clip q_des
+      itself: the leg data it has are older than the firmware's, and a band around them cut a fast joint's
+      setpoint the firmware would have let through (in simulation a bridge that banded per frame clipped 5-12 %
+      of a gait's frames, where the firmware clamps 2-4 %). The policy node's safety filter keeps each
+      published q_des inside the band around the angle it measured.
     * Motor fault (`motor_fault`): the official SDK stops its control loop on any spi_data motor flag; the relay
       latches the fault and from then on sends damping frames (kp 0, kd `fault_kd`, no torque) whatever comes
       in, until the bridge is restarted.
     """
 
-    def __init__(self, hold_s: float = DEFAULT_HOLD_S, require_activation: bool = True,
-                 position_band: Optional[np.ndarray] = None, fault_kd: float = 4.0,
+    def __init__(self, hold_s: float = DEFAULT_HOLD_S, require_activation: bool = True, fault_kd: float = 4.0,
                  stall_posture: Optional[StallPosture] = None, advance_s: float = 0.0) -> None:
-        """position_band: the firmware's largest |q_des - q_measured| (rad, per joint, SDK order); None sends q_des
-        as given. fault_kd: the damping gain sent after a motor fault (the firmware's own fallback uses 4).
+        """fault_kd: the damping gain sent after a motor fault (the firmware's own fallback uses 4).
         stall_posture: what to send once commands stop (None: nothing). advance_s: each re-sent frame's q_des
         moves along its qd_des for up to this long (MotorCommand.advanced; the policy's tick, 0 = held)."""
         if hold_s <= 0:
             raise ValueError("hold_s must be positive")
-        if position_band is not None and not np.all(np.asarray(position_band) > 0):
-            raise ValueError("position_band entries must be positive")
         self.hold_s = hold_s
         self.require_activation = require_activation
-        # 1 % inside the firmware's band: the wire carries float32, whose rounding must not tip q_des over it
-        self.position_band = None if position_band is None else _array(position_band) * BAND_MARGIN
         self.fault_kd = float(fault_kd)
         self._measured_q: Optional[np.ndarray] = None   # newest measured joint positions (SDK convention)
         self._lock = threading.Lock()
@@ -350,8 +344,8 @@ class CommandRelay:
         self.last_state: Optional[MotorCtrlState] = None
         self.frames_sent = 0
         self.zero_frames_sent = 0
-        self.band_clips = 0                             # frames in which q_des was clipped into the band
-        self.band_clip_counts = np.zeros(NUM_JOINTS, dtype=np.int64)
+        self.firmware_clamps = 0                        # motor_ctrl_state reports with a band bit (2-4) set
+        self.firmware_clamp_counts = {"abad": 0, "hip": 0, "knee": 0}
         self.stall_posture = stall_posture
         self.advance_s = float(advance_s)
         self._last_forwarded_q: Optional[np.ndarray] = None   # q_des of the last command frame sent (SDK)
@@ -370,7 +364,7 @@ class CommandRelay:
             self._latest, self._latest_time = cmd, now
 
     def on_measured(self, q: np.ndarray) -> None:
-        """The newest measured joint positions (SDK convention): the centre of the firmware's band."""
+        """The newest measured joint positions (SDK convention): where the damping frames after a fault hold."""
         with self._lock:
             self._measured_q = _array(q)
 
@@ -386,6 +380,7 @@ class CommandRelay:
         """A motor_ctrl_state from the firmware."""
         with self._lock:
             self.last_state = state
+            self._count_clamps(state.err_flag)
             if not self.require_activation:
                 return
             if state.damping:
@@ -393,6 +388,13 @@ class CommandRelay:
                     self._active, self._activation_since = False, None
             elif self._activation_since is not None and now > self._activation_since:
                 self._active, self._activation_since = True, None
+
+    def _count_clamps(self, err_flag: int) -> None:
+        bits = [name for name, bit in zip(("abad", "hip", "knee"), ERR_BAND_BITS) if err_flag & bit]
+        if bits:
+            self.firmware_clamps += 1
+            for name in bits:
+                self.firmware_clamp_counts[name] += 1
 
     def fresh(self, now: float) -> bool:
         return self._latest is not None and now - self._latest_time <= self.hold_s
@@ -412,7 +414,7 @@ class CommandRelay:
             self._last_sent_time = now
             self.frames_sent += 1
             if self._active:
-                frame = self._banded(self._latest.advanced(now - self._latest_time, self.advance_s))
+                frame = self._latest.advanced(now - self._latest_time, self.advance_s)
                 self._last_forwarded_q = np.asarray(frame.q_des, dtype=np.float64)
                 return frame
             if self._activation_since is None:
@@ -428,8 +430,8 @@ class CommandRelay:
             return self.stall_posture.phase(now - self._latest_time - self.hold_s)
 
     def _stall_frame(self, now: float) -> Optional[SdkMotorCommand]:
-        """The stall posture's frame (banded), or None: no posture, nothing was forwarded yet, motor mode not
-        active, or the posture is over."""
+        """The stall posture's frame, or None: no posture, nothing was forwarded yet, motor mode not active, or the
+        posture is over."""
         if self.stall_posture is None or self._last_forwarded_q is None or not self._active:
             return None
         if self._stall_from is None:
@@ -441,26 +443,12 @@ class CommandRelay:
         self._last_sent_time = now
         self.frames_sent += 1
         self.stall_frames += 1
-        return self._banded(frame)
+        return frame
 
     def _damping(self) -> SdkMotorCommand:
         q = self._measured_q if self._measured_q is not None else np.zeros(NUM_JOINTS)
         z = np.zeros(NUM_JOINTS)
         return SdkMotorCommand(q.copy(), z, z, np.full(NUM_JOINTS, self.fault_kd), z)
-
-    def _banded(self, cmd: SdkMotorCommand) -> SdkMotorCommand:
-        """`cmd` with q_des inside the band around the newest measured pose (the same object if it is)."""
-        if self.position_band is None or self._measured_q is None:
-            return cmd
-        offset = np.asarray(cmd.q_des, dtype=np.float64) - self._measured_q
-        outside = np.abs(offset) > self.position_band
-        if not outside.any():
-            return cmd
-        self.band_clips += 1
-        self.band_clip_counts += outside
-        q_des = self._measured_q + np.clip(offset, -self.position_band, self.position_band)
-        return SdkMotorCommand(q_des, cmd.qd_des, cmd.kp, cmd.kd, cmd.tau)
-
 
 # -------------------------------------------------------------------------------------------- LCM endpoint
 _MEMQ_INSTANCES: dict[str, object] = {}

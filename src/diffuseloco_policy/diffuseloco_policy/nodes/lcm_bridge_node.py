@@ -19,8 +19,9 @@ ROS -> LCM:
   stands the dog, holds it stall_hold_s, lies it down (bridge/stall_posture.py; /diagnostics ERROR meanwhile) and
   goes silent, so the firmware's gap rules (> 10 ms qd_des and tau_des divided by gap / 10 ms, > 500 ms kd 4
   for ~2.5 s, then limp) leave a lying dog limp. A fresh command ends the posture. Commands with a wrong
-  length or non-finite values are dropped with a warning, never forwarded. q_des is kept inside the firmware's
-  band around the newest measured joint angle, every clip counted and reported. Motor-mode activation (all-zero
+  length or non-finite values are dropped with a warning, never forwarded. Between policy ticks each frame's q_des
+  moves along its qd_des (one tick at most); the firmware's clamps of q_des into its band around the measured
+  angle (motor_ctrl_state err_flag bits 2-4) are counted, logged and reported in /diagnostics. Motor-mode activation (all-zero
   frames until the firmware's motor_ctrl_state clears err_flag bit 1, ~2.5 s) as bridge/lcm_bridge.CommandRelay
   documents.
 Joint values are flipped between the SDK user convention (ROS side) and the firmware's internal convention
@@ -46,7 +47,7 @@ from ..bridge.lcm_bridge import (
     DEFAULT_ESTIMATOR_LCM_URL, DEFAULT_HOLD_S, DEFAULT_LCM_URL, FRAME_RATE_HZ, LEG_CONTROL_DATA, MOTOR_CTRL,
     MOTOR_CTRL_STATE, SPI_DATA, STATE_ESTIMATOR, CommandRelay, LcmEndpoint, LegData, MotorCtrlState, MotorData,
     command_problem, imu_reading_from_estimator, leg_data_from_lcm, motor_ctrl_from_command, motor_ctrl_state_from_lcm,
-    motor_data_from_lcm, position_band_rad)
+    motor_data_from_lcm)
 from ..bridge.lcm_types import leg_control_data_lcmt, motor_ctrl_state_lcmt, spi_data_t, state_estimator_lcmt
 from ..bridge.stall_posture import StallPosture, StallTiming
 from ..config import load_config
@@ -72,10 +73,10 @@ def motor_fault_reason(data: MotorData, joint_names) -> Optional[str]:
 
 
 def bridge_diagnostics(motors: Optional[MotorData], state: Optional[MotorCtrlState], fault: Optional[str],
-                       band_clips: int, joint_names, temperature_warn_c: float,
+                       band_clamps: int, joint_names, temperature_warn_c: float,
                        stall_phase: str = "") -> list[DiagnosticStatus]:
-    """The motors (temperatures, flags, fault) and motor mode (err_flag bits, command gap, band clips, a stall
-    posture for a silent policy node) as DiagnosticStatus entries."""
+    """The motors (temperatures, flags, fault) and motor mode (err_flag bits, command gap, the firmware's band
+    clamps, a stall posture for a silent policy node) as DiagnosticStatus entries."""
     motor = DiagnosticStatus(name="lcm_bridge: motors", hardware_id="cyberdog2")
     if motors is None:
         motor.level, motor.message = DiagnosticStatus.STALE, "no spi_data received"
@@ -103,7 +104,7 @@ def bridge_diagnostics(motors: Optional[MotorData], state: Optional[MotorCtrlSta
     if stall_phase and stall_phase != "done":
         mode.level = DiagnosticStatus.ERROR
         mode.message = f"policy node silent: stall posture ({stall_phase})"
-    mode.values.append(KeyValue(key="q_des band clips (frames)", value=str(band_clips)))
+    mode.values.append(KeyValue(key="firmware band clamps (reports)", value=str(band_clamps)))
     mode.values.append(KeyValue(key="stall posture", value=stall_phase or "none"))
     return [motor, mode]
 
@@ -137,7 +138,7 @@ class LcmBridgeNode(Node):
         stall = StallPosture(config, StallTiming(config.controller.stale_stand_duration, p["stall_hold_s"])) \
             if p["stall_posture"] else None
         self.relay = CommandRelay(hold_s=p["hold_s"], require_activation=p["require_activation"],
-                                  position_band=position_band_rad(robot.num_joints), stall_posture=stall,
+                                  stall_posture=stall,
                                   advance_s=config.rates.control_dt)
         self.temperature_warn_c = p["motor_temperature_warn_c"]
         self.dropped = 0
@@ -287,15 +288,15 @@ class LcmBridgeNode(Node):
             self._publish_diagnostics()
 
     def _publish_diagnostics(self) -> None:
-        clips = self.relay.band_clips
-        if clips > self._reported_clips:
-            self.get_logger().warning(f"q_des clipped into the firmware's band around the measured angle in "
-                                      f"{clips - self._reported_clips} frames (per joint so far: "
-                                      f"{self.relay.band_clip_counts.tolist()})")
-            self._reported_clips = clips
+        clamps = self.relay.firmware_clamps
+        if clamps > self._reported_clips:
+            self.get_logger().warning(f"the firmware clamped q_des into its band around the measured angle in "
+                                      f"{clamps - self._reported_clips} motor_ctrl_state reports (so far: "
+                                      f"{self.relay.firmware_clamp_counts})")
+            self._reported_clips = clamps
         out = DiagnosticArray()
         out.header.stamp = self._stamp()
-        out.status = bridge_diagnostics(self._motors, self.relay.last_state, self.relay.fault, clips,
+        out.status = bridge_diagnostics(self._motors, self.relay.last_state, self.relay.fault, clamps,
                                         self.joint_names, self.temperature_warn_c, self._stall_phase)
         self._publish(self.diag_pub, out)
 
