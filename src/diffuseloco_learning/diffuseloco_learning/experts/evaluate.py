@@ -172,10 +172,16 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="qd_des from the experts' plan (theirs) or, with --delayed, the step to their next "
                              "target (what a policy predicting actions alone executes; diagnostics)")
     parser.add_argument("--gif", action="store_true", help="render a GIF per skill (MUJOCO_GL=egl)")
+    parser.add_argument("--gains", nargs=2, type=float, metavar=("KP", "KD"), default=None,
+                        help="joint gains for the experts instead of the robot config's (a candidate for new data: "
+                             "a model is trained for the gains of its data)")
     args = parser.parse_args(argv)
     if args.feedforward == "next_action" and not args.delayed:
         parser.error("--feedforward next_action needs --delayed")
     config = load_config()
+    if args.gains is not None:
+        config = dataclasses.replace(config, robot=dataclasses.replace(config.robot, kp=args.gains[0],
+                                                                       kd=args.gains[1]))
     params = ExpertParams()
     rate_limit = not args.no_rate_limit
     sim_config = SimConfig() if args.ideal else SimConfig.randomized()
@@ -190,7 +196,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         if args.gif and skill is not None:
             s = config.skill(skill)
             render_gif(config, skill, (s.vx[1] * 0.6, 0.0, 0.0), args.out / f"{name}.gif", params=params)
-    report = {"params": dataclasses.asdict(params), "rate_limit": rate_limit, "delayed": args.delayed,
+    report = {"params": dataclasses.asdict(params), "gains": [config.robot.kp, config.robot.kd],
+              "rate_limit": rate_limit, "delayed": args.delayed,
               "feedforward": args.feedforward,
               "episodes": args.episodes,
               "seconds": args.seconds, "segment_s": args.segment, "seed": args.seed,
