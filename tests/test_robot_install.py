@@ -273,10 +273,6 @@ def namespace_available() -> bool:
 
 
 def test_robot_graph_stands_up_and_trots_in_the_robot_image_environment(prefix, robot_python, tmp_path):
-    """The installed robot graph, in the robot image's Python, against the LCM robot peer: motor-mode activation,
-    the stand-up, RUN and a trot command reach the firmware, the body velocity comes back, the dog stays up. How
-    far the shipped model walks on the firmware-faithful robot is the evaluation's measure (README): it was
-    learned on the earlier robot model and advances about 0.01 m/s on this one until it is re-learned."""
     script = tmp_path / "trot.yaml"
     script.write_text(yaml.safe_dump({"steps": [{"at": 1.0, "request": "STAND_UP"}, {"at": 4.0, "request": "RUN"},
                                                 {"at": 5.0, "skill": "trot", "vx": 0.4}], "end": 12.0}))
@@ -298,5 +294,5 @@ def test_robot_graph_stands_up_and_trots_in_the_robot_image_environment(prefix, 
     assert summary["exit_codes"]["lcm_bridge"] is None and summary["exit_codes"]["diffuseloco_policy"] is None, report
     assert {"STANDING_UP", "RUNNING"} <= set(summary["states_seen"]) and not summary["faults"], report
     assert summary["trot_ticks"] > 200, report                    # > 4 s of trot at 50 Hz
-    assert summary["mean_vx_last_2s"] is not None and summary["velocity_messages"] > 500, report   # vBody flows
+    assert summary["mean_vx_last_2s"] is not None and summary["mean_vx_last_2s"] > 0.15, report
     assert summary["peer_final"]["base_height"] > 0.2 and summary["peer_final"]["activations"] == 1, report
