@@ -38,12 +38,15 @@ PLAN_LOOKAHEAD = 0.01   # s, the experts read their phases this far ahead to lea
 GAITS: dict[str, GaitParams] = {
     # Trot steps at 4 Hz: at 1 m/s a 0.30 s period trips (the swing lags, feet scuff) where 0.25 s tracks; its
     # swings ask for up to 17 / 19 deg of hip / knee per tick at 1 m/s, 20 / 24 when turning at 1 rad/s too.
-    "trot": GaitParams(period=0.25, duty=0.5, offsets=(0.0, 0.5, 0.5, 0.0), swing_height=0.05),
+    # Swings 0.04 m high (were 0.05): on the firmware-faithful robot the higher swing's knee outran the PD and the
+    # firmware clamped q_des in 1.8 % of the frames, 0.7 % at 0.04 m (docs/research/expert_eval/firmware_robot).
+    "trot": GaitParams(period=0.25, duty=0.5, offsets=(0.0, 0.5, 0.5, 0.0), swing_height=0.04),
     # Pace and bound keep a four-feet phase at each handover (duty 0.6: 0.1 of the period twice per stride),
     # which catches the roll (pace) / pitch (bound) the single pair cannot resist; the loaded pair also pushes
     # sideways (pace) or fore-aft (bound) against the tilt. Bound gathers the feet 0.03 m toward the centre in
     # x (shorter pitch lever of each pair). At duty 0.5 pace fell 6/50 and bound 21/50 on SimConfig.randomized().
-    "pace": GaitParams(period=0.30, duty=0.6, offsets=(0.0, 0.5, 0.0, 0.5), swing_height=0.05,
+    # Pace: 0.34 s and 0.04 m swings (were 0.30 s, 0.05 m) for the same reason: clamped frames 3.0 -> 0.4 %.
+    "pace": GaitParams(period=0.34, duty=0.6, offsets=(0.0, 0.5, 0.0, 0.5), swing_height=0.04,
                        stance_roll=(0.2, 0.02)),
     # Bound also moves planned support force from the high end of the trunk to the low end (load_pitch, through
     # the gravity feed-forward): nose-up unloads the front pair and loads the rear one, 2.0 per rad + 0.1 per
