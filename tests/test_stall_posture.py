@@ -112,7 +112,6 @@ def trot_then_stall(posture: bool, stall_s: float, seed: int) -> tuple[bool, flo
             to_sdk = CONVENTION.to_sdk
             r.submit(SdkMotorCommand(to_sdk(safe.q), to_sdk(safe.dq), safe.kp, safe.kd, to_sdk(safe.tau)), now)
         for _ in range(sim.steps_per_tick // sim.steps_per_frame):
-            r.on_measured(sim.joint_state().q)
             frame = r.frame(sim.time)
             if frame is not None:
                 sim.command(frame)

@@ -71,7 +71,7 @@ class Controller:
         self._last_q: Optional[np.ndarray] = None   # last valid measured pose
         self._target: Optional[np.ndarray] = None   # last position target commanded
         self._now: Optional[float] = None
-        self._move: Optional[_Move] = None           # the running interpolation, if any
+        self._move: Optional[Move] = None           # the running interpolation, if any
         self._move_pending = False                   # start a move from the measured pose at the next tick
         self._in_place_from: Optional[str] = None     # a quick stand in place: from the "target" or "measured" pose
         self._move_load = (0.0, 0.0)                 # share of the weight carried through tau_des: start, end
@@ -282,7 +282,7 @@ class Controller:
                 duration = self.cc.stale_stand_duration
                 if self._in_place_from == "target" and self._target is not None:
                     start = self._target
-            self._move = _Move(start=start.copy(), goal=goal, t0=self._now, duration=duration, load=self._move_load)
+            self._move = Move(start=start.copy(), goal=goal, t0=self._now, duration=duration, load=self._move_load)
             self._move_pending = False
         return self._move.at(self._now)
 
@@ -311,9 +311,10 @@ class Controller:
         return finite_vector(value, self.num_joints)
 
 
-class _Move:
+class Move:
     """A smooth joint-space move from start to goal over duration seconds, the weight the legs carry changing
-    with it from load[0] to load[1] (shares of the whole)."""
+    with it from load[0] to load[1] (shares of the whole). The controller's moves, and the bridge's stall
+    posture (bridge/stall_posture.py)."""
 
     def __init__(self, start: np.ndarray, goal: np.ndarray, t0: float, duration: float,
                  load: tuple[float, float] = (0.0, 0.0)) -> None:

@@ -26,7 +26,7 @@ SOFT_LIMIT_KP = 20.0        # SOFT_KP, N m / rad
 SOFT_LIMIT_KNEE_TAU = 1.0   # the knee's soft limit engages when the torque estimate exceeds this (N m)
 FRAME_S = 0.002             # one frame of the 500 Hz loop
 # Our side keeps q_des within this fraction of the band: the wire carries float32, whose rounding must not tip a
-# q_des exactly on the band's edge over it (the safety filter per tick, the LCM bridge's relay per frame)
+# q_des exactly on the band's edge over it (the safety filter, which bands each published q_des)
 BAND_MARGIN = 0.99
 
 # motor_ctrl_state.err_flag bits

@@ -35,7 +35,6 @@ from diffuseloco_policy.bridge.lcm_bridge import CommandRelay
 from diffuseloco_policy.bridge.stall_posture import StallPosture, StallTiming
 from diffuseloco_policy.config import load_config
 from . import CyberDogSim, SimConfig
-from diffuseloco_policy.motor_sdk import MotorCommand as SdkMotorCommand
 from diffuseloco_policy.nodes.conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
 from diffuseloco_policy.nodes.parameters import declare_parameters
 from diffuseloco_policy.nodes.source_filter import SourceFilter, filtered
@@ -144,9 +143,9 @@ class SimulatorNode(Node):
                     next_wall = time.monotonic()
 
     def _relay_frame(self) -> None:
-        """One 2 ms frame from the relay to the firmware (none while it is silent); the measured angle is where
-        the relay's damping frames would hold."""
-        self.relay.on_measured(self.sim.joint_state().q)
+        """One 2 ms frame from the relay to the firmware (none while it is silent). The relay is not told the
+        measured angle: it needs it only for the damping frames after a motor fault, which the sim node does not
+        raise, and reading the simulated joint state every frame would cost a noise draw per frame."""
         frame = self.relay.frame(self.sim.time)
         if frame is not None:
             self.sim.command(frame)

@@ -427,7 +427,11 @@ class CommandRelay:
         with self._lock:
             if self.stall_posture is None or self._stall_from is None or self.fresh(now):
                 return ""
-            return self.stall_posture.phase(now - self._latest_time - self.hold_s)
+            return self.stall_posture.phase(self._stall_elapsed(now))
+
+    def _stall_elapsed(self, now: float) -> float:
+        """Seconds since the newest command went stale (its hold time ran out)."""
+        return now - self._latest_time - self.hold_s
 
     def _stall_frame(self, now: float) -> Optional[SdkMotorCommand]:
         """The stall posture's frame, or None: no posture, nothing was forwarded yet, motor mode not active, or the
@@ -437,7 +441,7 @@ class CommandRelay:
         if self._stall_from is None:
             self._stall_from = self._last_forwarded_q.copy()
             self.stalls += 1
-        frame = self.stall_posture.frame(now - self._latest_time - self.hold_s, self._stall_from)
+        frame = self.stall_posture.frame(self._stall_elapsed(now), self._stall_from)
         if frame is None:
             return None
         self._last_sent_time = now

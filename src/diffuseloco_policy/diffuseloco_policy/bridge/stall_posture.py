@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..config import StackConfig
-from ..controller import smoothstep
+from ..controller import Move
 from ..joints import JointConvention
 from ..motor_sdk import MotorCommand as SdkMotorCommand
 from ..stance_support import support_torques
@@ -74,14 +74,15 @@ class StallPosture:
         return SdkMotorCommand(to_sdk(q), np.zeros(n), np.full(n, self.kp), np.full(n, self.kd), to_sdk(tau))
 
     def _target(self, elapsed: float, start: np.ndarray) -> tuple[Optional[np.ndarray], float]:
-        """(model-convention q_des, share of the weight carried) at `elapsed`."""
+        """(model-convention q_des, share of the weight carried) at `elapsed`: the stand move (held at its goal
+        through the hold), then the lie-down move, then nothing."""
         t = self.timing
         phase = self.phase(elapsed)
-        if phase == "stand":
-            return start + smoothstep(elapsed / t.stand_s) * (self.default_pose - start), 1.0
-        if phase == "hold":
-            return self.default_pose.copy(), 1.0
-        if phase == "lie down":
-            s = smoothstep((elapsed - t.stand_s - t.hold_s) / t.lie_down_s)
-            return self.default_pose + s * (self.lying_pose - self.default_pose), 1.0 - s
-        return None, 0.0
+        if phase in ("stand", "hold"):
+            move = Move(start, self.default_pose, t0=0.0, duration=t.stand_s, load=(1.0, 1.0))
+        elif phase == "lie down":
+            move = Move(self.default_pose, self.lying_pose, t0=t.stand_s + t.hold_s, duration=t.lie_down_s,
+                        load=(1.0, 0.0))
+        else:
+            return None, 0.0
+        return move.at(elapsed), move.load_at(elapsed)
