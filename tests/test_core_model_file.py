@@ -13,6 +13,7 @@ from diffuseloco_policy.config import TermConfig, config_from_dict, load_config
 from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, build_policy
 from diffuseloco_learning.export import export_onnx
 from diffuseloco_policy.model_file import ModelMismatchError, read_onnx_info, within_trained_ranges
+from diffuseloco_policy.gains import describe_gains, with_model_gains
 from diffuseloco_learning.model_checkpoint import load_checkpoint, save_checkpoint
 from diffuseloco_policy.runtime import OnnxRuntime
 
@@ -53,8 +54,10 @@ MISMATCHES = {
     "horizon": (dataclasses.replace(CFG, action=dataclasses.replace(CFG.action, horizon=12)), "action horizon"),
     "control_rate": (dataclasses.replace(CFG, rates=dataclasses.replace(CFG.rates, control_hz=100.0)), "control rate"),
     "default_pose": (with_robot(default_pose=(0.1,) + CFG.robot.default_pose[1:]), "default pose"),
-    "kp": (with_robot(kp=40.0), "PD gains"),
-    "kd": (with_robot(kd=1.0), "PD gains"),
+    "kp_beyond_safety": (dataclasses.replace(CFG, safety=dataclasses.replace(CFG.safety, kp_max=CFG.robot.kp - 1.0)),
+                         "PD gains outside the robot's safety limits"),
+    "kd_beyond_safety": (dataclasses.replace(CFG, safety=dataclasses.replace(CFG.safety, kd_max=CFG.robot.kd - 0.5)),
+                         "PD gains outside the robot's safety limits"),
     "skills": (dataclasses.replace(CFG, skills=(dataclasses.replace(CFG.skills[0], name="sit"), *CFG.skills[1:])),
                "skills differ"),
 }
@@ -79,6 +82,17 @@ def test_matching_robot_loads_and_non_policy_fields_may_differ(files, kind):
     assert info.config == CFG and info.spec == SPEC
     # limits and protections are the safety layer's business, not the policy's: no refusal
     load(kind, files[kind], with_robot(torque_limit=10.0, limit_margin=0.05))
+
+
+@pytest.mark.parametrize("kind", ["onnx", "ckpt"])
+def test_a_model_loads_on_a_robot_whose_experts_moved_to_other_gains_and_keeps_its_own(files, kind):
+    """The gains belong to the data: the robot config's kp/kd (the experts') may move on; the model is driven at
+    the kp and kd it was trained with."""
+    robot = with_robot(kp=CFG.robot.kp + 15.0, kd=CFG.robot.kd - 1.0)
+    info = load(kind, files[kind], robot)
+    driven = with_model_gains(robot, info.config)
+    assert (driven.robot.kp, driven.robot.kd) == (CFG.robot.kp, CFG.robot.kd) != (robot.robot.kp, robot.robot.kd)
+    assert describe_gains(driven).startswith(f"kp {CFG.robot.kp:g}, kd {CFG.robot.kd:g}")
 
 
 @pytest.mark.parametrize("case", sorted(MISMATCHES))

@@ -103,3 +103,17 @@ def test_evaluation_gains_option_is_checked_and_the_experts_keep_robot_kp():
     with pytest.raises(ValueError, match="experts run at robot.kp"):
         make_policy("expert,gains=trot:0.8", CONFIG)
     assert make_policy("expert", CONFIG).kp_scales == {}
+
+
+def test_the_evaluation_drives_a_model_at_its_data_gains_and_the_experts_at_the_robot_configs():
+    """As the node does (gains.with_model_gains): the shipped file's kp/kd, whatever the robot config's experts use."""
+    from diffuseloco_policy.model_file import default_model_path, read_onnx_info
+
+    trained = read_onnx_info(default_model_path(), CONFIG).config
+    policy = make_policy(str(default_model_path()), CONFIG)
+    try:
+        assert policy.joint_gains == (trained.robot.kp, trained.robot.kd)
+        assert policy.describe()["joint_gains"] == policy.joint_gains
+    finally:
+        policy.close()
+    assert make_policy("expert", CONFIG).joint_gains is None

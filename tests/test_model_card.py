@@ -165,8 +165,9 @@ def test_a_narrowed_copy_borrows_its_sources_data_and_training(card, tmp_path):
         if line.startswith("- `d.zarr` from") or line.startswith("<summary>training config"):
             assert line in text
     assert "bound vx [0, 0.2]" in text and "bound vx [0, 0.2]" not in source
-    assert "drives each skill with: kp 30, trot x0.8 (" in text
-    assert "drives each skill with: kp 30, robot.kp in every skill (" in source
+    kp = f"kp {load_config().robot.kp:g}"   # the fixture's data: the experts' gains
+    assert f"drives each skill with: {kp}, trot x0.8 (" in text
+    assert f"drives each skill with: {kp}, robot.kp in every skill (" in source
 
 
 def test_a_card_is_borrowed_only_by_the_same_weights(card, tmp_path):

@@ -1,4 +1,11 @@
-"""The policy's position gain per skill: which multiple of robot.kp the PD targets of the skill in effect go out with.
+"""The gains a policy's PD targets go out with: its data's kp and kd, and per skill a multiple of that kp.
+
+A model learns the robot as its data's gains made it move, so the gains belong to the model, as its normalizer
+does: a model file records the kp and kd of its data (its embedded robot config), and the policy node drives that
+model with them (with_model_gains), whatever the robot config's experts use now. The safety filter still bounds
+them (model_file.compatibility_problems refuses a file whose gains exceed kp_max / kd_max).
+
+Per skill, which multiple of robot.kp the PD targets of the skill in effect go out with:
 
 Why: the experts and their data run every gait at robot.kp, on motors randomized over kp x [0.9, 1.1], so a clone
 has seen a band of gains, and within it its gaits are not equally steady. The default model's trot wobbles less
@@ -54,6 +61,18 @@ def with_kp_scales(config: StackConfig, scales: Mapping[str, float]) -> StackCon
                           f"{[s.name for s in config.skills]}")
     return dataclasses.replace(config, skills=tuple(
         dataclasses.replace(s, kp_scale=float(scales[s.name])) if s.name in scales else s for s in config.skills))
+
+
+def with_model_gains(config: StackConfig, trained: StackConfig) -> StackConfig:
+    """The robot config with the gains the model file was trained and validated with: its data's kp and kd and each
+    skill's kp scale (they replace the robot config's own)."""
+    robot = dataclasses.replace(config.robot, kp=trained.robot.kp, kd=trained.robot.kd)
+    return with_kp_scales(dataclasses.replace(config, robot=robot), kp_scales(trained))
+
+
+def describe_gains(config: StackConfig) -> str:
+    """'kp 30, kd 3, trot x0.9, bound x1.1' (the policy's gains in a config)."""
+    return f"kp {config.robot.kp:g}, kd {config.robot.kd:g}, {describe_scales(kp_scales(config))}"
 
 
 def describe_scales(scales: Mapping[str, float]) -> str:

@@ -151,8 +151,10 @@ def compatibility_problems(model: StackConfig, robot: StackConfig) -> list[str]:
         problems.append(f"control rate differs: model {model.rates.control_hz} Hz vs robot {robot.rates.control_hz} Hz")
     if not _close(mr.default_pose, rr.default_pose):
         problems.append(f"default pose differs: model {list(mr.default_pose)} vs robot {list(rr.default_pose)}")
-    if not (_close(mr.kp, rr.kp) and _close(mr.kd, rr.kd)):
-        problems.append(f"PD gains differ: model kp {mr.kp} kd {mr.kd} vs robot kp {rr.kp} kd {rr.kd}")
+    safety = robot.safety
+    if not (0.0 < mr.kp <= safety.kp_max and 0.0 <= mr.kd <= safety.kd_max):
+        problems.append(f"PD gains outside the robot's safety limits: model kp {mr.kp} kd {mr.kd} vs kp_max "
+                        f"{safety.kp_max} kd_max {safety.kd_max} (the node drives a model at its data's gains)")
     if not (_close(mr.position_lower, rr.position_lower, 1e-4) and _close(mr.position_upper, rr.position_upper, 1e-4)):
         problems.append(f"joint limits differ (robot appearance: model {mr.appearance!r}, robot {rr.appearance!r}): "
                         f"model [{list(mr.position_lower)}, {list(mr.position_upper)}] vs robot "

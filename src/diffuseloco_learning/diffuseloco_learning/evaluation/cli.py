@@ -93,6 +93,9 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
         policy = make_policy(spec, config, seed=base_seed)
         loop_config = with_kp_scales(config if policy.command_feedback else without_feedback(config),
                                      {**{s.name: 1.0 for s in config.skills}, **policy.kp_scales})
+        if policy.joint_gains is not None:   # a model runs at its data's gains, as the node drives it (gains.py)
+            kp, kd = policy.joint_gains
+            loop_config = replace(loop_config, robot=replace(loop_config.robot, kp=kp, kd=kd))
         try:
             for variant in ablations:
                 options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -39,6 +39,7 @@ class EvalPolicy:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.kp_scales: dict[str, float] = {}  # skill name -> multiple of robot.kp the loop drives it with (absent: 1)
+        self.joint_gains: Optional[tuple[float, float]] = None  # (kp, kd) of a model's data; None: the robot config's
         self.latencies: list[float] = []
         self.errors = 0
 
@@ -70,7 +71,8 @@ class EvalPolicy:
         """Called before each PolicyLoop tick with the simulator (only the expert may read ground truth)."""
 
     def describe(self) -> dict[str, Any]:
-        return {"label": self.label, "kind": self.kind, "kp_scales": dict(self.kp_scales)}
+        return {"label": self.label, "kind": self.kind, "kp_scales": dict(self.kp_scales),
+                "joint_gains": self.joint_gains}
 
     def close(self) -> None:
         pass
@@ -85,6 +87,7 @@ class RuntimePolicy(EvalPolicy):
         self.kind = runtime.info.spec.kind
         self.delayed_inputs = runtime.info.spec.delayed_inputs
         self.kp_scales = kp_scales(runtime.info.config)  # as the file was validated; the node does the same
+        self.joint_gains = (runtime.info.config.robot.kp, runtime.info.config.robot.kd)   # its data's, as the node
         self._rng = np.random.default_rng(0)
 
     def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:

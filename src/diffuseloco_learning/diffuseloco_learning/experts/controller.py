@@ -69,7 +69,10 @@ class ExpertParams:
     turn_force_gain: float = 1.0       # planned support force gets gain * m * the turn's centripetal acceleration
     tilt_guard: tuple[float, float] = (0.15, 0.35)   # rad of roll/pitch over which velocity gives way to attitude
     resync: bool = True                # touchdown and lift-off start from the measured foot, not the planned one
-    attitude_gains: tuple[float, float, float, float] = (20.0, 1.0, 30.0, 1.5)   # N m/rad, N m s/rad: roll, pitch
+    attitude_gains: tuple[float, float, float, float] = (40.0, 1.0, 30.0, 1.5)   # N m/rad, N m s/rad: roll, pitch
+    # Roll 40 (was 20): at kp 45 / kd 2 a switch from a backward pace into a turning 0.38 m/s bound on the lowest
+    # friction rolled the trunk over (1 of 50 switch episodes); at 40 none of 50 per skill or switch falls
+    # (docs/research/expert_eval/firmware_robot). Roll 30 / 1 and 40 / 2 each left one pace or bound fall.
     band_share: float = 0.8            # q_des kept within this share of the firmware's band around the joint ...
     band_stance_only: bool = True
     band_lead: float = 0.03            # s, ... extrapolated this far (sensor age + acting a tick late + half a tick)

@@ -32,7 +32,7 @@ from ..controller import ControllerRequest, ControllerState
 from ..inference import Sampler, describe_job
 from ..log_text import shorten
 from ..joints import JointConvention
-from ..gains import describe_scales, kp_scales, with_kp_scales
+from ..gains import describe_gains, with_model_gains
 from ..model_file import ModelMismatchError, default_model_path, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import load_runtime
@@ -163,12 +163,14 @@ class PolicyNode(Node):
         return narrowed
 
     def _with_model_gains(self, config: StackConfig, trained: StackConfig) -> StackConfig:
-        """The robot config with each skill's kp scale the model file's (the gains it was validated with; they
-        replace the robot config's own)."""
-        scales = kp_scales(trained)
-        self.get_logger().info(f"policy gains from the model file: kp {config.robot.kp:g}, "
-                               f"{describe_scales(scales)}")
-        return with_kp_scales(config, scales)
+        """The robot config with the model file's gains (its data's kp and kd, each skill's kp scale): a model is
+        driven at the gains it learned the robot with (gains.py)."""
+        driven = with_model_gains(config, trained)
+        if (driven.robot.kp, driven.robot.kd) != (config.robot.kp, config.robot.kd):
+            self.get_logger().info(f"the model was trained at kp {trained.robot.kp:g} kd {trained.robot.kd:g}; the "
+                                   f"robot config's experts use kp {config.robot.kp:g} kd {config.robot.kd:g}")
+        self.get_logger().info(f"policy gains from the model file: {describe_gains(driven)}")
+        return driven
 
     def _declare_parameters(self) -> dict:
         defaults = {
