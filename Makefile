@@ -21,7 +21,7 @@ PY_PACKAGES := diffuseloco_policy diffuseloco_sim diffuseloco_learning diffuselo
 msg_inputs = $(wildcard src/$(1)/msg/*.msg src/$(1)/srv/*.srv) src/$(1)/CMakeLists.txt src/$(1)/package.xml \
              src/$(1)/pyproject.toml cmake/ros_wheels_prefix.cmake
 
-.PHONY: setup demo test bench lock clean
+.PHONY: setup demo test bench model lock clean
 .SECONDEXPANSION:
 setup: $(STAMPS)/python-packages
 
@@ -63,6 +63,13 @@ test: setup $(STAMPS)/robot-venv
 
 bench: setup
 	$(PY) bench/bench_sampler.py
+
+# The shipped default from nothing (configs/pipeline_default.yaml): the experts checked, data, three training
+# stages, export, evaluation, card, then the paper's comparisons; hours on a CPU. Run again, it skips what is done
+# and resumes an interrupted training. PIPELINE_ARGS, e.g. --dry-run, --device cuda --workers 16, --no-comparisons.
+PIPELINE_ARGS ?=
+model: setup
+	$(PY) -m diffuseloco_learning.pipeline pipeline_default $(PIPELINE_ARGS)
 
 # Re-pin every dependency after editing requirements.in (needs the package index). pip's resolver report lists
 # exactly the distributions it would install; `pip freeze` would also list the egg-info names inside ROS wheels.

@@ -235,6 +235,17 @@ def test_runs_of_different_policies_merge_into_one_comparison(standing_model, tm
         merge_runs([load_run(tmp_path / "b"), load_run(tmp_path / "e")], ["b", "e"])
 
 
+def test_a_merged_report_states_the_gains_of_every_run(standing_model, tmp_path):
+    from diffuseloco_learning.evaluation.merge import load_run, merge_runs
+
+    quiet = dict(plots=False, log=lambda *_: None)
+    evaluate(["expert"], _trot_only(), CONFIG, seeds=1, out=tmp_path / "a", ablations=["none"], **quiet)
+    evaluate([f"{standing_model},label=soft,gains=trot:0.8"], _trot_only(), CONFIG, seeds=1, out=tmp_path / "b",
+             ablations=["none"], **quiet)
+    merged = merge_runs([load_run(tmp_path / "a"), load_run(tmp_path / "b")], ["a", "b"])
+    assert merged["meta"]["policy_gains"] == {"expert": "robot.kp in every skill", "soft": "trot x0.8"}
+
+
 class RecordingZeroPolicy(EvalPolicy):
     """Holds the default pose and records the command term of the newest goal frame it is given."""
 

@@ -53,7 +53,8 @@ def merge_runs(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]
     meta = dict(first["meta"])
     meta.update(seeds="; ".join(seeds), wall_s=sum(r["meta"]["wall_s"] for r in runs), sources=sources,
                 duration_s=max(r["meta"]["duration_s"] for r in runs),
-                feedback_off=[label for r in runs for label in r["meta"].get("feedback_off", [])])
+                feedback_off=[label for r in runs for label in r["meta"].get("feedback_off", [])],
+                policy_gains={k: v for r in runs for k, v in r["meta"].get("policy_gains", {}).items()})
     return {"meta": meta, "matrix": first["matrix"], **merged}
 
 
