@@ -62,12 +62,17 @@ def run_study(specs: list[str], study: Study, conditions: list[Condition], matri
     return write_report(study, out)
 
 
-def _condition_runs(study: Study, out: Path) -> list[tuple[Condition, dict[str, Any]]]:
+def _condition_runs(study: Study, out: Path, log=print) -> list[tuple[Condition, dict[str, Any]]]:
+    """Every condition of the study with results in `out`; one another process is writing right now is left
+    out (its own report will include it)."""
     runs = []
     for condition in study.conditions:
         file = out / condition.name / "results.json"
         if file.is_file():
-            runs.append((condition, json.loads(file.read_text())))
+            try:
+                runs.append((condition, json.loads(file.read_text())))
+            except json.JSONDecodeError:
+                log(f"{condition.name}: {file} is not complete yet, left out of this report")
     return runs
 
 
