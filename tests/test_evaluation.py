@@ -49,7 +49,7 @@ def test_cli_writes_results_json_markdown_and_plots(cli_run):
     table = (out / "results.md").read_text()
     assert "| standing[onnx] | speed |" in table and "| expert | switch |" in table
     assert f"Command ranges (the scenarios' speeds are fractions of them): {CONFIG.describe_command_ranges()}." in table
-    assert "trot vx [-0.5, 1]" in table and "episode seed i is 0 * 1000 + i" in table
+    assert "trot vx [-0.5, 1]" in table and "every episode draws its own physics" in table
     assert report["plots"] and all((out / p).stat().st_size > 1000 for p in report["plots"])
     assert any(p.startswith("velocity_") for p in report["plots"])
     assert any(p.startswith("contacts_") for p in report["plots"])
@@ -291,9 +291,10 @@ def test_feedback_off_in_a_policy_spec_runs_that_policy_without_the_loop(standin
 
 def test_noise_in_a_policy_spec_sets_the_samplers_temperature(standing_model):
     policy = make_policy(f"{standing_model},warm=2,noise=0.25", CONFIG)
-    assert policy.runtime.noise_scale == 0.25 and policy.label == "standing[onnx,warm2,noise0.25]"
+    assert policy.runtime.noise_scale == 0.25 and policy.label == "standing[onnx,noise0.25]"
     assert policy.describe()["noise_scale"] == 0.25
-    assert make_policy(str(standing_model), CONFIG).runtime.noise_scale == 1.0
+    assert make_policy(f"{standing_model},warm=0,noise=1", CONFIG).label == "standing[onnx,warm0,noise1]"
+    assert make_policy(str(standing_model), CONFIG).runtime.noise_scale == 0.0   # as deployed
     with pytest.raises(ValueError, match="noise_scale"):
         make_policy(f"{standing_model},noise=2", CONFIG)
 

@@ -26,6 +26,11 @@ from .model_spec import inference_timesteps
 NoiseSource = Union[np.random.Generator, np.ndarray, None]
 Pair = tuple[np.ndarray, np.ndarray]
 
+# The sampler settings the policy node deploys when none are given (and the bringup configs repeat): a 2-step
+# warm start from the previous plan and no sampler noise. The evaluation harness runs a bare model with them too.
+DEPLOYED_WARM_START_STEPS = 2
+DEPLOYED_NOISE_SCALE = 0.0
+
 
 class PolicyRuntime(ABC):
     """predict(obs_hist, goal_hist, rng_or_noise) -> action chunk, with optional warm start between calls."""

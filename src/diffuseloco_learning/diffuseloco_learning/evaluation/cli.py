@@ -3,8 +3,12 @@
     python -m diffuseloco_learning.evaluation --policy models/x.onnx --policy expert \\
         --scenarios eval_default --seeds 5 --out out/eval [--ablation none current_frame open_loop_chunk]
 
-Every policy runs through the deployed PolicyLoop (stand up, RUN, the scenario's commands). Writes
-results.json (every episode and the summaries), results.md (tables per policy x group and per policy x skill)
+Every policy runs through the deployed PolicyLoop (stand up, RUN, the scenario's commands), and a bare model
+path runs as the policy node runs that file: its command envelope (the run's ranges are cut to every model's
+envelope, so the experts meet the same commands), its per-skill gains, its warm start, no sampler noise and the
+stack's velocity loop. Options (spec keys, --full-ranges) are the ablations. Every episode draws its own physics
+(seeding.py), the same for every policy. Writes results.json (every episode and the summaries), results.md
+(tables per policy x group and per policy x skill, falls with a 95 % bound, every policy against the experts)
 and PNG plots (commanded vs achieved velocity and a contact raster for one episode per skill and one switch).
 """
 
@@ -21,12 +25,15 @@ from typing import Any, Optional
 from diffuseloco_policy.command_feedback import describe as describe_feedback, without_feedback
 from diffuseloco_policy.config import StackConfig, load_config
 from diffuseloco_policy.gains import describe_scales, with_kp_scales
-from diffuseloco_policy.model_file import read_onnx_info, within_trained_ranges
+from diffuseloco_policy.model_file import within_trained_ranges
 from diffuseloco_sim import CyberDogSim, SimConfig
+from . import seeding
+from .conditions import STUDY, Condition, load_study
 from .episode import LoopOptions, run_episode
-from .policies import make_policy
-from .report import markdown, plot_episode, summarize_policy
+from .policies import EXPERT, make_policy, parse_spec, trained_config
+from .report import markdown, plot_episode, reference_label, summarize_policy
 from .scenarios import ScenarioMatrix, load_matrix
+from .seeding import episode_seed
 
 ABLATIONS = ("none", "current_frame", "open_loop_chunk")
 
@@ -79,18 +86,41 @@ def representative(matrix: ScenarioMatrix) -> dict[str, str]:
     return out
 
 
+def physics_description(matrix: ScenarioMatrix, condition: Optional[Condition] = None) -> str:
+    base = (("SimConfig.randomized()" + ("" if matrix.pushes else " without pushes")) if matrix.randomized
+            else "ideal (no noise, latency, randomization)")
+    return base + (f"; condition {condition.name}: {condition.describe()}" if condition else "")
+
+
+def episode_plan(matrix: ScenarioMatrix, seeds: int, base_seed: int, stream: str = "") -> list[tuple[Any, int, int]]:
+    """(scenario, index, seed) of every episode: each its own physics draw, the same list for every policy."""
+    return [(scenario, i, episode_seed(base_seed, scenario.name, i, stream))
+            for scenario in matrix.scenarios for i in range(seeds)]
+
+
 def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfig, seeds: int, out: Path,
              ablations: list[str], inference_wait_s: float = 1.0, open_loop_ticks: Optional[int] = None,
-             base_seed: int = 0, plots: bool = True, log=print, tick_jitter_steps: float = 0.0) -> dict[str, Any]:
+             base_seed: int = 0, plots: bool = True, log=print, tick_jitter_steps: float = 0.0,
+             condition: Optional[Condition] = None, ranges_from: str = "the robot config") -> dict[str, Any]:
+    """Run every policy (and ablation) on the same episodes; write results.json and results.md to `out`.
+    condition: a robustness condition (conditions.py) applied to the matrix's physics, with its own episode draws."""
+    if base_seed < 0 or seeds < 1:
+        raise ValueError(f"base seed must be >= 0 and seeds >= 1, got {base_seed} and {seeds}")
     out.mkdir(parents=True, exist_ok=True)
-    sim = CyberDogSim(config, sim_config(matrix), seed=base_seed)
+    physics = sim_config(matrix) if condition is None else condition.apply(sim_config(matrix))
+    if condition is not None and condition.tick_jitter_steps:
+        tick_jitter_steps = condition.tick_jitter_steps
+    sim = CyberDogSim(config, physics, seed=base_seed)
     for variant in ablations:
         variant_parts(variant)  # an unknown name fails before any run
+    plan = episode_plan(matrix, seeds, base_seed, condition.name if condition else "")
     wanted = {name: stem for stem, name in representative(matrix).items()}
     policies, episodes, plot_files = [], {}, []
     start = time.perf_counter()
     for spec in policy_specs:
         policy = make_policy(spec, config, seed=base_seed)
+        for note in policy.notes:
+            log(f"{policy.label}: {note}")
         loop_config = with_kp_scales(config if policy.command_feedback else without_feedback(config),
                                      {**{s.name: 1.0 for s in config.skills}, **policy.kp_scales})
         if policy.joint_gains is not None:   # a model runs at its data's gains, as the node drives it (gains.py)
@@ -105,32 +135,33 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
                                  "current_frame": options.current_frame, "replan_every": options.replan_every,
                                  "command_feedback": loop_config.command_feedback.enabled})
                 episodes[label] = []
-                for scenario in matrix.scenarios:
-                    for i in range(seeds):
-                        seed = base_seed * 1000 + i  # seed i: the same physics draw for every policy
-                        result, trace = run_episode(loop_config, sim, policy, scenario, matrix, seed, options)
-                        episodes[label].append(result)
-                        outcome = (f"FELL at {result['fall_time_s']:.2f} s ({result['fall_reason']})"
-                                   if result["fell"] else "ok")
-                        elapsed = time.perf_counter() - start
-                        log(f"[{elapsed:7.1f} s] {label} | {scenario.name} seed {seed}: {outcome}")
-                        if plots and i == 0 and scenario.name in wanted:
-                            title = f"{label}: {scenario.name} (seed {seed})"
-                            plot_files += [str(p.relative_to(out)) for p in
-                                           plot_episode(trace, title, out, f"{label}_{scenario.name}")]
+                for scenario, i, seed in plan:
+                    result, trace = run_episode(loop_config, sim, policy, scenario, matrix, seed, options)
+                    episodes[label].append(result)
+                    outcome = (f"FELL at {result['fall_time_s']:.2f} s ({result['fall_reason']})"
+                               if result["fell"] else "ok")
+                    log(f"[{time.perf_counter() - start:7.1f} s] {label} | {scenario.name} #{i} seed {seed}: "
+                        f"{outcome}")
+                    if plots and i == 0 and scenario.name in wanted:
+                        title = f"{label}: {scenario.name} (seed {seed})"
+                        plot_files += [str(p.relative_to(out)) for p in
+                                       plot_episode(trace, title, out, f"{label}_{scenario.name}")]
         finally:
             policy.close()
     summary = {label: summarize_policy(eps, matrix.gaits, matrix.transition.min_two_feet)
                for label, eps in episodes.items()}
-    meta = {"matrix": matrix.name, "seeds": seeds, "base_seed": base_seed,
-            "physics": ("SimConfig.randomized()" + ("" if matrix.pushes else " without pushes"))
-            if matrix.randomized else "ideal (no noise, latency, randomization)",
+    meta = {"matrix": matrix.name, "seeds": seeds, "base_seed": base_seed, "seeding": seeding.SCHEME,
+            "physics_draws": len({seed for _, _, seed in plan}),
+            "physics": physics_description(matrix, condition),
+            "condition": condition.to_dict() if condition else None,
             "duration_s": max(s.duration_s for s in matrix.scenarios), "settle_s": matrix.settle_s,
             "inference_wait_s": inference_wait_s, "tick_jitter_steps": tick_jitter_steps, "robot": config.robot.name,
-            "command_ranges": config.describe_command_ranges(),
+            "command_ranges": config.describe_command_ranges(), "command_ranges_from": ranges_from,
             "command_feedback": describe_feedback(config.command_feedback),
             "feedback_off": [p["label"] for p in policies if not p["command_feedback"]],
             "policy_gains": {p["label"]: describe_scales(p["kp_scales"]) for p in policies},
+            "policy_notes": {p["label"]: p["notes"] for p in policies if p.get("notes")},
+            "reference": reference_label(policies), "same_episodes": True,
             "wall_s": time.perf_counter() - start}
     report = {"meta": meta, "policies": policies, "matrix": matrix.to_dict(config), "summary": summary,
               "episodes": episodes, "plots": plot_files}
@@ -144,21 +175,67 @@ def robot_config(path: Optional[Path], ranges_from: Optional[Path] = None) -> St
     them at start: a model shipped with an envelope is then evaluated on the commands it will be given."""
     config = load_config(path)
     if ranges_from is not None:
-        config = within_trained_ranges(config, read_onnx_info(ranges_from, config).config)
+        config = within_trained_ranges(config, trained_config(ranges_from, config))
     return config
+
+
+def deployment_config(config: StackConfig, specs: list[str]) -> tuple[StackConfig, str]:
+    """The command ranges the policy node would allow every model among `specs` (the intersection of their files'
+    envelopes), so that model and experts meet the same commands, and a line saying where they came from."""
+    files = list(dict.fromkeys(Path(path) for path, _ in map(parse_spec, specs) if path != EXPERT))
+    for file in files:
+        config = within_trained_ranges(config, trained_config(file, config))
+    return config, (f"the robot config cut to the envelope of {', '.join(str(f) for f in files)}" if files
+                    else "the robot config")
+
+
+def shortened(matrix: ScenarioMatrix, duration: Optional[float]) -> ScenarioMatrix:
+    """The matrix with every episode `duration` s long (scenarios whose schedule starts later are dropped)."""
+    if duration is None:
+        return matrix
+    return replace(matrix, scenarios=tuple(replace(s, duration_s=duration) for s in matrix.scenarios
+                                           if s.segments[-1].start_s < duration))
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options the evaluation and the robustness study share: policies, ranges, seeds, matrix length."""
+    parser.add_argument("--policy", action="append", required=True,
+                        help="a policy spec (repeat to compare); a bare model path runs as the policy node runs it")
+    parser.add_argument("--seeds", type=int, default=None, help="episodes per scenario (default: the matrix's)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (>= 0) every episode's draw is spawned from")
+    parser.add_argument("--config", type=Path, default=None, help="robot config (default: the shipped CyberDog 2)")
+    ranges = parser.add_mutually_exclusive_group()
+    ranges.add_argument("--ranges-from", type=Path, default=None, metavar="MODEL",
+                        help="cut the command ranges to this model file's envelope (default: every model policy's, "
+                             "as the policy node cuts them)")
+    ranges.add_argument("--full-ranges", action="store_true",
+                        help="the robot config's full command ranges, even beyond a model file's envelope")
+    parser.add_argument("--duration", type=float, default=None, help="override the matrix's episode duration (s)")
+    parser.add_argument("--no-plots", action="store_true")
+
+
+def run_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[StackConfig, str]:
+    """The robot config with the command ranges the run uses, and where they came from (see deployment_config)."""
+    if args.seed < 0 or (args.seeds is not None and args.seeds < 1):
+        parser.error(f"--seed must be >= 0 and --seeds >= 1 (got {args.seed} and {args.seeds})")
+    config = load_config(args.config)
+    if args.full_ranges:
+        return config, "the robot config (--full-ranges)"
+    if args.ranges_from is not None:
+        return robot_config(args.config, args.ranges_from), f"the envelope of {args.ranges_from}"
+    return deployment_config(config, args.policy)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffuseloco_learning.evaluation",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="policy specs: expert | PATH.onnx | PATH.safetensors, optionally "
-                                            "followed by ,warm=K ,backend=onnx|torch ,label=NAME ,threads=N ,noise=S "
-                                            "(sampler temperature) ,feedback=off (no outer velocity loop)")
-    parser.add_argument("--policy", action="append", required=True, help="a policy spec (repeat to compare)")
+                                     epilog="policy specs: expert | PATH.onnx | PATH.safetensors, as deployed, "
+                                            "optionally followed by ,warm=K (0: full sampler) ,noise=S (sampler "
+                                            "temperature) ,gains=SKILL:SCALE/... ,feedback=off (no outer velocity "
+                                            "loop) ,backend=onnx|torch ,label=NAME ,threads=N")
+    add_policy_arguments(parser)
     parser.add_argument("--scenarios", default="eval_default", help="matrix name (configs/eval_*.yaml) or YAML path")
-    parser.add_argument("--seeds", type=int, default=None, help="episodes per scenario (default: the matrix's)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed")
     parser.add_argument("--out", type=Path, default=Path("out/eval"))
     parser.add_argument("--ablation", nargs="+", default=["none"],
                         help="variants to run per policy: none (the deployed design), current_frame, "
@@ -170,26 +247,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--tick-jitter", type=float, default=0.0, metavar="STEPS",
                         help="vary the physics steps between control ticks by this standard deviation, as the live "
                              "graph's separate wall clocks do (its bags: 1.6-3.3 of the nominal 10)")
-    parser.add_argument("--duration", type=float, default=None, help="override the matrix's episode duration (s)")
-    parser.add_argument("--config", type=Path, default=None, help="robot config (default: the shipped CyberDog 2)")
-    parser.add_argument("--ranges-from", type=Path, default=None, metavar="MODEL.onnx",
-                        help="cut the config's command ranges to this model file's, as the policy node does")
     parser.add_argument("--pushes", action="store_true",
                         help="shove the trunk every 4-8 s (SimConfig.randomized()'s pushes), whatever the matrix says")
-    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--condition", default=None, metavar="NAME",
+                        help="a robustness condition of --study (payload, weak_motors, low_friction, ...) on top of "
+                             "the matrix's physics, with its own episode draws")
+    parser.add_argument("--study", default=STUDY, help="the study --condition is read from (configs/robustness.yaml)")
     args = parser.parse_args(argv)
-    config = robot_config(args.config, args.ranges_from)
-    matrix = load_matrix(args.scenarios, config)
+    config, ranges_from = run_config(args, parser)
+    matrix = shortened(load_matrix(args.scenarios, config), args.duration)
     if args.pushes:
         if not matrix.randomized:
             parser.error(f"--pushes: matrix {matrix.name} runs nominal physics; pushes come with randomized physics")
         matrix = replace(matrix, pushes=True)
-    if args.duration is not None:
-        matrix = replace(matrix, scenarios=tuple(replace(s, duration_s=args.duration) for s in matrix.scenarios
-                                                 if s.segments[-1].start_s < args.duration))
+    condition = load_study(args.study).condition(args.condition) if args.condition else None
+    if condition is not None and condition.tick_jitter_steps and args.tick_jitter:
+        parser.error(f"--tick-jitter: condition {condition.name} sets the tick jitter itself")
     report = evaluate(args.policy, matrix, config, args.seeds or matrix.seeds, args.out, args.ablation,
                       args.inference_wait, args.open_loop_ticks, args.seed, plots=not args.no_plots,
-                      tick_jitter_steps=args.tick_jitter)
+                      tick_jitter_steps=args.tick_jitter, condition=condition, ranges_from=ranges_from)
     sys.stdout.write(markdown(report["summary"], report["meta"]))
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {len(report['plots'])} plots")
     return 0

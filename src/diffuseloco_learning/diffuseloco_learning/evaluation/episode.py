@@ -14,12 +14,13 @@ Metrics (all from the simulator's ground truth, never from the policy's inputs):
 - transitions (a skill change after a scored segment): no fall within window_s, and the new skill's contact
   pattern (experts.evaluate.contact_pattern) in (switch + pattern_from_s, switch + window_s];
 - contact pattern per segment (diagonal / lateral / front_rear shares of two-feet-down ticks, four-feet share);
-- sampler latency (per call) and PolicyLoop deadline misses.
+- sampler latency (per call) and PolicyLoop deadline misses;
+- the episode's physics draw (the simulator's EpisodeParams: friction, payload, gain and strength scales, ...).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,7 @@ def samples(sim: CyberDogSim, now: float) -> tuple[JointSample, ImuSample, Veloc
 def run_episode(config: StackConfig, sim: CyberDogSim, policy: EvalPolicy, scenario: Scenario,
                 matrix: ScenarioMatrix, seed: int, options: LoopOptions = LoopOptions()
                 ) -> tuple[dict[str, Any], Trace]:
-    sim.reset(seed=seed)
+    physics = asdict(sim.reset(seed=seed))   # this episode's draw, kept with its result
     policy.start_episode(seed)
     loop = PolicyLoop(config, policy, inference_wait_s=options.inference_wait_s, reset_sampler=policy.reset,
                       current_frame=options.current_frame, replan_every=options.replan_every)
@@ -86,7 +87,7 @@ def run_episode(config: StackConfig, sim: CyberDogSim, policy: EvalPolicy, scena
         misses = loop.deadline_misses
     finally:
         loop.close()
-    result = {"scenario": scenario.name, "group": scenario.group, "seed": seed, "run_at_s": t_run,
+    result = {"scenario": scenario.name, "group": scenario.group, "seed": seed, "physics": physics, "run_at_s": t_run,
               **fall, "survival_s": fall["fall_time_s"] if fall["fell"] else scenario.duration_s,
               "segments": _segments(config, scenario, matrix, trace),
               "transitions": _transitions(config, scenario, matrix, trace, fall),

@@ -1,10 +1,13 @@
-"""Merge evaluation runs of different policies into one comparison (one report, one table, one chart).
+"""Merge evaluation runs into one comparison (one report, one table, one chart).
 
     python -m diffuseloco_learning.evaluation.merge out/eval_diffusion out/eval_mlp out/eval_expert --out out/compare
+    python -m diffuseloco_learning.evaluation.merge out/eval/model_2000 out/eval/model_3000 ... --out out/pooled
 
-Why: each policy can be evaluated in its own process (both cores busy, or one machine each) and at its own
-number of seeds; the runs are comparable when they used the same scenario matrix and base seed, which this
-checks before merging (seed i draws the same physics in every run).
+Why: each policy can be evaluated in its own process (both cores busy, or one machine each), at its own number of
+episodes, and over several seed sets. Runs of different policies are compared when they used the same scenario
+matrix, physics, command ranges, velocity loop and seeding; runs of one policy label on different base seeds are
+pooled (six seed sets -> one row of 720 episodes). Every summary is recomputed from the episodes, so counts add
+up (falls, episodes, transitions) and rates and bounds follow from them; older report files are read the same way.
 """
 
 from __future__ import annotations
@@ -14,48 +17,93 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from .report import markdown, plot_comparison
+from . import seeding
+from .report import markdown, plot_comparison, reference_label, summarize_policy
 
 
 class MergeError(ValueError):
-    """The runs cannot be compared: different matrices or base seeds, or a policy label used twice."""
+    """The runs cannot be combined: different matrices or physics, or the same episodes twice."""
 
 
 def load_run(path: Path) -> dict[str, Any]:
     file = path / "results.json" if path.is_dir() else path
-    return json.loads(file.read_text())
+    try:
+        run = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MergeError(f"{file}: not a readable evaluation report ({exc})") from exc
+    missing = [key for key in ("meta", "policies", "matrix", "episodes") if key not in run]
+    if missing:
+        raise MergeError(f"{file}: not an evaluation report (no {', '.join(missing)}); it cannot be merged")
+    return run
 
 
 def comparison_basis(run: dict[str, Any]) -> dict[str, Any]:
-    """What must be equal for two runs to be compared episode for episode."""
-    return {"command_ranges": run["meta"].get("command_ranges"),
-            "command_feedback": run["meta"].get("command_feedback"), "matrix": run["matrix"],
-            "base_seed": run["meta"]["base_seed"], "physics": run["meta"]["physics"]}
+    """What must be equal for two runs to be compared episode for episode (the base seed is checked apart)."""
+    meta = run["meta"]
+    return {"command_ranges": meta.get("command_ranges"), "command_feedback": meta.get("command_feedback"),
+            "matrix": run["matrix"], "physics": meta["physics"], "seeding": seeding.scheme_of(meta),
+            "condition": meta.get("condition")}
 
 
-def merge_runs(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
-    first, basis = runs[0], comparison_basis(runs[0])
+def _check_basis(runs: list[dict[str, Any]], sources: list[str]) -> None:
+    basis = comparison_basis(runs[0])
     for run, source in zip(runs[1:], sources[1:]):
         for key, value in comparison_basis(run).items():
             if value != basis[key]:
                 raise MergeError(f"{source}: {key} differs from {sources[0]}'s; the runs are not comparable")
-    merged: dict[str, Any] = {"policies": [], "summary": {}, "episodes": {}, "plots": []}
-    seeds = []
+
+
+def _pool(runs: list[dict[str, Any]], sources: list[str]) -> tuple[dict[str, list], dict[str, dict], dict]:
+    """label -> its episodes from every run, its policy entry, and the base seeds it ran."""
+    episodes: dict[str, list] = {}
+    policies: dict[str, dict] = {}
+    base_seeds: dict[str, list[int]] = {}
     for run, source in zip(runs, sources):
-        for label in run["summary"]:
-            if label in merged["summary"]:
-                raise MergeError(f"policy label {label!r} appears in more than one run (use label=NAME)")
-            seeds.append(f"{label}: {run['meta']['seeds']}")
-        merged["policies"] += [{**p, "source_run": source} for p in run["policies"]]
-        merged["summary"].update(run["summary"])
-        merged["episodes"].update(run["episodes"])
-        merged["plots"] += [str(Path(source) / p) for p in run["plots"]]
-    meta = dict(first["meta"])
-    meta.update(seeds="; ".join(seeds), wall_s=sum(r["meta"]["wall_s"] for r in runs), sources=sources,
+        base = run["meta"]["base_seed"]
+        for label, eps in run["episodes"].items():
+            if base in base_seeds.get(label, []):
+                raise MergeError(f"policy label {label!r} appears in more than one run with base_seed {base} "
+                                 "(use label=NAME to tell policies apart, or pool runs of other seed sets)")
+            base_seeds.setdefault(label, []).append(base)
+            episodes.setdefault(label, []).extend(eps)
+        for entry in run["policies"]:
+            known = policies.setdefault(entry["label"], {**entry, "source_runs": []})
+            known["source_runs"].append(source)
+    for label, eps in episodes.items():
+        keys = [(e["scenario"], e["seed"]) for e in eps]
+        if len(set(keys)) != len(keys):
+            raise MergeError(f"policy {label!r}: the same episode (scenario and seed) in more than one run; "
+                             "seed sets overlap")
+    return episodes, policies, base_seeds
+
+
+def merge_runs(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
+    _check_basis(runs, sources)
+    episodes, policies, base_seeds = _pool(runs, sources)
+    seed_sets = {label: sorted(seeds) for label, seeds in base_seeds.items()}
+    if len({tuple(seeds) for seeds in seed_sets.values()}) > 1:
+        raise MergeError("the policies ran different base_seed sets (" + "; ".join(
+            f"{label}: {seeds}" for label, seeds in seed_sets.items()) + "); they did not meet the same robots")
+    matrix = runs[0]["matrix"]
+    gaits, min_two_feet = matrix.get("gaits", {}), matrix["transition"]["min_two_feet"]
+    summary = {label: summarize_policy(eps, gaits, min_two_feet) for label, eps in episodes.items()}
+    episode_sets = {frozenset((e["scenario"], e["seed"]) for e in eps) for eps in episodes.values()}
+    merged_policies = list(policies.values())
+    first = runs[0]["meta"]
+    bases = next(iter(seed_sets.values()))
+    meta = dict(first)
+    meta.update(seeds="; ".join(f"{label}: {len(eps)} episodes over {len(matrix['scenarios'])} scenarios"
+                                for label, eps in episodes.items()),
+                base_seed=bases[0] if len(bases) == 1 else ", ".join(str(b) for b in bases),
+                physics_draws=len({e["seed"] for eps in episodes.values() for e in eps}),
+                wall_s=sum(r["meta"]["wall_s"] for r in runs), sources=sources,
                 duration_s=max(r["meta"]["duration_s"] for r in runs),
                 feedback_off=[label for r in runs for label in r["meta"].get("feedback_off", [])],
-                policy_gains={k: v for r in runs for k, v in r["meta"].get("policy_gains", {}).items()})
-    return {"meta": meta, "matrix": first["matrix"], **merged}
+                policy_gains={k: v for r in runs for k, v in r["meta"].get("policy_gains", {}).items()},
+                policy_notes={k: v for r in runs for k, v in r["meta"].get("policy_notes", {}).items()},
+                reference=reference_label(merged_policies), same_episodes=len(episode_sets) == 1)
+    return {"meta": meta, "matrix": matrix, "policies": merged_policies, "summary": summary, "episodes": episodes,
+            "plots": [str(Path(source) / p) for run, source in zip(runs, sources) for p in run.get("plots", [])]}
 
 
 def write_merged(report: dict[str, Any], out: Path) -> list[Path]:

@@ -1,15 +1,19 @@
 """Every policy behind one interface, for PolicyLoop: a timed sampler, its reset, and per-episode hooks.
 
-Policy specs (the CLI's --policy):
+Policy specs (the CLI's --policy). A bare model path runs what the policy node runs with that file: its 2-step
+warm start (when the .warm2.onnx graph is beside it), no sampler noise, the file's per-skill gains, the stack's
+velocity loop (and the CLI cuts the command ranges to the file's envelope). Options change one thing each:
   expert                              the expert controllers (ExpertStandIn), fed the simulator's true velocity
-  models/x.onnx[,warm=K]              an exported model (diffusion, optionally warm-started, or bc_mlp), ONNX Runtime;
-                                      warm=0 (or no warm) is the full sampler every tick
-  ckpt.safetensors[,warm=K]           a checkpoint through the torch runtime
+  models/x.onnx                       an exported model (diffusion or bc_mlp) through ONNX Runtime, as deployed
+  ckpt.safetensors                    a checkpoint through the torch runtime
+  ...,warm=K                          K warm-start steps (warm=0: the full sampler every tick; default 2)
+  ...,noise=S                         the sampler's temperature in [0, 1] (runtime.py; default 0, as deployed;
+                                      1 is the trained DDPM sampler)
   ...,backend=onnx|torch,label=NAME,threads=N   explicit backend, a display name, intra-op threads
   ...,feedback=off                    without the stack's outer velocity loop (command_feedback.py): the raw policy
-  ...,noise=S                         the sampler's temperature in [0, 1] (runtime.py; default 1, the trained sampler)
   ...,gains=trot:0.8/bound:1.1        per-skill kp scales instead of the model file's (gains.py; skills not named run
                                       at robot.kp; gains=none: robot.kp everywhere). The experts always use robot.kp.
+A model's label names what differs from deployment: x[onnx] is deployed, x[onnx,warm0,noise1] is not.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import numpy as np
 
 from diffuseloco_policy.config import StackConfig
 from diffuseloco_policy.gains import kp_scales, with_kp_scales
-from diffuseloco_policy.runtime import PolicyRuntime, load_runtime
+from diffuseloco_policy.model_file import (ModelMismatchError, check_compatible, parse_metadata, read_onnx_info,
+                                           warm_path)
+from diffuseloco_policy.runtime import (DEPLOYED_NOISE_SCALE, DEPLOYED_WARM_START_STEPS, PolicyRuntime,
+                                        load_runtime)
 
 EXPERT = "expert"
 
@@ -42,6 +49,7 @@ class EvalPolicy:
         self.joint_gains: Optional[tuple[float, float]] = None  # (kp, kd) of a model's data; None: the robot config's
         self.latencies: list[float] = []
         self.errors = 0
+        self.notes: list[str] = []  # where the policy does not run as the node would (the CLI prints them)
 
     def __call__(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
@@ -72,7 +80,7 @@ class EvalPolicy:
 
     def describe(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "kp_scales": dict(self.kp_scales),
-                "joint_gains": self.joint_gains}
+                "joint_gains": self.joint_gains, "notes": list(self.notes)}
 
     def close(self) -> None:
         pass
@@ -127,6 +135,26 @@ class ExpertPolicy(EvalPolicy):
         self.stand_in.set_velocity(*sim.base_velocity_body()[:2])  # what experts/rollout.py gives the expert
 
 
+def trained_config(path: Path, robot: StackConfig) -> StackConfig:
+    """The config a model file carries (its training ranges or shipped envelope, its gains), checked against
+    `robot` as the node checks it: an .onnx export or a .safetensors checkpoint, read without building the model."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"policy model {path} does not exist (or use 'expert')")
+    if path.suffix == ".onnx":
+        return read_onnx_info(path, robot).config
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same refusal
+        raise ModelMismatchError(f"{path}: cannot read checkpoint: {exc}") from exc
+    info = parse_metadata(metadata, source=str(path))
+    check_compatible(info.config, robot, source=str(path))
+    return info.config
+
+
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """'path,key=value,...' -> (path, options)."""
     path, *options = spec.split(",")
@@ -173,11 +201,31 @@ def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: 
     if not file.exists():
         raise FileNotFoundError(f"policy model {file} does not exist (or use 'expert')")
     backend = options.get("backend") or ("onnx" if file.suffix == ".onnx" else "torch")
-    warm = int(options.get("warm") or 0) or None   # warm=0 or none given: the full sampler every tick
+    warm = _warm_start(file, backend, options.get("warm"))
     threads = int(options["threads"]) if options.get("threads") else None
-    noise = float(options.get("noise") or 1.0)
+    noise = float(options["noise"]) if options.get("noise") else DEPLOYED_NOISE_SCALE
     runtime = load_runtime(file, robot=config, backend=backend, warm_start_steps=warm, intra_op_threads=threads,
                            seed=seed, noise_scale=noise)
-    settings = ("" if warm is None else f",warm{warm}") + ("" if noise == 1.0 else f",noise{noise:g}")
+    deployed_warm = DEPLOYED_WARM_START_STEPS if runtime.is_diffusion else None
+    settings = ("" if runtime.warm_start_steps == deployed_warm else f",warm{runtime.warm_start_steps or 0}") + (
+        "" if noise == DEPLOYED_NOISE_SCALE or not runtime.is_diffusion else f",noise{noise:g}")
     label = options.get("label") or f"{file.stem}[{backend}{settings}]"
-    return RuntimePolicy(runtime, label, str(file), backend)
+    policy = RuntimePolicy(runtime, label, str(file), backend)
+    if runtime.is_diffusion and "warm" not in options and runtime.warm_start_steps is None:
+        policy.notes.append(f"{file.name}: no {warm_path(file, DEPLOYED_WARM_START_STEPS).name} beside it, so the "
+                            f"full sampler runs; the policy node (warm_start_steps {DEPLOYED_WARM_START_STEPS}) "
+                            f"would refuse this file")
+    return policy
+
+
+def _warm_start(file: Path, backend: str, option: Optional[str]) -> Optional[int]:
+    """The warm-start steps to open `file` with: the option's (0: none), else the node's default, unless an ONNX
+    file lacks its warm-start graph (then the full sampler runs, and make_policy notes it)."""
+    if option:
+        steps = int(option)
+        if steps < 0:
+            raise ValueError(f"warm={option}: expected a number of steps >= 0")
+        return steps or None
+    if backend == "onnx" and not warm_path(file, DEPLOYED_WARM_START_STEPS).exists():
+        return None
+    return DEPLOYED_WARM_START_STEPS

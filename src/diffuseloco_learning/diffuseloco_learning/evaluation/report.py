@@ -1,4 +1,10 @@
-"""Aggregation of episode results, the markdown tables and the plots."""
+"""Aggregation of episode results, the markdown tables and the plots.
+
+Every summary is computed from the episodes themselves (counts summed, errors averaged over segments), pooled and
+per skill, so merged runs and older report files aggregate the same way. Falls come with an exact one-sided 95 %
+upper bound on the fall rate (stats.py). Per skill: the episodes that reached one of its segments, the falls while
+it was in effect, its tracking and gait over its scored segments, and the switches into it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,13 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from diffuseloco_policy.gains import describe_scales
+from . import seeding
 from .episode import Trace, pattern_share
+from .stats import percent, upper_bound
 
 PATTERNS = ("diagonal", "lateral", "front_rear")
 AXES = ("vx", "vy", "yaw_rate")
+LEAD_IN = "lead_in"   # falls in the stand lead-in before an episode's first scored segment
 
 
 def _mean(values: Iterable[float]) -> Optional[float]:
@@ -55,8 +64,10 @@ def summarize(episodes: list[dict]) -> dict[str, Any]:
     """One block of metrics over a set of episodes."""
     transitions = [t for e in episodes for t in e["transitions"]]
     segments = [s for e in episodes for s in e["segments"]]
-    return {"episodes": len(episodes), "falls": sum(e["fell"] for e in episodes),
+    falls = sum(bool(e["fell"]) for e in episodes)
+    return {"episodes": len(episodes), "falls": falls,
             "fall_rate": _mean(float(e["fell"]) for e in episodes),
+            "fall_upper95": upper_bound(falls, len(episodes)),
             "survival_s": _mean(e["survival_s"] for e in episodes),
             **_tracking(segments),
             "transitions": len(transitions),
@@ -67,27 +78,73 @@ def summarize(episodes: list[dict]) -> dict[str, Any]:
             "sampler_errors": sum(e["sampler_errors"] for e in episodes)}
 
 
+def fall_skill(episode: dict) -> Optional[str]:
+    """The skill in effect when the episode fell (LEAD_IN before its first scored segment); None if it did not."""
+    if not episode["fell"]:
+        return None
+    at = episode["fall_time_s"]
+    current = LEAD_IN
+    for segment in episode["segments"]:
+        if segment["start_s"] < at:
+            current = segment["skill"]
+    return current
+
+
+def _reached(episode: dict, segment: dict) -> bool:
+    return not episode["fell"] or episode["fall_time_s"] > segment["start_s"]
+
+
+def skill_summaries(episodes: list[dict], gaits: dict[str, str], min_two_feet: float) -> dict[str, Any]:
+    """Per skill, in order of appearance: episodes that reached it, falls in it (with the 95 % bound), tracking
+    and gait over its scored segments, and the switches into it. Works for any skill names the episodes hold."""
+    reached: dict[str, int] = {}
+    falls: dict[str, int] = {}
+    scored: dict[str, list[dict]] = {}
+    into: dict[str, list[dict]] = {}
+    for e in episodes:
+        for name in dict.fromkeys(s["skill"] for s in e["segments"] if _reached(e, s)):
+            reached[name] = reached.get(name, 0) + 1
+        for s in e["segments"]:
+            if "gait" in s:  # segments with scored ticks only
+                scored.setdefault(s["skill"], []).append(s)
+        for t in e["transitions"]:
+            into.setdefault(t["to"], []).append(t)
+        if (name := fall_skill(e)) is not None:
+            falls[name] = falls.get(name, 0) + 1
+    if falls.get(LEAD_IN):
+        reached[LEAD_IN] = len(episodes)   # every episode starts with the lead-in
+    out = {}
+    seen = [*reached, *scored, *into]
+    for name in dict.fromkeys([*(k for k in gaits if k in seen), *seen]):   # the matrix's skill order first
+        segs, switches = scored.get(name, []), into.get(name, [])
+        gait = _pooled_gait(segs)
+        expected = gaits.get(name)
+        k, n = falls.get(name, 0), reached.get(name, 0)
+        out[name] = {"episodes": n, "falls": k, "fall_upper95": upper_bound(k, n), **_tracking(segs),
+                     "transitions": len(switches),
+                     "transition_success": _mean(float(t["success"]) for t in switches) if switches else None,
+                     "gait": gait, "expected_pattern": expected,
+                     "expected_share": pattern_share(gait, expected, min_two_feet) if expected and segs else None}
+    return out
+
+
 def summarize_policy(episodes: list[dict], gaits: dict[str, str], min_two_feet: float) -> dict[str, Any]:
     groups = list(dict.fromkeys(e["group"] for e in episodes))
     scenarios = list(dict.fromkeys(e["scenario"] for e in episodes))
-    by_skill: dict[str, list[dict]] = {}
-    for e in episodes:
-        for s in e["segments"]:
-            if "gait" in s:  # segments with scored ticks only
-                by_skill.setdefault(s["skill"], []).append(s)
-    skills = {}
-    for name, segs in by_skill.items():
-        gait = _pooled_gait(segs)
-        expected = gaits.get(name)
-        skills[name] = {**_tracking(segs), "gait": gait, "expected_pattern": expected,
-                        "expected_share": pattern_share(gait, expected, min_two_feet) if expected else None}
     return {"overall": summarize(episodes),
             "groups": {g: summarize([e for e in episodes if e["group"] == g]) for g in groups},
-            "skills": skills,
+            "skills": skill_summaries(episodes, gaits, min_two_feet),
             "scenarios": {s: summarize([e for e in episodes if e["scenario"] == s]) for s in scenarios}}
 
 
-def _f(value: Optional[float], fmt: str = ".3f") -> str:
+def reference_label(policies: list[dict]) -> Optional[str]:
+    """The policy others are compared with: the first expert run of the deployed loop (no ablation)."""
+    experts = [p["label"] for p in policies if p.get("kind") == "expert"]
+    deployed = [p["label"] for p in policies if p.get("kind") == "expert" and p.get("ablation") == "deployed"]
+    return (deployed or experts or [None])[0]
+
+
+def fmt(value: Optional[float], fmt: str = ".3f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
@@ -114,43 +171,113 @@ def _jitter_note(meta: dict[str, Any]) -> str:
     return f" Physics steps between control ticks jittered by a standard deviation of {jitter:g}." if jitter else ""
 
 
-def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
-    lines = [f"# Policy evaluation: {meta['matrix']}", "",
-             f"Simulator: {meta['physics']}; {meta['seeds']} seed(s) per scenario; episode {meta['duration_s']} s "
-             f"after RUN; tracking after {meta['settle_s']} s per segment; sampler wait "
-             f"{meta['inference_wait_s']} s (deterministic), latency measured separately; episode seed "
-             f"i is {meta['base_seed']} * 1000 + i.{_jitter_note(meta)}", "",
-             f"Command ranges (the scenarios' speeds are fractions of them): {meta.get('command_ranges', 'not recorded')}.",
-             "", _feedback_line(meta), "", _gains_line(meta), "",
-             "Tracking error: mean per-tick |achieved - commanded| (ground truth, heading frame); vx bias: "
-             "|segment mean - commanded| (the expert evaluator's metric). "
-             "Transition: no fall within the window and the new skill's contact pattern. "
-             "Latency: sampler wall-clock per call; over budget: calls longer than the control period.", "",
-             "## Per policy and scenario group", "",
+def _falls(block: dict[str, Any]) -> str:
+    """'0 (<= 0.42 %)': falls with the 95 % upper bound on the rate, from the counts (older reports too)."""
+    episodes, falls = block.get("episodes"), block.get("falls")
+    if episodes is None or falls is None:
+        return "-"
+    bound = upper_bound(int(falls), int(episodes))
+    return f"{falls}" + ("" if bound is None else f" (<= {percent(bound)} %)")
+
+
+def _transitions_ok(block: dict[str, Any]) -> str:
+    rate = block.get("transition_success")
+    return "-" if rate is None else f"{rate:.2f} ({block['transitions']})"
+
+
+def _header(meta: dict[str, Any]) -> list[str]:
+    condition = meta.get("condition")
+    return [f"# Policy evaluation: {meta['matrix']}" + (f", condition {condition['name']}" if condition else ""), "",
+            f"Simulator: {meta['physics']}; {_episodes(meta)}; episode {meta['duration_s']} s "
+            f"after RUN; tracking after {meta['settle_s']} s per segment; sampler wait "
+            f"{meta['inference_wait_s']} s (deterministic), latency measured separately; "
+            f"{seeding.describe(meta)}.{_jitter_note(meta)}", "",
+            f"Command ranges (the scenarios' speeds are fractions of them): {meta.get('command_ranges', 'not recorded')}.",
+            "", _feedback_line(meta), "", _gains_line(meta), *_notes_lines(meta), "",
+            "Tracking error: mean per-tick |achieved - commanded| (ground truth, heading frame); vx bias: "
+            "|segment mean - commanded| (the expert evaluator's metric). "
+            "Falls: count, and in brackets the exact one-sided 95 % upper bound on the fall rate (Clopper-Pearson). "
+            "Transition: no fall within the window and the new skill's contact pattern. "
+            "Latency: sampler wall-clock per call; over budget: calls longer than the control period.", ""]
+
+
+def _episodes(meta: dict[str, Any]) -> str:
+    """How many episodes: per scenario for one run, per policy for merged runs."""
+    seeds = meta["seeds"]
+    return f"{seeds} episode(s) per scenario" if isinstance(seeds, int) else f"episodes: {seeds}"
+
+
+def _notes_lines(meta: dict[str, Any]) -> list[str]:
+    notes = [f"{label}: {note}" for label, items in (meta.get("policy_notes") or {}).items() for note in items]
+    return ["", "Not as deployed: " + "; ".join(notes) + "."] if notes else []
+
+
+def _group_table(summary: dict[str, Any]) -> list[str]:
+    lines = ["## Per policy and scenario group", "",
              "| policy | group | episodes | falls | survival s | vx err | vy err | yaw err | transitions ok | "
              "latency mean ms | p99 ms | over budget | deadline misses |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, s in summary.items():
         for group, g in [*s["groups"].items(), ("**all**", s["overall"])]:
             lat = g["latency"]
-            ok = "-" if g["transition_success"] is None else f"{g['transition_success']:.2f} ({g['transitions']})"
-            lines.append(f"| {label} | {group} | {g['episodes']} | {g['falls']} | {_f(g['survival_s'], '.1f')} | "
-                         f"{_f(g['error_vx'])} | {_f(g['error_vy'])} | {_f(g['error_yaw_rate'])} | {ok} | "
-                         f"{_f(lat.get('mean_ms'), '.2f')} | {_f(lat.get('p99_ms'), '.2f')} | "
-                         f"{_f(lat.get('over_budget'), '.3f')} | {g['deadline_misses']} |")
-    lines += ["", "## Per policy and skill (all scored segments)", "",
-              "| policy | skill | segments | vx err | vy err | yaw err | vx bias | diagonal | lateral | "
-              "front/rear | four feet | expected pattern |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines.append(f"| {label} | {group} | {g['episodes']} | {_falls(g)} | {fmt(g['survival_s'], '.1f')} | "
+                         f"{fmt(g['error_vx'])} | {fmt(g['error_vy'])} | {fmt(g['error_yaw_rate'])} | "
+                         f"{_transitions_ok(g)} | {fmt(lat.get('mean_ms'), '.2f')} | {fmt(lat.get('p99_ms'), '.2f')} | "
+                         f"{fmt(lat.get('over_budget'), '.3f')} | {g['deadline_misses']} |")
+    return lines
+
+
+def _skill_table(summary: dict[str, Any]) -> list[str]:
+    lines = ["## Per policy and skill", "",
+             "Episodes: those that reached a segment of the skill; falls: while it was in effect (lead_in: in the "
+             "stand before the first scored segment); tracking and gait over its scored segments; transitions: "
+             "switches into it.", "",
+             "| policy | skill | episodes | falls | segments | vx err | vy err | yaw err | vx bias | transitions ok | "
+             "diagonal | lateral | front/rear | four feet | expected pattern |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, s in summary.items():
         for skill, k in s["skills"].items():
             g = k["gait"]
             expected = ("-" if k["expected_pattern"] is None
-                        else f"{k['expected_pattern']} {_f(k['expected_share'], '.2f')}")
-            lines.append(f"| {label} | {skill} | {k['scored_segments']} | {_f(k['error_vx'])} | "
-                         f"{_f(k['error_vy'])} | {_f(k['error_yaw_rate'])} | {_f(k['mean_error_vx'])} | "
-                         f"{g['diagonal']:.2f} | "
-                         f"{g['lateral']:.2f} | {g['front_rear']:.2f} | {g['four_feet_share']:.2f} | {expected} |")
+                        else f"{k['expected_pattern']} {fmt(k['expected_share'], '.2f')}")
+            lines.append(f"| {label} | {skill} | {k.get('episodes', '-')} | {_falls(k)} | {k['scored_segments']} | "
+                         f"{fmt(k['error_vx'])} | {fmt(k['error_vy'])} | {fmt(k['error_yaw_rate'])} | "
+                         f"{fmt(k['mean_error_vx'])} | {_transitions_ok(k) if 'transitions' in k else '-'} | "
+                         f"{g['diagonal']:.2f} | {g['lateral']:.2f} | {g['front_rear']:.2f} | "
+                         f"{g['four_feet_share']:.2f} | {expected} |")
+    return lines
+
+
+def relative(value: Optional[float], reference: Optional[float]) -> str:
+    """'+37 %': value against the reference's; '-' where either is missing or the reference is 0."""
+    if value is None or reference is None or reference == 0.0:
+        return "-"
+    return f"{100.0 * (value / reference - 1.0):+.0f} %"
+
+
+def _reference_table(summary: dict[str, Any], reference: str) -> list[str]:
+    """Every other policy against the reference, pooled and per skill: a pooled figure can hide one skill."""
+    ref = summary[reference]
+    lines = [f"## Against {reference}, on the same episodes", "",
+             "Tracking error relative to the reference's (+37 %: 1.37 times its error); falls side by side.", "",
+             f"| policy | skill | vx err | yaw err | falls | falls of {reference} |", "|---|---|---|---|---|---|"]
+    for label, s in summary.items():
+        if label == reference:
+            continue
+        rows = [("**all**", s["overall"], ref["overall"])]
+        rows += [(skill, k, ref["skills"].get(skill, {})) for skill, k in s["skills"].items()]
+        for skill, mine, theirs in rows:
+            lines.append(f"| {label} | {skill} | {relative(mine.get('error_vx'), theirs.get('error_vx'))} | "
+                         f"{relative(mine.get('error_yaw_rate'), theirs.get('error_yaw_rate'))} | {_falls(mine)} | "
+                         f"{_falls(theirs)} |")
+    return lines
+
+
+def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [*_header(meta), *_group_table(summary), "", *_skill_table(summary)]
+    reference = meta.get("reference")
+    if reference in summary and len(summary) > 1 and meta.get("same_episodes", True):
+        lines += ["", *_reference_table(summary, reference)]
     return "\n".join(lines) + "\n"
 
 

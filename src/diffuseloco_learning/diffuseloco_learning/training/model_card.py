@@ -269,8 +269,8 @@ def write_card(model: Path, runs: Sequence[Path], datasets: Sequence[Path], resu
     title = f"# Model card: {model.stem}"
     sections = [[title, "", f"A DiffuseLoco policy for the simulated CyberDog 2, trained offline on expert "
                  f"demonstrations. Run it in simulation with `python -m diffuseloco_bringup.run sim --model {model}`; "
-                 f"evaluate it with `python -m diffuseloco_learning.evaluation --policy {model},warm=2 "
-                 f"--ranges-from {model}` (on the commands the node will give it)."],
+                 f"evaluate it as the node runs it (its envelope, gains and sampler settings) with "
+                 f"`python -m diffuseloco_learning.evaluation --policy {model}`."],
                 files_section(model), model_section(model), *provenance, evaluation_section(results)]
     if notes:
         sections.append(notes.read_text().rstrip().splitlines())

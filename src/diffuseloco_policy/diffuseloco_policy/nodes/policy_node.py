@@ -35,7 +35,7 @@ from ..joints import JointConvention
 from ..gains import describe_gains, with_model_gains
 from ..model_file import ModelMismatchError, default_model_path, within_trained_ranges
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
-from ..runtime import load_runtime
+from ..runtime import DEPLOYED_NOISE_SCALE, DEPLOYED_WARM_START_STEPS, load_runtime
 from ..safety import ImuSample, JointSample, PDCommand, VelocitySample
 from ..sensor_gate import SensorGate
 from ..timing import TickTiming
@@ -175,7 +175,8 @@ class PolicyNode(Node):
     def _declare_parameters(self) -> dict:
         defaults = {
             # the validated deployment settings (bringup config/*.yaml): 2-step warm start, no sampler noise
-            "model": "", "config": "", "backend": "onnx", "warm_start_steps": 2, "noise_scale": 0.0,
+            "model": "", "config": "", "backend": "onnx",
+            "warm_start_steps": DEPLOYED_WARM_START_STEPS, "noise_scale": DEPLOYED_NOISE_SCALE,
             "intra_op_threads": 0,
             "inference_wait_ms": DEFAULT_INFERENCE_WAIT_MS, "realtime_priority": 0,
             "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
