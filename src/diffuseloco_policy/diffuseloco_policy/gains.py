@@ -71,7 +71,7 @@ def with_model_gains(config: StackConfig, trained: StackConfig) -> StackConfig:
 
 
 def describe_gains(config: StackConfig) -> str:
-    """'kp 30, kd 3, trot x0.9, bound x1.1' (the policy's gains in a config)."""
+    """'kp 30, kd 3, bound x1.1' (the policy's gains in a config)."""
     return f"kp {config.robot.kp:g}, kd {config.robot.kd:g}, {describe_scales(kp_scales(config))}"
 
 
