@@ -6,6 +6,8 @@
 Every policy runs through the deployed PolicyLoop (stand up, RUN, the scenario's commands). Writes
 results.json (every episode and the summaries), results.md (tables per policy x group and per policy x skill)
 and PNG plots (commanded vs achieved velocity and a contact raster for one episode per skill and one switch).
+A model trained on fewer skills than the robot config lists runs over its own (as the policy node runs it); the
+scenarios with a skill it lacks are skipped, and the report names them.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Any, Optional
 from diffuseloco_policy.command_feedback import describe as describe_feedback, without_feedback
 from diffuseloco_policy.config import StackConfig, load_config
 from diffuseloco_policy.gains import describe_scales, with_kp_scales
-from diffuseloco_policy.model_file import read_onnx_info, within_trained_ranges
+from diffuseloco_policy.model_file import model_view, read_onnx_info, skills_lacking, within_trained_ranges
 from diffuseloco_sim import CyberDogSim, SimConfig
 from .episode import LoopOptions, run_episode
-from .policies import make_policy
+from .policies import EvalPolicy, make_policy
 from .report import markdown, plot_episode, summarize_policy
-from .scenarios import ScenarioMatrix, load_matrix
+from .scenarios import Scenario, ScenarioMatrix, load_matrix
 
 ABLATIONS = ("none", "current_frame", "open_loop_chunk")
 
@@ -79,6 +81,19 @@ def representative(matrix: ScenarioMatrix) -> dict[str, str]:
     return out
 
 
+def runnable(policy: EvalPolicy, matrix: ScenarioMatrix, config: StackConfig
+             ) -> tuple[StackConfig, list[Scenario], dict[str, Any]]:
+    """The config a policy runs with (a model over fewer skills than the robot's: over its own, model_view), the
+    scenarios it can run, and what it skips ({} when nothing): the skills it lacks and the scenarios using them."""
+    if policy.trained is None:
+        return config, list(matrix.scenarios), {}
+    lacking = skills_lacking(config, policy.trained)
+    keep = [s for s in matrix.scenarios if not {seg.skill for seg in s.segments} & set(lacking)]
+    skipped = [s.name for s in matrix.scenarios if s not in keep]
+    return model_view(config, policy.trained), keep, (
+        {"skills": sorted(lacking.values()), "scenarios": skipped} if lacking else {})
+
+
 def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfig, seeds: int, out: Path,
              ablations: list[str], inference_wait_s: float = 1.0, open_loop_ticks: Optional[int] = None,
              base_seed: int = 0, plots: bool = True, log=print, tick_jitter_steps: float = 0.0) -> dict[str, Any]:
@@ -87,22 +102,28 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
     for variant in ablations:
         variant_parts(variant)  # an unknown name fails before any run
     wanted = {name: stem for stem, name in representative(matrix).items()}
-    policies, episodes, plot_files = [], {}, []
+    policies, episodes, plot_files, skipped = [], {}, [], {}
     start = time.perf_counter()
     for spec in policy_specs:
         policy = make_policy(spec, config, seed=base_seed)
-        loop_config = with_kp_scales(config if policy.command_feedback else without_feedback(config),
-                                     {**{s.name: 1.0 for s in config.skills}, **policy.kp_scales})
+        policy_config, scenarios, skips = runnable(policy, matrix, config)
+        loop_config = with_kp_scales(policy_config if policy.command_feedback else without_feedback(policy_config),
+                                     {**{s.name: 1.0 for s in policy_config.skills}, **policy.kp_scales})
+        if skips:
+            log(f"{policy.label}: no skill {', '.join(skips['skills'])} in the model file; skipping "
+                f"{len(skips['scenarios'])} scenario(s): {', '.join(skips['scenarios'])}")
         try:
             for variant in ablations:
                 options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs,
                                        tick_jitter_steps)
                 label = policy.label if variant == "none" else f"{policy.label} ({options.name})"
+                if skips:
+                    skipped[label] = skips
                 policies.append({**policy.describe(), "label": label, "spec": spec, "ablation": options.name,
                                  "current_frame": options.current_frame, "replan_every": options.replan_every,
                                  "command_feedback": loop_config.command_feedback.enabled})
                 episodes[label] = []
-                for scenario in matrix.scenarios:
+                for scenario in scenarios:
                     for i in range(seeds):
                         seed = base_seed * 1000 + i  # seed i: the same physics draw for every policy
                         result, trace = run_episode(loop_config, sim, policy, scenario, matrix, seed, options)
@@ -128,6 +149,7 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
             "command_feedback": describe_feedback(config.command_feedback),
             "feedback_off": [p["label"] for p in policies if not p["command_feedback"]],
             "policy_gains": {p["label"]: describe_scales(p["kp_scales"]) for p in policies},
+            "skipped": skipped,
             "wall_s": time.perf_counter() - start}
     report = {"meta": meta, "policies": policies, "matrix": matrix.to_dict(config), "summary": summary,
               "episodes": episodes, "plots": plot_files}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class EvalPolicy:
     kind: str = "?"
     delayed_inputs: bool = True  # False: a model trained on the current frame (the ablation) is run that way
     command_feedback: bool = True  # False (spec feedback=off): run without the config's outer velocity loop
+    trained: Optional[StackConfig] = None  # the config a model file was trained for (None: the experts, any robot)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -85,6 +86,7 @@ class RuntimePolicy(EvalPolicy):
         self.kind = runtime.info.spec.kind
         self.delayed_inputs = runtime.info.spec.delayed_inputs
         self.kp_scales = kp_scales(runtime.info.config)  # as the file was validated; the node does the same
+        self.trained = runtime.info.config
         self._rng = np.random.default_rng(0)
 
     def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:

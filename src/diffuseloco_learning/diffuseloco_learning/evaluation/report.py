@@ -35,7 +35,9 @@ def _pooled_gait(segments: list[dict]) -> dict[str, Any]:
     ticks = sum(g["ticks"] for g in gaits)
     two = sum(g["two_feet_ticks"] for g in gaits)
     out = {"ticks": ticks, "two_feet_ticks": two,
-           "four_feet_share": sum(g["four_feet_share"] * g["ticks"] for g in gaits) / ticks if ticks else 0.0}
+           "four_feet_share": sum(g["four_feet_share"] * g["ticks"] for g in gaits) / ticks if ticks else 0.0,
+           "flight_ticks": sum(g.get("flight_ticks", 0) for g in gaits),
+           "in_step": sum(g.get("in_step", 0.0) * g["ticks"] for g in gaits) / ticks if ticks else 0.0}
     for p in PATTERNS:
         out[p] = sum(g[p] * g["two_feet_ticks"] for g in gaits) / two if two else 0.0
     return out
@@ -109,6 +111,17 @@ def _gains_line(meta: dict[str, Any]) -> str:
     return "Policy gains (multiples of robot.kp): " + "; ".join(f"{k}: {v}" for k, v in scaled.items()) + "."
 
 
+def _skipped_line(meta: dict[str, Any]) -> str:
+    """Which policies skipped scenarios, and why: a model file without a skill of the robot config cannot run
+    them, and a table that silently left them out would read as if it had."""
+    skipped = meta.get("skipped") or {}
+    if not skipped:
+        return "Skipped scenarios: none."
+    return "Skipped scenarios: " + "; ".join(
+        f"{label} has no skill {', '.join(s['skills'])} in its model file, {len(s['scenarios'])} scenario(s) not "
+        f"run ({', '.join(s['scenarios'])})" for label, s in skipped.items()) + "."
+
+
 def _jitter_note(meta: dict[str, Any]) -> str:
     jitter = meta.get("tick_jitter_steps") or 0.0
     return f" Physics steps between control ticks jittered by a standard deviation of {jitter:g}." if jitter else ""
@@ -121,7 +134,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
              f"{meta['inference_wait_s']} s (deterministic), latency measured separately; episode seed "
              f"i is {meta['base_seed']} * 1000 + i.{_jitter_note(meta)}", "",
              f"Command ranges (the scenarios' speeds are fractions of them): {meta.get('command_ranges', 'not recorded')}.",
-             "", _feedback_line(meta), "", _gains_line(meta), "",
+             "", _feedback_line(meta), "", _gains_line(meta), "", _skipped_line(meta), "",
              "Tracking error: mean per-tick |achieved - commanded| (ground truth, heading frame); vx bias: "
              "|segment mean - commanded| (the expert evaluator's metric). "
              "Transition: no fall within the window and the new skill's contact pattern. "
@@ -140,8 +153,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                          f"{_f(lat.get('over_budget'), '.3f')} | {g['deadline_misses']} |")
     lines += ["", "## Per policy and skill (all scored segments)", "",
               "| policy | skill | segments | vx err | vy err | yaw err | vx bias | diagonal | lateral | "
-              "front/rear | four feet | expected pattern |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "front/rear | four feet | in step | expected pattern |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, s in summary.items():
         for skill, k in s["skills"].items():
             g = k["gait"]
@@ -150,7 +163,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             lines.append(f"| {label} | {skill} | {k['scored_segments']} | {_f(k['error_vx'])} | "
                          f"{_f(k['error_vy'])} | {_f(k['error_yaw_rate'])} | {_f(k['mean_error_vx'])} | "
                          f"{g['diagonal']:.2f} | "
-                         f"{g['lateral']:.2f} | {g['front_rear']:.2f} | {g['four_feet_share']:.2f} | {expected} |")
+                         f"{g['lateral']:.2f} | {g['front_rear']:.2f} | {g['four_feet_share']:.2f} | "
+                         f"{g.get('in_step', 0.0):.2f} | {expected} |")
     return "\n".join(lines) + "\n"
 
 
