@@ -249,3 +249,16 @@ def test_ranges_are_cut_for_the_models_skills_and_kept_for_the_others():
     cut = within_trained_ranges(CFG, config_from_dict(data))
     assert cut.skill("trot").vx == (-0.4, 0.5)
     assert cut.skills[-1] == CFG.skills[-1] and len(cut.skills) == len(CFG.skills)
+
+
+def test_a_prefix_model_whose_one_hot_is_not_its_own_skills_is_refused(older_files, tmp_path):
+    """Its skill one-hot must cover exactly its own skills: a file claiming the robot's first four skills with a
+    five-wide one-hot (a goal layout no runtime could build for it) is refused as inconsistent."""
+    def widen_one_hot(meta):
+        config = json.loads(meta["diffuseloco.stack_config"])
+        next(t for t in config["observation"]["goal_terms"] if t["name"] == "skill")["size"] = len(CFG.skills)
+        meta["diffuseloco.stack_config"] = json.dumps(config)
+
+    path = rewrite_onnx(older_files["onnx"], tmp_path / "wide.onnx", widen_one_hot)
+    with pytest.raises(ModelMismatchError, match="corrupt metadata: goal term 'skill' has size 5 but 4 skills"):
+        read_onnx_info(path, CFG)
