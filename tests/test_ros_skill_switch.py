@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from diffuseloco_bringup.graph import NodeSpec
 from diffuseloco_bringup.run import Graph
 from diffuseloco_msgs.msg import PolicyStatus
@@ -76,6 +77,9 @@ def test_a_skill_switch_changes_the_gait(dog_graph):
     for skill, sent in kp.items():
         np.testing.assert_allclose(sent, CONFIG.robot.kp * scales[skill], err_msg=skill)
     hop = CONFIG.skill("hop").id
+    diagnostics: list = []
+    probe.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: diagnostics.extend(
+        s for s in msg.status if s.name == "diffuseloco_policy"), 10)
     probe.stream_skill(hop, vx=0.2)
     if "hop" in scales:      # the expert stand-in hops: the four feet together, with flights between
         probe.wait_for(lambda: probe.latest_status().active_skill == hop, 2.0, "hop")
@@ -90,3 +94,7 @@ def test_a_skill_switch_changes_the_gait(dog_graph):
         status = probe.latest_status()
         assert status.active_skill == CONFIG.skill("bound").id and not np.any(status.command), status
         assert status.state == PolicyStatus.STATE_RUNNING, status.last_fault
+        probe.wait_for(lambda: any(s.level == DiagnosticStatus.WARN for s in diagnostics), 3.0, "a WARN diagnostic")
+        warned = next(s for s in diagnostics if s.level == DiagnosticStatus.WARN)
+        refusal = next(kv.value for kv in warned.values if kv.key == "skill_command")
+        assert refusal.startswith("refused skill hop") and "bound kept" in refusal and warned.message == refusal
