@@ -124,7 +124,7 @@ def test_dataset_matches_the_known_values(bag, tmp_path):
     kept = [k for k in COMMAND_TICKS if k not in STANDING_UP]
     n = len(kept)
     assert n == 120
-    assert data["obs"].shape == (n, 42) and data["goal"].shape == (n, 7) and data["action"].shape == (n, 12)
+    assert data["obs"].shape == (n, 42) and data["goal"].shape == (n, CONFIG.observation.goal_dim) and data["action"].shape == (n, 12)
     assert data["skill"].shape == (n,) and data["command"].shape == (n, 3)
     assert data["obs"].dtype == np.float32 and data["skill"].dtype == np.int8
     np.testing.assert_array_equal(data["episode_ends"], [35, 120])   # split at the 0.3 s gap in the commands
@@ -158,7 +158,8 @@ def test_dataset_matches_the_known_values(bag, tmp_path):
     late = np.array([command_time(k) >= T0 + 1500 * MS for k in kept])
     np.testing.assert_allclose(data["command"][~late], np.tile([0.5, 0.1, 0.2], (np.sum(~late), 1)), atol=1e-6)
     np.testing.assert_allclose(data["command"][late], np.tile([CONFIG.skill("trot").vx[1], 0.1, 0.2], (np.sum(late), 1)), atol=1e-6)
-    np.testing.assert_allclose(data["goal"][late][0], [2.0 * CONFIG.skill("trot").vx[1], 0.2, 0.05, 0, 1, 0, 0],
+    trot_one_hot = np.eye(len(CONFIG.skills))[CONFIG.skill("trot").id]
+    np.testing.assert_allclose(data["goal"][late][0], [2.0 * CONFIG.skill("trot").vx[1], 0.2, 0.05, *trot_one_hot],
                                atol=1e-6)
 
 

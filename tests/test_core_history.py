@@ -6,7 +6,7 @@ import pytest
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.history import HistoryEmptyError, ObservationHistory
 
-TO, OBS, GOAL = 8, 42, 7
+TO, OBS, GOAL = 8, 42, 8   # goal: vx, vy, yaw rate and the five-skill one-hot
 
 
 def frame(t: int) -> tuple[np.ndarray, np.ndarray]:

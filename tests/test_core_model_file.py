@@ -12,10 +12,13 @@ from safetensors.torch import load_file, save_file
 from diffuseloco_policy.config import TermConfig, config_from_dict, load_config
 from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, build_policy
 from diffuseloco_learning.export import export_onnx
-from diffuseloco_policy.model_file import ModelMismatchError, read_onnx_info, within_trained_ranges
+from diffuseloco_policy.model_file import (ModelMismatchError, compatibility_problems, model_view, read_onnx_info,
+                                          skills_lacking, within_trained_ranges)
 from diffuseloco_policy.gains import describe_gains, with_model_gains
 from diffuseloco_learning.model_checkpoint import load_checkpoint, save_checkpoint
 from diffuseloco_policy.runtime import OnnxRuntime
+
+from tiny_model import first_skills
 
 torch.set_num_threads(1)
 CFG = load_config()
@@ -181,3 +184,95 @@ def test_commands_are_cut_to_the_ranges_the_model_was_trained_on():
     assert (t.vx, t.vy, t.yaw_rate, t.strafe_turn_budget) == ((-0.4, 0.5), (-0.2, 0.2), (-0.6, 0.6), 1.0)
     assert t.clamp_command(1.0, 0.0, 0.0) == (0.5, 0.0, 0.0)
     assert cut.skill("pace") == robot.skill("pace") and within_trained_ranges(robot, robot) == robot
+
+
+# ------------------------------------------------------------------ a robot config with more skills than a model
+OLDER = first_skills(CFG, len(CFG.skills) - 1)   # a model trained before the robot config gained its last skill
+
+
+@pytest.fixture(scope="module")
+def older_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("older")
+    torch.manual_seed(0)
+    policy = build_policy(OLDER, SPEC)
+    onnx_path = export_onnx(policy, OLDER, d / "older.onnx", warm_steps=(2,))[0]
+    return {"onnx": onnx_path, "ckpt": save_checkpoint(d / "older.safetensors", policy, OLDER)}
+
+
+@pytest.mark.parametrize("kind", ["onnx", "ckpt"])
+def test_a_model_over_the_robots_first_skills_loads_and_runs_over_its_own(older_files, kind):
+    info = load(kind, older_files[kind], CFG)
+    assert [s.name for s in info.config.skills] == [s.name for s in CFG.skills[:-1]]
+    view = model_view(CFG, info.config)
+    assert view.skills == CFG.skills[:-1] and view.observation.goal_dim == CFG.observation.goal_dim - 1
+    assert skills_lacking(CFG, info.config) == {CFG.skills[-1].id: CFG.skills[-1].name}
+    assert skills_lacking(CFG, CFG) == {} and model_view(CFG, CFG) == CFG
+
+
+def test_the_runtime_takes_the_goal_over_the_models_skills(older_files):
+    runtime = OnnxRuntime(older_files["onnx"], robot=CFG, warm_start_steps=2)
+    view = model_view(CFG, runtime.info.config)
+    obs = np.zeros((view.observation.history, view.observation.obs_dim), np.float32)
+    goal = np.zeros((view.observation.history, view.observation.goal_dim), np.float32)
+    chunk = runtime.predict(obs, goal, np.random.default_rng(0))
+    assert chunk.shape == (CFG.action.horizon, 12) and np.all(np.isfinite(chunk))
+    with pytest.raises(ValueError, match="expected histories"):   # the robot's 5-skill goal is not the model's
+        runtime.predict(obs, np.zeros((view.observation.history, CFG.observation.goal_dim), np.float32))
+
+
+SKILL_MISMATCHES = {   # model, robot
+    "more skills than the robot": (CFG, OLDER),
+    "another order": (dataclasses.replace(OLDER, skills=tuple(
+        dataclasses.replace(s, name={"trot": "pace", "pace": "trot"}.get(s.name, s.name)) for s in OLDER.skills)),
+        CFG),
+    "a renamed skill": (dataclasses.replace(OLDER, skills=(dataclasses.replace(OLDER.skills[0], name="sit"),
+                                                          *OLDER.skills[1:])), CFG),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SKILL_MISMATCHES))
+def test_any_other_skill_difference_is_still_refused(case, tmp_path):
+    """Only a prefix of the robot's skills may load: a model that knows a skill the robot lacks, or the robot's
+    skills in another order or under other names, is refused with the reason (and its layout is never guessed)."""
+    model, robot = SKILL_MISMATCHES[case]
+    torch.manual_seed(0)
+    path = export_onnx(build_policy(model, SPEC), model, tmp_path / "m.onnx")[0]
+    with pytest.raises(ModelMismatchError, match="skills differ: .*must be the robot's first ones"):
+        read_onnx_info(path, robot)
+    with pytest.raises(ModelMismatchError, match="skills differ"):
+        model_view(robot, model)
+
+
+def test_a_prefix_model_is_still_refused_for_anything_else(older_files):
+    with pytest.raises(ModelMismatchError, match="PD gains") as err:
+        read_onnx_info(older_files["onnx"], with_robot(kp=40.0))
+    assert "skills" not in str(err.value)
+
+
+def test_training_needs_the_exact_skills():
+    """A dataset or a fine-tune's start stores its goals with its own one-hot: no prefix rule there."""
+    assert compatibility_problems(OLDER, CFG) == []
+    (problem,) = compatibility_problems(OLDER, CFG, exact_skills=True)
+    assert "skills differ" in problem and "need the same skills" in problem
+    assert compatibility_problems(CFG, CFG, exact_skills=True) == []
+
+
+def test_ranges_are_cut_for_the_models_skills_and_kept_for_the_others():
+    data = OLDER.to_dict()
+    next(s for s in data["skills"] if s["name"] == "trot").update(vx=[-0.4, 0.5])
+    cut = within_trained_ranges(CFG, config_from_dict(data))
+    assert cut.skill("trot").vx == (-0.4, 0.5)
+    assert cut.skills[-1] == CFG.skills[-1] and len(cut.skills) == len(CFG.skills)
+
+
+def test_a_prefix_model_whose_one_hot_is_not_its_own_skills_is_refused(older_files, tmp_path):
+    """Its skill one-hot must cover exactly its own skills: a file claiming the robot's first four skills with a
+    five-wide one-hot (a goal layout no runtime could build for it) is refused as inconsistent."""
+    def widen_one_hot(meta):
+        config = json.loads(meta["diffuseloco.stack_config"])
+        next(t for t in config["observation"]["goal_terms"] if t["name"] == "skill")["size"] = len(CFG.skills)
+        meta["diffuseloco.stack_config"] = json.dumps(config)
+
+    path = rewrite_onnx(older_files["onnx"], tmp_path / "wide.onnx", widen_one_hot)
+    with pytest.raises(ModelMismatchError, match="corrupt metadata: goal term 'skill' has size 5 but 4 skills"):
+        read_onnx_info(path, CFG)

@@ -18,13 +18,13 @@ TINY = ModelSpec(denoiser=DenoiserConfig(width=64, heads=4, layers=2, dropout_at
 def make_policy(seed: int = 0, spec: ModelSpec = TINY):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    normalizer = PolicyNormalizer.fit(rng.normal(size=(64, 42)), rng.normal(size=(64, 7)), rng.normal(size=(64, 12)))
+    normalizer = PolicyNormalizer.fit(rng.normal(size=(64, 42)), rng.normal(size=(64, CFG.observation.goal_dim)), rng.normal(size=(64, 12)))
     return build_policy(CFG, spec, normalizer).eval()
 
 
 def inputs(batch: int = 2, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 8, 42, generator=g), torch.randn(batch, 8, 7, generator=g)
+    return torch.randn(batch, 8, 42, generator=g), torch.randn(batch, 8, CFG.observation.goal_dim, generator=g)
 
 
 def test_presets_have_the_reference_sizes():

@@ -14,12 +14,14 @@ from diffuseloco_learning.torch_runtime import TorchRuntime
 
 torch.set_num_threads(1)
 CFG = load_config()
-TOL = 1e-4
+# ONNX Runtime's fused float32 kernels against torch's, through 10 sampler steps of a model whose weights are
+# scaled 8x (below): the entries agree to 1e-5 (p99); the largest of 192 differed by 1.05e-4 with a five-skill goal.
+TOL = 2e-4
 
 
 def fitted_normalizer(seed=0):
     rng = np.random.default_rng(seed)
-    return PolicyNormalizer.fit(rng.normal(size=(64, 42)) * 2, rng.normal(size=(64, 7)), rng.normal(size=(64, 12)) * 0.5)
+    return PolicyNormalizer.fit(rng.normal(size=(64, 42)) * 2, rng.normal(size=(64, CFG.observation.goal_dim)), rng.normal(size=(64, 12)) * 0.5)
 
 
 @pytest.fixture(scope="module", params=["ddpm", "ddim", "bc_mlp"])
@@ -45,7 +47,7 @@ def histories(batch, seed=0):
     rng = np.random.default_rng(seed)
     shape = () if batch is None else (batch,)
     return (rng.normal(size=shape + (8, 42)).astype(np.float32) * 2,
-            rng.normal(size=shape + (8, 7)).astype(np.float32))
+            rng.normal(size=shape + (8, CFG.observation.goal_dim)).astype(np.float32))
 
 
 @pytest.mark.parametrize("batch", [None, 1, 3])

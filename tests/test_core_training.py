@@ -26,14 +26,14 @@ BATCH, STEPS = 64, 300
 
 def dataset(n: int, g: torch.Generator):
     obs = torch.zeros(n, 8, 42) + 0.3
-    goal = torch.zeros(n, 8, 7) + 0.1
+    goal = torch.zeros(n, 8, CFG.observation.goal_dim) + 0.1
     sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
     action = sign[:, None, None] * MODE + 0.02 * torch.randn(n, 16, 12, generator=g)
     return obs, goal, action
 
 
 def normalizer():
-    return PolicyNormalizer(MinMaxNormalizer.identity(42), MinMaxNormalizer.identity(7),
+    return PolicyNormalizer(MinMaxNormalizer.identity(42), MinMaxNormalizer.identity(CFG.observation.goal_dim),
                             MinMaxNormalizer.from_limits(-np.ones(12), np.ones(12)))
 
 

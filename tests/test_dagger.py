@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from diffuseloco_policy.config import load_config
+from diffuseloco_policy.model_file import model_view, read_onnx_info
 from diffuseloco_learning.data import generate as gen
 from diffuseloco_learning.data.dataset import load_dataset
 from diffuseloco_learning.experts.dagger import LearnerInTheLoop, LearnerShare
@@ -91,11 +92,13 @@ def test_the_learner_drives_its_turns_and_the_expert_labels_every_tick():
 
 
 def test_generated_dagger_data_records_the_learner_and_reproduces(tmp_path):
-    """With the shipped model as the learner: the measured share is near the asked one, the dataset says which
-    model drove, and the same seed gives the same arrays."""
+    """With the shipped model as the learner (over its own skills: the data's config is the robot config without
+    the skills the model lacks): the measured share is near the asked one, the dataset says which model drove, and
+    the same seed gives the same arrays."""
+    config = model_view(CONFIG, read_onnx_info(SHIPPED_MODEL, CONFIG).config)
     settings = gen.GenerateSettings(seed=4, episode_s=2.0, learner=str(SHIPPED_MODEL), learner_share=0.5)
-    stats = gen.generate(CONFIG, tmp_path / "a.zarr", 150, settings, workers=1, progress=False)
-    gen.generate(CONFIG, tmp_path / "b.zarr", 150, settings, workers=1, progress=False)
+    stats = gen.generate(config, tmp_path / "a.zarr", 150, settings, workers=1, progress=False)
+    gen.generate(config, tmp_path / "b.zarr", 150, settings, workers=1, progress=False)
     a, b = load_dataset(tmp_path / "a.zarr"), load_dataset(tmp_path / "b.zarr")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
@@ -112,6 +115,16 @@ def test_the_cli_refuses_conflicting_or_bad_learner_options(tmp_path, capsys, ex
         gen.main(args)
     text = str(raised.value) + capsys.readouterr().err
     assert message in text and not (tmp_path / "x.zarr").exists()
+
+
+def test_the_cli_refuses_a_learner_without_a_skill_of_the_data(tmp_path, capsys):
+    """The shipped model has no hop: it would be fed the data's goals, whose one-hot has a hop entry it never saw
+    (on the robot it runs over its own skills; here the data decides)."""
+    with pytest.raises(SystemExit):
+        gen.main(["--out", str(tmp_path / "x.zarr"), "--transitions", "10", "--learner", str(SHIPPED_MODEL)])
+    error = capsys.readouterr().err
+    assert f"--learner {SHIPPED_MODEL}: skills differ" in error and "need the same skills" in error
+    assert not (tmp_path / "x.zarr").exists()
 
 
 def test_the_cli_refuses_a_missing_learner(tmp_path, capsys):

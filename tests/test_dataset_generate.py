@@ -18,7 +18,7 @@ def _make(path, seed):
 def test_shapes_episode_ends_and_reproducibility(tmp_path):
     a = _make(tmp_path / "a.zarr", 3)
     b = _make(tmp_path / "b.zarr", 3)
-    assert a["obs"].shape == (250, 42) and a["goal"].shape == (250, 7) and a["action"].shape == (250, 12)
+    assert a["obs"].shape == (250, 42) and a["goal"].shape == (250, 8) and a["action"].shape == (250, 12)
     assert a["skill"].shape == (250,) and a["command"].shape == (250, 3)
     assert a["episode_ends"][-1] == 250 and np.all(np.diff(a["episode_ends"]) > 0)
     for key in a:

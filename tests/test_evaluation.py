@@ -11,13 +11,14 @@ import pytest
 from diffuseloco_policy.command_feedback import without_feedback
 from diffuseloco_policy.config import load_config
 from diffuseloco_learning.evaluation import EvalPolicy, LoopOptions, load_matrix, make_policy, run_episode
+from diffuseloco_learning.evaluation.scenarios import matrix_from_dict
 from diffuseloco_learning.evaluation.cli import evaluate, main
 from diffuseloco_sim.tick_clock import TickClock
 from diffuseloco_learning.evaluation.report import bar_value
 from diffuseloco_policy.pd_targets import ActionDecoder
 from diffuseloco_sim import CyberDogSim, SimConfig
 
-from tiny_model import export_standing_model
+from tiny_model import export_standing_model, first_skills
 
 CONFIG = load_config()
 
@@ -388,3 +389,58 @@ def test_gains_in_a_policy_spec_reach_the_motors_and_the_report(standing_model, 
     assert min(driven) == pytest.approx(min(0.7 * kp, stand)) and max(driven) == pytest.approx(max(kp, stand))
     assert report["meta"]["policy_gains"] == {"soft": "trot x0.7", "plain": "robot.kp in every skill"}
     assert "Policy gains (multiples of robot.kp): soft: trot x0.7." in (tmp_path / "results.md").read_text()
+
+
+def test_the_hop_matrix_covers_speeds_turns_and_every_switch_to_and_from_hop():
+    matrix = load_matrix("eval_hop", CONFIG)
+    hop = CONFIG.skill("hop")
+    others = [s.name for s in CONFIG.skills if s.name != "hop"]
+    switches = {s.name for s in matrix.scenarios if s.group == "switch"}
+    assert switches == {f"{a}_to_hop" for a in others} | {f"hop_to_{b}" for b in others}
+    speeds = [s.segments[-1].command for s in matrix.scenarios if s.group == "speed"]
+    assert {c[0] for c in speeds} == {0.0, 0.25 * hop.vx[1], 0.5 * hop.vx[1], hop.vx[1]}
+    turns = {s.name: s.segments[-1].command for s in matrix.scenarios if s.group == "turn"}
+    assert turns["hop_turn_left"][2] == hop.yaw_rate[1] and turns["hop_turn_right"][2] == hop.yaw_rate[0]
+    assert matrix.gaits["hop"] == "in_step"
+    everything = load_matrix("eval_default", CONFIG)
+    assert {"hop_to_bound", "bound_to_hop", "hop_turn_left"} <= {s.name for s in everything.scenarios}
+
+
+def test_a_model_without_a_skill_skips_its_scenarios_and_says_so(tmp_path):
+    """A model trained before the robot config gained hop runs every scenario it can, over its own skills, and the
+    report names the hop scenarios it did not run (a table that silently lacked them would read as complete).
+    The experts run them all."""
+    older = export_standing_model(tmp_path / "older.onnx", config=first_skills(CONFIG, len(CONFIG.skills) - 1))
+    matrix = matrix_from_dict({
+        "name": "hop_check", "seeds": 1, "episode": {"duration_s": 2.0, "lead_in_s": 0.5, "settle_s": 0.5},
+        "physics": {"randomized": False}, "gaits": {"trot": "diagonal", "hop": "in_step"},
+        "groups": [{"name": "speed", "kind": "speed", "skills": ["trot", "hop"], "vx_fractions": [0.5]},
+                   {"name": "switch", "kind": "switch", "skills": ["trot", "hop"], "at_s": 1.0}]}, CONFIG)
+    logged = []
+    report = evaluate([str(older), "expert"], matrix, CONFIG, seeds=1, out=tmp_path / "eval", ablations=["none"],
+                      plots=False, log=logged.append)
+    label = report["policies"][0]["label"]
+    skipped = report["meta"]["skipped"]
+    assert list(skipped) == [label] and skipped[label]["skills"] == ["hop"]
+    trot_only = {s.name for s in matrix.scenarios if "hop" not in s.name}
+    assert trot_only and {e["scenario"] for e in report["episodes"][label]} == trot_only
+    assert set(skipped[label]["scenarios"]) == {s.name for s in matrix.scenarios} - trot_only
+    assert {e["scenario"] for e in report["episodes"]["expert"]} == {s.name for s in matrix.scenarios}
+    assert report["summary"]["expert"]["overall"]["falls"] == 0
+    text = (tmp_path / "eval" / "results.md").read_text()
+    assert f"{label} has no skill hop in its model file, 3 scenario(s) not run" in text and "trot_to_hop" in text
+    assert any("skipping 3 scenario(s)" in line for line in logged)
+
+
+def test_the_hop_pattern_needs_its_feet_together_and_in_the_air():
+    """in_step: the share of ticks with the four feet together; 0 without flight ticks (a stand's feet are
+    together too), and a trot scores low."""
+    from diffuseloco_learning.evaluation.episode import gait_stats, pattern_share
+
+    hop = np.array([[1, 1, 1, 1]] * 6 + [[0, 0, 1, 1]] + [[0, 0, 0, 0]] * 5, dtype=bool)
+    stand = np.ones((12, 4), dtype=bool)
+    trot = np.array([[1, 0, 0, 1], [0, 1, 1, 0]] * 6, dtype=bool)
+    assert pattern_share(gait_stats(hop), "in_step", 0.2) == pytest.approx(11 / 12)
+    assert pattern_share(gait_stats(stand), "in_step", 0.2) == 0.0
+    assert pattern_share(gait_stats(trot), "in_step", 0.2) == 0.0
+    assert load_matrix("eval_default", CONFIG).gaits["hop"] == "in_step"

@@ -6,6 +6,7 @@ import pytest
 
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy import kinematics as kin
+from diffuseloco_policy.gaits import GAITS
 from diffuseloco_learning.experts.rollout import ExpertRollout
 from diffuseloco_policy.pd_targets import ActionDecoder
 from diffuseloco_sim import SimConfig
@@ -49,7 +50,7 @@ def _run(rollout, schedule):
     ("stand", (0, 0, 0)), ("trot", (1.0, 0, 0)), ("trot", (-0.5, 0, 0)), ("trot", (0, 0.3, 0)), ("trot", (0, -0.3, 0)),
     ("trot", (0, 0, 1.0)), ("trot", (0, 0, -1.0)), ("trot", (0.6, 0.15, -0.5)),
     ("pace", (0.3, 0, 0)), ("pace", (-0.2, 0, 0)), ("pace", (0, 0, 0.5)), ("bound", (0.3, 0, 0)), ("bound", (0, 0, 0)),
-    ("bound", (0, 0, 0.3))])
+    ("bound", (0, 0, 0.3)), ("hop", (0.4, 0, 0)), ("hop", (0, 0, 0)), ("hop", (0.2, 0, 0.3)), ("hop", (0.1, 0, -0.3))])
 def test_expert_moves_as_commanded(skill, command):
     rollout = ExpertRollout(load_config())
     assert rollout.rate_limit
@@ -72,7 +73,42 @@ def test_velocity_feedforward_goes_through_qd_des():
 def test_skill_switches_mid_motion():
     rollout = ExpertRollout(load_config())
     _run(rollout, [("stand", (0, 0, 0), 25), ("trot", (0.3, 0, 0), 60), ("pace", (0.3, 0, 0), 60),
-                   ("bound", (0.3, 0, 0), 60), ("trot", (0.3, 0, 0.3), 60), ("stand", (0, 0, 0), 40)])
+                   ("bound", (0.3, 0, 0), 60), ("hop", (0.3, 0, 0), 60), ("trot", (0.3, 0, 0.3), 60),
+                   ("hop", (0.2, 0, -0.2), 60), ("pace", (0.2, 0, 0), 60), ("hop", (0.3, 0, 0), 60),
+                   ("bound", (0.3, 0, 0), 60), ("hop", (0.2, 0, 0), 60), ("stand", (0, 0, 0), 40)])
+
+
+def test_hop_keeps_the_four_feet_together_and_flies():
+    """Hop (pronk): the four feet land and lift together, with a flight between. Its stance carries the flight's
+    share of the weight too: over a stride the planned support averages the body weight. From a stand it starts
+    with a push (all feet in stance), never by lifting all four feet at once."""
+    config = load_config()
+    rollout = ExpertRollout(config)
+    _run(rollout, [("stand", (0, 0, 0), 25)])
+    expert = rollout.expert
+    first = []
+    for _ in range(3):
+        _run(rollout, [("hop", (0.3, 0, 0), 1)])
+        first.append(expert.stance.copy())
+    assert np.all(first), "the first ticks of a hop from a stand push off with every foot"
+    contacts, support = [], []
+    for _ in range(150):
+        _run(rollout, [("hop", (0.3, 0, 0), 1)])
+        contacts.append(rollout.sim.foot_contacts())
+        support.append(expert._load_share().sum())
+    down = np.array(contacts).sum(axis=1)
+    assert np.mean(down == 0) > 0.2, "a flight phase in every stride"
+    assert np.mean((down == 0) | (down == 4)) > 0.8, "the feet together"
+    stride = int(round(GAITS["hop"].period / config.rates.control_dt))
+    assert abs(np.mean(support[-10 * stride:]) - 1.0) < 0.1
+    assert max(support) > 1.5, "the stance pushes for the flight"
+
+
+def test_only_a_hop_has_its_legs_in_step():
+    from diffuseloco_policy.gaits import GaitClock
+
+    assert GaitClock(GAITS["hop"]).in_step() == 1.0
+    assert all(GaitClock(GAITS[name]).in_step() == 0.0 for name in ("trot", "pace", "bound"))
 
 
 def test_bound_shifts_support_force_against_pitch():
@@ -265,7 +301,8 @@ def test_the_gait_schedule_depends_on_the_skill_commands_alone():
     expert = rollout.expert
     moved = 0
     for name, command, ticks in [("stand", (0, 0, 0), 20), ("trot", (0.5, 0, 0.3), 60), ("pace", (0.2, 0, 0), 60),
-                                 ("stand", (0, 0, 0), 40), ("bound", (0.3, 0, 0), 60), ("trot", (0.8, 0, 0), 40)]:
+                                 ("stand", (0, 0, 0), 40), ("bound", (0.3, 0, 0), 60), ("hop", (0.3, 0, 0.2), 60),
+                                 ("stand", (0, 0, 0), 30), ("hop", (0.2, 0, 0), 40), ("trot", (0.8, 0, 0), 40)]:
         for _ in range(ticks):
             rollout.tick(config.skill(name).id, command)
             schedule.set_skill(name)

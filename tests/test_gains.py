@@ -37,7 +37,7 @@ def test_unknown_skills_are_refused():
 def test_scales_round_trip_through_a_config_dict_and_default_to_one():
     from diffuseloco_policy.config import config_from_dict
 
-    assert kp_scales(config_from_dict(TUNED.to_dict())) == {"stand": 1.0, "trot": 0.8, "pace": 1.0, "bound": 1.2}
+    assert kp_scales(config_from_dict(TUNED.to_dict())) == {"stand": 1.0, "trot": 0.8, "pace": 1.0, "bound": 1.2, "hop": 1.0}
     data = CONFIG.to_dict()
     for skill in data["skills"]:
         del skill["kp_scale"]  # a model file written before the field existed
@@ -95,7 +95,8 @@ def test_the_policy_loop_drives_each_skill_with_its_scale():
 
 
 def test_evaluation_gains_option_is_checked_and_the_experts_keep_robot_kp():
-    assert parse_gains("trot:0.8/bound:1.1", CONFIG) == {"stand": 1.0, "trot": 0.8, "pace": 1.0, "bound": 1.1}
+    assert parse_gains("trot:0.8/bound:1.1", CONFIG) == {"stand": 1.0, "trot": 0.8, "pace": 1.0, "bound": 1.1,
+                                                         "hop": 1.0}
     assert set(parse_gains("none", CONFIG).values()) == {1.0}
     for bad in ("trot=0.8", "trot:fast", "gallop:1.1", "trot:2.0"):
         with pytest.raises(ValueError):

@@ -97,6 +97,8 @@ def test_the_layout_fits_the_shipped_teleop_mapping():
     mapping = load_gamepad_mapping(package_file("diffuseloco_bringup", "config/teleop_gamepad.yaml"))
     assert mapping.axis_count <= gp.NUM_AXES and mapping.button_count <= gp.NUM_BUTTONS
     assert mapping.deadman_buttons == (gp.LB,)
+    skills = {a.skill: a.buttons for a in mapping.actions if a.skill}
+    assert skills == {"stand": (gp.A,), "trot": (gp.B,), "pace": (gp.X,), "bound": (gp.Y,), "hop": (gp.DPAD_UP,)}
 
 
 # ---------------------------------------------------------------------------------- the node, fake evdev

@@ -13,9 +13,12 @@ import pytest
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.controller import ControllerRequest, ControllerState
 from diffuseloco_learning.evaluation.episode import samples
+from diffuseloco_policy.model_file import model_view, skills_lacking
 from diffuseloco_policy.policy_loop import PolicyLoop
 from diffuseloco_policy.safety import ImuSample, JointSample
 from diffuseloco_sim import CyberDogSim
+
+from tiny_model import first_skills
 
 CONFIG = load_config()
 DT = CONFIG.rates.control_dt
@@ -266,6 +269,42 @@ def test_unknown_skills_and_out_of_range_speeds_are_refused_or_clamped():
         assert loop.set_skill_command(trot.id, float("nan"), 0, 0).note.startswith("refused")
     finally:
         loop.close()
+
+
+def test_a_skill_the_model_lacks_is_refused_and_the_skill_in_effect_kept():
+    """A model trained before the robot config gained hop runs over its own skills (its goal: their one-hot). A
+    hop command is refused with the reason: trot stays in effect at zero velocity, and streamed refused commands
+    keep the source alive (the watchdog does not stand the robot). The next trot command is accepted again."""
+    model = first_skills(CONFIG, len(CONFIG.skills) - 1)
+    hop, trot = CONFIG.skill("hop").id, CONFIG.skill("trot").id
+    lacking = skills_lacking(CONFIG, model)
+    assert lacking == {hop: "hop"}
+    seen = []
+
+    def sampler(obs, goal):
+        seen.append(goal.shape)
+        return np.zeros((HORIZON, JOINTS))
+
+    sim = CyberDogSim(CONFIG, seed=0)
+    loop = PolicyLoop(model_view(CONFIG, model), sampler, inference_wait_s=0.05, command_watchdog=True,
+                      lacking_skills=lacking)
+    try:
+        loop.set_skill_command(trot, 0.5, 0.0, 0.0)
+        state = loop.set_skill_command(hop, 0.3, 0.0, 0.1)
+        assert state.skill == trot and not np.any(state.command)
+        assert loop.skill_refusal.startswith("refused skill hop") and "trot kept" in loop.skill_refusal
+        for k in range(int((CONFIG.watchdog.command_stand_after_s + 0.5) / DT)):
+            loop.set_skill_command(hop, 0.3, 0.0, 0.0)
+            loop.tick(k * DT, *samples(sim, k * DT))
+            sim.step()
+        assert loop.skill.skill == trot and loop.command_timeout == ""
+        assert seen and set(seen) == {(CONFIG.observation.history, CONFIG.observation.goal_dim - 1)}
+        loop.set_skill_command(trot, 0.2, 0.0, 0.0)
+        assert loop.skill_refusal == "" and loop.skill.command[0] == 0.2
+    finally:
+        loop.close()
+    with pytest.raises(ValueError, match="lacking_skills"):
+        PolicyLoop(CONFIG, zero_sampler, lacking_skills={hop: "hop"})
 
 
 def test_strafing_and_turning_share_the_trot_budget():

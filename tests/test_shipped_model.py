@@ -15,7 +15,11 @@ from diffuseloco_bringup.graph import params_file
 from diffuseloco_policy.config import load_config
 from diffuseloco_learning.evaluation import load_matrix
 from diffuseloco_learning.evaluation.cli import evaluate, robot_config
-from diffuseloco_policy.model_file import default_model_path
+from diffuseloco_policy.controller import ControllerRequest, ControllerState
+from diffuseloco_policy.model_file import default_model_path, model_view, skills_lacking, within_trained_ranges
+from diffuseloco_policy.policy_loop import PolicyLoop
+from diffuseloco_learning.evaluation.episode import samples
+from diffuseloco_sim import CyberDogSim
 from diffuseloco_policy.runtime import load_runtime
 from diffuseloco_learning.training.model_card import verify_card
 
@@ -88,6 +92,44 @@ def test_the_trot_is_diagonal_and_tracks_the_command(short_run):
     # at the envelope's top (0.6 m/s) the preview walks about 0.45, the feed-forward model 0.6
     # (docs/research/policy_eval/tracking.md); standing still would miss by the whole command (0.3-0.6 m/s)
     assert trot["mean_error_vx"] < 0.2 and trot["error_yaw_rate"] < 0.25
+
+
+def test_it_runs_with_the_robot_config_over_its_own_skills_and_refuses_hop(model):
+    """The robot config has hop, the shipped files do not: they load against it, run over their four skills (the
+    goal they are fed has their one-hot) and the loop refuses hop, keeping trot in effect; the dog trots on."""
+    runtime = load_runtime(model, robot=CONFIG, warm_start_steps=2, noise_scale=0.0)
+    lacking = skills_lacking(CONFIG, runtime.info.config)
+    assert lacking == {CONFIG.skill("hop").id: "hop"}
+    view = model_view(within_trained_ranges(CONFIG, runtime.info.config), runtime.info.config)
+    loop = PolicyLoop(view, runtime.predict, inference_wait_s=1.0, reset_sampler=runtime.reset,
+                      lacking_skills=lacking)
+    sim = CyberDogSim(CONFIG, seed=0)
+    dt = CONFIG.rates.control_dt
+
+    def ticks(n: int, t0: float) -> float:
+        for k in range(n):
+            report = loop.tick(t0 + k * dt, *samples(sim, t0 + k * dt))
+            sim.command_pd(report.command.q, report.command.dq, report.command.kp, report.command.kd,
+                           report.command.tau)
+            loop.worker.wait_idle(5.0)   # the sampler sees the state it was given, whatever the machine load
+            sim.step()
+        return t0 + n * dt
+
+    try:
+        t = ticks(2, 0.0)
+        assert loop.request(ControllerRequest.STAND_UP)[0]
+        while not loop.controller.stand_complete and t < 5.0:
+            t = ticks(1, t)
+        assert loop.request(ControllerRequest.RUN)[0]
+        loop.set_skill_command(CONFIG.skill("trot").id, 0.3, 0.0, 0.0)
+        t = ticks(100, t)
+        state = loop.set_skill_command(CONFIG.skill("hop").id, 0.3, 0.0, 0.0)
+        assert state.skill == CONFIG.skill("trot").id and "refused skill hop" in loop.skill_refusal
+        t = ticks(100, t)
+        assert loop.controller.state == ControllerState.RUNNING and not sim.fallen()
+        assert loop.skill.skill == CONFIG.skill("trot").id and loop.sampler_failures == 0
+    finally:
+        loop.close()
 
 
 def test_it_can_be_fine_tuned_from_the_file_alone(model):

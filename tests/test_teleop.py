@@ -22,7 +22,7 @@ PAD = load_gamepad_mapping(BRINGUP_CONFIG / "teleop_gamepad.yaml")
 KEYS = load_keyboard_mapping(BRINGUP_CONFIG / "teleop_keyboard.yaml")
 
 # game_controller_node layout (see the YAML)
-A, B, X, Y, BACK, START, LB, RB = 0, 1, 2, 3, 4, 6, 9, 10
+A, B, X, Y, BACK, START, LB, RB, DPAD_UP = 0, 1, 2, 3, 4, 6, 9, 10, 11
 LX, LY, RX = 0, 1, 2
 TROT = STACK.skill("trot")
 
@@ -169,6 +169,18 @@ def test_skill_buttons_need_the_deadman():
     assert pad.teleop.skill == STACK.skill("bound").id
 
 
+def test_dpad_up_selects_hop_forward_and_turning_only():
+    """Hop is D-pad up with the dead-man; full stick forward reaches its top speed, sideways gives nothing (its
+    range has no vy), the right stick turns it within its yaw range."""
+    hop = STACK.skill("hop")
+    pad = Pad("trot")
+    assert "hold the dead-man" in pad.send(DPAD_UP).warnings[0] and pad.teleop.skill == TROT.id
+    pad.send()
+    assert pad.send(LB, DPAD_UP).skill_changed and pad.teleop.skill == hop.id
+    pad.send(LB, ly=1.0, lx=1.0, rx=-1.0)
+    assert pad.command() == TeleopCommand(hop.id, hop.vx[1], 0.0, hop.yaw_rate[0], source="joystick")
+
+
 def test_requests_fire_on_press_edges_only():
     pad = Pad()
     assert pad.send(LB, START).requests == (R.STAND_UP,)
@@ -307,6 +319,10 @@ def test_skill_keys_clamp_the_current_velocity_into_the_new_range():
     assert "clamped" in results[0].message
     cmd, _ = press("1", cmd)
     assert cmd.skill == 0 and (cmd.vx, cmd.vy, cmd.yaw_rate) == (0.0, 0.0, 0.0)
+    cmd, results = press("5wwwwwwq", cmd)   # hop: forward up to its top, turning within its range
+    hop = STACK.skill("hop")
+    assert cmd.skill == hop.id and (cmd.vx, cmd.vy) == (hop.vx[1], 0.0) and cmd.yaw_rate == pytest.approx(0.2)
+    assert results[0].message == "skill hop"
 
 
 @pytest.mark.parametrize("key,request_", [(" ", R.ESTOP), ("space", R.ESTOP), ("u", R.STAND_UP),

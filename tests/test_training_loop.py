@@ -367,8 +367,8 @@ def test_gain_scales_travel_in_the_file_and_leave_the_graphs_alone(exported, tmp
     robot = load_config()
     assert initializers(out) == initializers(exported)
     before, after = read_onnx_info(exported, robot).config, read_onnx_info(out, robot).config
-    assert kp_scales(before) == {"stand": 1.0, "trot": 1.0, "pace": 1.0, "bound": 1.0}
-    assert kp_scales(after) == {"stand": 1.0, "trot": 0.8, "pace": 1.0, "bound": 1.1}
+    assert kp_scales(before) == {"stand": 1.0, "trot": 1.0, "pace": 1.0, "bound": 1.0, "hop": 1.0}
+    assert kp_scales(after) == {"stand": 1.0, "trot": 0.8, "pace": 1.0, "bound": 1.1, "hop": 1.0}
     assert after.skill("trot").vx == before.skill("trot").vx == (-0.25, 0.5)
     assert make_policy(str(out), robot).kp_scales == kp_scales(after)   # the evaluation runs the file's gains
 

@@ -94,7 +94,7 @@ def test_zarr_loading_concatenates_datasets_and_dataloader_batches(tmp_path, epi
     for idx, got in zip(order, loader):
         want = windows.get_batch(idx)
         assert all(torch.equal(got[k], want[k]) for k in want)
-    assert got["obs"].shape == (4, TO, 42) and got["goal"].shape == (4, TO, 7) and got["action"].shape == (4, H, 12)
+    assert got["obs"].shape == (4, TO, 42) and got["goal"].shape == (4, TO, CFG.observation.goal_dim) and got["action"].shape == (4, H, 12)
 
 
 def test_normalizer_is_fit_on_all_ticks(episodes):

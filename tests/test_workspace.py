@@ -61,7 +61,7 @@ def test_config_round_trips_through_a_plain_dict():
     (lambda d: d["robot"].update(default_pose=[0.0] * 11), "default_pose has 11 entries"),
     (lambda d: d["robot"].update(kd="high"), "expected a number"),
     (lambda d: d["action"].update(execute_index=16), "outside the horizon"),
-    (lambda d: d["skills"].pop(), "goal term 'skill' has size 4"),
+    (lambda d: d["skills"].pop(), "goal term 'skill' has size 5"),
 ])
 def test_invalid_configs_are_refused_with_the_reason(mutate, message):
     data = load_config().to_dict()

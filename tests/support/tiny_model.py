@@ -4,22 +4,34 @@ node, the sampler, the export and the metadata checks are all real; only the wei
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
-from diffuseloco_policy.config import load_config
+from diffuseloco_policy.config import StackConfig, load_config
 from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
 from diffuseloco_learning.export import export_onnx
 from diffuseloco_policy.normalizer import PolicyNormalizer
 
 
+def first_skills(config: StackConfig, count: int) -> StackConfig:
+    """The config over its first `count` skills, the skill one-hot sized to them: what a model trained before the
+    robot config gained its later skills carries."""
+    goal = tuple(dataclasses.replace(t, size=count) if t.name == "skill" else t for t in config.observation.goal_terms)
+    return dataclasses.replace(config, skills=config.skills[:count],
+                               observation=dataclasses.replace(config.observation, goal_terms=goal))
+
+
 def export_standing_model(path: Path, seed: int = 0, config_path: Path | None = None, preset: str | None = None,
-                          action_range: float = 0.02, delayed_inputs: bool = True) -> Path:
+                          action_range: float = 0.02, delayed_inputs: bool = True,
+                          config: Optional[StackConfig] = None) -> Path:
     """preset: a DenoiserConfig preset (default: a 64-wide, 2-layer transformer); action_range: the normalizer's
-    action span (0.02 stands still; large values give wild actions for tests that need unsafe proposals)."""
-    config = load_config(config_path)
+    action span (0.02 stands still; large values give wild actions for tests that need unsafe proposals); config:
+    the config the model is trained for (default: the one at config_path, or the shipped robot config)."""
+    config = config or load_config(config_path)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     normalizer = PolicyNormalizer.fit(rng.normal(size=(256, config.observation.obs_dim)),

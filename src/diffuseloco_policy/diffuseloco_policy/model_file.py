@@ -5,6 +5,12 @@ scale, control rate, default pose and gains it was trained with. Every model fil
 checkpoint) therefore embeds the full StackConfig and the model's own settings as JSON strings, and loading
 compares them with the robot's config and refuses with a ModelMismatchError listing every difference. Weights
 are stored without pickle: ONNX initializers, or safetensors for torch checkpoints.
+
+Skills are the one place a model may differ: the robot's skill list grows (a new gait ships in the config before
+a model trained on it), and the models already in use must keep running. A model whose skills are the robot's
+first ones (same ids and names, in order), with its skill one-hot over exactly those, loads; it runs over its own
+skills (model_view) and a command for a skill it lacks is refused by the policy loop (skills_lacking). Training
+needs the exact set (exact_skills): a dataset's goals are stored with their one-hot.
 """
 
 from __future__ import annotations
@@ -124,9 +130,54 @@ def _close(a: Any, b: Any, tol: float = 1e-6) -> bool:
     return len(a) == len(b) and all(math.isclose(x, y, rel_tol=0.0, abs_tol=tol) for x, y in zip(a, b))
 
 
-def compatibility_problems(model: StackConfig, robot: StackConfig) -> list[str]:
-    """Every way the model's training setup differs from the robot's in something the policy depends on."""
-    problems: list[str] = []
+def _skill_ids(config: StackConfig) -> list[tuple[int, str]]:
+    return [(s.id, s.name) for s in config.skills]
+
+
+def skill_problems(model: StackConfig, robot: StackConfig, exact: bool = False) -> list[str]:
+    """Why the model's skills do not fit the robot's ([] when they do): equal, or (exact False) the robot's first
+    skills, same ids and names in the same order."""
+    mine, theirs = _skill_ids(model), _skill_ids(robot)
+    if mine == theirs:
+        return []
+    names = f"model {[s.name for s in model.skills]} vs robot {[s.name for s in robot.skills]}"
+    if exact:
+        return [f"skills differ: {names} (data and training need the same skills, ids and order)"]
+    if len(mine) < len(theirs) and theirs[:len(mine)] == mine:
+        return []
+    return [f"skills differ: {names}; a model may lack skills the robot lists after its own, but its skills must "
+            "be the robot's first ones, with the same ids and names in the same order"]
+
+
+def _over_skills(config: StackConfig, count: int) -> StackConfig:
+    """The config over its first `count` skills, with the skill one-hot (if any) sized to them."""
+    if count == len(config.skills):
+        return config
+    goal = tuple(dataclasses.replace(t, size=count) if t.name == "skill" else t for t in config.observation.goal_terms)
+    return dataclasses.replace(config, skills=config.skills[:count],
+                               observation=dataclasses.replace(config.observation, goal_terms=goal))
+
+
+def model_view(robot: StackConfig, model: StackConfig) -> StackConfig:
+    """The robot config as this model runs it: over the model's skills (the robot's first ones; check with
+    skill_problems first), the goal's skill one-hot sized to them, so the goal it is fed has its layout."""
+    if skill_problems(model, robot):
+        raise ModelMismatchError("; ".join(skill_problems(model, robot)))
+    return _over_skills(robot, len(model.skills))
+
+
+def skills_lacking(robot: StackConfig, model: StackConfig) -> dict[int, str]:
+    """The robot's skills (id -> name) that the model was not trained on: commands for them are refused."""
+    known = {s.id for s in model.skills}
+    return {s.id: s.name for s in robot.skills if s.id not in known}
+
+
+def compatibility_problems(model: StackConfig, robot: StackConfig, exact_skills: bool = False) -> list[str]:
+    """Every way the model's training setup differs from the robot's in something the policy depends on. A model
+    over the robot's first skills fits unless exact_skills (training: datasets and a fine-tune's start)."""
+    problems = skill_problems(model, robot, exact_skills)
+    if not skill_problems(model, robot):   # a prefix: the goal layout is compared over the model's skills
+        robot = _over_skills(robot, len(model.skills))
     mr, rr = model.robot, robot.robot
     if mr.joint_names != rr.joint_names:
         problems.append(f"joint order/names differ: model {list(mr.joint_names)} vs robot {list(rr.joint_names)}")
@@ -159,14 +210,13 @@ def compatibility_problems(model: StackConfig, robot: StackConfig) -> list[str]:
         problems.append(f"joint limits differ (robot appearance: model {mr.appearance!r}, robot {rr.appearance!r}): "
                         f"model [{list(mr.position_lower)}, {list(mr.position_upper)}] vs robot "
                         f"[{list(rr.position_lower)}, {list(rr.position_upper)}]")
-    if [(s.id, s.name) for s in model.skills] != [(s.id, s.name) for s in robot.skills]:
-        problems.append(f"skills differ: model {[s.name for s in model.skills]} vs robot {[s.name for s in robot.skills]}")
     return problems
 
 
 def within_trained_ranges(robot: StackConfig, model: StackConfig) -> StackConfig:
     """The robot config with each skill's command range cut to what the model was trained on (the intersection;
-    the stricter strafe+turn budget): a policy is never asked for speeds outside its data. Skills must match
+    the stricter strafe+turn budget): a policy is never asked for speeds outside its data. Skills the model lacks
+    keep the robot's ranges (it is not run in them: model_view, skills_lacking). The skills must fit
     (check_compatible)."""
     def cut(mine: tuple[float, float], trained: tuple[float, float]) -> tuple[float, float]:
         low, high = max(mine[0], trained[0]), min(mine[1], trained[1])
@@ -175,10 +225,12 @@ def within_trained_ranges(robot: StackConfig, model: StackConfig) -> StackConfig
     def budget(a: float, b: float) -> float:
         return min(x for x in (a, b) if x > 0) if a > 0 or b > 0 else 0.0
 
-    skills = tuple(dataclasses.replace(r, vx=cut(r.vx, m.vx), vy=cut(r.vy, m.vy), yaw_rate=cut(r.yaw_rate, m.yaw_rate),
-                                       strafe_turn_budget=budget(r.strafe_turn_budget, m.strafe_turn_budget))
-                   for r, m in zip(robot.skills, model.skills))
-    return dataclasses.replace(robot, skills=skills)
+    model_view(robot, model)   # a ModelMismatchError unless the skills fit
+    cut_skills = tuple(dataclasses.replace(r, vx=cut(r.vx, m.vx), vy=cut(r.vy, m.vy),
+                                           yaw_rate=cut(r.yaw_rate, m.yaw_rate),
+                                           strafe_turn_budget=budget(r.strafe_turn_budget, m.strafe_turn_budget))
+                       for r, m in zip(robot.skills, model.skills))
+    return dataclasses.replace(robot, skills=cut_skills + robot.skills[len(cut_skills):])
 
 
 def check_compatible(model: StackConfig, robot: StackConfig, source: str = "model file") -> None:

@@ -13,6 +13,11 @@ Timing of tick t (delayed inputs, receding horizon):
      skill's command plus the outer velocity loop's correction (command_feedback.py), updated at the start of
      the tick from its gyro and vBody.
 
+Skills the model lacks: a model trained before the robot config gained a skill runs over its own (model_file.py
+model_view); a command for one of the others is refused: the skill in effect stays, its velocity goes to zero (the
+source asked for something else; stepping in place is the gentlest stop), and `skill_refusal` says why until a
+command is accepted again. The source counts as alive, so the watchdog does not stand the robot.
+
 Watchdogs (config.WatchdogConfig): with command_watchdog=True (the node) a command source that falls silent gets
 its velocity zeroed, then the skill set to stand (command_watchdog.py). A sampler that fails (an exception,
 non-finite actions) leaves the previous plan in use, like a deadline miss; WatchdogConfig.sampler_failures
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
@@ -85,12 +90,14 @@ class PolicyLoop:
 
     def __init__(self, config: StackConfig, sampler: Sampler, inference_wait_s: float = 0.0,
                  reset_sampler: Optional[Callable[[], None]] = None, current_frame: bool = False,
-                 replan_every: int = 1, command_watchdog: bool = False) -> None:
+                 replan_every: int = 1, command_watchdog: bool = False,
+                 lacking_skills: Optional[Mapping[int, str]] = None) -> None:
         """sampler: (obs window, goal window) -> action chunk. reset_sampler: makes the next call start from
         scratch (a warm-starting runtime must not continue a plan made before a gap in the history).
         current_frame, replan_every: the ablations described in the module docstring. command_watchdog: reduce
         the command when set_skill_command is not called for a while (for streamed commands, as the node gets
-        them; a harness that sets a command once per segment leaves it off)."""
+        them; a harness that sets a command once per segment leaves it off). lacking_skills: the robot's skills
+        (id -> name) that `config` (the model's view, model_file.model_view) lacks: refused with the reason."""
         longest = config.action.horizon - config.action.execute_index
         if not 1 <= replan_every <= longest:
             raise ValueError(f"replan_every must be in 1..{longest} (chunk entries from execute_index on), "
@@ -114,6 +121,11 @@ class PolicyLoop:
         self._fresh = True  # the next sampler job starts without a warm start
         self.inference_wait_s = inference_wait_s
         self.skill = SkillCommandState()
+        self.lacking_skills = dict(lacking_skills or {})
+        overlap = set(self.lacking_skills) & {s.id for s in config.skills}
+        if overlap:
+            raise ValueError(f"lacking_skills {sorted(overlap)} are skills of the config the loop runs")
+        self.skill_refusal = ""          # why the last skill command was refused for a skill the model lacks
         self.command_watchdog = CommandWatchdog(config.watchdog) if command_watchdog else None
         self.command_timeout = ""        # why the command in effect was reduced by the watchdog ("" if it is not)
         self._command_fresh = False      # set_skill_command accepted a command since the last tick
@@ -155,6 +167,8 @@ class PolicyLoop:
         if not np.all(np.isfinite(values)):
             self.skill.note = "refused a command with non-finite velocity"
             return self.skill
+        if skill in self.lacking_skills:
+            return self._refuse_lacking(skill)
         ids = [s.id for s in self.config.skills]
         if skill not in ids:
             self.skill.note = f"refused unknown skill id {skill}"
@@ -162,6 +176,17 @@ class PolicyLoop:
         clamped = np.array(self.config.skill(skill).clamp_command(*values))
         note = "velocity clamped to the skill's range" if not np.allclose(clamped, values) else ""
         self.skill = SkillCommandState(skill, clamped, note)
+        self.skill_refusal = ""
+        self._command_fresh = True
+        return self.skill
+
+    def _refuse_lacking(self, skill: int) -> SkillCommandState:
+        """A skill of the robot that the model was not trained on: keep the skill in effect at zero velocity."""
+        kept = self.config.skill(self.skill.skill).name
+        self.skill_refusal = (f"refused skill {self.lacking_skills[skill]} (id {skill}): the model was not trained "
+                              f"on it (its skills: {', '.join(s.name for s in self.config.skills)}); {kept} kept, "
+                              "velocity zeroed")
+        self.skill = SkillCommandState(self.skill.skill, np.zeros(3), self.skill_refusal)
         self._command_fresh = True
         return self.skill
 

@@ -284,7 +284,7 @@ DEFAULT_KEYS = {
     "a": "vy_up", "d": "vy_down",     # left / right (REP 103: +y is left)
     "q": "yaw_up", "e": "yaw_down",   # turn left (CCW) / right
     "x": "stop",                      # zero velocity, skill unchanged
-    "1": "skill:stand", "2": "skill:trot", "3": "skill:pace", "4": "skill:bound",
+    "1": "skill:stand", "2": "skill:trot", "3": "skill:pace", "4": "skill:bound", "5": "skill:hop",
     "space": "request:ESTOP", "u": "request:STAND_UP", "r": "request:RUN", "j": "request:GET_DOWN",
     "p": "request:DAMPING", "c": "request:CLEAR_ESTOP",
 }

@@ -24,11 +24,12 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from diffuseloco_policy.config import StackConfig, load_config, plain
+from diffuseloco_policy.config import ConfigError, StackConfig, load_config, plain
 from ..experts.controller import ExpertParams
 from ..experts.dagger import LearnerInTheLoop, LearnerShare, learner_rng
 from ..experts.rollout import ActionNoise, ExpertRollout, random_schedule
 from diffuseloco_policy.pd_targets import ActionDecoder
+from diffuseloco_policy.model_file import skill_problems
 from diffuseloco_policy.runtime import PolicyRuntime, load_runtime
 from diffuseloco_sim import SimConfig
 from .dataset import EpisodeArrays, write_dataset
@@ -111,15 +112,21 @@ def episode_physics(settings: GenerateSettings) -> SimConfig:
 def _learner(config: StackConfig, settings: GenerateSettings, seed: int) -> Optional[LearnerInTheLoop]:
     if settings.learner is None:
         return None
-    runtime = _learner_runtime(config, settings.learner, settings.learner_warm_steps)
     share = LearnerShare(settings.learner_share, settings.learner_stretch_s)
+    runtime = _learner_runtime(config, settings.learner, settings.learner_warm_steps)
     return LearnerInTheLoop(runtime, config, share, learner_rng(seed))
 
 
 @functools.lru_cache(maxsize=1)
 def _learner_runtime(config: StackConfig, path: str, warm_steps: int) -> PolicyRuntime:
-    """One ONNX session per worker process (one intra-op thread: the workers already use the cores)."""
-    return load_runtime(path, robot=config, warm_start_steps=warm_steps or None, intra_op_threads=1)
+    """One ONNX session per worker process (one intra-op thread: the workers already use the cores). The learner
+    is fed the data's goals, so it must know exactly the data's skills (a model over fewer would load on the
+    robot, over its own, but not here)."""
+    runtime = load_runtime(path, robot=config, warm_start_steps=warm_steps or None, intra_op_threads=1)
+    problems = skill_problems(runtime.info.config, config, exact=True)
+    if problems:
+        raise ConfigError(problems[0])
+    return runtime
 
 
 def _worker(args: tuple[StackConfig, GenerateSettings, int]) -> Episode:

@@ -10,6 +10,8 @@ stack's velocity loop. Options (spec keys, --full-ranges) are the ablations. Eve
 (seeding.py), the same for every policy. Writes results.json (every episode and the summaries), results.md
 (tables per policy x group and per policy x skill, falls with a 95 % bound, every policy against the experts)
 and PNG plots (commanded vs achieved velocity and a contact raster for one episode per skill and one switch).
+A model trained on fewer skills than the robot config lists runs over its own (as the policy node runs it); the
+scenarios with a skill it lacks are skipped, and the report names them.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from typing import Any, Optional
 from diffuseloco_policy.command_feedback import describe as describe_feedback, without_feedback
 from diffuseloco_policy.config import StackConfig, load_config
 from diffuseloco_policy.gains import describe_scales, with_kp_scales
-from diffuseloco_policy.model_file import within_trained_ranges
+from diffuseloco_policy.model_file import model_view, skills_lacking, within_trained_ranges
 from diffuseloco_sim import CyberDogSim, SimConfig
 from . import seeding
 from .conditions import STUDY, Condition, load_study
 from .episode import LoopOptions, run_episode
-from .policies import EXPERT, make_policy, parse_spec, trained_config
+from .policies import EXPERT, EvalPolicy, make_policy, parse_spec, trained_config
 from .report import markdown, plot_episode, reference_label, summarize_policy
-from .scenarios import ScenarioMatrix, load_matrix
+from .scenarios import Scenario, ScenarioMatrix, load_matrix
 from .seeding import episode_seed
 
 ABLATIONS = ("none", "current_frame", "open_loop_chunk")
@@ -96,6 +98,17 @@ def episode_plan(matrix: ScenarioMatrix, seeds: int, base_seed: int, stream: str
     """(scenario, index, seed) of every episode: each its own physics draw, the same list for every policy."""
     return [(scenario, i, episode_seed(base_seed, scenario.name, i, stream))
             for scenario in matrix.scenarios for i in range(seeds)]
+def runnable(policy: EvalPolicy, matrix: ScenarioMatrix, config: StackConfig
+             ) -> tuple[StackConfig, list[Scenario], dict[str, Any]]:
+    """The config a policy runs with (a model over fewer skills than the robot's: over its own, model_view), the
+    scenarios it can run, and what it skips ({} when nothing): the skills it lacks and the scenarios using them."""
+    if policy.trained is None:
+        return config, list(matrix.scenarios), {}
+    lacking = skills_lacking(config, policy.trained)
+    keep = [s for s in matrix.scenarios if not {seg.skill for seg in s.segments} & set(lacking)]
+    skipped = [s.name for s in matrix.scenarios if s not in keep]
+    return model_view(config, policy.trained), keep, (
+        {"skills": sorted(lacking.values()), "scenarios": skipped} if lacking else {})
 
 
 def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfig, seeds: int, out: Path,
@@ -115,27 +128,36 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
         variant_parts(variant)  # an unknown name fails before any run
     plan = episode_plan(matrix, seeds, base_seed, condition.name if condition else "")
     wanted = {name: stem for stem, name in representative(matrix).items()}
-    policies, episodes, plot_files = [], {}, []
+    policies, episodes, plot_files, skipped = [], {}, [], {}
     start = time.perf_counter()
     for spec in policy_specs:
         policy = make_policy(spec, config, seed=base_seed)
         for note in policy.notes:
             log(f"{policy.label}: {note}")
-        loop_config = with_kp_scales(config if policy.command_feedback else without_feedback(config),
-                                     {**{s.name: 1.0 for s in config.skills}, **policy.kp_scales})
+        policy_config, scenarios, skips = runnable(policy, matrix, config)
+        loop_config = with_kp_scales(policy_config if policy.command_feedback else without_feedback(policy_config),
+                                     {**{s.name: 1.0 for s in policy_config.skills}, **policy.kp_scales})
         if policy.joint_gains is not None:   # a model runs at its data's gains, as the node drives it (gains.py)
             kp, kd = policy.joint_gains
             loop_config = replace(loop_config, robot=replace(loop_config.robot, kp=kp, kd=kd))
+        if skips:
+            log(f"{policy.label}: no skill {', '.join(skips['skills'])} in the model file; skipping "
+                f"{len(skips['scenarios'])} scenario(s): {', '.join(skips['scenarios'])}")
         try:
             for variant in ablations:
                 options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs,
                                        tick_jitter_steps)
                 label = policy.label if variant == "none" else f"{policy.label} ({options.name})"
+                if skips:
+                    skipped[label] = skips
                 policies.append({**policy.describe(), "label": label, "spec": spec, "ablation": options.name,
                                  "current_frame": options.current_frame, "replan_every": options.replan_every,
                                  "command_feedback": loop_config.command_feedback.enabled})
                 episodes[label] = []
+                runs = {s.name for s in scenarios}
                 for scenario, i, seed in plan:
+                    if scenario.name not in runs:
+                        continue
                     result, trace = run_episode(loop_config, sim, policy, scenario, matrix, seed, options)
                     episodes[label].append(result)
                     outcome = (f"FELL at {result['fall_time_s']:.2f} s ({result['fall_reason']})"
@@ -162,6 +184,7 @@ def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfi
             "policy_gains": {p["label"]: describe_scales(p["kp_scales"]) for p in policies},
             "policy_notes": {p["label"]: p["notes"] for p in policies if p.get("notes")},
             "reference": reference_label(policies), "same_episodes": True,
+            "skipped": skipped,
             "wall_s": time.perf_counter() - start}
     report = {"meta": meta, "policies": policies, "matrix": matrix.to_dict(config), "summary": summary,
               "episodes": episodes, "plots": plot_files}

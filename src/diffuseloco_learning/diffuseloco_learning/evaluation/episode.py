@@ -13,7 +13,8 @@ Metrics (all from the simulator's ground truth, never from the policy's inputs):
 - a fall: sim.fallen(), or the controller leaving RUNNING (a fault); the episode stops there; survival time;
 - transitions (a skill change after a scored segment): no fall within window_s, and the new skill's contact
   pattern (experts.evaluate.contact_pattern) in (switch + pattern_from_s, switch + window_s];
-- contact pattern per segment (diagonal / lateral / front_rear shares of two-feet-down ticks, four-feet share);
+- contact pattern per segment (diagonal / lateral / front_rear shares of two-feet-down ticks, four-feet share, and
+  the share of ticks with the four feet together, all down or all up: a hop's in_step);
 - sampler latency (per call) and PolicyLoop deadline misses;
 - the episode's physics draw (the simulator's EpisodeParams: friction, payload, gain and strength scales, ...).
 """
@@ -27,7 +28,7 @@ import numpy as np
 
 from diffuseloco_policy.config import StackConfig
 from diffuseloco_policy.controller import ControllerRequest, ControllerState
-from ..experts.evaluate import contact_pattern
+from ..experts.evaluate import contact_pattern, in_step_share
 from diffuseloco_policy.policy_loop import PolicyLoop
 from diffuseloco_policy.safety import ImuSample, JointSample, VelocitySample
 from diffuseloco_sim import CyberDogSim
@@ -163,13 +164,18 @@ def gait_stats(contacts: np.ndarray) -> dict[str, Any]:
     down = contacts.sum(axis=1)
     return {"ticks": int(len(contacts)), "two_feet_ticks": int(np.sum(down == 2)),
             "four_feet_share": float(np.mean(down == 4)) if len(contacts) else 0.0,
+            "flight_ticks": int(np.sum(down == 0)), "in_step": in_step_share(contacts),
             **contact_pattern(contacts)}
 
 
 def pattern_share(stats: dict[str, Any], pattern: str, min_two_feet: float) -> float:
-    """How much of the window shows `pattern` (0 when too few two-feet ticks for a gait to be there)."""
+    """How much of the window shows `pattern` (0 when too few two-feet ticks for a gait to be there; for in_step,
+    a hop, too few ticks with all four feet in the air: a stand has its feet together too)."""
     if pattern == "all_feet":
         return stats["four_feet_share"]
+    if pattern == "in_step":
+        flying = stats.get("flight_ticks", 0) >= min_two_feet * stats["ticks"] > 0
+        return stats.get("in_step", 0.0) if flying else 0.0
     if stats["ticks"] == 0 or stats["two_feet_ticks"] < min_two_feet * stats["ticks"]:
         return 0.0
     return stats[pattern]

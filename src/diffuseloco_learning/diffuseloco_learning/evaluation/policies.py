@@ -42,6 +42,7 @@ class EvalPolicy:
     kind: str = "?"
     delayed_inputs: bool = True  # False: a model trained on the current frame (the ablation) is run that way
     command_feedback: bool = True  # False (spec feedback=off): run without the config's outer velocity loop
+    trained: Optional[StackConfig] = None  # the config a model file was trained for (None: the experts, any robot)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -96,6 +97,7 @@ class RuntimePolicy(EvalPolicy):
         self.delayed_inputs = runtime.info.spec.delayed_inputs
         self.kp_scales = kp_scales(runtime.info.config)  # as the file was validated; the node does the same
         self.joint_gains = (runtime.info.config.robot.kp, runtime.info.config.robot.kd)   # its data's, as the node
+        self.trained = runtime.info.config
         self._rng = np.random.default_rng(0)
 
     def sample(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:

@@ -44,7 +44,9 @@ def _pooled_gait(segments: list[dict]) -> dict[str, Any]:
     ticks = sum(g["ticks"] for g in gaits)
     two = sum(g["two_feet_ticks"] for g in gaits)
     out = {"ticks": ticks, "two_feet_ticks": two,
-           "four_feet_share": sum(g["four_feet_share"] * g["ticks"] for g in gaits) / ticks if ticks else 0.0}
+           "four_feet_share": sum(g["four_feet_share"] * g["ticks"] for g in gaits) / ticks if ticks else 0.0,
+           "flight_ticks": sum(g.get("flight_ticks", 0) for g in gaits),
+           "in_step": sum(g.get("in_step", 0.0) * g["ticks"] for g in gaits) / ticks if ticks else 0.0}
     for p in PATTERNS:
         out[p] = sum(g[p] * g["two_feet_ticks"] for g in gaits) / two if two else 0.0
     return out
@@ -166,6 +168,17 @@ def _gains_line(meta: dict[str, Any]) -> str:
     return "Policy gains (multiples of robot.kp): " + "; ".join(f"{k}: {v}" for k, v in scaled.items()) + "."
 
 
+def _skipped_line(meta: dict[str, Any]) -> str:
+    """Which policies skipped scenarios, and why: a model file without a skill of the robot config cannot run
+    them, and a table that silently left them out would read as if it had."""
+    skipped = meta.get("skipped") or {}
+    if not skipped:
+        return "Skipped scenarios: none."
+    return "Skipped scenarios: " + "; ".join(
+        f"{label} has no skill {', '.join(s['skills'])} in its model file, {len(s['scenarios'])} scenario(s) not "
+        f"run ({', '.join(s['scenarios'])})" for label, s in skipped.items()) + "."
+
+
 def _jitter_note(meta: dict[str, Any]) -> str:
     jitter = meta.get("tick_jitter_steps") or 0.0
     return f" Physics steps between control ticks jittered by a standard deviation of {jitter:g}." if jitter else ""
@@ -193,7 +206,7 @@ def _header(meta: dict[str, Any]) -> list[str]:
             f"{meta['inference_wait_s']} s (deterministic), latency measured separately; "
             f"{seeding.describe(meta)}.{_jitter_note(meta)}", "",
             f"Command ranges (the scenarios' speeds are fractions of them): {meta.get('command_ranges', 'not recorded')}.",
-            "", _feedback_line(meta), "", _gains_line(meta), *_notes_lines(meta), "",
+            "", _feedback_line(meta), "", _gains_line(meta), *_notes_lines(meta), "", _skipped_line(meta), "",
             "Tracking error: mean per-tick |achieved - commanded| (ground truth, heading frame); vx bias: "
             "|segment mean - commanded| (the expert evaluator's metric). "
             "Falls: count, and in brackets the exact one-sided 95 % upper bound on the fall rate (Clopper-Pearson). "
@@ -231,10 +244,10 @@ def _skill_table(summary: dict[str, Any]) -> list[str]:
     lines = ["## Per policy and skill", "",
              "Episodes: those that reached a segment of the skill; falls: while it was in effect (lead_in: in the "
              "stand before the first scored segment); tracking and gait over its scored segments; transitions: "
-             "switches into it.", "",
+             "switches into it; in step: ticks with the four feet together, all down or all up (a hop's pattern).", "",
              "| policy | skill | episodes | falls | segments | vx err | vy err | yaw err | vx bias | transitions ok | "
-             "diagonal | lateral | front/rear | four feet | expected pattern |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "diagonal | lateral | front/rear | four feet | in step | expected pattern |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, s in summary.items():
         for skill, k in s["skills"].items():
             g = k["gait"]
@@ -244,7 +257,7 @@ def _skill_table(summary: dict[str, Any]) -> list[str]:
                          f"{fmt(k['error_vx'])} | {fmt(k['error_vy'])} | {fmt(k['error_yaw_rate'])} | "
                          f"{fmt(k['mean_error_vx'])} | {_transitions_ok(k) if 'transitions' in k else '-'} | "
                          f"{g['diagonal']:.2f} | {g['lateral']:.2f} | {g['front_rear']:.2f} | "
-                         f"{g['four_feet_share']:.2f} | {expected} |")
+                         f"{g['four_feet_share']:.2f} | {g.get('in_step', 0.0):.2f} | {expected} |")
     return lines
 
 
@@ -255,11 +268,13 @@ def relative(value: Optional[float], reference: Optional[float]) -> str:
     return f"{100.0 * (value / reference - 1.0):+.0f} %"
 
 
-def _reference_table(summary: dict[str, Any], reference: str) -> list[str]:
+def _reference_table(summary: dict[str, Any], reference: str, skipped: bool = False) -> list[str]:
     """Every other policy against the reference, pooled and per skill: a pooled figure can hide one skill."""
     ref = summary[reference]
     lines = [f"## Against {reference}, on the same episodes", "",
-             "Tracking error relative to the reference's (+37 %: 1.37 times its error); falls side by side.", "",
+             "Tracking error relative to the reference's (+37 %: 1.37 times its error); falls side by side."
+             + (" Where a policy skipped scenarios (above), its pooled row covers fewer episodes than the "
+                "reference's; compare per skill." if skipped else ""), "",
              f"| policy | skill | vx err | yaw err | falls | falls of {reference} |", "|---|---|---|---|---|---|"]
     for label, s in summary.items():
         if label == reference:
@@ -277,7 +292,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [*_header(meta), *_group_table(summary), "", *_skill_table(summary)]
     reference = meta.get("reference")
     if reference in summary and len(summary) > 1 and meta.get("same_episodes", True):
-        lines += ["", *_reference_table(summary, reference)]
+        lines += ["", *_reference_table(summary, reference, bool(meta.get("skipped")))]
     return "\n".join(lines) + "\n"
 
 

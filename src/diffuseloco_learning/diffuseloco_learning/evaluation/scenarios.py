@@ -6,7 +6,8 @@ ranges, so the matrix follows the ranges when they change:
 
 - kind speed: one scenario per skill and vx fraction (f > 0: f * vx_max, f < 0: |f| * vx_min), straight ahead;
 - kind turn: per skill, yaw rate +-yaw_fraction of its range (left and right) at vx_fraction * vx_max;
-- kind switch: every ordered pair of the skills, switching at at_s, each at vx_fraction * vx_max;
+- kind switch: every ordered pair of the skills, switching at at_s, each at vx_fraction * vx_max (with
+  `involving: [names]`, only the pairs to or from one of those skills);
 - kind schedule: explicit scenarios, `schedule: [[at_s, skill, vx, vy, yaw_rate], ...]`.
 
 `skills` is a list of names, `all`, or `moving` (every skill whose vx range is not just 0). Schedule times
@@ -26,7 +27,7 @@ import yaml
 from diffuseloco_policy.config import ConfigError, SkillConfig, StackConfig
 from ..presets import presets_dir
 
-GAIT_PATTERNS = ("diagonal", "lateral", "front_rear", "all_feet")
+GAIT_PATTERNS = ("diagonal", "lateral", "front_rear", "all_feet", "in_step")
 
 
 @dataclass(frozen=True)
@@ -196,11 +197,12 @@ def _expand(group: dict[str, Any], config: StackConfig, where: str) -> list[tupl
                     out.append((f"{skill.name}_turn_{side}", [(0.0, skill.id, (vx, 0.0, yaw))]))
         return out
     if kind == "switch":
-        _known(group, common | {"at_s", "vx_fraction"}, where)
+        _known(group, common | {"at_s", "vx_fraction", "involving"}, where)
         at, f = float(group.get("at_s", 10.0)), float(group.get("vx_fraction", 0.5))
         skills = _skills(group.get("skills"), config)
+        involving = {s.id for s in _skills(group.get("involving"), config)}
         return [(f"{a.name}_to_{b.name}", [(0.0, a.id, _cruise(a, f)), (at, b.id, _cruise(b, f))])
-                for a, b in itertools.permutations(skills, 2)]
+                for a, b in itertools.permutations(skills, 2) if {a.id, b.id} & involving]
     if kind == "schedule":
         _known(group, {"name", "kind", "scenarios"}, where)
         out = []

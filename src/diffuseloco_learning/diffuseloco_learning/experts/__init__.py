@@ -1,4 +1,4 @@
-"""Model-based expert controllers (stand, trot, pace, bound) that generate the DiffuseLoco dataset."""
+"""Model-based expert controllers (stand, trot, pace, bound, hop) that generate the DiffuseLoco dataset."""
 
 from .controller import ExpertController, ExpertParams
 from diffuseloco_policy.gaits import GAITS, STAND, GaitParams

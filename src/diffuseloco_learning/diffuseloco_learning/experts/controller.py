@@ -20,6 +20,9 @@ joint (extrapolated to when they act) by at most band_share of the band (_banded
 instead of being cut by the firmware. The targets respect the per-tick step limit (plan_step_limit), so the
 qd_des the expert sends is the one a policy will derive from consecutive recorded actions. Swing paths are shaped
 (trapezoidal lift speed, half ground-speed matching, 0.05 m height) to keep the joint speeds near qd_des's 12 rad/s.
+Hop (a pronk) has a flight phase: its stance carries the flight's share of the weight too (_load_share), and the
+plan carries the trunk's bounce (_bounce), so that the feet stay on the ground while the trunk dips and keep
+their arc above it while it flies.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class ExpertParams:
 
 
 class ExpertController:
-    """Stand, trot, pace and bound behind one `act` call, with smooth switches between them."""
+    """Stand, trot, pace, bound and hop behind one `act` call, with smooth switches between them."""
 
     def __init__(self, config: StackConfig, params: Optional[ExpertParams] = None) -> None:
         self.config = config
@@ -155,6 +158,10 @@ class ExpertController:
         self.nominal[:, 1] = kin.HIP_ORIGINS[:, 1] + kin.SIDE * (kin.ABAD_OFFSET - self.clock.inward)
         self.nominal[:, 0] = kin.HIP_ORIGINS[:, 0] + self.p.com_shift_x - np.sign(kin.HIP_ORIGINS[:, 0]) * self.clock.gather
         pos, vel = self._foot_plan(v_eff, measured, turn_accel, standing)
+        if not standing:
+            bounce, bounce_rate = self._bounce()
+            pos[:, 2] -= bounce
+            vel[:, 2] -= bounce_rate
         pos[:, 2] += self._posture_offsets(state)
         if not standing:
             pos[:, :2] += self._stance_attitude_offsets(state)
@@ -249,6 +256,28 @@ class ExpertController:
         self.stance = stance_now
         self.feet = pos.copy()
         return pos, vel
+
+    def _bounce(self) -> tuple[np.ndarray, np.ndarray]:
+        """The trunk's planned height above its touchdown height (4,) and its rate, at each leg's phase, for legs in
+        step (hop; GaitClock.in_step weighs it in and out through a switch, 0 for trot, pace and bound). Stance
+        carries the body weight / duty (the flight's share too, _load_share), so the trunk dips by a parabola in
+        stance and flies one in the air, the two meeting at touchdown and lift-off with the same vertical speed.
+        The feet's plan follows it: a stance foot stays on the ground while the trunk dips, a swing foot keeps its
+        arc above the ground while the trunk flies. With a plan at a fixed depth the PD fought the bounce: the
+        trunk stalled high at lift-off, dropped through the whole flight and landed early on feet still swinging
+        forward (braking, and turning the wrong way)."""
+        weight = self.clock.in_step()
+        duty, period = self.clock.duty, self.clock.period
+        if weight == 0.0 or not 0.0 < duty < 1.0:
+            return np.zeros(4), np.zeros(4)
+        phase = self.clock.leg_phases(self.p.lookahead)
+        stance = phase < duty
+        rise = GRAVITY * (1.0 / duty - 1.0)                 # net upward acceleration in stance
+        u = np.where(stance, phase / duty, (phase - duty) / (1.0 - duty))
+        accel, span = np.where(stance, rise, -GRAVITY), np.where(stance, duty, 1.0 - duty) * period
+        height = -0.5 * accel * span**2 * u * (1.0 - u)
+        rate = -0.5 * accel * span * (1.0 - 2.0 * u)
+        return weight * height, weight * rate
 
     def _start(self, leg: int) -> np.ndarray:
         """Where a touchdown or lift-off starts: the measured foot (resync) or the plan's."""
@@ -429,9 +458,13 @@ class ExpertController:
             return np.full(4, 0.25)
         weight = self._load_weight(ahead)
         duty = self.clock.duty
-        if duty > 0.5 + 1e-6:    # gaits with four-feet phases: the weight is shared by the feet that are down
-            return weight / max(float(weight.sum()), 2.0)
-        return weight / max(4.0 * self.clock.duty, float(self.latched.sum()))
+        impulse = weight / max(4.0 * duty, float(self.latched.sum()))   # the cycle's mean support is the weight
+        if duty <= 0.5 + 1e-6:
+            return impulse
+        # gaits with four-feet phases: the weight is shared by the feet that are down; legs in step (a switch to
+        # or from hop) fly, and their stance must carry the flight's share too
+        in_step = self.clock.in_step()
+        return in_step * impulse + (1.0 - in_step) * weight / max(float(weight.sum()), 2.0)
 
     def _banded(self, target: np.ndarray, target_next: np.ndarray,
                 state: RobotState) -> tuple[np.ndarray, np.ndarray]:

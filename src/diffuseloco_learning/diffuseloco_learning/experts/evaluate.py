@@ -7,7 +7,8 @@ command resampled every `--segment` seconds over the skill's whole range. Tracki
 |mean velocity - command| over the segment after a 1.5 s settling time (a gait's velocity oscillates within
 a stride, so per-sample errors would measure the gait, not the tracking); the per-tick error, which the policy
 evaluation reports and which does measure the gait's wobble, is reported beside it. Contact pattern: among ticks with
-exactly two feet down, the share where the pair is diagonal, lateral or front/rear. Firmware: the share of 2 ms
+exactly two feet down, the share where the pair is diagonal, lateral or front/rear; and (hop) the share of ticks
+with the four feet together, all down or all in the air. Firmware: the share of 2 ms
 frames in which the firmware's position band (sim/firmware.py) pulled back some q_des, and the largest |qd_des|
 sent; the safety filter's band clips per tick beside them.
 """
@@ -39,6 +40,14 @@ def contact_pattern(contacts: np.ndarray) -> dict[str, float]:
         return {name: 0.0 for name in PAIRS}
     return {name: float(np.mean([any(row[a] and row[b] for a, b in pairs) for row in two]))
             for name, pairs in PAIRS.items()}
+
+
+def in_step_share(contacts: np.ndarray) -> float:
+    """Share of ticks whose four feet are together, all down or all in the air (FR, FL, RR, RL columns): a hop's
+    pattern. A stand scores 1 too; what tells a hop is its flight ticks (episode.pattern_share checks them)."""
+    contacts = np.asarray(contacts, dtype=bool).reshape(-1, 4)
+    down = contacts.sum(axis=1)
+    return float(np.mean((down == 0) | (down == 4))) if len(contacts) else 0.0
 
 
 def evaluate_episode(rollout: ExpertRollout, segments: Sequence[Segment], seed: int) -> dict:
@@ -112,7 +121,8 @@ def evaluate_skill(config: StackConfig, skill: Optional[int], episodes: int, sec
             "error_vx": float(err[0]), "error_vy": float(err[1]), "error_yaw_rate": float(err[2]),
             "tick_error_vx": float(per_tick[0]), "tick_error_vy": float(per_tick[1]),
             "tick_error_yaw_rate": float(per_tick[2]),
-            "contacts": contact_pattern(np.array(contacts)) if contacts else {},
+            "contacts": ({**contact_pattern(np.array(contacts)), "in_step": in_step_share(np.array(contacts))}
+                         if contacts else {}),
             "step_limited_ticks": filt["step_limited"] / max(filt["ticks"], 1),
             "torque_limited_ticks": filt["torque_limited"] / max(filt["ticks"], 1),
             "band_limited_ticks": filt["band_limited"] / max(filt["ticks"], 1),
@@ -142,14 +152,14 @@ def render_gif(config: StackConfig, skill: int, command: Sequence[float], path: 
 
 
 def markdown_table(results: dict) -> str:
-    lines = ["| skill | episodes | falls | vx err | vy err | yaw err | diagonal | lateral | front/rear | "
+    lines = ["| skill | episodes | falls | vx err | vy err | yaw err | diagonal | lateral | front/rear | in step | "
              "step-limited ticks | band-limited ticks | firmware-clamped frames | max abs qd_des | x real time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         c = r.get("contacts", {})
         lines.append(f"| {name} | {r['episodes']} | {r['falls']} | {r['error_vx']:.3f} | {r['error_vy']:.3f} | "
                      f"{r['error_yaw_rate']:.3f} | {c.get('diagonal', 0):.2f} | {c.get('lateral', 0):.2f} | "
-                     f"{c.get('front_rear', 0):.2f} | {r.get('step_limited_ticks', 0):.3f} | "
+                     f"{c.get('front_rear', 0):.2f} | {c.get('in_step', 0):.2f} | {r.get('step_limited_ticks', 0):.3f} | "
                      f"{r.get('band_limited_ticks', 0):.3f} | {r.get('firmware_clamped_frames', 0):.3f} | "
                      f"{r.get('max_abs_qd_des', 0):.1f} | {r['realtime_factor']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -145,7 +145,7 @@ def check_datasets(cfg: TrainConfig, stack) -> None:
         attrs = dataset_attrs(path)
         if "config" not in attrs:
             raise ConfigError(f"{path}: dataset has no 'config' attribute; set check_dataset_config: false to use it")
-        problems = compatibility_problems(config_from_dict(attrs["config"]), stack)
+        problems = compatibility_problems(config_from_dict(attrs["config"]), stack, exact_skills=True)
         if problems:
             raise ConfigError(f"{path} was recorded for a different setup:\n - " + "\n - ".join(problems))
         generator = attrs.get("generator", {})
@@ -172,7 +172,7 @@ def load_initial_policy(cfg: TrainConfig, stack) -> Policy:
     policy, info = read_policy(path)
     if info.spec != cfg.spec():
         raise ConfigError(f"init_from {path}: its model {info.spec} is not the config's {cfg.spec()}")
-    problems = compatibility_problems(info.config, stack)
+    problems = compatibility_problems(info.config, stack, exact_skills=True)
     if problems:
         raise ConfigError(f"init_from {path} was trained for a different setup:\n - " + "\n - ".join(problems))
     return policy

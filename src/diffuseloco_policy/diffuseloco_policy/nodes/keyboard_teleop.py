@@ -1,5 +1,5 @@
 """Keyboard teleop for a laptop terminal: single key presses -> SkillCommand and controller requests, with the
-key map of config/teleop_keyboard.yaml (w/s/a/d/q/e velocity, 1-4 skills, u stand up, r run, j get down,
+key map of config/teleop_keyboard.yaml (w/s/a/d/q/e velocity, 1-5 skills, u stand up, r run, j get down,
 space e-stop, c clear). Needs a real terminal on stdin."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class KeyboardTeleopNode(TeleopNode):
         self.create_timer(1.0 / self.params["publish_rate_hz"], self._publish)
         self._reader = threading.Thread(target=self._read_keys, daemon=True)
         self._reader.start()
-        print("keys: w/s vx, a/d vy, q/e yaw, x stop, 1-4 skills, u stand up, r run, j get down, "
+        print("keys: w/s vx, a/d vy, q/e yaw, x stop, 1-5 skills, u stand up, r run, j get down, "
               "space E-STOP, c clear e-stop, Ctrl-C quit", flush=True)
 
     def _publish(self) -> None:

@@ -33,7 +33,8 @@ from ..inference import Sampler, describe_job
 from ..log_text import shorten
 from ..joints import JointConvention
 from ..gains import describe_gains, with_model_gains
-from ..model_file import ModelMismatchError, default_model_path, within_trained_ranges
+from ..model_file import (ModelMismatchError, default_model_path, model_view, skills_lacking,
+                          within_trained_ranges)
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
 from ..runtime import DEPLOYED_NOISE_SCALE, DEPLOYED_WARM_START_STEPS, load_runtime
 from ..safety import ImuSample, JointSample, PDCommand, VelocitySample
@@ -82,10 +83,13 @@ class PolicyNode(Node):
         self.config: StackConfig = load_config(p["config"] or None)
         self.convention = JointConvention(self.config.robot)
         setup = self._sampler(p)
+        lacking = self._skills_lacking(setup.trained)
         if setup.trained is not None:
-            self.config = self._with_model_gains(self._within_trained_ranges(setup.trained), setup.trained)
+            narrowed = model_view(self._within_trained_ranges(setup.trained), setup.trained)
+            self.config = self._with_model_gains(narrowed, setup.trained)
         self.loop = PolicyLoop(self.config, setup.sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
-                               reset_sampler=setup.reset, current_frame=setup.current_frame, command_watchdog=True)
+                               reset_sampler=setup.reset, current_frame=setup.current_frame, command_watchdog=True,
+                               lacking_skills=lacking)
         self._joints: Optional[JointSample] = None
         self._imu: Optional[ImuSample] = None
         self._velocity: Optional[VelocitySample] = None
@@ -150,6 +154,17 @@ class PolicyNode(Node):
                                       "each tick samples from its own frame and waits inference_wait_ms for the "
                                       "plan; a plan that takes longer is used a tick late")
         return SamplerSetup(runtime.predict, runtime.reset, current_frame, trained=runtime.info.config)
+
+    def _skills_lacking(self, trained: Optional[StackConfig]) -> dict[int, str]:
+        """The robot's skills the model file was not trained on (a model older than the robot config's skill
+        list): the node runs the model over its own skills and refuses commands for these."""
+        lacking = {} if trained is None else skills_lacking(self.config, trained)
+        if lacking:
+            self.get_logger().warning(
+                f"the model file has no skill {', '.join(lacking.values())} (its skills: "
+                f"{', '.join(s.name for s in trained.skills)}): commands for it are refused, the skill in effect "
+                "stays")
+        return lacking
 
     def _within_trained_ranges(self, trained: StackConfig) -> StackConfig:
         """The robot config with commands clamped to the ranges the model file accepts (its training ranges, or an
@@ -259,7 +274,7 @@ class PolicyNode(Node):
 
     def _on_skill_command(self, msg: SkillCommand) -> None:
         state = self.loop.set_skill_command(int(msg.skill), msg.vx, msg.vy, msg.yaw_rate)
-        if state.note:
+        if state.note and state.note != self.loop.skill_refusal:   # a refusal is logged once, by _log_changes
             self.get_logger().warning(f"{state.note} (from {shorten(msg.source or 'unknown')})",
                                       throttle_duration_sec=1.0)
 
@@ -289,12 +304,16 @@ class PolicyNode(Node):
 
     def _log_changes(self) -> None:
         """Log each change of what the loop works around: a silent command source (the watchdog), a failing
-        sampler, a body velocity the velocity loop cannot use (a fault only for models that observe it)."""
+        sampler, a body velocity the velocity loop cannot use (a fault only for models that observe it), a skill
+        the model lacks (once per refusal, not per streamed command)."""
         loop = self.loop
         velocity = loop.monitor.velocity_fault if loop.monitor.checks_velocity and not loop.monitor.needs_velocity \
             else None
-        now = _Reported(loop.command_timeout, loop.sampler_fault, velocity, loop.stale_reaction)
+        now = _Reported(loop.command_timeout, loop.sampler_fault, velocity, loop.stale_reaction, loop.skill_refusal)
         before, self._reported = self._reported, now
+        if now.skill_refusal != before.skill_refusal:
+            self._log_change(bool(now.skill_refusal), "skill command: " + (
+                now.skill_refusal or "accepted again"))
         if now.stale != before.stale:  # the first tick of a ride-through or stand says why; its end is logged too
             self._log_change(bool(now.stale), f"stale sensors: {loop.stale}" if now.stale else
                              "sensors fresh again" + (" (RUN to resume)" if before.stale == "stand" else ""))
@@ -359,8 +378,8 @@ class PolicyNode(Node):
     def _health(self) -> tuple[bytes, str]:
         """Diagnostics level and message: ERROR for a stopped controller, a failing sampler, a QoS mismatch or a
         foreign sensor publisher,
-        WARN for stale sensors ridden through or stood on, a reduced command or a body velocity the velocity loop
-        ignores while RUNNING."""
+        WARN for stale sensors ridden through or stood on, a reduced command, a body velocity the velocity loop
+        ignores while RUNNING, or a refused command for a skill the model lacks."""
         loop, state = self.loop, self.loop.controller.state
         if state in (ControllerState.DAMPING, ControllerState.ESTOP):
             return DiagnosticStatus.ERROR, loop.last_fault or ControllerState(state).name
@@ -368,7 +387,7 @@ class PolicyNode(Node):
             if problem:
                 return DiagnosticStatus.ERROR, problem
         ignored = self._reported.body_velocity if state == ControllerState.RUNNING else None  # only RUNNING uses it
-        for warning in (loop.stale, loop.command_timeout, ignored):
+        for warning in (loop.stale, loop.command_timeout, ignored, loop.skill_refusal):
             if warning:
                 return DiagnosticStatus.WARN, warning
         return DiagnosticStatus.OK, loop.last_fault or ControllerState(state).name
@@ -384,6 +403,7 @@ class PolicyNode(Node):
             ("model_command", _triple(self.loop.model_command)),
             ("command_correction", _triple(self.loop.feedback.correction)),
             ("command_watchdog", self.loop.command_timeout or "ok"), ("stale_sensors", self.loop.stale or "fresh"),
+            ("skill_command", self.loop.skill_refusal or "ok"),
             ("foreign_publishers", "; ".join(s.problem for s in self.sensor_sources if s.problem) or "none"),
             ("sampler_failures", self.loop.sampler_failures), ("sampler_fault", self.loop.sampler_fault or "none"),
             ("body_velocity", self._reported.body_velocity or "ok"), ("qos", self.qos.summary() or "ok"),
@@ -421,6 +441,7 @@ class _Reported:
     sampler_fault: str = ""
     body_velocity: Optional[str] = None
     stale: str = ""           # "", "ride" or "stand"
+    skill_refusal: str = ""   # a command for a skill the model lacks, refused
 
 
 def _triple(values: np.ndarray) -> str:
