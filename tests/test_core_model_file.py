@@ -244,8 +244,8 @@ def test_any_other_skill_difference_is_still_refused(case, tmp_path):
 
 
 def test_a_prefix_model_is_still_refused_for_anything_else(older_files):
-    with pytest.raises(ModelMismatchError, match="PD gains") as err:
-        read_onnx_info(older_files["onnx"], with_robot(kp=40.0))
+    with pytest.raises(ModelMismatchError, match="default pose") as err:
+        read_onnx_info(older_files["onnx"], with_robot(default_pose=(0.1,) + CFG.robot.default_pose[1:]))
     assert "skills" not in str(err.value)
 
 
