@@ -68,3 +68,23 @@ def test_invalid_configs_are_refused_with_the_reason(mutate, message):
     mutate(data)
     with pytest.raises(ConfigError, match=message):
         config_from_dict(data)
+
+
+@pytest.mark.parametrize("loader, what", [
+    ("diffuseloco_policy.config:load_config", "config"),
+    ("diffuseloco_policy.teleop:load_keyboard_mapping", "teleop config"),
+    ("diffuseloco_learning.evaluation.scenarios:load_matrix", "scenario matrix"),
+    ("diffuseloco_learning.pipeline.recipe:load_recipe", "recipe"),
+])
+def test_malformed_or_missing_yaml_is_a_config_error_naming_the_file(loader, what, tmp_path):
+    """A typo in any of the stack's YAML files is a ConfigError with the file's name, not a parser traceback."""
+    import importlib
+
+    module, name = loader.split(":")
+    load = getattr(importlib.import_module(module), name)
+    args = (load_config(),) if name == "load_matrix" else ()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("robot: [unclosed\n")
+    for path in (bad, tmp_path / "missing.yaml"):
+        with pytest.raises(ConfigError, match=f"(cannot read|no) {what} .*{path.name}"):
+            load(path, *args)

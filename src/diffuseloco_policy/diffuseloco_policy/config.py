@@ -532,14 +532,20 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def read_yaml(path: Union[str, Path], what: str) -> Any:
+    """The parsed YAML of a file; an unreadable file or malformed YAML is a ConfigError naming `what` and the path
+    (every config-like file of the stack is read through here, so a typo never surfaces as a parser traceback)."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+
+
 def load_config(path: Union[str, Path, None] = None) -> StackConfig:
     """Read a stack config from YAML (the shipped CyberDog 2 config by default)."""
     path = Path(path) if path is not None else default_robot_config()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    return from_dict(StackConfig, data, where=path.name)
+    return from_dict(StackConfig, read_yaml(path, "config"), where=path.name)
 
 
 def default_robot_config() -> Path:

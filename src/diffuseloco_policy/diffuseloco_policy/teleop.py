@@ -20,9 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-import yaml
 
-from .config import ConfigError, SkillConfig, StackConfig, from_dict
+from .config import ConfigError, SkillConfig, StackConfig, from_dict, read_yaml
 from .controller import ControllerRequest
 from .safety import is_finite_number
 
@@ -144,10 +143,7 @@ class GamepadMapping:
 def load_gamepad_mapping(path: Union[str, Path]) -> GamepadMapping:
     """Read a gamepad mapping YAML; unknown or missing keys are refused with their path."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read teleop config {path}: {exc}") from exc
+    data = read_yaml(path, "teleop config")
     return from_dict(GamepadMapping, data, where=path.name)
 
 
@@ -332,10 +328,7 @@ def _check_key_action(action: str) -> None:
 
 def load_keyboard_mapping(path: Union[str, Path]) -> KeyboardMapping:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read teleop config {path}: {exc}") from exc
+    data = read_yaml(path, "teleop config")
     return from_dict(KeyboardMapping, data, where=path.name)
 
 

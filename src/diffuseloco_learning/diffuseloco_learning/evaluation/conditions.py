@@ -13,9 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
 
-from diffuseloco_policy.config import ConfigError
+from diffuseloco_policy.config import ConfigError, read_yaml
 from diffuseloco_sim import SimConfig
 from diffuseloco_sim.sim_config import RandomizationConfig
 from ..presets import presets_dir
@@ -97,10 +96,7 @@ def study_path(name: Union[str, Path]) -> Path:
 
 def load_study(name: Union[str, Path] = STUDY) -> Study:
     path = study_path(name)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read robustness study {path}: {exc}") from exc
+    data = read_yaml(path, "robustness study")
     return study_from_dict(data, where=path.name)
 
 

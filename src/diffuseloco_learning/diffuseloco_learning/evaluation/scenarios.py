@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
-
-from diffuseloco_policy.config import ConfigError, SkillConfig, StackConfig
+from diffuseloco_policy.config import ConfigError, SkillConfig, StackConfig, read_yaml
 from ..presets import presets_dir
 
 GAIT_PATTERNS = ("diagonal", "lateral", "front_rear", "all_feet", "in_step")
@@ -109,10 +107,7 @@ def resolve_matrix_path(name: Union[str, Path]) -> Path:
 
 def load_matrix(name: Union[str, Path], config: StackConfig) -> ScenarioMatrix:
     path = resolve_matrix_path(name)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read scenario matrix {path}: {exc}") from exc
+    data = read_yaml(path, "scenario matrix")
     return matrix_from_dict(data, config, where=path.name)
 
 

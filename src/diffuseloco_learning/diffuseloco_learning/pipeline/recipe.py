@@ -35,9 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
 
-from diffuseloco_policy.config import ConfigError, from_dict
+from diffuseloco_policy.config import ConfigError, from_dict, read_yaml
 from ..presets import presets_dir
 from ..training.config import load_train_dict, merge_config, resolve_preset, train_config_from_dict
 
@@ -216,10 +215,7 @@ def _check_variant(recipe: Recipe, variant: VariantRecipe) -> None:
 def load_recipe(path: Union[str, Path]) -> Recipe:
     """Read a recipe: a path, or the name of a shipped one ('pipeline_default')."""
     path = resolve_recipe(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
+    data = read_yaml(path, "recipe")
     recipe = from_dict(Recipe, data, where=path.name)
     variants = recipe.comparisons.variants if recipe.comparisons else ()
     for stage in recipe.stages:   # every stage's config must load now, not after hours of data generation

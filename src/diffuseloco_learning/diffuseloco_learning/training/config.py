@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
-
-from diffuseloco_policy.config import ConfigError, from_dict, plain
+from diffuseloco_policy.config import ConfigError, from_dict, plain, read_yaml
 from ..presets import presets_dir
 from ..diffusion import DenoiserConfig, MLPConfig, ModelSpec, SchedulerConfig
 
@@ -124,10 +122,7 @@ def load_train_config(path: Union[str, Path]) -> TrainConfig:
 def load_train_dict(path: Union[str, Path], _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The YAML of a training config with its `base:` chain merged in (no `base` key left)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read train config {path}: {exc}") from exc
+    data = read_yaml(path, "train config")
     if data is None:
         data = {}
     if not isinstance(data, dict):
