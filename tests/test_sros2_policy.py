@@ -81,3 +81,19 @@ def test_the_launchers_put_each_node_in_its_enclave():
     tree = ast.parse(source)
     assert any(isinstance(n, ast.Constant) and n.value == "--enclave" for n in ast.walk(tree))
     assert any(isinstance(n, ast.Constant) and n.value == "secure" for n in ast.walk(tree))
+
+
+def test_the_standard_interfaces_have_one_publisher_each_and_the_live_view_only_reads():
+    """/joint_states, /tf, /tf_static and /robot_description come from robot_state alone, /odom from the bridge
+    alone; cmd_vel reaches the policy node. The live view may read every topic it streams and publish none of
+    the robot's."""
+    for topic in ("/joint_states", "/tf", "/tf_static", "/robot_description"):
+        assert holders("topics publish", topic) == {"robot_state"}, topic
+    assert holders("topics publish", PARAMS["lcm_bridge"]["ros__parameters"]["odom_topic"]) == {"lcm_bridge"}
+    assert PARAMS["diffuseloco_policy"]["ros__parameters"]["cmd_vel_topic"] in \
+        permissions("/diffuseloco/diffuseloco_policy")["topics subscribe"]
+    live = permissions("/diffuseloco/live_view")
+    assert set(PARAMS["live_view"]["ros__parameters"]["topics"]) <= live["topics subscribe"]
+    assert live["topics publish"] == {"/rosout", "/parameter_events"}
+    assert [p.get("node") for e in POLICY.iter("enclave") if e.get("path") == "/diffuseloco/live_view"
+            for p in e.iter("profile")] == ["live_view"]

@@ -14,7 +14,8 @@ bridge does). The LCM path (lcm_bridge + bridge/lcm_robot_peer.py) reproduces th
 law in MuJoCo and publishes cyberdog_msgs/LegState and
 sensor_msgs/Imu at `state_rate_hz`. Pacing is real time by default; with `real_time_factor` != 1 it publishes
 /clock so the other nodes run on simulated time (`use_sim_time`). Ground truth for evaluation (never for the
-policy) goes to /sim/base_twist (heading-frame velocity, yaw rate) and /sim/base_pose.
+policy) goes to /sim/base_twist (heading-frame velocity, yaw rate) and /sim/base_pose, and as nav_msgs/Odometry
+(odom -> base_link, REP 105: the world frame stands for odom, so it never drifts) on `odom_topic`, at 50 Hz.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Optional
 import rclpy
 from cyberdog_msgs.msg import LegState, MotorCommand
 from geometry_msgs.msg import PoseStamped, TwistStamped
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -35,7 +37,8 @@ from diffuseloco_policy.bridge.lcm_bridge import CommandRelay
 from diffuseloco_policy.bridge.stall_posture import StallPosture, StallTiming
 from diffuseloco_policy.config import load_config
 from . import CyberDogSim, SimConfig
-from diffuseloco_policy.nodes.conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
+from diffuseloco_policy.nodes.conversions import (body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg,
+                                                  odometry_msg, seconds_to_stamp)
 from diffuseloco_policy.nodes.parameters import declare_parameters
 from diffuseloco_policy.nodes.source_filter import SourceFilter, filtered
 from diffuseloco_policy.nodes.spin import run_node, use_realtime_scheduling
@@ -69,6 +72,7 @@ class SimulatorNode(Node):
         self.velocity_pub = self.create_publisher(TwistStamped, p["body_velocity_topic"], qos_profile_sensor_data)
         self.twist_pub = self.create_publisher(TwistStamped, "/sim/base_twist", 10)
         self.pose_pub = self.create_publisher(PoseStamped, "/sim/base_pose", 10)
+        self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], 10) if p["odom_topic"] else None
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
         # only the stack's policy node commands the simulated motors, as the bridge does on the robot
         self.command_source = SourceFilter(self, p["motor_command_topic"], p["command_source"])
@@ -89,6 +93,7 @@ class SimulatorNode(Node):
             "imu_topic": "/cyberdog/imu", "body_velocity_topic": "/cyberdog/body_velocity",
             "motor_command_topic": "/cyberdog/motor_cmd", "realtime_priority": 0,
             "command_source": "",   # the node whose MotorCommand is obeyed ("" pins the first publisher)
+            "odom_topic": "/odom",  # ground truth as nav_msgs/Odometry ("" = none)
         }
         return declare_parameters(self, defaults)
 
@@ -177,6 +182,10 @@ class SimulatorNode(Node):
         w, qx, qy, qz = (float(v) for v in self.sim.data.qpos[3:7])
         pose.pose.orientation.w, pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z = w, qx, qy, qz
         self.pose_pub.publish(pose)
+        if self.odom_pub is not None:
+            self.odom_pub.publish(odometry_msg(self.sim.base_position(), self.sim.data.qpos[3:7],
+                                               self.sim.base_velocity_body(), self.sim.base_angular_velocity_body(),
+                                               stamp))
 
     def destroy_node(self) -> None:
         self._stop.set()
