@@ -40,7 +40,7 @@ def message_class(type_name: str) -> type:
     return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
-def _share_dirs(package: str) -> list[Path]:
+def share_dirs(package: str) -> list[Path]:
     """Where share/<package> may be: through the ament index (a sourced install), else in a prefix above the
     package's Python module (the ROS wheels install a prefix at the virtual environment's root and set no
     AMENT_PREFIX_PATH)."""
@@ -57,7 +57,7 @@ def _share_dirs(package: str) -> list[Path]:
 
 
 def definition_text(package: str, name: str) -> str:
-    for share in _share_dirs(package):
+    for share in share_dirs(package):
         path = share / "msg" / f"{name}.msg"
         if path.is_file():
             return path.read_text()
