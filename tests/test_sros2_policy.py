@@ -84,12 +84,16 @@ def test_the_launchers_put_each_node_in_its_enclave():
 
 
 def test_the_standard_interfaces_have_one_publisher_each_and_the_live_view_only_reads():
-    """/joint_states, /tf, /tf_static and /robot_description come from robot_state alone, /odom from the bridge
-    alone; cmd_vel reaches the policy node. The live view may read every topic it streams and publish none of
-    the robot's."""
-    for topic in ("/joint_states", "/tf", "/tf_static", "/robot_description"):
+    """/tf, /tf_static and /robot_description come from robot_state alone, /joint_states and /odom from the
+    bridge alone; cmd_vel reaches the policy node. The live view may read every topic it streams and publish none
+    of the robot's."""
+    for topic in ("/tf", "/tf_static", "/robot_description"):
         assert holders("topics publish", topic) == {"robot_state"}, topic
-    assert holders("topics publish", PARAMS["lcm_bridge"]["ros__parameters"]["odom_topic"]) == {"lcm_bridge"}
+    bridge = PARAMS["lcm_bridge"]["ros__parameters"]
+    for topic in (bridge["odom_topic"], bridge["joint_state_topic"]):
+        assert holders("topics publish", topic) == {"lcm_bridge"}, topic
+    state = PARAMS["robot_state"]["ros__parameters"]
+    assert {state["joint_state_topic"], state["odom_topic"]} <= permissions("/diffuseloco/robot_state")["topics subscribe"]
     assert PARAMS["diffuseloco_policy"]["ros__parameters"]["cmd_vel_topic"] in \
         permissions("/diffuseloco/diffuseloco_policy")["topics subscribe"]
     live = permissions("/diffuseloco/live_view")

@@ -28,7 +28,7 @@ from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Imu
+from sensor_msgs.msg import Imu, JointState
 
 from diffuseloco_policy.bridge import lcm_bridge as lb
 from diffuseloco_policy.bridge.lcm_types import motor_ctrl_lcmt
@@ -83,6 +83,25 @@ def check_odometry(w: "Watcher") -> None:
     check(0.0 < odometry[-1].pose.pose.position.z < 0.4, f"the lying robot's height {odometry[-1].pose.pose.position}")
 
 
+def check_joint_states(w: "Watcher") -> None:
+    """/joint_states: 50 Hz of leg_control_data by joint name, LegState's q, qd and tau_est at the same stamp."""
+    w.wait_for(lambda: len(w.joint_states) > 50, 10.0, "1 s of /joint_states from the bridge")
+    with w.lock:
+        joints, legs = list(w.joint_states), list(w.legs)
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in joints]
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    check(35.0 < rate < 65.0, f"/joint_states at 50 Hz, got {rate:.1f}")
+    check(list(joints[-1].name) == list(CONFIG.robot.joint_names), f"joint names {joints[-1].name}")
+    leg_at = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in legs}
+    matched = [(j, leg_at[(j.header.stamp.sec, j.header.stamp.nanosec)]) for j in joints[-20:]
+               if (j.header.stamp.sec, j.header.stamp.nanosec) in leg_at]
+    check(len(matched) >= 5, f"joint states stamped like their LegState ({len(matched)} of 20)")
+    for joint_state, leg in matched:
+        for ours, theirs in ((joint_state.position, leg.q), (joint_state.velocity, leg.qd),
+                             (joint_state.effort, leg.tau_est)):
+            check(np.allclose(ours, np.asarray(theirs, dtype=np.float64), atol=1e-6), "joint states = LegState")
+
+
 class Watcher(BackgroundNode):
     """ROS side (probe node spinning in a thread) and LCM side (motor_ctrl listener)."""
 
@@ -93,6 +112,7 @@ class Watcher(BackgroundNode):
         self.imus: list[Imu] = []
         self.velocities: list[TwistStamped] = []
         self.odometry: list[Odometry] = []
+        self.joint_states: list[JointState] = []
         self.states: list[MotorControlState] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.frames: list[tuple[float, motor_ctrl_lcmt]] = []
@@ -103,6 +123,7 @@ class Watcher(BackgroundNode):
                               qos_profile_sensor_data)
         n.create_subscription(MotorControlState, "/cyberdog/motor_ctrl_state", self._keep(self.states), 10)
         n.create_subscription(Odometry, "/odom", self._keep(self.odometry), 50)
+        n.create_subscription(JointState, "/joint_states", self._keep(self.joint_states), 50)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diagnostics), 10)
         self.cmd_pub = n.create_publisher(MotorCommand, "/cyberdog/motor_cmd", COMMAND_QOS)
         self.lcm = lb.LcmEndpoint(lcm_url, "check")
@@ -223,6 +244,7 @@ def main(mode: str) -> dict:
         check(abs(imu.linear_acceleration.z - 9.81) < 3.0, f"gravity in aBody: {imu.linear_acceleration}")
         check(not w.frames, "no motor_ctrl before the first MotorCommand")
         check_odometry(w)
+        check_joint_states(w)
         summary["leg_state_q_before"] = [round(float(v), 3) for v in leg.q]
 
         # 2. commands: activation with zero frames (~2.5 s, until the firmware clears bit 1), then the command,

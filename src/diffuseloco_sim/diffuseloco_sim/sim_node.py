@@ -31,14 +31,15 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Imu
+from sensor_msgs.msg import Imu, JointState
 
 from diffuseloco_policy.bridge.lcm_bridge import CommandRelay
 from diffuseloco_policy.bridge.stall_posture import StallPosture, StallTiming
 from diffuseloco_policy.config import load_config
 from . import CyberDogSim, SimConfig
-from diffuseloco_policy.nodes.conversions import (body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg,
-                                                  odometry_msg, seconds_to_stamp)
+from diffuseloco_policy.decimator import Decimator
+from diffuseloco_policy.nodes.conversions import (body_velocity_msg, imu_msg, joint_state_msg, leg_state_msg,
+                                                  motor_command_from_msg, odometry_msg, seconds_to_stamp)
 from diffuseloco_policy.nodes.parameters import declare_parameters
 from diffuseloco_policy.nodes.source_filter import SourceFilter, filtered
 from diffuseloco_policy.nodes.spin import run_node, use_realtime_scheduling
@@ -73,6 +74,9 @@ class SimulatorNode(Node):
         self.twist_pub = self.create_publisher(TwistStamped, "/sim/base_twist", 10)
         self.pose_pub = self.create_publisher(PoseStamped, "/sim/base_pose", 10)
         self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], 10) if p["odom_topic"] else None
+        self.joint_pub = self.create_publisher(JointState, p["joint_state_topic"], 10) \
+            if p["joint_state_topic"] else None
+        self.joint_decimator = Decimator(p["joint_state_rate_hz"])
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
         # only the stack's policy node commands the simulated motors, as the bridge does on the robot
         self.command_source = SourceFilter(self, p["motor_command_topic"], p["command_source"])
@@ -94,6 +98,7 @@ class SimulatorNode(Node):
             "motor_command_topic": "/cyberdog/motor_cmd", "realtime_priority": 0,
             "command_source": "",   # the node whose MotorCommand is obeyed ("" pins the first publisher)
             "odom_topic": "/odom",  # ground truth as nav_msgs/Odometry ("" = none)
+            "joint_state_topic": "/joint_states", "joint_state_rate_hz": 50.0,   # sensor_msgs/JointState, named
         }
         return declare_parameters(self, defaults)
 
@@ -164,6 +169,8 @@ class SimulatorNode(Node):
         stamp = self._stamp()
         joints, imu = self.sim.joint_state(), self.sim.imu()
         self.leg_pub.publish(leg_state_msg(joints, stamp, foot_forces=self.sim.foot_forces()))
+        if self.joint_pub is not None and self.joint_decimator.due(self.sim.time):
+            self.joint_pub.publish(joint_state_msg(joints, self.config.robot.joint_names, stamp))
         self.imu_pub.publish(imu_msg(imu, stamp))
         self.velocity_pub.publish(body_velocity_msg(self.sim.body_velocity(joints, imu), stamp))
         if self.sim.step_count % (10 * self.steps_per_state) == 0:

@@ -13,6 +13,7 @@ from cyberdog_msgs.msg import LegState, MotorCommand
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Imu
+from sensor_msgs.msg import JointState as JointStateMsg
 
 from ..motor_sdk import ImuReading, JointState
 from ..motor_sdk import MotorCommand as SdkMotorCommand
@@ -46,6 +47,16 @@ def joint_state_from_msg(msg: LegState) -> JointState:
     if any(a.shape != (NUM_JOINTS,) for a in arrays):
         raise ValueError(f"LegState arrays must have {NUM_JOINTS} entries, got {[a.shape for a in arrays]}")
     return JointState(*arrays)
+
+
+def joint_state_msg(state: JointState, names, stamp: Time) -> JointStateMsg:
+    """sensor_msgs/JointState: the joints by name, q (rad), qd (rad/s) and tau_est (N m) as LegState carries
+    them, in the SDK convention the robot description's axes are written in (robot_description.py)."""
+    msg = JointStateMsg(name=list(names), position=np.asarray(state.q, dtype=np.float64).tolist(),
+                        velocity=np.asarray(state.qd, dtype=np.float64).tolist(),
+                        effort=np.asarray(state.tau_est, dtype=np.float64).tolist())
+    msg.header.stamp = stamp
+    return msg
 
 
 def imu_msg(reading: ImuReading, stamp: Time, frame_id: str = "imu_link") -> Imu:

@@ -20,6 +20,7 @@ import time
 from typing import Optional
 
 import foxglove
+from foxglove.websocket import ServerListener
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -54,8 +55,9 @@ class _Forwarded:
         self.channel.log(data, log_time=time.time_ns())
 
 
-class _Subscriptions:
-    """The server's listener: notes which latched channels a client subscribed to, for the node to resend."""
+class _Subscriptions(ServerListener):
+    """The server's listener: notes which channels a client subscribed to, for the node to resend the latched
+    ones (the other callbacks keep the protocol's defaults)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()

@@ -1,29 +1,26 @@
-"""The standard ROS robot interfaces of the CyberDog 2, for rviz, Foxglove, PlotJuggler and navigation stacks:
-the robot_state_publisher's part, from the stack's own topics, in simulation and on the robot alike.
+"""The robot_state_publisher's part of the standard ROS robot interfaces of the CyberDog 2, for rviz, Foxglove,
+PlotJuggler and navigation stacks, in simulation and on the robot alike:
 
   /robot_description  std_msgs/String, the URDF (robot_description.py), latched: reliable, transient local
-  /joint_states       sensor_msgs/JointState at rate_hz: the config's joint names, LegState's q (rad), qd (rad/s)
-                      and tau_est (N m) unchanged, so in the SDK convention the URDF's axes are written in
-  /tf                 tf2_msgs/TFMessage: the twelve leg joints' transforms with each joint state, and
-                      odom -> base_link from every nav_msgs/Odometry on odom_topic (the simulator's ground truth,
-                      the robot's state estimator through the LCM bridge)
+  /tf                 tf2_msgs/TFMessage: the twelve leg joints' transforms for each sensor_msgs/JointState on
+                      joint_state_topic, with its stamp, and odom -> base_link for each nav_msgs/Odometry on
+                      odom_topic
   /tf_static          the fixed frames (feet, imu_link), latched
 
-Joint states are taken from the driver of the joint-state stream only (sensor_source, as the policy node does).
-Of its 500 Hz, the first LegState at least 1 / rate_hz (stamps) after the last one published is published, with
-its own stamp: the rate follows the robot's clock, not this process's timer, which a busy machine delays. A
-malformed LegState is skipped.
+The joint states and the odometry come from the robot's driver, which has the data at 500 Hz and publishes them
+at 50 Hz (the simulator node, the LCM bridge): a Python node taking the 500 Hz LegState itself spent a fifth of a
+core on it. Joint states are accepted from that driver only (sensor_source, as the policy node does), by name; a
+message that lacks a joint or has a non-finite angle is skipped.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from cyberdog_msgs.msg import LegState
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
@@ -31,7 +28,6 @@ from tf2_msgs.msg import TFMessage
 from ..config import load_config
 from ..leg_frames import FrameTransform, LegFrames
 from ..robot_description import urdf
-from .conversions import joint_state_from_msg
 from .parameters import declare_parameters
 from .source_filter import SourceFilter, filtered
 from .spin import run_node
@@ -65,56 +61,39 @@ class RobotStateNode(Node):
     def __init__(self) -> None:
         super().__init__("robot_state")
         p = declare_parameters(self, {
-            "config": "", "leg_state_topic": "/cyberdog/leg_state", "odom_topic": "/odom",
-            "joint_state_topic": "/joint_states", "description_topic": "/robot_description",
-            "rate_hz": 50.0,
-            # the node whose LegState is accepted ("/cyberdog_sim", "/lcm_bridge"; "" pins the first publisher)
+            "config": "", "joint_state_topic": "/joint_states", "odom_topic": "/odom",
+            "description_topic": "/robot_description",
+            # the node whose joint states are accepted ("/cyberdog_sim", "/lcm_bridge"; "" pins the first one)
             "sensor_source": "",
         })
-        if not p["rate_hz"] > 0:
-            raise ValueError(f"rate_hz must be positive, got {p['rate_hz']}")
         robot = load_config(p["config"] or None).robot
         self.joint_names = list(robot.joint_names)
         self.frames = LegFrames(robot)
-        self.period = 1.0 / p["rate_hz"]
-        self._published_stamp: Optional[float] = None
-        self.joint_pub = self.create_publisher(JointState, p["joint_state_topic"], 10)
         self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", LATCHED_QOS)
         description_pub = self.create_publisher(String, p["description_topic"], LATCHED_QOS)
         description_pub.publish(String(data=urdf(robot)))
         stamp = self.get_clock().now().to_msg()
         self.tf_static_pub.publish(TFMessage(transforms=[transform_msg(f, stamp) for f in self.frames.static()]))
-        self.leg_source = SourceFilter(self, p["leg_state_topic"], p["sensor_source"])
-        self.create_subscription(LegState, p["leg_state_topic"], filtered(self.leg_source, self._on_leg_state),
-                                 qos_profile_sensor_data)
+        self.joint_source = SourceFilter(self, p["joint_state_topic"], p["sensor_source"])
+        self.create_subscription(JointState, p["joint_state_topic"], filtered(self.joint_source, self._on_joints), 10)
         self.create_subscription(Odometry, p["odom_topic"], self._on_odometry, 10)
-        self.get_logger().info(f"{robot.name}: robot description on {p['description_topic']}, joint states on "
-                               f"{p['joint_state_topic']} and /tf at {p['rate_hz']:g} Hz, odom -> base_link from "
-                               f"{p['odom_topic']}")
-
-    def _on_leg_state(self, msg: LegState) -> None:
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        last = self._published_stamp
-        # due one period after the last (less 1 ms of stamp jitter); a stamp that went back starts over
-        if last is None or stamp - last >= self.period - 1e-3 or stamp < last:
-            self._published_stamp = stamp
-            self._publish_joints(msg)
+        self.get_logger().info(f"{robot.name}: robot description on {p['description_topic']}, the legs' /tf from "
+                               f"{p['joint_state_topic']}, odom -> base_link from {p['odom_topic']}")
 
     def _on_odometry(self, msg: Odometry) -> None:
         self.tf_pub.publish(TFMessage(transforms=[odometry_transform(msg)]))
 
-    def _publish_joints(self, msg: LegState) -> None:
+    def _on_joints(self, msg: JointState) -> None:
+        position = dict(zip(msg.name, msg.position))
+        missing = [n for n in self.joint_names if n not in position]
         try:
-            state = joint_state_from_msg(msg)
-            transforms = self.frames.moving_transforms(state.q)
+            if missing or len(msg.position) != len(msg.name):
+                raise ValueError(f"joints missing or without a position: {missing or 'lengths differ'}")
+            transforms = self.frames.moving_transforms([position[n] for n in self.joint_names])
         except ValueError as exc:
             self.get_logger().warning(f"joint state skipped: {exc}", throttle_duration_sec=1.0)
             return
-        joints = JointState(name=self.joint_names, position=state.q.tolist(), velocity=state.qd.tolist(),
-                            effort=state.tau_est.tolist())
-        joints.header.stamp = msg.header.stamp
-        self.joint_pub.publish(joints)
         self.tf_pub.publish(TFMessage(transforms=[transform_msg(f, msg.header.stamp) for f in transforms]))
 
 
