@@ -11,15 +11,19 @@ STAMPS := $(VENV)/.stamps
 # (rosdep's python3-numpy / python3-yaml) and the ROS wheels, plus our message packages; no torch, MuJoCo, zarr.
 ROBOT_VENV := .venv-robot
 ROBOT_ROS_WHEELS := ros-rclpy ros-ament-index-python ros-builtin-interfaces ros-rcl-interfaces ros-std-msgs \
-                    ros-sensor-msgs ros-geometry-msgs ros-diagnostic-msgs ros-rmw-fastrtps-cpp
+                    ros-sensor-msgs ros-geometry-msgs ros-diagnostic-msgs ros-nav-msgs ros-rmw-fastrtps-cpp
 # Tests and the demo never leave this machine and never meet other ROS graphs.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export MUJOCO_GL ?= egl
 
-MSG_PACKAGES := diffuseloco_msgs cyberdog_msgs
+# Message packages built into the venv: ours in src/, and upstream ones PyPI has no wheel of in ros_wheels/
+# (ros_wheels/README.md: a ROS install provides those, so colcon never builds them).
+MSG_PACKAGES := diffuseloco_msgs cyberdog_msgs tf2_msgs
+UPSTREAM_MSG_PACKAGES := tf2_msgs
 PY_PACKAGES := diffuseloco_policy diffuseloco_sim diffuseloco_learning diffuseloco_bringup
-msg_inputs = $(wildcard src/$(1)/msg/*.msg src/$(1)/srv/*.srv) src/$(1)/CMakeLists.txt src/$(1)/package.xml \
-             src/$(1)/pyproject.toml cmake/ros_wheels_prefix.cmake
+msg_dir = $(if $(filter $(1),$(UPSTREAM_MSG_PACKAGES)),ros_wheels/$(1),src/$(1))
+msg_inputs = $(wildcard $(call msg_dir,$(1))/msg/*.msg $(call msg_dir,$(1))/srv/*.srv) \
+             $(addprefix $(call msg_dir,$(1))/,CMakeLists.txt package.xml pyproject.toml) cmake/ros_wheels_prefix.cmake
 
 .PHONY: setup demo test bench model lock clean
 .SECONDEXPANSION:
@@ -38,7 +42,7 @@ $(STAMPS)/requirements: requirements.lock $(STAMPS)/venv
 	@touch $@
 
 $(STAMPS)/msg-%: $(STAMPS)/requirements $$(call msg_inputs,$$*)
-	$(PIP) install -q --no-build-isolation ./src/$*
+	$(PIP) install -q --no-build-isolation ./$(call msg_dir,$*)
 	@touch $@
 
 $(STAMPS)/python-packages: $(foreach p,$(MSG_PACKAGES),$(STAMPS)/msg-$(p)) \
@@ -48,7 +52,7 @@ $(STAMPS)/python-packages: $(foreach p,$(MSG_PACKAGES),$(STAMPS)/msg-$(p)) \
 
 $(STAMPS)/robot-venv: docker/requirements-robot.txt requirements.lock $(foreach p,$(MSG_PACKAGES),$(STAMPS)/msg-$(p))
 	rm -rf $(ROBOT_VENV) $(VENV)/msg-wheels
-	$(PIP) wheel -q --no-build-isolation --no-deps $(foreach p,$(MSG_PACKAGES),./src/$(p)) -w $(VENV)/msg-wheels
+	$(PIP) wheel -q --no-build-isolation --no-deps $(foreach p,$(MSG_PACKAGES),./$(call msg_dir,$(p))) -w $(VENV)/msg-wheels
 	$(PYTHON) -m venv $(ROBOT_VENV) || python3 -m venv $(ROBOT_VENV)
 	$(ROBOT_VENV)/bin/python -m pip --disable-pip-version-check install -q -c requirements.lock \
 		-r docker/requirements-robot.txt numpy pyyaml $(ROBOT_ROS_WHEELS)
@@ -78,4 +82,4 @@ lock: $(STAMPS)/venv
 	$(PY) scripts/write_lock.py .venv/lock-report.json requirements.lock
 
 clean:
-	rm -rf $(VENV) $(ROBOT_VENV) src/*/build build
+	rm -rf $(VENV) $(ROBOT_VENV) src/*/build ros_wheels/*/build build

@@ -268,3 +268,22 @@ def test_the_relay_sends_the_setpoint_moved_along_qd_des_between_policy_ticks():
     sent = [relay.frame(1.0 + k * 0.002) for k in range(12)]
     np.testing.assert_allclose([f.q_des[0] for f in sent], [min(k * 0.002, 0.02) * 4.0 for k in range(12)])
     assert sent[-1].qd_des[0] == 0.0 and sent[5].qd_des[0] == 4.0
+
+
+def test_the_bridge_diagnostics_values_are_one_number_per_key():
+    """Temperatures, flags, err_flag, the command gap and the clamp count as plain numbers (plotting tools read
+    each as a series); only the stall posture's phase is a word."""
+    from diffuseloco_policy.nodes.lcm_bridge_node import bridge_diagnostics
+
+    flags = np.full(12, lb.MOTOR_MODE_RUNNING)
+    flags[4] |= 1 << 4
+    motors = lb.MotorData(0.1 * J, 0.2 * J, 0.3 * J, flags, 0, 30.0 + J)
+    state = lb.MotorCtrlState(err_flag=lb.ERR_BAND_HIP | lb.ERR_GAP_WARNING, ctrl_topic_interval=12.5)
+    statuses = bridge_diagnostics(motors, state, "a fault", 7, CONFIG.robot.joint_names, 70.0, "hold")
+    values = {kv.key: kv.value for status in statuses for kv in status.values}
+    words = {k: values.pop(k) for k in ("stall posture",)}
+    assert words == {"stall posture": "hold"}
+    numbers = {k: float(v) for k, v in values.items()}
+    assert numbers["err_flag"] == lb.ERR_BAND_HIP | lb.ERR_GAP_WARNING
+    assert numbers["FL_hip flags"] == int(flags[4]) & 0xFFFFFFFF and numbers["ctrl_topic_interval ms"] == 12.5
+    assert numbers["firmware band clamps (reports)"] == 7 and numbers["max temperature C"] == 41.0

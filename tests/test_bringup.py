@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from diffuseloco_bringup import graph as graph_module
-from diffuseloco_bringup.run import node_command
+from diffuseloco_bringup.run import node_command, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 BRINGUP = ROOT / "src" / "diffuseloco_bringup"
@@ -76,3 +76,20 @@ def test_unknown_targets_and_teleop_kinds_are_refused():
         graph_module.graph("moon")
     with pytest.raises(ValueError, match="unknown teleop"):
         graph_module.graph("sim", teleop="telepathy")
+
+
+def test_the_live_view_is_off_by_default_and_listens_where_it_is_told():
+    for target in ("sim", "robot"):
+        names = [s.name for s in graph_module.graph(target)]
+        assert "robot_state" in names and "live_view" not in names
+        params = yaml.safe_load(graph_module.params_file(target).read_text())
+        assert params["live_view"]["ros__parameters"]["host"] == "127.0.0.1"
+    view = graph_module.graph("sim", live_view=graph_module.LOCALHOST)[-1]
+    assert (view.executable, view.params) == ("live_view", {"host": "127.0.0.1"})
+    assert parse_args(["sim", "--live-view"]).live_view == "127.0.0.1"
+    assert parse_args(["sim", "--live-view", "192.0.2.7"]).live_view == "192.0.2.7"
+    assert parse_args(["sim"]).live_view is None
+    cmd = node_command(graph_module.graph("robot", live_view="192.0.2.7")[-1], Path("/p.yaml"))
+    assert cmd[-2:] == ["-p", "host:=192.0.2.7"]
+    with pytest.raises(ValueError, match="address"):
+        graph_module.live_view_spec(" ")

@@ -38,7 +38,8 @@ ON_REQUEST = {"diffuseloco_learning": "the torch runtime and the expert stand-in
               "evdev": "the joystick driver of the wheels environment (the robot runs ROS's joy)",
               "matplotlib": "the simulated demo's plot (bringup's demo.py, dev machines)"}
 ROSDEP_PYTHON = {"python3-numpy": "numpy", "python3-yaml": "yaml"}
-PIP_IMPORT_NAMES = {"onnxruntime": "onnxruntime", "onnx": "onnx", "lcm": "lcm", "rosbags": "rosbags"}
+PIP_IMPORT_NAMES = {"onnxruntime": "onnxruntime", "onnx": "onnx", "lcm": "lcm", "rosbags": "rosbags",
+                    "foxglove-sdk": "foxglove"}
 NAMESPACE_SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
 
 

@@ -177,10 +177,10 @@ def test_the_velocity_loop_moves_only_the_models_command(sim_graph):
     probe.stream_skill(trot.id, vx=0.2, yaw_rate=0.3)   # streamed, as a teleop does (the node's command watchdog)
 
     def corrected() -> bool:
-        return bool(seen) and all(float(v) > 0.05 for v in seen[-1]["command_correction"].split()[::2])
+        return bool(seen) and all(float(seen[-1][f"command_correction_{axis}"]) > 0.05 for axis in ("vx", "yaw_rate"))
 
     probe.wait_for(corrected, CONFIG.command_feedback.settle_s + 6.0, "a positive vx and yaw correction in /diagnostics")
-    model_command = [float(v) for v in seen[-1]["model_command"].split()]
+    model_command = [float(seen[-1][f"model_command_{axis}"]) for axis in ("vx", "vy", "yaw_rate")]
     assert model_command[0] > 0.25 and model_command[2] > 0.35, model_command
     assert state(probe) == PolicyStatus.STATE_RUNNING
     np.testing.assert_allclose(probe.latest_status().command, [0.2, 0.0, 0.3], atol=1e-6)

@@ -81,3 +81,23 @@ def test_the_launchers_put_each_node_in_its_enclave():
     tree = ast.parse(source)
     assert any(isinstance(n, ast.Constant) and n.value == "--enclave" for n in ast.walk(tree))
     assert any(isinstance(n, ast.Constant) and n.value == "secure" for n in ast.walk(tree))
+
+
+def test_the_standard_interfaces_have_one_publisher_each_and_the_live_view_only_reads():
+    """/tf, /tf_static and /robot_description come from robot_state alone, /joint_states and /odom from the
+    bridge alone; cmd_vel reaches the policy node. The live view may read every topic it streams and publish none
+    of the robot's."""
+    for topic in ("/tf", "/tf_static", "/robot_description"):
+        assert holders("topics publish", topic) == {"robot_state"}, topic
+    bridge = PARAMS["lcm_bridge"]["ros__parameters"]
+    for topic in (bridge["odom_topic"], bridge["joint_state_topic"]):
+        assert holders("topics publish", topic) == {"lcm_bridge"}, topic
+    state = PARAMS["robot_state"]["ros__parameters"]
+    assert {state["joint_state_topic"], state["odom_topic"]} <= permissions("/diffuseloco/robot_state")["topics subscribe"]
+    assert PARAMS["diffuseloco_policy"]["ros__parameters"]["cmd_vel_topic"] in \
+        permissions("/diffuseloco/diffuseloco_policy")["topics subscribe"]
+    live = permissions("/diffuseloco/live_view")
+    assert set(PARAMS["live_view"]["ros__parameters"]["topics"]) <= live["topics subscribe"]
+    assert live["topics publish"] == {"/rosout", "/parameter_events"}
+    assert [p.get("node") for e in POLICY.iter("enclave") if e.get("path") == "/diffuseloco/live_view"
+            for p in e.iter("profile")] == ["live_view"]

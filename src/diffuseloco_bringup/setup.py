@@ -16,6 +16,9 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/sros2", glob("config/sros2/*.xml")),
+        # the live view's layouts (scripts/write_layouts.py)
+        (f"share/{PACKAGE}/config/foxglove", glob("config/foxglove/*.json")),
+        (f"share/{PACKAGE}/config/plotjuggler", glob("config/plotjuggler/*.xml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -37,6 +37,8 @@ setup(
             "script_teleop = diffuseloco_policy.nodes.script_teleop:main",
             "recorder = diffuseloco_policy.nodes.recorder:main",
             "lcm_bridge = diffuseloco_policy.nodes.lcm_bridge_node:main",
+            "robot_state = diffuseloco_policy.nodes.robot_state:main",
+            "live_view = diffuseloco_policy.nodes.live_view:main",
             "bag_timing = diffuseloco_policy.bag_timing:main",
         ],
     },

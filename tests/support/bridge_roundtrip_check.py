@@ -24,10 +24,11 @@ import rclpy
 from cyberdog_msgs.msg import LegState, MotorCommand, MotorControlState
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Imu
+from sensor_msgs.msg import Imu, JointState
 
 from diffuseloco_policy.bridge import lcm_bridge as lb
 from diffuseloco_policy.bridge.lcm_types import motor_ctrl_lcmt
@@ -54,6 +55,53 @@ def check(condition: bool, what: str) -> None:
         raise AssertionError(what)
 
 
+def check_odometry(w: "Watcher") -> None:
+    """/odom: the state estimator's pose (p, quat) and body-frame velocity (vBody, omegaBody) at 50 Hz of its
+    500 Hz, odom -> base_link; the orientation and velocity those of the Imu and vBody published with it."""
+    w.wait_for(lambda: len(w.odometry) > 50, 10.0, "1 s of /odom from the bridge")
+    with w.lock:
+        odometry, imus, velocities = list(w.odometry), list(w.imus), list(w.velocities)
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in odometry]
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    check(35.0 < rate < 65.0, f"/odom at 50 Hz, got {rate:.1f}")
+    check(all((m.header.frame_id, m.child_frame_id) == ("odom", "base_link") for m in odometry), "odom frames")
+    imu_at = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in imus}
+    velocity_at = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in velocities}
+    matched = 0
+    for m in odometry[-20:]:
+        key = (m.header.stamp.sec, m.header.stamp.nanosec)
+        if key not in imu_at or key not in velocity_at:
+            continue
+        o, q = m.pose.pose.orientation, imu_at[key].orientation
+        check(np.allclose([o.w, o.x, o.y, o.z], [q.w, q.x, q.y, q.z], atol=1e-6), "odom orientation = the IMU's")
+        v, vb = m.twist.twist.linear, velocity_at[key].twist.linear
+        check(np.allclose([v.x, v.y, v.z], [vb.x, vb.y, vb.z], atol=1e-6), "odom twist = vBody (m/s, body frame)")
+        a, g = m.twist.twist.angular, imu_at[key].angular_velocity
+        check(np.allclose([a.x, a.y, a.z], [g.x, g.y, g.z], atol=1e-6), "odom angular = omegaBody (rad/s)")
+        matched += 1
+    check(matched >= 5, f"odometry stamped like the Imu and vBody it came with ({matched} of 20)")
+    check(0.0 < odometry[-1].pose.pose.position.z < 0.4, f"the lying robot's height {odometry[-1].pose.pose.position}")
+
+
+def check_joint_states(w: "Watcher") -> None:
+    """/joint_states: 50 Hz of leg_control_data by joint name, LegState's q, qd and tau_est at the same stamp."""
+    w.wait_for(lambda: len(w.joint_states) > 50, 10.0, "1 s of /joint_states from the bridge")
+    with w.lock:
+        joints, legs = list(w.joint_states), list(w.legs)
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in joints]
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    check(35.0 < rate < 65.0, f"/joint_states at 50 Hz, got {rate:.1f}")
+    check(list(joints[-1].name) == list(CONFIG.robot.joint_names), f"joint names {joints[-1].name}")
+    leg_at = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in legs}
+    matched = [(j, leg_at[(j.header.stamp.sec, j.header.stamp.nanosec)]) for j in joints[-20:]
+               if (j.header.stamp.sec, j.header.stamp.nanosec) in leg_at]
+    check(len(matched) >= 5, f"joint states stamped like their LegState ({len(matched)} of 20)")
+    for joint_state, leg in matched:
+        for ours, theirs in ((joint_state.position, leg.q), (joint_state.velocity, leg.qd),
+                             (joint_state.effort, leg.tau_est)):
+            check(np.allclose(ours, np.asarray(theirs, dtype=np.float64), atol=1e-6), "joint states = LegState")
+
+
 class Watcher(BackgroundNode):
     """ROS side (probe node spinning in a thread) and LCM side (motor_ctrl listener)."""
 
@@ -63,6 +111,8 @@ class Watcher(BackgroundNode):
         self.legs: list[LegState] = []
         self.imus: list[Imu] = []
         self.velocities: list[TwistStamped] = []
+        self.odometry: list[Odometry] = []
+        self.joint_states: list[JointState] = []
         self.states: list[MotorControlState] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.frames: list[tuple[float, motor_ctrl_lcmt]] = []
@@ -72,6 +122,8 @@ class Watcher(BackgroundNode):
         n.create_subscription(TwistStamped, "/cyberdog/body_velocity", self._keep(self.velocities),
                               qos_profile_sensor_data)
         n.create_subscription(MotorControlState, "/cyberdog/motor_ctrl_state", self._keep(self.states), 10)
+        n.create_subscription(Odometry, "/odom", self._keep(self.odometry), 50)
+        n.create_subscription(JointState, "/joint_states", self._keep(self.joint_states), 50)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diagnostics), 10)
         self.cmd_pub = n.create_publisher(MotorCommand, "/cyberdog/motor_cmd", COMMAND_QOS)
         self.lcm = lb.LcmEndpoint(lcm_url, "check")
@@ -191,6 +243,8 @@ def main(mode: str) -> dict:
         check(abs(q.w * q.w + q.x * q.x + q.y * q.y + q.z * q.z - 1.0) < 1e-3 and q.w > 0.9, f"upright quaternion {q}")
         check(abs(imu.linear_acceleration.z - 9.81) < 3.0, f"gravity in aBody: {imu.linear_acceleration}")
         check(not w.frames, "no motor_ctrl before the first MotorCommand")
+        check_odometry(w)
+        check_joint_states(w)
         summary["leg_state_q_before"] = [round(float(v), 3) for v in leg.q]
 
         # 2. commands: activation with zero frames (~2.5 s, until the firmware clears bit 1), then the command,

@@ -126,10 +126,15 @@ class Probe(BackgroundNode):
             self.publish_skill(*self._streamed)
             time.sleep(period)
 
-    def close(self) -> None:
+    def stop_streaming(self) -> None:
+        """The streamed command stops, as when a teleop dies."""
         self._streamed = None
         if getattr(self, "_streamer", None) is not None:
             self._streamer.join(timeout=1.0)
+            self._streamer = None
+
+    def close(self) -> None:
+        self.stop_streaming()
         super().close()
 
     def publish_sensors(self, q_sdk: np.ndarray, quaternion_wxyz=(1.0, 0.0, 0.0, 0.0)) -> None:

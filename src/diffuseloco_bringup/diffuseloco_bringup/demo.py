@@ -28,7 +28,7 @@ from diffuseloco_policy.model_file import default_model_path
 from diffuseloco_policy.nodes.spin import BackgroundNode
 from diffuseloco_policy.package_files import PackageFileNotFound
 
-from .graph import NodeSpec, params_file
+from .graph import LOCALHOST, NodeSpec, live_view_spec, params_file
 from .run import Graph
 
 SETTLE_S = 1.0  # seconds of each segment left out of the achieved-velocity mean (gait transition)
@@ -118,7 +118,7 @@ def write_params(out: Path, model: str, bag: Path, config: Optional[Path] = None
     params["diffuseloco_policy"]["ros__parameters"]["model"] = model
     params["recorder"]["ros__parameters"]["output"] = str(bag)
     if config is not None:   # the simulated robot and the policy node must agree on it
-        for node in ("cyberdog_sim", "diffuseloco_policy"):
+        for node in ("cyberdog_sim", "diffuseloco_policy", "robot_state"):
             params[node]["ros__parameters"]["config"] = str(config)
     path = out / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -139,8 +139,9 @@ class DemoRun:
     timing: Optional[RecordedTiming] = None   # the control ticks' regularity, from the bag (None: unreadable)
 
 
-def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoRun:
-    """Start the graph, let the script teleop drive it to the end, and read back what the dog did."""
+def run_demo(out: Path, model: str = "", config: Optional[Path] = None, live_view: Optional[str] = None) -> DemoRun:
+    """Start the graph, let the script teleop drive it to the end, and read back what the dog did. live_view:
+    also start robot_state and the Foxglove live view on this address (None: neither)."""
     out.mkdir(parents=True, exist_ok=True)
     model = model or _shipped_model()
     label = "EXPERT STAND-IN, not a learned policy" if model == "expert" else Path(model).name
@@ -150,6 +151,10 @@ def run_demo(out: Path, model: str = "", config: Optional[Path] = None) -> DemoR
              NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy"),
              NodeSpec("diffuseloco_policy", "recorder", "recorder"),
              NodeSpec("diffuseloco_policy", "script_teleop", "teleop")]
+    if live_view is not None:
+        specs += [NodeSpec("diffuseloco_policy", "robot_state", "robot_state"), live_view_spec(live_view)]
+        print(f"live view: connect Foxglove to ws://{live_view}:8765 (layout: the bringup's "
+              "config/foxglove/diffuseloco.json)", flush=True)
     monitor = Monitor()
     graph = Graph(specs, write_params(out, model, bag, config))
     try:
@@ -207,8 +212,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--model", default="", help="ONNX model (default: the shipped one, else the experts), "
                                                      "or 'expert' for the expert stand-in")
     parser.add_argument("--config", type=Path, default=None, help="robot config YAML (default: the shipped one)")
+    parser.add_argument("--live-view", nargs="?", const=LOCALHOST, default=None, metavar="ADDRESS",
+                        help="watch the run in Foxglove (ws://ADDRESS:8765): listens on 127.0.0.1 unless you name "
+                             "another address of this machine")
     args = parser.parse_args(argv)
-    run = run_demo(args.out, args.model, args.config)
+    run = run_demo(args.out, args.model, args.config, args.live_view)
     print(f"\nCommanded vs achieved velocity per segment (policy: {run.label}; achieved = simulator ground truth, "
           f"mean after {SETTLE_S:.0f} s of each segment):")
     print(table(run.rows))

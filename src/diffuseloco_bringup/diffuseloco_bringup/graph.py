@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from diffuseloco_policy.package_files import share_dir
 
@@ -25,8 +26,11 @@ EXECUTABLES = {
     "script_teleop": "diffuseloco_policy.nodes.script_teleop",
     "recorder": "diffuseloco_policy.nodes.recorder",
     "lcm_bridge": "diffuseloco_policy.nodes.lcm_bridge_node",
+    "robot_state": "diffuseloco_policy.nodes.robot_state",
+    "live_view": "diffuseloco_policy.nodes.live_view",
 }
 TELEOP_KINDS = ("joy", "keyboard", "script", "none")
+LOCALHOST = "127.0.0.1"   # where the live view listens unless the operator names another address
 
 
 @dataclass(frozen=True)
@@ -53,16 +57,19 @@ def config_dir() -> Path:
     return share_dir(PACKAGE) / "config"
 
 
-def graph(target: str, model: str = "", teleop: str = "joy", record: bool = False) -> list[NodeSpec]:
+def graph(target: str, model: str = "", teleop: str = "joy", record: bool = False,
+          live_view: Optional[str] = None) -> list[NodeSpec]:
     """The nodes for `target` ('sim' or 'robot'). On the robot the joint and IMU topics come from the LCM bridge
     (lcm_bridge, talking to the motor SDK's firmware over LCM); in simulation from the MuJoCo node on the very
-    same topics."""
+    same topics. robot_state always runs (robot description, joint states, /tf). live_view: the address the
+    Foxglove server listens on (None: no live view; LOCALHOST unless the operator names another)."""
     if target not in ("sim", "robot"):
         raise ValueError(f"unknown target {target!r}: expected 'sim' or 'robot'")
     if teleop not in TELEOP_KINDS:
         raise ValueError(f"unknown teleop kind {teleop!r}: expected one of {TELEOP_KINDS}")
     policy_params = {"model": model} if model else {}
-    nodes = [NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy", policy_params)]
+    nodes = [NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy", policy_params),
+             NodeSpec("diffuseloco_policy", "robot_state", "robot_state")]
     if target == "sim":
         nodes.insert(0, NodeSpec("diffuseloco_sim", "sim_node", "cyberdog_sim"))
     else:
@@ -74,7 +81,16 @@ def graph(target: str, model: str = "", teleop: str = "joy", record: bool = Fals
         nodes.append(NodeSpec("diffuseloco_policy", teleop_executable[teleop], "teleop"))
     if record:
         nodes.append(NodeSpec("diffuseloco_policy", "recorder", "recorder"))
+    if live_view is not None:
+        nodes.append(live_view_spec(live_view))
     return nodes
+
+
+def live_view_spec(host: str = LOCALHOST) -> NodeSpec:
+    """The Foxglove live view, listening on `host` (an address of this machine; refused when empty)."""
+    if not host.strip():
+        raise ValueError("the live view needs an address to listen on (127.0.0.1 for this machine only)")
+    return NodeSpec("diffuseloco_policy", "live_view", "live_view", {"host": host.strip()})
 
 
 def params_file(target: str) -> Path:

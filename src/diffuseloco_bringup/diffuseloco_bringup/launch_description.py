@@ -8,7 +8,7 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from .graph import TELEOP_KINDS, graph, params_file
+from .graph import LOCALHOST, TELEOP_KINDS, graph, params_file
 
 RECORD_CHOICES = ("none", "recorder", "ros2bag")
 RECORDED_TOPICS = ["/cyberdog/leg_state", "/cyberdog/imu", "/cyberdog/body_velocity", "/cyberdog/motor_cmd",
@@ -22,12 +22,14 @@ def _actions(context: LaunchContext, target: str) -> list:
     if record not in RECORD_CHOICES:
         raise ValueError(f"record must be one of {RECORD_CHOICES}, got {record!r}")
     secure = LaunchConfiguration("secure").perform(context).lower() in ("true", "1")
+    live_view = LaunchConfiguration("live_view").perform(context).lower() in ("true", "1")
+    host = LaunchConfiguration("live_view_host").perform(context) if live_view else None
     params = str(params_file(target))
     actions = [
         Node(package=spec.package, executable=spec.executable, name=spec.name,
              parameters=[params, spec.params], output="screen", emulate_tty=True,
              ros_arguments=["--enclave", spec.enclave] if secure else None)
-        for spec in graph(target, model=model, teleop=teleop, record=record == "recorder")
+        for spec in graph(target, model=model, teleop=teleop, record=record == "recorder", live_view=host)
     ]
     if record == "ros2bag":
         actions.append(ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", *RECORDED_TOPICS], output="screen"))
@@ -45,5 +47,10 @@ def describe(target: str) -> LaunchDescription:
                                           "ROS_SECURITY_KEYSTORE, ROS_SECURITY_ENABLE=true, ROS_SECURITY_STRATEGY)"),
         DeclareLaunchArgument("record", default_value="none", choices=list(RECORD_CHOICES),
                               description="record a bag with our recorder or with `ros2 bag record`"),
+        DeclareLaunchArgument("live_view", default_value="false", choices=["true", "false"],
+                              description="the Foxglove live view (WebSocket server, port 8765, read-only)"),
+        DeclareLaunchArgument("live_view_host", default_value=LOCALHOST,
+                              description="the address the live view listens on: this machine only unless you "
+                                          "name another of its addresses"),
         OpaqueFunction(function=_actions, kwargs={"target": target}),
     ])

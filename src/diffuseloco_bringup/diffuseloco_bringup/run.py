@@ -3,6 +3,7 @@ separate processes, with a clean Ctrl-C shutdown (SIGINT to every node, then SIG
 
     python -m diffuseloco_bringup.run sim --teleop keyboard
     python -m diffuseloco_bringup.run robot --model models/diffuseloco_cyberdog2.onnx --record
+    python -m diffuseloco_bringup.run sim --live-view            # Foxglove on ws://127.0.0.1:8765
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .graph import TELEOP_KINDS, NodeSpec, graph, params_file
+from .graph import LOCALHOST, TELEOP_KINDS, NodeSpec, graph, params_file
 
 SHUTDOWN_GRACE_S = 5.0
 
@@ -82,6 +83,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--teleop", default="keyboard", choices=TELEOP_KINDS)
     parser.add_argument("--record", action="store_true", help="also start the bag recorder")
     parser.add_argument("--params", type=Path, default=None, help="parameter file (default: config/<target>.yaml)")
+    parser.add_argument("--live-view", nargs="?", const=LOCALHOST, default=None, metavar="ADDRESS",
+                        help="start the Foxglove live view (ws://ADDRESS:8765); it listens on 127.0.0.1 unless "
+                             "you name another address of this machine")
     parser.add_argument("--secure", action="store_true",
                         help="each node in its SROS2 enclave (docs/deployment.md, 'Who may command the robot')")
     return parser.parse_args(argv)
@@ -89,7 +93,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    specs = graph(args.target, model=args.model, teleop=args.teleop, record=args.record)
+    specs = graph(args.target, model=args.model, teleop=args.teleop, record=args.record, live_view=args.live_view)
     running = Graph(specs, args.params or params_file(args.target), secure=args.secure)
     running.start()
     return running.wait()

@@ -14,7 +14,8 @@ bridge does). The LCM path (lcm_bridge + bridge/lcm_robot_peer.py) reproduces th
 law in MuJoCo and publishes cyberdog_msgs/LegState and
 sensor_msgs/Imu at `state_rate_hz`. Pacing is real time by default; with `real_time_factor` != 1 it publishes
 /clock so the other nodes run on simulated time (`use_sim_time`). Ground truth for evaluation (never for the
-policy) goes to /sim/base_twist (heading-frame velocity, yaw rate) and /sim/base_pose.
+policy) goes to /sim/base_twist (heading-frame velocity, yaw rate) and /sim/base_pose, and as nav_msgs/Odometry
+(odom -> base_link, REP 105: the world frame stands for odom, so it never drifts) on `odom_topic`, at 50 Hz.
 """
 
 from __future__ import annotations
@@ -26,16 +27,19 @@ from typing import Optional
 import rclpy
 from cyberdog_msgs.msg import LegState, MotorCommand
 from geometry_msgs.msg import PoseStamped, TwistStamped
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Imu
+from sensor_msgs.msg import Imu, JointState
 
 from diffuseloco_policy.bridge.lcm_bridge import CommandRelay
 from diffuseloco_policy.bridge.stall_posture import StallPosture, StallTiming
 from diffuseloco_policy.config import load_config
 from . import CyberDogSim, SimConfig
-from diffuseloco_policy.nodes.conversions import body_velocity_msg, imu_msg, leg_state_msg, motor_command_from_msg, seconds_to_stamp
+from diffuseloco_policy.decimator import Decimator
+from diffuseloco_policy.nodes.conversions import (body_velocity_msg, imu_msg, joint_state_msg, leg_state_msg,
+                                                  motor_command_from_msg, odometry_msg, seconds_to_stamp)
 from diffuseloco_policy.nodes.parameters import declare_parameters
 from diffuseloco_policy.nodes.source_filter import SourceFilter, filtered
 from diffuseloco_policy.nodes.spin import run_node, use_realtime_scheduling
@@ -69,6 +73,10 @@ class SimulatorNode(Node):
         self.velocity_pub = self.create_publisher(TwistStamped, p["body_velocity_topic"], qos_profile_sensor_data)
         self.twist_pub = self.create_publisher(TwistStamped, "/sim/base_twist", 10)
         self.pose_pub = self.create_publisher(PoseStamped, "/sim/base_pose", 10)
+        self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], 10) if p["odom_topic"] else None
+        self.joint_pub = self.create_publisher(JointState, p["joint_state_topic"], 10) \
+            if p["joint_state_topic"] else None
+        self.joint_decimator = Decimator(p["joint_state_rate_hz"])
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
         # only the stack's policy node commands the simulated motors, as the bridge does on the robot
         self.command_source = SourceFilter(self, p["motor_command_topic"], p["command_source"])
@@ -89,6 +97,8 @@ class SimulatorNode(Node):
             "imu_topic": "/cyberdog/imu", "body_velocity_topic": "/cyberdog/body_velocity",
             "motor_command_topic": "/cyberdog/motor_cmd", "realtime_priority": 0,
             "command_source": "",   # the node whose MotorCommand is obeyed ("" pins the first publisher)
+            "odom_topic": "/odom",  # ground truth as nav_msgs/Odometry ("" = none)
+            "joint_state_topic": "/joint_states", "joint_state_rate_hz": 50.0,   # sensor_msgs/JointState, named
         }
         return declare_parameters(self, defaults)
 
@@ -159,6 +169,8 @@ class SimulatorNode(Node):
         stamp = self._stamp()
         joints, imu = self.sim.joint_state(), self.sim.imu()
         self.leg_pub.publish(leg_state_msg(joints, stamp, foot_forces=self.sim.foot_forces()))
+        if self.joint_pub is not None and self.joint_decimator.due(self.sim.time):
+            self.joint_pub.publish(joint_state_msg(joints, self.config.robot.joint_names, stamp))
         self.imu_pub.publish(imu_msg(imu, stamp))
         self.velocity_pub.publish(body_velocity_msg(self.sim.body_velocity(joints, imu), stamp))
         if self.sim.step_count % (10 * self.steps_per_state) == 0:
@@ -177,6 +189,10 @@ class SimulatorNode(Node):
         w, qx, qy, qz = (float(v) for v in self.sim.data.qpos[3:7])
         pose.pose.orientation.w, pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z = w, qx, qy, qz
         self.pose_pub.publish(pose)
+        if self.odom_pub is not None:
+            self.odom_pub.publish(odometry_msg(self.sim.base_position(), self.sim.data.qpos[3:7],
+                                               self.sim.base_velocity_body(), self.sim.base_angular_velocity_body(),
+                                               stamp))
 
     def destroy_node(self) -> None:
         self._stop.set()

@@ -336,6 +336,10 @@ class CyberDogSim:
         """True linear velocity of the trunk origin in the body frame (m/s)."""
         return self.base_rotation().T @ self.data.qvel[0:3]
 
+    def base_angular_velocity_body(self) -> np.ndarray:
+        """True angular velocity of the trunk in the body frame (rad/s): MuJoCo's free joint holds it that way."""
+        return self.data.qvel[3:6].copy()
+
     def base_velocity_heading(self) -> np.ndarray:
         """True (vx, vy) in the yaw-only heading frame: what a velocity command refers to."""
         yaw = self.yaw()

@@ -11,7 +11,9 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from cyberdog_msgs.msg import LegState, MotorCommand
 from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Imu
+from sensor_msgs.msg import JointState as JointStateMsg
 
 from ..motor_sdk import ImuReading, JointState
 from ..motor_sdk import MotorCommand as SdkMotorCommand
@@ -45,6 +47,16 @@ def joint_state_from_msg(msg: LegState) -> JointState:
     if any(a.shape != (NUM_JOINTS,) for a in arrays):
         raise ValueError(f"LegState arrays must have {NUM_JOINTS} entries, got {[a.shape for a in arrays]}")
     return JointState(*arrays)
+
+
+def joint_state_msg(state: JointState, names, stamp: Time) -> JointStateMsg:
+    """sensor_msgs/JointState: the joints by name, q (rad), qd (rad/s) and tau_est (N m) as LegState carries
+    them, in the SDK convention the robot description's axes are written in (robot_description.py)."""
+    msg = JointStateMsg(name=list(names), position=np.asarray(state.q, dtype=np.float64).tolist(),
+                        velocity=np.asarray(state.qd, dtype=np.float64).tolist(),
+                        effort=np.asarray(state.tau_est, dtype=np.float64).tolist())
+    msg.header.stamp = stamp
+    return msg
 
 
 def imu_msg(reading: ImuReading, stamp: Time, frame_id: str = "imu_link") -> Imu:
@@ -90,3 +102,25 @@ def motor_command_from_msg(msg: MotorCommand) -> SdkMotorCommand:
     if any(a.shape != (NUM_JOINTS,) for a in arrays):
         raise ValueError(f"MotorCommand arrays must have {NUM_JOINTS} entries")
     return SdkMotorCommand(*arrays)
+
+
+ODOM_FRAME = "odom"        # REP 105: continuous, drifting world-fixed frame
+BASE_FRAME = "base_link"   # the trunk (diffuseloco_policy/body.py)
+
+
+def odometry_msg(position: np.ndarray, quaternion_wxyz: np.ndarray, linear_body: np.ndarray,
+                 angular_body: np.ndarray, stamp: Time, frame_id: str = ODOM_FRAME,
+                 child_frame_id: str = BASE_FRAME) -> Odometry:
+    """nav_msgs/Odometry: the trunk's pose in `frame_id` (m, unit quaternion) and its twist in `child_frame_id`,
+    the body frame (m/s, rad/s), as REP 105 and the message define them. The covariances stay zero: neither
+    source (simulator ground truth, the robot's estimator) reports one."""
+    msg = Odometry()
+    msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, frame_id, child_frame_id
+    pose = msg.pose.pose
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
+    w, x, y, z = (float(v) for v in quaternion_wxyz)
+    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = w, x, y, z
+    twist = msg.twist.twist
+    twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in linear_body)
+    twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in angular_body)
+    return msg

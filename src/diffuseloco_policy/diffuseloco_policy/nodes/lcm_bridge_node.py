@@ -5,7 +5,10 @@ LCM -> ROS (each LCM channel handled in its own `handle_timeout` thread, publish
                                     force_est, force_desired, limit flags; frame `leg_frame_id`)
   state_estimator  (udpm :7669)  -> sensor_msgs/Imu on imu_topic (quat w,x,y,z -> orientation, omegaBody, aBody;
                                     frame `imu_frame_id`), and vBody -> geometry_msgs/TwistStamped (twist.linear,
-                                    m/s, body frame `leg_frame_id`) on body_velocity_topic
+                                    m/s, body frame `leg_frame_id`) on body_velocity_topic, and the estimate
+                                    as nav_msgs/Odometry on odom_topic at odom_rate_hz (p, quat, vBody,
+                                    omegaBody: odom -> base_link, REP 105); q, qd, tau_est also as
+                                    sensor_msgs/JointState (joint names) on joint_state_topic at 50 Hz
   motor_ctrl_state (udpm :7667)  -> cyberdog_msgs/MotorControlState on motor_ctrl_state_topic (err_flag;
                                     ctrl_topic_interval is the firmware's command gap in MILLISECONDS)
   spi_data         (udpm :7667)  -> the motor boards' flags and temperatures: any flag & 0x3FFFFFFF (what stops
@@ -39,9 +42,10 @@ import numpy as np
 from cyberdog_msgs.msg import LegState, MotorCommand, MotorControlState
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Imu
+from sensor_msgs.msg import Imu, JointState
 
 from ..bridge.lcm_bridge import (
     DEFAULT_ESTIMATOR_LCM_URL, DEFAULT_HOLD_S, DEFAULT_LCM_URL, FRAME_RATE_HZ, LEG_CONTROL_DATA, MOTOR_CTRL,
@@ -53,7 +57,9 @@ from ..bridge.stall_posture import StallPosture, StallTiming
 from ..config import load_config
 from ..joints import JointConvention
 from ..motor_sdk import MotorCommand as SdkMotorCommand
-from .conversions import body_velocity_msg, imu_msg
+from ..decimator import Decimator
+from ..motor_sdk import JointState as SdkJointState
+from .conversions import body_velocity_msg, imu_msg, joint_state_msg, odometry_msg
 from .parameters import declare_parameters
 from .source_filter import SourceFilter, filtered
 from .spin import run_node, use_realtime_scheduling
@@ -90,7 +96,9 @@ def bridge_diagnostics(motors: Optional[MotorData], state: Optional[MotorCtrlSta
         else:
             motor.level, motor.message = DiagnosticStatus.OK, "motors healthy"
         motor.values = [KeyValue(key=f"{n} temperature C", value=f"{t:.1f}") for n, t in zip(joint_names, motors.temperature)]
-        motor.values += [KeyValue(key=f"{n} flags", value=f"0x{int(f) & 0xFFFFFFFF:08x}") for n, f in zip(joint_names, motors.flags)]
+        # flags and err_flag as plain integers: every value is one number a plotting tool can read (the
+        # message names the bits)
+        motor.values += [KeyValue(key=f"{n} flags", value=str(int(f) & 0xFFFFFFFF)) for n, f in zip(joint_names, motors.flags)]
         motor.values.append(KeyValue(key="max temperature C", value=f"{float(np.max(motors.temperature)):.1f}"))
     mode = DiagnosticStatus(name="lcm_bridge: motor mode", hardware_id="cyberdog2")
     if state is None:
@@ -99,7 +107,7 @@ def bridge_diagnostics(motors: Optional[MotorData], state: Optional[MotorCtrlSta
         bits = state.describe()
         mode.level = DiagnosticStatus.WARN if bits else DiagnosticStatus.OK
         mode.message = "; ".join(bits) if bits else "motor mode active"
-        mode.values = [KeyValue(key="err_flag", value=f"0x{state.err_flag:02x}"),
+        mode.values = [KeyValue(key="err_flag", value=str(int(state.err_flag))),
                        KeyValue(key="ctrl_topic_interval ms", value=f"{state.ctrl_topic_interval:.1f}")]
     if stall_phase and stall_phase != "done":
         mode.level = DiagnosticStatus.ERROR
@@ -151,6 +159,11 @@ class LcmBridgeNode(Node):
         self.imu_pub = self.create_publisher(Imu, p["imu_topic"], qos_profile_sensor_data)
         self.velocity_pub = self.create_publisher(TwistStamped, p["body_velocity_topic"], qos_profile_sensor_data)
         self.state_pub = self.create_publisher(MotorControlState, p["motor_ctrl_state_topic"], 10)
+        self.odom_pub = self.create_publisher(Odometry, p["odom_topic"], 10) if p["odom_topic"] else None
+        self.odom_decimator = Decimator(p["odom_rate_hz"])
+        self.joint_pub = self.create_publisher(JointState, p["joint_state_topic"], 10) \
+            if p["joint_state_topic"] else None
+        self.joint_decimator = Decimator(p["joint_state_rate_hz"])
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # only the stack's policy node commands the motors (nodes/source_filter.py): another publisher is ignored
         self.command_source = SourceFilter(self, p["motor_command_topic"], p["command_source"])
@@ -189,6 +202,10 @@ class LcmBridgeNode(Node):
             # a silent policy node: stand, hold this long, lie down, then silence (bridge/stall_posture.py);
             # false: silence at once, the firmware's gap rules drop the dog
             "stall_posture": True, "stall_hold_s": StallTiming.hold_s,
+            # the state estimator's pose and velocity as nav_msgs/Odometry ("" = none), at this rate
+            "odom_topic": "/odom", "odom_rate_hz": 50.0,
+            # leg_control_data's q, qd, tau_est as sensor_msgs/JointState with the joint names ("" = none)
+            "joint_state_topic": "/joint_states", "joint_state_rate_hz": 50.0,
         }
         return declare_parameters(self, defaults)
 
@@ -261,13 +278,32 @@ class LcmBridgeNode(Node):
             self.get_logger().warning(f"bad leg_control_data: {exc}", throttle_duration_sec=1.0)
             return
         self.relay.on_measured(data.q)
-        self._publish(self.leg_pub, leg_state_from_data(data, self._stamp(), self.leg_frame_id))
+        stamp = self._stamp()
+        self._publish(self.leg_pub, leg_state_from_data(data, stamp, self.leg_frame_id))
+        if self.joint_pub is not None and self.joint_decimator.due(time.monotonic()):
+            self._publish(self.joint_pub, joint_state_msg(SdkJointState(data.q, data.qd, data.tau_est),
+                                                          self.joint_names, stamp))
 
     def _on_estimator(self, msg: state_estimator_lcmt) -> None:
         stamp = self._stamp()
         self._publish(self.imu_pub, imu_msg(imu_reading_from_estimator(msg), stamp, self.imu_frame_id))
         self._publish(self.velocity_pub, body_velocity_msg(np.asarray(msg.vBody, dtype=np.float64), stamp,
                                                            self.leg_frame_id))
+        self._publish_odometry(msg, stamp)
+
+    def _publish_odometry(self, msg: state_estimator_lcmt, stamp) -> None:
+        """The estimator's position, orientation, vBody and omegaBody as Odometry, at odom_rate_hz of its 500 Hz.
+        A message with a non-finite value or no orientation is skipped."""
+        if self.odom_pub is None:
+            return
+        quat = np.asarray(msg.quat, dtype=np.float64)
+        values = [np.asarray(v, dtype=np.float64) for v in (msg.p, msg.vBody, msg.omegaBody)]
+        norm = float(np.linalg.norm(quat))
+        if not (np.all(np.isfinite(quat)) and norm > 0.5 and all(np.all(np.isfinite(v)) for v in values)):
+            return
+        if not self.odom_decimator.due(time.monotonic()):
+            return
+        self._publish(self.odom_pub, odometry_msg(values[0], quat / norm, values[1], values[2], stamp))
 
     def _on_spi_data(self, msg: spi_data_t) -> None:
         try:

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 from cyberdog_msgs.msg import LegState, MotorCommand
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import Twist, TwistStamped
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from diffuseloco_msgs.msg import PolicyStatus, SkillCommand
 from diffuseloco_msgs.srv import SetControllerState
@@ -26,6 +26,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu
 
+from ..cmd_vel import VelocityInput, velocity_from_twist
 from ..command_feedback import describe as describe_feedback
 from ..config import ConfigError, StackConfig, load_config
 from ..controller import ControllerRequest, ControllerState
@@ -107,13 +108,16 @@ class PolicyNode(Node):
         self.status_pub = self._publisher(PolicyStatus, p["status_topic"], 10)
         self.diag_pub = self._publisher(DiagnosticArray, "/diagnostics", 10)
         self.control_sources = frozenset(s.strip() for s in p["control_sources"].split(",") if s.strip())
-        self.sensor_sources: list[SourceFilter] = []
+        self.sensor_sources: list[SourceFilter] = []   # one per filtered subscription (sensors and cmd_vel)
+        self.velocity_input = VelocityInput(self.config.watchdog.command_zero_after_s)
         self._subscribe_sensor(LegState, p["leg_state_topic"], self._on_leg_state, p["sensor_source"])
         self._subscribe_sensor(Imu, p["imu_topic"], self._on_imu, p["sensor_source"])
         # vBody: an input of models that observe it (then checked like any sensor), and the velocity loop's measure
         if self.loop.monitor.checks_velocity:
             self._subscribe_sensor(TwistStamped, p["body_velocity_topic"], self._on_body_velocity, p["sensor_source"])
         self._subscribe(SkillCommand, p["skill_command_topic"], self._on_skill_command, COMMAND_QOS)
+        if p["cmd_vel_topic"]:   # a navigation stack's velocity: velocity only, from one node (cmd_vel.py)
+            self._subscribe_filtered(Twist, p["cmd_vel_topic"], self._on_cmd_vel, p["cmd_vel_source"], COMMAND_QOS)
         self.create_service(SetControllerState, p["state_service"], self._on_state_request)
         self.create_timer(self.period, self._on_tick)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -204,6 +208,11 @@ class PolicyNode(Node):
             # who may stand the robot up, run it or clear an e-stop (comma-separated teleop names; "" = anyone);
             # anyone may e-stop, damp or get it down
             "control_sources": "",
+            # geometry_msgs/Twist velocities for the skill in effect, within its range ("" = no such input); they
+            # never choose a skill or a state, and a teleop's stick has priority (cmd_vel.py)
+            "cmd_vel_topic": "/cmd_vel",
+            # the node whose cmd_vel is accepted ("" pins the stream to its first publisher)
+            "cmd_vel_source": "",
         }
         return declare_parameters(self, defaults)
 
@@ -231,9 +240,12 @@ class PolicyNode(Node):
     def _subscribe_sensor(self, msg_type: type, topic: str, callback: Callable, source: str) -> None:
         """A sensor stream accepted from its one driver only: another publisher's messages are dropped and
         reported (a second source stamping slightly ahead would otherwise replace the real stream)."""
+        self._subscribe_filtered(msg_type, topic, callback, source, qos_profile_sensor_data)
+
+    def _subscribe_filtered(self, msg_type: type, topic: str, callback: Callable, source: str, qos) -> None:
         accepted = SourceFilter(self, topic, source)
         self.sensor_sources.append(accepted)
-        self._subscribe(msg_type, topic, filtered(accepted, callback), qos_profile_sensor_data)
+        self._subscribe(msg_type, topic, filtered(accepted, callback), qos)
 
     # ------------------------------------------------------------------------------------------- callbacks
     def _on_leg_state(self, msg: LegState) -> None:
@@ -273,10 +285,25 @@ class PolicyNode(Node):
         return stamp if accepted else None
 
     def _on_skill_command(self, msg: SkillCommand) -> None:
-        state = self.loop.set_skill_command(int(msg.skill), msg.vx, msg.vy, msg.yaw_rate)
+        requested = velocity_from_twist(msg.vx, msg.vy, msg.yaw_rate)
+        velocity = self.velocity_input.teleop(requested, self._now()) if requested is not None else None
+        vx, vy, yaw_rate = (msg.vx, msg.vy, msg.yaw_rate) if velocity is None else velocity.as_array()
+        self._set_command(int(msg.skill), vx, vy, yaw_rate, msg.source or "unknown")
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        """A velocity for the skill in effect (never a skill or a state), unless a teleop's stick has the robot."""
+        velocity = velocity_from_twist(msg.linear.x, msg.linear.y, msg.angular.z)
+        if velocity is None:
+            self.get_logger().warning("cmd_vel: refused a velocity that is not finite", throttle_duration_sec=1.0)
+            return
+        used = self.velocity_input.cmd_vel(velocity, self._now())
+        if used is not None:
+            self._set_command(int(self.loop.skill.skill), used.vx, used.vy, used.yaw_rate, "cmd_vel")
+
+    def _set_command(self, skill: int, vx: float, vy: float, yaw_rate: float, source: str) -> None:
+        state = self.loop.set_skill_command(skill, vx, vy, yaw_rate)
         if state.note and state.note != self.loop.skill_refusal:   # a refusal is logged once, by _log_changes
-            self.get_logger().warning(f"{state.note} (from {shorten(msg.source or 'unknown')})",
-                                      throttle_duration_sec=1.0)
+            self.get_logger().warning(f"{state.note} (from {shorten(source)})", throttle_duration_sec=1.0)
 
     def _on_state_request(self, request, response):
         source = request.source or "an anonymous caller"
@@ -400,8 +427,10 @@ class PolicyNode(Node):
             ("state", ControllerState(state).name), ("ticks", self.loop.ticks),
             ("deadline_misses", self.loop.deadline_misses), ("plans_waited_for", self.loop.plans_waited_for),
             ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
-            ("model_command", _triple(self.loop.model_command)),
-            ("command_correction", _triple(self.loop.feedback.correction)),
+            *_components("model_command", self.loop.model_command),
+            *_components("command_correction", self.loop.feedback.correction),
+            ("cmd_vel", self.velocity_input.describe(self._now())),
+            ("cmd_vel_messages", self.velocity_input.received), ("cmd_vel_ignored", self.velocity_input.ignored),
             ("command_watchdog", self.loop.command_timeout or "ok"), ("stale_sensors", self.loop.stale or "fresh"),
             ("skill_command", self.loop.skill_refusal or "ok"),
             ("foreign_publishers", "; ".join(s.problem for s in self.sensor_sources if s.problem) or "none"),
@@ -444,9 +473,15 @@ class _Reported:
     skill_refusal: str = ""   # a command for a skill the model lacks, refused
 
 
-def _triple(values: np.ndarray) -> str:
-    """vx, vy, yaw rate for a diagnostics value."""
-    return " ".join(f"{v:+.3f}" for v in values)
+# Diagnostics keys whose values are words; every other value is one number, so that plotting tools
+# (PlotJuggler, Foxglove) read each as a series.
+TEXT_DIAGNOSTICS = frozenset({"state", "model", "command_watchdog", "stale_sensors", "foreign_publishers",
+                              "sampler_fault", "body_velocity", "qos", "cmd_vel", "skill_command"})
+
+
+def _components(name: str, values: np.ndarray) -> list[tuple[str, str]]:
+    """A (vx, vy, yaw rate) vector as three diagnostics values, one number per key."""
+    return [(f"{name}_{axis}", f"{float(v):.3f}") for axis, v in zip(("vx", "vy", "yaw_rate"), values)]
 
 
 def _expert_stand_in(config: StackConfig):
