@@ -66,13 +66,17 @@ MISMATCHES = {
 }
 
 
+def model_files(directory, config, stem: str) -> dict:
+    """A freshly initialised model for `config`, as an ONNX export (with its warm graph) and a checkpoint."""
+    torch.manual_seed(0)
+    policy = build_policy(config, SPEC)
+    onnx_path = export_onnx(policy, config, directory / f"{stem}.onnx", warm_steps=(2,))[0]
+    return {"onnx": onnx_path, "ckpt": save_checkpoint(directory / f"{stem}.safetensors", policy, config)}
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    policy = build_policy(CFG, SPEC)
-    onnx_path = export_onnx(policy, CFG, d / "policy.onnx", warm_steps=(2,))[0]
-    return {"onnx": onnx_path, "ckpt": save_checkpoint(d / "policy.safetensors", policy, CFG)}
+    return model_files(tmp_path_factory.mktemp("model"), CFG, "policy")
 
 
 def load(kind, path, robot):
@@ -192,11 +196,7 @@ OLDER = first_skills(CFG, len(CFG.skills) - 1)   # a model trained before the ro
 
 @pytest.fixture(scope="module")
 def older_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("older")
-    torch.manual_seed(0)
-    policy = build_policy(OLDER, SPEC)
-    onnx_path = export_onnx(policy, OLDER, d / "older.onnx", warm_steps=(2,))[0]
-    return {"onnx": onnx_path, "ckpt": save_checkpoint(d / "older.safetensors", policy, OLDER)}
+    return model_files(tmp_path_factory.mktemp("older"), OLDER, "older")
 
 
 @pytest.mark.parametrize("kind", ["onnx", "ckpt"])
