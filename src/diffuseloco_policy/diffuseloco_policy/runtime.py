@@ -166,8 +166,9 @@ class OnnxRuntime(PolicyRuntime):
             if winfo.graph.get("steps") != self.warm_start_steps or winfo.config != info.config:
                 raise ModelMismatchError(f"{wpath}: warm-start graph does not belong to {path}")
             self.warm_session = self._open(wpath, self.intra_op_threads, plan)
-            warm_notes = check_session(self.provider_choice, plan, self.warm_session.get_providers())
-            notes += [f"{n} (warm-start graph)" for n in warm_notes]
+            if self.warm_session.get_providers() != self.session.get_providers():  # the same plan, another outcome
+                warm_notes = check_session(self.provider_choice, plan, self.warm_session.get_providers())
+                notes += [f"{n} (warm-start graph)" for n in warm_notes]
         self.provider_notes = tuple(dict.fromkeys(notes))
 
     @staticmethod
