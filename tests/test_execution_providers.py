@@ -5,6 +5,7 @@ creation), and the node's parameters and the evaluation's spec options reach the
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,7 +18,7 @@ from diffuseloco_learning.evaluation.policies import make_policy
 from diffuseloco_policy import providers as providers_module
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.providers import (ProviderChoice, ProviderError, available_providers, check_session,
-                                          parse_providers, plan_providers)
+                                          parse_providers, plan_providers, session_entries)
 from diffuseloco_policy.runtime import OnnxRuntime, load_runtime
 
 from test_ros_graph import write_params
@@ -68,14 +69,20 @@ def test_a_required_provider_the_build_lacks_is_refused_naming_what_it_has():
         plan_providers(parse_providers("cuda,cpu", required=True), available=("cpu",))
 
 
-def test_tensorrt_is_planned_first_with_its_engine_cache(tmp_path):
+def test_tensorrt_is_planned_first_with_an_engine_cache_per_graph_file(tmp_path, model):
     cache = tmp_path / "engines"
     plan = plan_providers(parse_providers("tensorrt,cuda", engine_cache=cache), available=("tensorrt", "cuda", "cpu"))
-    assert [name for name, _ in plan.entries] == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                  "CPUExecutionProvider"]
-    trt = plan.entries[0][1]
-    assert trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"] == str(cache) and cache.is_dir()
     assert plan.notes == ()
+    names, options = session_entries(plan, model)
+    assert names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert options[0]["trt_engine_cache_enable"] and options[1:] == [{}, {}]
+    engines = Path(options[0]["trt_engine_cache_path"])
+    assert engines.is_dir() and engines.parent.parent == cache and engines.name.startswith("policy-")
+    # a retrained model in the same place gets other engines; the same file, the same ones
+    other = tmp_path / "policy.onnx"
+    other.write_bytes(model.read_bytes() + b" ")
+    assert session_entries(plan, other)[1][0]["trt_engine_cache_path"] != str(engines)
+    assert session_entries(plan, model)[1][0]["trt_engine_cache_path"] == str(engines)
 
 
 def test_a_provider_the_session_did_not_take_is_reported_or_refused():

@@ -12,13 +12,15 @@ and what was asked must never quietly differ from what runs. The rule:
 - The same holds after the session opens: ONNX Runtime falls back to the CPU by itself when, say, a CUDA library
   is missing at load time, so the providers the session reports are checked against the plan too.
 
-TensorRT builds an engine for the graph on first use (tens of seconds to minutes on a Jetson) and caches it in
-`engine_cache` (default ~/.cache/diffuseloco/tensorrt), so only the first start with a new model pays for it.
+TensorRT builds an engine for each graph when its session opens (the first time: tens of seconds to minutes on a
+Jetson) and caches it under `engine_cache` (default ~/.cache/diffuseloco/tensorrt), in a directory per graph file
+content and onnxruntime version, so only the first start with a new model pays for it.
 Only onnxruntime and the standard library are imported: this runs in the robot image.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -98,7 +100,7 @@ def available_providers() -> tuple[str, ...]:
 
 def plan_providers(choice: ProviderChoice, available: Optional[Sequence[str]] = None) -> ProviderPlan:
     """The providers to open a session with: those of `choice` that `available` (default: this build) offers.
-    A missing one is a warning, or a ProviderError when the choice is required. Creates the engine cache."""
+    A missing one is a warning, or a ProviderError when the choice is required."""
     available = tuple(available) if available is not None else available_providers()
     missing = [n for n in choice.names if n not in available]
     if missing and choice.required:
@@ -113,16 +115,39 @@ def plan_providers(choice: ProviderChoice, available: Optional[Sequence[str]] = 
 
 def _options(name: str, choice: ProviderChoice) -> dict[str, Any]:
     """Provider options: TensorRT caches its engines (and its kernel timings) so that a restart does not rebuild
-    them; fp16 stays off, the float32 graph is the one evaluated."""
+    them (the directory per graph file: session_entries); fp16 stays off, the float32 graph is the one evaluated."""
     if name != "tensorrt":
         return {}
     cache = choice.engine_cache or default_engine_cache()
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProviderError(f"TensorRT engine cache {cache}: cannot create it ({exc})") from exc
     return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+
+
+def session_entries(plan: ProviderPlan, graph: Union[str, Path]) -> tuple[list[str], list[dict[str, Any]]]:
+    """ONNX Runtime's providers and their options for one graph file. TensorRT engines go to a directory of their
+    own per onnxruntime version and file content, created here: ONNX Runtime names a cached engine after the
+    graph's structure, not its weights, so a retrained model in the same place would otherwise run the old
+    engine (its documentation asks to clear the cache whenever the model changes)."""
+    names, options = [], []
+    for name, opts in plan.entries:
+        if "trt_engine_cache_path" in opts:
+            cache = engine_dir(Path(opts["trt_engine_cache_path"]), Path(graph))
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ProviderError(f"TensorRT engine cache {cache}: cannot create it ({exc})") from exc
+            opts = {**opts, "trt_engine_cache_path": str(cache)}
+        names.append(name)
+        options.append(opts)
+    return names, options
+
+
+def engine_dir(cache: Path, graph: Path) -> Path:
+    """<cache>/onnxruntime-<version>/<graph stem>-<first 16 hex digits of the file's SHA-256>."""
+    import onnxruntime as ort
+
+    digest = hashlib.sha256(graph.read_bytes()).hexdigest()[:16]
+    return cache / f"onnxruntime-{ort.__version__}" / f"{graph.stem}-{digest}"
 
 
 def check_session(choice: ProviderChoice, plan: ProviderPlan, session_providers: Sequence[str]) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from .config import StackConfig
 from .model_file import (INPUT_GOAL, INPUT_NOISE, INPUT_OBS, INPUT_PREV, OUTPUT_ACTIONS, OUTPUT_CLEAN, ModelInfo,
                          ModelMismatchError, read_onnx_info, warm_path)
 from .model_spec import inference_timesteps
-from .providers import ProviderChoice, ProviderPlan, check_session, in_use_names, plan_providers
+from .providers import ProviderChoice, ProviderPlan, check_session, in_use_names, plan_providers, session_entries
 
 NoiseSource = Union[np.random.Generator, np.ndarray, None]
 Pair = tuple[np.ndarray, np.ndarray]
@@ -181,9 +181,9 @@ class OnnxRuntime(PolicyRuntime):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # the Mish constant-folding warning is expected and harmless
+        providers, provider_options = session_entries(plan, path)
         try:
-            session = ort.InferenceSession(str(path), options, providers=[name for name, _ in plan.entries],
-                                           provider_options=[opts for _, opts in plan.entries])
+            session = ort.InferenceSession(str(path), options, providers=providers, provider_options=provider_options)
         except Exception as exc:  # noqa: BLE001
             raise ModelMismatchError(f"{path}: cannot load ONNX model on {', '.join(plan.names)}: {exc}") from exc
         return session
