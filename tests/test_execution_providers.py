@@ -61,7 +61,8 @@ def test_a_malformed_provider_list_is_refused(text, reason):
 def test_a_provider_the_build_lacks_is_skipped_with_a_warning_naming_what_it_has():
     plan = plan_providers(parse_providers("tensorrt,cuda,cpu"), available=("cpu",))
     assert plan.names == ("cpu",) and plan.entries == (("CPUExecutionProvider", {}),)
-    assert len(plan.notes) == 1 and "tensorrt, cuda not in this onnxruntime build (it has cpu): skipped" in plan.notes[0]
+    assert len(plan.notes) == 1
+    assert "tensorrt, cuda not in this onnxruntime build (it has cpu): skipped" in plan.notes[0]
 
 
 def test_a_required_provider_the_build_lacks_is_refused_naming_what_it_has():
@@ -109,7 +110,8 @@ def test_the_cpu_runs_the_sampler_and_says_so(model):
 def test_a_runtime_skips_an_unavailable_provider_with_a_note_or_refuses_it(model, cpu_only_build):
     runtime = OnnxRuntime(model, CONFIG, warm_start_steps=2, providers=parse_providers("tensorrt,cuda,cpu"))
     assert runtime.providers_in_use == ("cpu",)
-    assert len(runtime.provider_notes) == 1 and "tensorrt, cuda not in this onnxruntime build" in runtime.provider_notes[0]
+    assert len(runtime.provider_notes) == 1
+    assert "tensorrt, cuda not in this onnxruntime build" in runtime.provider_notes[0]
     with pytest.raises(ProviderError, match=r"required but not in this onnxruntime build \(it has cpu\)"):
         OnnxRuntime(model, CONFIG, warm_start_steps=2, providers=parse_providers("cuda,cpu", required=True))
 
@@ -176,10 +178,12 @@ def test_the_node_parameters_reach_the_runtime_and_its_log(model, monkeypatch, c
 
 def test_the_node_and_the_bringup_files_default_to_the_cpu(monkeypatch):
     defaults = _node_defaults(monkeypatch)
-    assert (defaults["providers"], defaults["providers_required"], defaults["tensorrt_engine_cache"]) == ("cpu", False, "")
+    names = ("providers", "providers_required", "tensorrt_engine_cache")
+    assert tuple(defaults[name] for name in names) == ("cpu", False, "")
     for target in ("sim", "robot"):
-        deployed = yaml.safe_load((config_dir() / f"{target}.yaml").read_text())["diffuseloco_policy"]["ros__parameters"]
-        for name in ("providers", "providers_required", "tensorrt_engine_cache"):
+        params = yaml.safe_load((config_dir() / f"{target}.yaml").read_text())
+        deployed = params["diffuseloco_policy"]["ros__parameters"]
+        for name in names:
             assert deployed[name] == defaults[name], (target, name)
 
 

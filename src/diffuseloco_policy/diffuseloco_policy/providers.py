@@ -13,8 +13,9 @@ and what was asked must never quietly differ from what runs. The rule:
   is missing at load time, so the providers the session reports are checked against the plan too.
 
 TensorRT builds an engine for each graph when its session opens or at its first run (the node's warm-up, before any
-tick; the first time tens of seconds to minutes on a Jetson) and caches it under `engine_cache` (default ~/.cache/diffuseloco/tensorrt), in a directory per graph file
-content and onnxruntime version, so only the first start with a new model pays for it.
+tick; the first time tens of seconds to minutes on a Jetson) and caches it under `engine_cache` (default
+~/.cache/diffuseloco/tensorrt), in a directory per graph file content and onnxruntime version, so only the first
+start with a new model pays for it.
 Only onnxruntime and the standard library are imported: this runs in the robot image.
 """
 
