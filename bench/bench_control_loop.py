@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warm-start", type=int, default=2, help="warm-start steps (0 = full sampler every tick)")
+    parser.add_argument("--providers", default="cpu", help="the policy node's execution providers (tensorrt,cuda,cpu)")
     args = parser.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
@@ -81,7 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = standing_model(args.preset, Path(tmp) / "policy.onnx")
         params = yaml.safe_load(params_file("sim").read_text())
-        params["diffuseloco_policy"]["ros__parameters"].update(model=str(model), warm_start_steps=args.warm_start)
+        params["diffuseloco_policy"]["ros__parameters"].update(model=str(model), warm_start_steps=args.warm_start,
+                                                          providers=args.providers)
         params_path = Path(tmp) / "params.yaml"
         params_path.write_text(yaml.safe_dump(params))
         graph = Graph([NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
@@ -98,8 +100,8 @@ def main() -> None:
             reader.close()
     sampler = f"warm start {args.warm_start} steps" if args.warm_start else "full 10-step sampler"
     print(f"\npolicy node, {args.preset} preset, {sampler}, 50 Hz, simulator at 500 Hz on the same 2 cores")
-    for key in ("state", "ticks", "deadline_misses", "inference_latency_ms", "jitter_p50_ms", "jitter_p99_ms",
-                "tick_compute_p50_ms", "tick_compute_p99_ms", "sensor_to_command_p50_ms",
+    for key in ("execution_providers", "state", "ticks", "deadline_misses", "inference_latency_ms", "jitter_p50_ms",
+                "jitter_p99_ms", "tick_compute_p50_ms", "tick_compute_p99_ms", "sensor_to_command_p50_ms",
                 "sensor_to_command_p99_ms"):
         print(f"  {key:26s} {stats.get(key, 'n/a')}")
 

@@ -1,12 +1,14 @@
 """Sampler latency, batch 1, one run: the reference-style loop versus our torch path, ONNX graph and warm starts.
 
-Not a test. Usage: .venv/bin/python bench/bench_sampler.py [--runs 300] [--presets paper small]
+Not a test. Usage: .venv/bin/python bench/bench_sampler.py [--runs 300] [--presets paper small] [--providers cuda,cpu]
 
 "Reference-style" reproduces how the original DiffuseLoco code samples: torch eager, a transformer built from
 nn.TransformerDecoder (TransformerForDiffusion layout, same sizes as ours), and a Python loop over diffusers'
 DDPMScheduler.step that recomputes the whole network (time token, cond encoder, cross-attention memory) every
 step. Random weights: latency does not depend on them. Threads: the ONNX default per model size (2 for width 256,
-1 for smaller, performance.md) and the same count for every torch path of that model.
+1 for smaller, performance.md) and the same count for every torch path of that model. --providers runs the ONNX
+graphs on ONNX Runtime's execution providers (providers.py; default cpu); the header names those in use, and a
+provider this build lacks is skipped with a printed warning (or refused with --providers-required).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from diffuseloco_policy.config import load_config
 from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, PolicyDims, build_policy
 from diffuseloco_learning.export import export_onnx
 from diffuseloco_policy.model_file import read_onnx_info
+from diffuseloco_policy.providers import ProviderChoice, parse_providers
 from diffuseloco_policy.runtime import OnnxRuntime
 from diffuseloco_learning.torch_runtime import TorchRuntime
 
@@ -100,7 +103,8 @@ def measure(fn: Callable[[], object], runs: int, warmup: int = 20) -> tuple[floa
     return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-def bench_preset(preset: str, runs: int, workdir: Path) -> list[tuple[str, float, float]]:
+def bench_preset(preset: str, runs: int, workdir: Path,
+                 providers: ProviderChoice = ProviderChoice()) -> list[tuple[str, float, float]]:
     config = load_config()
     torch.manual_seed(0)
     spec = ModelSpec(denoiser=DenoiserConfig.preset(preset))
@@ -114,18 +118,23 @@ def bench_preset(preset: str, runs: int, workdir: Path) -> list[tuple[str, float
     goal = rng.standard_normal((config.observation.history, config.observation.goal_dim)).astype(np.float32)
 
     rows = []
+    in_use: dict[str, tuple[str, ...]] = {}
     ref = reference_loop(spec.denoiser, policy.dims)
     rows.append(("reference-style loop (torch eager + diffusers)", *measure(lambda: ref(obs, goal), runs)))
     for label, runtime in (("torch", lambda k: TorchRuntime(policy, info, warm_start_steps=k)),
-                           ("onnx", lambda k: OnnxRuntime(path, config, warm_start_steps=k, intra_op_threads=threads))):
+                           ("onnx", lambda k: OnnxRuntime(path, config, warm_start_steps=k, intra_op_threads=threads,
+                                                          providers=providers))):
         rt = runtime(2)
+        in_use[label] = rt.providers_in_use
+        for note in rt.provider_notes:
+            print(f"warning: {note}")
         rows.append((f"ours {label}, full 10-step", *measure(lambda: rt.predict(obs, goal, rng, warm=False), runs)))
         for k in (2, 3):
             rt = runtime(k)
             rt.predict(obs, goal, rng, warm=False)
             rows.append((f"ours {label}, warm start {k} steps", *measure(lambda: rt.predict(obs, goal, rng, warm=True), runs)))
     print(f"\n{preset} preset ({sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M params), {threads} thread(s), "
-          f"batch 1, {runs} runs")
+          f"batch 1, {runs} runs; onnx on {', '.join(in_use['onnx'])} (asked {providers.text()})")
     base = rows[0][1]
     print(f"  {'path':48s} {'median ms':>10s} {'p99 ms':>8s} {'speed-up':>9s}")
     for name, med, p99 in rows:
@@ -137,11 +146,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--presets", nargs="+", default=["paper", "small"])
+    parser.add_argument("--providers", default="cpu", help="ONNX Runtime execution providers, e.g. tensorrt,cuda,cpu")
+    parser.add_argument("--providers-required", action="store_true", help="refuse a provider this build lacks")
+    parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache (default ~/.cache/diffuseloco)")
     args = parser.parse_args()
+    providers = parse_providers(args.providers, args.providers_required, args.engine_cache)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
-            results[preset] = {name: (med, p99) for name, med, p99 in bench_preset(preset, args.runs, Path(tmp))}
+            results[preset] = {name: (med, p99) for name, med, p99 in bench_preset(preset, args.runs, Path(tmp),
+                                                                                   providers)}
     if "paper" in results:
         r = results["paper"]
         ref = r["reference-style loop (torch eager + diffusers)"][0]

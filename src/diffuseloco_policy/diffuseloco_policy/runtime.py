@@ -22,6 +22,7 @@ from .config import StackConfig
 from .model_file import (INPUT_GOAL, INPUT_NOISE, INPUT_OBS, INPUT_PREV, OUTPUT_ACTIONS, OUTPUT_CLEAN, ModelInfo,
                          ModelMismatchError, read_onnx_info, warm_path)
 from .model_spec import inference_timesteps
+from .providers import ProviderChoice, ProviderPlan, check_session, in_use_names, plan_providers, session_entries
 
 NoiseSource = Union[np.random.Generator, np.ndarray, None]
 Pair = tuple[np.ndarray, np.ndarray]
@@ -50,6 +51,10 @@ class PolicyRuntime(ABC):
         self.noise_scale = float(noise_scale)
         self._rng = np.random.default_rng(seed)
         self._prev_clean: Optional[np.ndarray] = None
+        # where the graphs run (providers.py) and why that differs from what was asked; a backend without
+        # execution providers runs in this process on the CPU
+        self.providers_in_use: tuple[str, ...] = ("cpu",)
+        self.provider_notes: tuple[str, ...] = ()
 
     # -- backend hooks: batched float32 arrays in, (actions, clean) out -------------------------------------
     @abstractmethod
@@ -135,15 +140,23 @@ class PolicyRuntime(ABC):
 
 
 class OnnxRuntime(PolicyRuntime):
-    """ONNX Runtime sessions for the full-sampler graph and (optionally) one warm-start graph."""
+    """ONNX Runtime sessions for the full-sampler graph and (optionally) one warm-start graph.
+
+    providers: the execution providers to run them on (providers.py; default the CPU). A provider this build
+    lacks is skipped or, when required, refused; `providers_in_use` and `provider_notes` say what happened, and
+    callers report them (the runtime itself logs nothing)."""
 
     def __init__(self, path: Union[str, Path], robot: Optional[StackConfig] = None,
                  warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None, seed: int = 0,
-                 noise_scale: float = 1.0) -> None:
+                 noise_scale: float = 1.0, providers: Optional[ProviderChoice] = None) -> None:
         info = read_onnx_info(path, robot)
         super().__init__(info, warm_start_steps, seed, noise_scale)
         self.intra_op_threads = intra_op_threads or default_threads(info)
-        self.session = self._open(path, self.intra_op_threads)
+        self.provider_choice = providers or ProviderChoice()
+        plan = plan_providers(self.provider_choice)
+        self.session = self._open(path, self.intra_op_threads, plan)
+        self.providers_in_use = in_use_names(self.session.get_providers())
+        notes = list(plan.notes) + list(check_session(self.provider_choice, plan, self.session.get_providers()))
         self.warm_session = None
         if self.warm_start_steps is not None:
             wpath = warm_path(path, self.warm_start_steps)
@@ -152,10 +165,14 @@ class OnnxRuntime(PolicyRuntime):
             winfo = read_onnx_info(wpath, robot)
             if winfo.graph.get("steps") != self.warm_start_steps or winfo.config != info.config:
                 raise ModelMismatchError(f"{wpath}: warm-start graph does not belong to {path}")
-            self.warm_session = self._open(wpath, self.intra_op_threads)
+            self.warm_session = self._open(wpath, self.intra_op_threads, plan)
+            if self.warm_session.get_providers() != self.session.get_providers():  # the same plan, another outcome
+                warm_notes = check_session(self.provider_choice, plan, self.warm_session.get_providers())
+                notes += [f"{n} (warm-start graph)" for n in warm_notes]
+        self.provider_notes = tuple(dict.fromkeys(notes))
 
     @staticmethod
-    def _open(path: Union[str, Path], threads: int) -> object:
+    def _open(path: Union[str, Path], threads: int, plan: ProviderPlan) -> object:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -164,10 +181,11 @@ class OnnxRuntime(PolicyRuntime):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # the Mish constant-folding warning is expected and harmless
+        providers, provider_options = session_entries(plan, path)
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options, providers=providers, provider_options=provider_options)
         except Exception as exc:  # noqa: BLE001
-            raise ModelMismatchError(f"{path}: cannot load ONNX model: {exc}") from exc
+            raise ModelMismatchError(f"{path}: cannot load ONNX model on {', '.join(plan.names)}: {exc}") from exc
         return session
 
     def sample_full(self, obs: np.ndarray, goal: np.ndarray, noise: Optional[np.ndarray]) -> Pair:
@@ -192,12 +210,16 @@ def default_threads(info: ModelInfo) -> int:
 
 def load_runtime(path: Union[str, Path], robot: Optional[StackConfig] = None, backend: str = "onnx",
                  warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None,
-                 seed: int = 0, noise_scale: float = 1.0) -> PolicyRuntime:
+                 seed: int = 0, noise_scale: float = 1.0,
+                 providers: Optional[ProviderChoice] = None) -> PolicyRuntime:
     """Open a model file, validated against `robot`: backend 'onnx' reads an exported .onnx (plus its
     .warm<k>.onnx sibling when warm_start_steps is set), 'torch' a .safetensors checkpoint (threads = torch
-    intra-op threads). noise_scale: the sampler's temperature (PolicyRuntime)."""
+    intra-op threads). noise_scale: the sampler's temperature (PolicyRuntime). providers: ONNX Runtime's
+    execution providers (providers.py); the torch backend takes none but the CPU."""
     if backend == "onnx":
-        return OnnxRuntime(path, robot, warm_start_steps, intra_op_threads, seed, noise_scale)
+        return OnnxRuntime(path, robot, warm_start_steps, intra_op_threads, seed, noise_scale, providers)
+    if providers is not None and not providers.is_cpu_only():
+        raise ValueError(f"execution providers {providers.text()} apply to backend 'onnx', not {backend!r}")
     if backend == "torch":
         return _torch_runtime().from_checkpoint(path, robot, warm_start_steps, intra_op_threads, seed, noise_scale)
     raise ValueError(f"unknown backend {backend!r}; use 'onnx' or 'torch'")

@@ -10,10 +10,15 @@ velocity loop (and the CLI cuts the command ranges to the file's envelope). Opti
   ...,noise=S                         the sampler's temperature in [0, 1] (runtime.py; default 0, as deployed;
                                       1 is the trained DDPM sampler)
   ...,backend=onnx|torch,label=NAME,threads=N   explicit backend, a display name, intra-op threads
+  ...,providers=cuda/cpu              ONNX Runtime's execution providers in order (tensorrt, cuda, cpu; providers.py;
+                                      default cpu, as deployed); one this build lacks is skipped with a note
+  ...,providers_required=on           refuse, instead of skipping, a provider this build lacks
+  ...,engine_cache=DIR                TensorRT's engine cache (default ~/.cache/diffuseloco/tensorrt)
   ...,feedback=off                    without the stack's outer velocity loop (command_feedback.py): the raw policy
   ...,gains=trot:0.8/bound:1.1        per-skill kp scales instead of the model file's (gains.py; skills not named run
                                       at robot.kp; gains=none: robot.kp everywhere). The experts always use robot.kp.
-A model's label names what differs from deployment: x[onnx] is deployed, x[onnx,warm0,noise1] is not.
+A model's label names what differs from deployment: x[onnx] is deployed, x[onnx,warm0,noise1] is not; a model run
+on a GPU provider names the providers in use (x[onnx,cuda]).
 """
 
 from __future__ import annotations
@@ -29,10 +34,14 @@ from diffuseloco_policy.config import StackConfig
 from diffuseloco_policy.gains import kp_scales, with_kp_scales
 from diffuseloco_policy.model_file import (ModelMismatchError, check_compatible, parse_metadata, read_onnx_info,
                                            warm_path)
+from diffuseloco_policy.providers import CPU, DEFAULT_PROVIDERS, parse_providers
 from diffuseloco_policy.runtime import (DEPLOYED_NOISE_SCALE, DEPLOYED_WARM_START_STEPS, PolicyRuntime,
                                         load_runtime)
 
 EXPERT = "expert"
+OPTIONS = ("warm", "backend", "label", "threads", "feedback", "noise", "gains", "providers", "providers_required",
+           "engine_cache")
+SWITCHES = ("feedback", "providers_required")  # the options that take on|off
 
 
 class EvalPolicy:
@@ -112,7 +121,8 @@ class RuntimePolicy(EvalPolicy):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "source": self.source, "backend": self.backend,
-                "warm_start_steps": self.runtime.warm_start_steps, "noise_scale": self.runtime.noise_scale}
+                "warm_start_steps": self.runtime.warm_start_steps, "noise_scale": self.runtime.noise_scale,
+                "providers": list(self.runtime.providers_in_use)}
 
 
 class ExpertPolicy(EvalPolicy):
@@ -163,10 +173,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     parsed = {}
     for option in options:
         key, sep, value = option.partition("=")
-        if not sep or key not in ("warm", "backend", "label", "threads", "feedback", "noise", "gains") or (
-                key == "feedback" and value not in ("on", "off")):
+        if not sep or key not in OPTIONS or (key in SWITCHES and value not in ("on", "off")):
             raise ValueError(f"policy option {option!r} in {spec!r}: expected warm=K, backend=onnx|torch, "
-                             f"label=NAME, threads=N, feedback=on|off, noise=S or gains=SKILL:SCALE/...")
+                             f"label=NAME, threads=N, feedback=on|off, noise=S, gains=SKILL:SCALE/..., "
+                             f"providers=NAME/NAME..., providers_required=on|off or engine_cache=DIR")
         parsed[key] = value
     return path, parsed
 
@@ -175,6 +185,9 @@ def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
     path, options = parse_spec(spec)
     policy = _make_policy(path, options, config, seed)
     policy.command_feedback = options.get("feedback", "on") == "on"
+    runtime_only = [k for k in ("providers", "providers_required", "engine_cache") if k in options]
+    if runtime_only and isinstance(policy, ExpertPolicy):
+        raise ValueError(f"{spec!r}: {', '.join(runtime_only)} apply to models; the experts run in Python")
     if "gains" in options:
         if isinstance(policy, ExpertPolicy):
             raise ValueError(f"{spec!r}: the experts run at robot.kp; gains= applies to models")
@@ -206,13 +219,17 @@ def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: 
     warm = _warm_start(file, backend, options.get("warm"))
     threads = int(options["threads"]) if options.get("threads") else None
     noise = float(options["noise"]) if options.get("noise") else DEPLOYED_NOISE_SCALE
+    providers = parse_providers(options.get("providers") or DEFAULT_PROVIDERS,
+                                options.get("providers_required") == "on", options.get("engine_cache"))
     runtime = load_runtime(file, robot=config, backend=backend, warm_start_steps=warm, intra_op_threads=threads,
-                           seed=seed, noise_scale=noise)
+                           seed=seed, noise_scale=noise, providers=providers)
     deployed_warm = DEPLOYED_WARM_START_STEPS if runtime.is_diffusion else None
     settings = ("" if runtime.warm_start_steps == deployed_warm else f",warm{runtime.warm_start_steps or 0}") + (
-        "" if noise == DEPLOYED_NOISE_SCALE or not runtime.is_diffusion else f",noise{noise:g}")
+        "" if noise == DEPLOYED_NOISE_SCALE or not runtime.is_diffusion else f",noise{noise:g}") + (
+        "".join(f",{n}" for n in runtime.providers_in_use if n != CPU))
     label = options.get("label") or f"{file.stem}[{backend}{settings}]"
     policy = RuntimePolicy(runtime, label, str(file), backend)
+    policy.notes.extend(runtime.provider_notes)
     if runtime.is_diffusion and "warm" not in options and runtime.warm_start_steps is None:
         policy.notes.append(f"{file.name}: no {warm_path(file, DEPLOYED_WARM_START_STEPS).name} beside it, so the "
                             f"full sampler runs; the policy node (warm_start_steps {DEPLOYED_WARM_START_STEPS}) "

@@ -37,7 +37,8 @@ from ..gains import describe_gains, with_model_gains
 from ..model_file import (ModelMismatchError, default_model_path, model_view, skills_lacking,
                           within_trained_ranges)
 from ..policy_loop import PlanMiss, PolicyLoop, TickReport
-from ..runtime import DEPLOYED_NOISE_SCALE, DEPLOYED_WARM_START_STEPS, load_runtime
+from ..providers import DEFAULT_PROVIDERS, parse_providers
+from ..runtime import DEPLOYED_NOISE_SCALE, DEPLOYED_WARM_START_STEPS, PolicyRuntime, load_runtime
 from ..safety import ImuSample, JointSample, PDCommand, VelocitySample
 from ..sensor_gate import SensorGate
 from ..timing import TickTiming
@@ -136,6 +137,7 @@ class PolicyNode(Node):
         """The model's sampler, or (model: expert, simulation only) the expert controllers standing in for it."""
         if p["model"] == EXPERT_STAND_IN:
             self.model_path = Path(EXPERT_STAND_IN)
+            self.execution_providers = "none (expert stand-in)"
             stand_in = _expert_stand_in(self.config)
             self.create_subscription(TwistStamped, "/sim/base_twist", lambda m: stand_in.set_velocity(
                 m.twist.linear.x, m.twist.linear.y), 10)
@@ -148,16 +150,26 @@ class PolicyNode(Node):
                     f"share/{PACKAGE}/models: restore it, or name one with model:=PATH; in simulation, "
                     "model:=expert runs the expert stand-in)") if not p["model"] else ""
             raise FileNotFoundError(f"model file {self.model_path} not found{hint}")
+        providers = parse_providers(p["providers"], p["providers_required"], p["tensorrt_engine_cache"] or None)
         runtime = load_runtime(self.model_path, robot=self.config, backend=p["backend"],
                                warm_start_steps=p["warm_start_steps"] or None,
-                               intra_op_threads=p["intra_op_threads"] or None, noise_scale=p["noise_scale"])
-        runtime.warm_up()
+                               intra_op_threads=p["intra_op_threads"] or None, noise_scale=p["noise_scale"],
+                               providers=providers)
+        self._log_providers(runtime, providers.text())
+        runtime.warm_up()   # with TensorRT, the first start with a model builds its engine here (before any tick)
         current_frame = not runtime.info.spec.delayed_inputs
         if current_frame:
             self.get_logger().warning("this model was trained on the current frame (the delayed-input ablation): "
                                       "each tick samples from its own frame and waits inference_wait_ms for the "
                                       "plan; a plan that takes longer is used a tick late")
         return SamplerSetup(runtime.predict, runtime.reset, current_frame, trained=runtime.info.config)
+
+    def _log_providers(self, runtime: PolicyRuntime, asked: str) -> None:
+        """What the sampler runs on next to what was asked: a provider skipped is a warning, never silent."""
+        for note in runtime.provider_notes:
+            self.get_logger().warning(note)
+        self.execution_providers = ",".join(runtime.providers_in_use)
+        self.get_logger().info(f"sampler execution providers in use: {self.execution_providers} (asked: {asked})")
 
     def _skills_lacking(self, trained: Optional[StackConfig]) -> dict[int, str]:
         """The robot's skills the model file was not trained on (a model older than the robot config's skill
@@ -197,6 +209,10 @@ class PolicyNode(Node):
             "model": "", "config": "", "backend": "onnx",
             "warm_start_steps": DEPLOYED_WARM_START_STEPS, "noise_scale": DEPLOYED_NOISE_SCALE,
             "intra_op_threads": 0,
+            # ONNX Runtime's execution providers in order of preference (tensorrt, cuda, cpu; cpu is always the
+            # last fallback); one this onnxruntime build lacks is skipped with a warning, or refused when
+            # providers_required; TensorRT caches its engines in tensorrt_engine_cache ("" = ~/.cache) (providers.py)
+            "providers": DEFAULT_PROVIDERS, "providers_required": False, "tensorrt_engine_cache": "",
             "inference_wait_ms": DEFAULT_INFERENCE_WAIT_MS, "realtime_priority": 0,
             "leg_state_topic": "/cyberdog/leg_state", "imu_topic": "/cyberdog/imu",
             "body_velocity_topic": "/cyberdog/body_velocity", "motor_command_topic": "/cyberdog/motor_cmd",
@@ -427,6 +443,7 @@ class PolicyNode(Node):
             ("state", ControllerState(state).name), ("ticks", self.loop.ticks),
             ("deadline_misses", self.loop.deadline_misses), ("plans_waited_for", self.loop.plans_waited_for),
             ("inference_latency_ms", f"{self.loop.last_latency_s * 1000:.2f}"), ("model", self.model_path),
+            ("execution_providers", self.execution_providers),
             *_components("model_command", self.loop.model_command),
             *_components("command_correction", self.loop.feedback.correction),
             ("cmd_vel", self.velocity_input.describe(self._now())),
