@@ -86,7 +86,9 @@ def model_section(model: Path) -> list[str]:
             f"- command ranges the file accepts (the policy node clamps to them): {config.describe_command_ranges()}",
             f"- position gains the node drives each skill with: kp {config.robot.kp:g}, "
             f"{describe_scales(kp_scales(config))} (the data: kp {config.robot.kp:g} on motors randomized about it)",
-            "- the file embeds its stack config and normalizer; the loader refuses a robot config that differs"]
+            "- the file embeds its stack config and normalizer; the loader refuses a robot config that differs in "
+            "what the policy depends on (layouts, rates, pose, joint limits, skills other than the robot's first "
+            "ones); the node drives the file's own gains"]
 
 
 def data_section(datasets: Sequence[Path]) -> list[str]:
