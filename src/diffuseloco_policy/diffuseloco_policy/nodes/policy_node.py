@@ -493,7 +493,8 @@ class _Reported:
 # Diagnostics keys whose values are words; every other value is one number, so that plotting tools
 # (PlotJuggler, Foxglove) read each as a series.
 TEXT_DIAGNOSTICS = frozenset({"state", "model", "command_watchdog", "stale_sensors", "foreign_publishers",
-                              "sampler_fault", "body_velocity", "qos", "cmd_vel", "skill_command"})
+                              "sampler_fault", "body_velocity", "qos", "cmd_vel", "skill_command",
+                              "execution_providers"})
 
 
 def _components(name: str, values: np.ndarray) -> list[tuple[str, str]]:
