@@ -22,20 +22,28 @@ def save_checkpoint(path: Union[str, Path], policy: Policy, config: StackConfig,
     return path
 
 
-def load_checkpoint(path: Union[str, Path], robot: Optional[StackConfig] = None) -> tuple[Policy, ModelInfo]:
-    """Rebuild a policy from a safetensors checkpoint, validated against `robot` when given (eval mode)."""
+def read_checkpoint_info(path: Union[str, Path], robot: Optional[StackConfig] = None) -> ModelInfo:
+    """A checkpoint's metadata (config, spec, normalizer) without its weights, validated against `robot` when
+    given; an unreadable file is a ModelMismatchError."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same refusal
         raise ModelMismatchError(f"{path}: cannot read checkpoint: {exc}") from exc
     info = parse_metadata(metadata, source=str(path))
     if robot is not None:
         check_compatible(info.config, robot, source=str(path))
+    return info
+
+
+def load_checkpoint(path: Union[str, Path], robot: Optional[StackConfig] = None) -> tuple[Policy, ModelInfo]:
+    """Rebuild a policy from a safetensors checkpoint, validated against `robot` when given (eval mode)."""
+    from safetensors.torch import load_file
+
+    info = read_checkpoint_info(path, robot)
     policy = build_policy(info.config, info.spec, info.normalizer)
     policy.load_state_dict(load_file(str(path)))
     return policy.eval(), info

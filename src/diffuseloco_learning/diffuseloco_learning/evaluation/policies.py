@@ -32,8 +32,7 @@ import numpy as np
 
 from diffuseloco_policy.config import StackConfig
 from diffuseloco_policy.gains import kp_scales, with_kp_scales
-from diffuseloco_policy.model_file import (ModelMismatchError, check_compatible, parse_metadata, read_onnx_info,
-                                           warm_path)
+from diffuseloco_policy.model_file import read_onnx_info, warm_path
 from diffuseloco_policy.providers import CPU, DEFAULT_PROVIDERS, parse_providers
 from diffuseloco_policy.runtime import (DEPLOYED_NOISE_SCALE, DEPLOYED_WARM_START_STEPS, PolicyRuntime,
                                         load_runtime)
@@ -56,10 +55,14 @@ class EvalPolicy:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.kp_scales: dict[str, float] = {}  # skill name -> multiple of robot.kp the loop drives it with (absent: 1)
-        self.joint_gains: Optional[tuple[float, float]] = None  # (kp, kd) of a model's data; None: the robot config's
         self.latencies: list[float] = []
         self.errors = 0
         self.notes: list[str] = []  # where the policy does not run as the node would (the CLI prints them)
+
+    @property
+    def joint_gains(self) -> Optional[tuple[float, float]]:
+        """(kp, kd) of a model's data, which the loop drives it with as the node does; None: the robot config's."""
+        return None if self.trained is None else (self.trained.robot.kp, self.trained.robot.kd)
 
     def __call__(self, obs_window: np.ndarray, goal_window: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
@@ -105,7 +108,6 @@ class RuntimePolicy(EvalPolicy):
         self.kind = runtime.info.spec.kind
         self.delayed_inputs = runtime.info.spec.delayed_inputs
         self.kp_scales = kp_scales(runtime.info.config)  # as the file was validated; the node does the same
-        self.joint_gains = (runtime.info.config.robot.kp, runtime.info.config.robot.kd)   # its data's, as the node
         self.trained = runtime.info.config
         self._rng = np.random.default_rng(0)
 
@@ -155,16 +157,9 @@ def trained_config(path: Path, robot: StackConfig) -> StackConfig:
         raise FileNotFoundError(f"policy model {path} does not exist (or use 'expert')")
     if path.suffix == ".onnx":
         return read_onnx_info(path, robot).config
-    from safetensors import safe_open
+    from ..model_checkpoint import read_checkpoint_info   # torch-side module: imported for checkpoints only
 
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same refusal
-        raise ModelMismatchError(f"{path}: cannot read checkpoint: {exc}") from exc
-    info = parse_metadata(metadata, source=str(path))
-    check_compatible(info.config, robot, source=str(path))
-    return info.config
+    return read_checkpoint_info(path, robot).config
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
