@@ -20,6 +20,7 @@ from typing import Optional
 from diffuseloco_policy.config import ConfigError
 from .recipe import load_recipe
 from .runner import Outcome, Runner
+from .ship import ShipRefused
 from .steps import ExpertsFall, RunOptions, Step, build_steps
 from .tools import ToolError
 
@@ -82,7 +83,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"[pipeline] interrupted at {runner.current}: run the same command again to go on from there",
               file=sys.stderr)
         return 130
-    except (ConfigError, ToolError, ExpertsFall, ValueError, OSError) as error:
+    except (ConfigError, ToolError, ExpertsFall, ShipRefused, ValueError, OSError) as error:
         print(f"[pipeline] stopped at {runner.current}: {error}", file=sys.stderr)
         return 1
     print(f"[pipeline] recipe {recipe.name} complete:\n" + describe(outcomes))

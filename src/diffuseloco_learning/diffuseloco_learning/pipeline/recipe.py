@@ -39,6 +39,7 @@ from typing import Any, Optional, Union
 from diffuseloco_policy.config import ConfigError, from_dict, read_yaml
 from ..presets import presets_dir
 from ..training.config import load_train_dict, merge_config, resolve_preset, train_config_from_dict
+from .ship import ShipGate
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")   # names become file and directory names
 RESERVED = ("experts", "card", "comparisons")        # evaluation directories of the recipe's own
@@ -85,7 +86,9 @@ class StageRecipe:
 
 @dataclass(frozen=True)
 class ExportRecipe:
-    """The model file and the deployment settings it carries (training.export's --envelope and --gain-scale)."""
+    """The model file and the deployment settings it carries (training.export's --envelope and --gain-scale).
+    `model` is where the file ships; the export, its evaluation and its card are made in the work directory
+    first (candidate_model) and copied there only when the evaluation clears the recipe's `ship` gate."""
 
     model: str
     envelope: tuple[str, ...] = ()          # SKILL.FIELD=LOW:HIGH
@@ -146,6 +149,7 @@ class Recipe:
     experts: Optional[ExpertsRecipe] = field(default_factory=ExpertsRecipe)
     device: str = "auto"                    # training: auto (cuda if torch sees one) | cpu | cuda
     comparisons: Optional[ComparisonsRecipe] = None
+    ship: ShipGate = field(default_factory=ShipGate)
 
     def __post_init__(self) -> None:
         check_recipe(self)
@@ -270,10 +274,16 @@ def run_dir(recipe: Recipe, stage: StageRecipe, variant: Optional[VariantRecipe]
     return base / "train" / stage.name
 
 
+def candidate_model(recipe: Recipe) -> Path:
+    """Where the recipe's model is exported, evaluated and carded before the ship step copies it to
+    export.model."""
+    return Path(recipe.work_dir) / "model" / Path(recipe.export.model).name
+
+
 def variant_model(recipe: Recipe, variant: VariantRecipe) -> Path:
     """The file a comparison is evaluated from: its own export, or the model's (an evaluation ablation)."""
     if not variant.retrains:
-        return Path(recipe.export.model)
+        return candidate_model(recipe)
     return Path(recipe.work_dir) / "comparisons" / variant.name / f"{variant.name}.onnx"
 
 

@@ -7,8 +7,8 @@ outputs are there (files unchanged). Otherwise it runs, and a step that runs get
 reads it runs after it. A resumable step (training) found `running` with unchanged settings was interrupted: it
 goes on from its last checkpoint; with changed settings it starts over, its old directories removed first.
 
-Only directories inside the work directory are ever removed; files outside it (the model, its card, the table
-in the docs) are overwritten by their tools.
+Only directories inside the work directory are ever removed; files outside it (the comparison table in the docs,
+the shipped model and its card) are written only by the table and ship steps.
 """
 
 from __future__ import annotations

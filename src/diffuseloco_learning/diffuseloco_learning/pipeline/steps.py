@@ -5,8 +5,9 @@ the runner redoes a step when they change. How a step runs (device, generator wo
 out: the same recipe gives the same model on a laptop and on a GPU server.
 
 Order: experts -> datasets -> training stages -> export (with the deployment settings) -> evaluation of the model
-and of the experts on the same episodes -> card (it reads the evaluation) -> the comparisons (their datasets,
-stages, exports and evaluations) -> the comparison table.
+and of the experts on the same episodes -> card (it reads the evaluation) -> the comparisons (their datasets, stages,
+exports and evaluations) -> the comparison table -> ship: the candidate replaces the shipped file if its
+evaluation clears the recipe's gate. Only the table and the ship step write outside the work directory.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from ..evaluation.scenarios import resolve_matrix_path
 from ..experts.controller import ExpertParams
 from ..training.checkpoint import LATEST, latest_checkpoint
 from diffuseloco_sim import SimConfig
-from .recipe import (Recipe, StageRecipe, VariantRecipe, dataset_path, generator_argv, run_dir, stage_dict,
-                     variant_dataset, variant_model)
+from .recipe import (Recipe, StageRecipe, VariantRecipe, candidate_model, dataset_path, generator_argv, run_dir,
+                     stage_dict, variant_dataset, variant_model)
+from .ship import ship
 from .table import write_table
 from .tools import command_line, run_tool
 
@@ -94,6 +96,7 @@ def build_steps(recipe: Recipe, options: RunOptions, comparisons: bool = True) -
                                    export_name(variant if variant.retrains else None), variant.ablation,
                                    variant.policy_options))
         steps.append(table_step(recipe))
+    steps.append(ship_step(recipe))   # last: a refused candidate still gets its comparisons
     return steps
 
 
@@ -192,7 +195,7 @@ def export_name(variant: Optional[VariantRecipe]) -> str:
 def export_step(recipe: Recipe, variant: Optional[VariantRecipe]) -> Step:
     """The last stage's EMA weights with the recipe's deployment settings (a comparison's too: the same
     envelope and per-skill gains, so only what it varies differs)."""
-    model = Path(recipe.export.model) if variant is None else variant_model(recipe, variant)
+    model = candidate_model(recipe) if variant is None else variant_model(recipe, variant)
     last = recipe.stages[-1]
     argv = ["--checkpoint", str(run_dir(recipe, last, variant) / LATEST), "--out", str(model)]
     for entry in recipe.export.envelope:
@@ -212,7 +215,7 @@ def eval_argv(recipe: Recipe, spec: str, label: str, ablation: str = "none") -> 
     """The evaluation harness on the recipe's episodes, on the commands the model file accepts."""
     evaluation = recipe.evaluation
     argv = ["--policy", f"{spec},label={label}", "--scenarios", evaluation.scenarios, "--seed", str(evaluation.seed),
-            "--out", str(eval_dir(recipe, label)), "--ranges-from", recipe.export.model]
+            "--out", str(eval_dir(recipe, label)), "--ranges-from", str(candidate_model(recipe))]
     if evaluation.seeds is not None:
         argv += ["--seeds", str(evaluation.seeds)]
     if ablation != "none":
@@ -251,7 +254,7 @@ def experts_eval_step(recipe: Recipe, world: dict[str, Any]) -> Step:
 
 def evaluation_steps(recipe: Recipe, world: dict[str, Any]) -> list[Step]:
     """The model as deployed, the experts on the same episodes, and both in one report for the card."""
-    steps = [eval_step(recipe, recipe.name, Path(recipe.export.model), "export")]
+    steps = [eval_step(recipe, recipe.name, candidate_model(recipe), "export")]
     if recipe.evaluation.experts is None:
         return steps
     steps.append(experts_eval_step(recipe, world))
@@ -264,9 +267,9 @@ def evaluation_steps(recipe: Recipe, world: dict[str, Any]) -> list[Step]:
 
 
 def card_step(recipe: Recipe) -> Step:
-    """The card beside the model, generated from the datasets, runs, file and evaluation it describes."""
-    model = Path(recipe.export.model)
-    report = "eval/card" if recipe.evaluation.experts is not None else f"eval/{recipe.name}"
+    """The card beside the candidate, generated from the datasets, runs, file and evaluation it describes."""
+    model = candidate_model(recipe)
+    report = card_report(recipe)
     used = list(dict.fromkeys(name for stage in recipe.stages for name in stage.datasets))
     argv = ["--model", str(model), "--run", *(str(run_dir(recipe, s)) for s in recipe.stages),
             "--dataset", *(str(dataset_path(recipe, n)) for n in used),
@@ -278,6 +281,28 @@ def card_step(recipe: Recipe) -> Step:
     return tool_step("card", "diffuseloco_learning.training.model_card", argv,
                      {"argv": argv, "notes": file_digest(Path(notes)) if notes else None},
                      outputs=(model.with_suffix(".md"),), inputs=inputs)
+
+
+def card_report(recipe: Recipe) -> str:
+    """The evaluation the card and the ship gate read: the model and the experts merged, or the model alone."""
+    return "eval/card" if recipe.evaluation.experts is not None else f"eval/{recipe.name}"
+
+
+def ship_step(recipe: Recipe) -> Step:
+    """The candidate, its warm-start graphs and its card over the shipped files, if the evaluation clears the
+    recipe's gate (pipeline/ship.py); otherwise the pipeline stops there and the shipped files stay."""
+    candidate, target = candidate_model(recipe), Path(recipe.export.model)
+    report = Path(recipe.work_dir) / card_report(recipe) / "results.json"
+    experts = EXPERTS_LABEL if recipe.evaluation.experts is not None else None
+
+    def run(resume: bool) -> None:
+        for path in ship(candidate, target, report, recipe.name, experts, recipe.ship):
+            print(f"[pipeline] shipped {path}")
+
+    settings = {"candidate": str(candidate), "target": str(target), "gate": dataclasses.asdict(recipe.ship)}
+    return Step("ship", f"copy {candidate.parent}/{candidate.stem}* to {target.parent}/ if {report} clears "
+                f"{dataclasses.asdict(recipe.ship)}", settings, run, outputs=(target, target.with_suffix(".md")),
+                inputs=("card", card_report(recipe)))
 
 
 def table_step(recipe: Recipe) -> Step:
