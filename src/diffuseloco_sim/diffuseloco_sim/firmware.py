@@ -37,6 +37,7 @@ from typing import Optional
 import numpy as np
 
 from diffuseloco_policy.config import RobotConfig
+from diffuseloco_policy.fast_clip import clip
 from diffuseloco_policy.motor_sdk import MotorCommand
 from diffuseloco_policy.firmware_limits import (  # noqa: F401 - the firmware's numbers, re-exported here
     GAP_WARNING_MS, GAP_ERROR_MS, FALLBACK_KD, RECONNECT_COUNTS, ZERO_TOLERANCE, JOINT_LIMIT_MARGIN,
@@ -138,7 +139,7 @@ class MotorFirmware:
             q_des, qd_des, kp, kd, tau = self._damping(is_all_zero(frame), gap_ms)
         else:
             self.wait_reconnect = 0
-        q_des = np.clip(q_des, self._q_des_low, self._q_des_high)
+        q_des = clip(q_des, self._q_des_low, self._q_des_high)
         self._last_clamped = self._no_joint
         if self.position_band:
             q_des = self._position_band(q_des, q, kp)
