@@ -93,7 +93,7 @@ class CyberDogSim:
         self.torque_limit = float(config.robot.torque_limit)
         self._trunk = self.model.body("trunk").id
         self._foot_geoms = np.array([self.model.geom(n).id for n in FOOT_GEOMS])
-        self._trunk_geom = self.model.geom("trunk").id
+        self._trunk_geoms = np.array([self.model.geom("trunk").id])
         self._floor = self.model.geom("floor").id
         self._nominal_mass = float(self.model.body_mass[self._trunk])
         self._nominal_ipos = self.model.body_ipos[self._trunk].copy()
@@ -379,13 +379,15 @@ class CyberDogSim:
 
     def foot_contacts(self) -> np.ndarray:
         """Which feet (FR, FL, RR, RL) touch the floor now."""
-        contact = np.zeros(4, dtype=bool)
-        for i in range(self.data.ncon):
-            c = self.data.contact[i]
-            for leg, geom in enumerate(self._foot_geoms):
-                if geom in (c.geom1, c.geom2):
-                    contact[leg] = True
-        return contact
+        return self._touching(self._foot_geoms)
+
+    def _touching(self, geoms: np.ndarray) -> np.ndarray:
+        """For each geom, whether some contact involves it: MuJoCo's contact list read as arrays, in one pass
+        (it is asked every tick, and a Python loop over contact structs costs more than the rest of the tick's
+        sensor readout)."""
+        contact = self.data.contact
+        in_contact = np.concatenate((contact.geom1, contact.geom2))
+        return (geoms[:, None] == in_contact[None, :]).any(axis=1)
 
     def foot_forces(self) -> np.ndarray:
         """Ground reaction force on each foot (FR, FL, RR, RL) in the world frame, N, shape (4, 3): what the
@@ -402,11 +404,7 @@ class CyberDogSim:
         return forces
 
     def trunk_on_ground(self) -> bool:
-        for i in range(self.data.ncon):
-            c = self.data.contact[i]
-            if self._trunk_geom in (c.geom1, c.geom2):
-                return True
-        return False
+        return bool(self._touching(self._trunk_geoms)[0])
 
     def fallen(self) -> bool:
         """Trunk too low, too tilted, or touching the ground: the episode failed."""

@@ -39,6 +39,7 @@ from diffuseloco_policy.fast_clip import clip
 from diffuseloco_policy.gaits import GAITS, PLAN_LOOKAHEAD, STAND, GaitSchedule
 
 GRAVITY = 9.81
+_FORCE_ROWS = np.tile(np.eye(3), 4)   # the net force of four feet's forces: one identity block per leg
 
 
 @dataclass(frozen=True)
@@ -409,10 +410,11 @@ class ExpertController:
         torque = np.array([-(kr * roll + dr * wx), -(kpi * pitch + dpi * wy), 0.0])
         r = pos - np.array([self.p.com_shift_x, 0.0, 0.0])
         a = np.zeros((6, 12))
-        for leg in range(4):
-            a[:3, 3 * leg:3 * leg + 3] = np.eye(3)
-            a[3:, 3 * leg:3 * leg + 3] = np.array([[0.0, -r[leg, 2], r[leg, 1]], [r[leg, 2], 0.0, -r[leg, 0]],
-                                                   [-r[leg, 1], r[leg, 0], 0.0]])
+        a[:3] = _FORCE_ROWS
+        moment = a[3:].reshape(3, 4, 3)   # [torque axis, leg, force axis]: each leg's cross-product matrix [r]x
+        moment[0, :, 1], moment[0, :, 2] = -r[:, 2], r[:, 1]
+        moment[1, :, 0], moment[1, :, 2] = r[:, 2], -r[:, 0]
+        moment[2, :, 0], moment[2, :, 1] = -r[:, 1], r[:, 0]
         w = np.repeat(share, 3)
         awa = (a * w) @ a.T + 1e-6 * np.eye(6)
         f = w * (a.T @ np.linalg.solve(awa, np.concatenate([np.zeros(3), torque])))
