@@ -67,6 +67,7 @@ test: setup $(STAMPS)/robot-venv
 
 bench: setup
 	$(PY) bench/bench_sampler.py
+	$(PY) bench/bench_expert_rollout.py
 
 # The shipped default from nothing (configs/pipeline_default.yaml): the experts checked, data, three training
 # stages, export, evaluation, card, then the paper's comparisons; hours on a CPU. Run again, it skips what is done

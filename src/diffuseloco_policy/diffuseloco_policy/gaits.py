@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .fast_clip import clip
+
 if TYPE_CHECKING:
     from .config import StackConfig
 
@@ -98,20 +100,20 @@ class GaitClock:
         t = self.target
         delta = (np.array(t.offsets) - self.offsets + 0.5) % 1.0 - 0.5     # shortest way round the circle
         delta[np.isclose(np.abs(delta), 0.5)] = -0.5                          # ties: slow the leg, never skip
-        self.offsets = (self.offsets + np.clip(delta, -self.offset_rate * dt, self.offset_rate * dt)) % 1.0
-        self.period += float(np.clip(t.period - self.period, -self.period_rate * dt, self.period_rate * dt))
-        self.swing_height += float(np.clip(t.swing_height - self.swing_height, -0.2 * dt, 0.2 * dt))
-        self.inward += float(np.clip(t.inward - self.inward, -0.1 * dt, 0.1 * dt))
-        self.gather += float(np.clip(t.gather - self.gather, -0.1 * dt, 0.1 * dt))
+        self.offsets = (self.offsets + clip(delta, -self.offset_rate * dt, self.offset_rate * dt)) % 1.0
+        self.period += float(clip(t.period - self.period, -self.period_rate * dt, self.period_rate * dt))
+        self.swing_height += float(clip(t.swing_height - self.swing_height, -0.2 * dt, 0.2 * dt))
+        self.inward += float(clip(t.inward - self.inward, -0.1 * dt, 0.1 * dt))
+        self.gather += float(clip(t.gather - self.gather, -0.1 * dt, 0.1 * dt))
         # duty glides slower than any leg's phase advances (1 / period), so no swing leg falls back into stance
-        self.duty += float(np.clip(t.duty - self.duty, -self.duty_rate * dt, self.duty_rate * dt))
+        self.duty += float(clip(t.duty - self.duty, -self.duty_rate * dt, self.duty_rate * dt))
         self.phase = (self.phase + dt / self.period) % 1.0
 
     def in_step(self) -> float:
         """How far all four legs share one phase: 1 in a hop, 0 once any leg is a quarter period or more from the
         first one (trot, pace and bound always have a leg half a period away), linear in between (a switch)."""
         spread = np.abs((self.offsets - self.offsets[0] + 0.5) % 1.0 - 0.5).max()
-        return float(np.clip(1.0 - 4.0 * spread, 0.0, 1.0))
+        return float(clip(1.0 - 4.0 * spread, 0.0, 1.0))
 
     def leg_phases(self, lookahead: float = 0.0) -> np.ndarray:
         """Each leg's phase in [0, 1), optionally a little ahead in time (to lead the PD lag)."""

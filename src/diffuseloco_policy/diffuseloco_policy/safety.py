@@ -24,6 +24,7 @@ import numpy as np
 from .config import StackConfig
 from .observation import observes_body_velocity
 from .plausibility import RateConsistency, body_rotation, joint_change
+from .fast_clip import clip
 from .firmware_limits import BAND_MARGIN
 
 ArrayLike = Union[np.ndarray, Sequence[float]]
@@ -88,7 +89,7 @@ class PDCommand:
         return cls.damping(0.0, q=q, num_joints=num_joints)
 
     def is_finite(self) -> bool:
-        return all(bool(np.all(np.isfinite(getattr(self, name)))) for name in _FIELDS)
+        return all(bool(np.isfinite(getattr(self, name)).all()) for name in _FIELDS)
 
     def replace(self, **changes: ArrayLike) -> "PDCommand":
         values = {name: getattr(self, name) for name in _FIELDS}
@@ -171,21 +172,21 @@ class SafetyFilter:
             bad = [name for name in _FIELDS if not np.all(np.isfinite(getattr(cmd, name)))]
             return self._fallback(reference, reasons + [f"non-finite {', '.join(bad)}: damping instead"])
         kp = self._clip(cmd.kp, self.kp_min, self.kp_max, "kp", reasons)
-        if reference is None and np.any(kp > 0):
+        if reference is None and (kp > 0).any():
             return self._fallback(None, reasons + ["position command without previous_q_des or measured_q: damping"])
-        if measured is None and np.any(kp > 0):
+        if measured is None and (kp > 0).any():
             return self._fallback(reference, reasons + [
                 "position command without measured_q: the firmware's band around the measured angle cannot be "
                 "kept: damping"])
-        positional = bool(np.any(kp > 0))   # without position gain q_des moves nothing: no band needed
-        if positional and np.any((measured - self.band > self.upper) | (measured + self.band < self.lower)):
+        positional = bool((kp > 0).any())   # without position gain q_des moves nothing: no band needed
+        if positional and ((measured - self.band > self.upper) | (measured + self.band < self.lower)).any():
             return self._fallback(reference, reasons + [
                 "measured pose too far outside the joint limits for the firmware's band: damping"])
         kd = self._clip(cmd.kd, self.kd_min, self.kd_max, "kd", reasons)
         tau = self._clip(cmd.tau, -self.torque_limit, self.torque_limit, "tau_des", reasons)
         dq = self._clip(cmd.dq, -self.velocity_limit, self.velocity_limit, "dq_des", reasons)
         low, high = self._position_window(reference, cmd.q, reasons)
-        q = np.clip(cmd.q, low, high)
+        q = clip(cmd.q, low, high)
         if measured is not None and positional:
             q = self._banded(q, measured, reasons)
         return PDCommand(q=q, dq=dq, kp=kp, kd=kd, tau=tau), reasons
@@ -196,9 +197,9 @@ class SafetyFilter:
         low = np.maximum(self.lower, measured - self.band)
         high = np.minimum(self.upper, measured + self.band)
         outside = (q < low - 1e-12) | (q > high + 1e-12)
-        if np.any(outside):
+        if outside.any():
             reasons.append(f"q_des clamped into the firmware's band around the measured angle: {self._names(outside)}")
-        return np.clip(q, low, high)
+        return clip(q, low, high)
 
     def _vector(self, value: Optional[ArrayLike], name: str) -> tuple[Optional[np.ndarray], str]:
         """A finite joint vector, or (None, why not)."""
@@ -210,13 +211,13 @@ class SafetyFilter:
             return None, f"{name} is not numeric"
         if array.shape != (self.num_joints,):
             return None, f"{name} has shape {array.shape}, expected ({self.num_joints},)"
-        if not np.all(np.isfinite(array)):
+        if not np.isfinite(array).all():
             return None, f"{name} is not finite"
         return array, ""
 
     def _fallback(self, reference: Optional[np.ndarray], reasons: list[str]) -> tuple[PDCommand, list[str]]:
         """Pure damping; q_des stays at the reference (no gain acts on it)."""
-        q = self.fallback_q if reference is None else np.clip(reference, self.lower, self.upper)
+        q = self.fallback_q if reference is None else clip(reference, self.lower, self.upper)
         return PDCommand.damping(self.fallback_kd, q=q), reasons
 
     def _names(self, mask: np.ndarray) -> str:
@@ -224,9 +225,9 @@ class SafetyFilter:
 
     def _clip(self, value: np.ndarray, low: Union[float, np.ndarray], high: Union[float, np.ndarray], label: str,
               reasons: list[str]) -> np.ndarray:
-        clipped = np.clip(value, low, high)
+        clipped = clip(value, low, high)
         changed = clipped != value
-        if np.any(changed):
+        if changed.any():
             reasons.append(f"{label} clamped: {self._names(changed)}")
         return clipped
 
@@ -234,15 +235,15 @@ class SafetyFilter:
                          reasons: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Joint limits intersected with the per-tick step around the (limit-clipped) reference."""
         outside = (q < self.lower) | (q > self.upper)
-        if np.any(outside):
+        if outside.any():
             reasons.append(f"q_des clamped to joint limits: {self._names(outside)}")
         if reference is None:
             return self.lower, self.upper
-        ref = np.clip(reference, self.lower, self.upper)
+        ref = clip(reference, self.lower, self.upper)
         low = np.maximum(self.lower, ref - self.max_step)
         high = np.minimum(self.upper, ref + self.max_step)
         stepped = ~outside & ((q < low) | (q > high))
-        if np.any(stepped):
+        if stepped.any():
             reasons.append(f"q_des step limited: {self._names(stepped)}")
         return low, high
 

@@ -117,6 +117,8 @@ class MotorBoards:
         self._q, self._qd = data.qpos[7:19], data.qvel[6:18]
         self._ctrl, self._force = data.ctrl, data.actuator_force
         self._range, self._bias = model.actuator_forcerange, model.actuator_biasprm
+        self._low, self._high = self._range[:, 0], self._range[:, 1]
+        self._bias_kp, self._bias_kd = self._bias[:, 1], self._bias[:, 2]
         model.actuator_gainprm[:, 0] = 1.0
         self._bias[:, :3] = 0.0     # explicit: the torque goes in through ctrl alone
         self.reset(MotorCommand.passive(model.nu))
@@ -158,8 +160,8 @@ class MotorBoards:
         if not self.implicit:
             self._ctrl[:] = s * law.torque(self._q, self._qd)
         elif blending or not self._law_written:
-            self._bias[:, 1] = -s * law.kp
-            self._bias[:, 2] = -s * law.kd
+            self._bias_kp[:] = -s * law.kp
+            self._bias_kd[:] = -s * law.kd
             self._ctrl[:] = s * law.offset
             self._law_written = not blending
         self._qd_before[:] = self._qd
@@ -169,10 +171,10 @@ class MotorBoards:
         limit = self.torque_limit * self.strength
         if np.abs(self._qd).max() < FULL_TORQUE_SPEED:
             if not self._range_full:
-                self._range[:, 0], self._range[:, 1] = -limit, limit
+                self._low[:], self._high[:] = -limit, limit
                 self._range_full = True
             return
-        self._range[:, 0], self._range[:, 1] = torque_speed_limits(self._qd, limit)
+        self._low[:], self._high[:] = torque_speed_limits(self._qd, limit)
         self._range_full = False
 
     def applied_torque(self) -> np.ndarray:
@@ -184,6 +186,6 @@ class MotorBoards:
         force = self._force.copy()
         if not self.implicit:
             return force
-        free = (force > self._range[:, 0]) & (force < self._range[:, 1])
-        np.add(force, self._bias[:, 2] * (self._qd - self._qd_before), out=force, where=free)
+        free = (force > self._low) & (force < self._high)
+        np.add(force, self._bias_kd * (self._qd - self._qd_before), out=force, where=free)
         return force

@@ -37,6 +37,7 @@ from typing import Optional
 import numpy as np
 
 from diffuseloco_policy.config import RobotConfig
+from diffuseloco_policy.fast_clip import clip
 from diffuseloco_policy.motor_sdk import MotorCommand
 from diffuseloco_policy.firmware_limits import (  # noqa: F401 - the firmware's numbers, re-exported here
     GAP_WARNING_MS, GAP_ERROR_MS, FALLBACK_KD, RECONNECT_COUNTS, ZERO_TOLERANCE, JOINT_LIMIT_MARGIN,
@@ -72,6 +73,14 @@ class MotorFirmware:
         self.position_band = position_band
         knee = np.tile([False, False, True], self.num_joints // 3)
         self._soft_tau = np.where(knee, SOFT_LIMIT_KNEE_TAU, 0.0)
+        # bounds used every frame, computed once (the same numbers the expressions give each frame)
+        self._q_des_low, self._q_des_high = self.lower + JOINT_LIMIT_MARGIN, self.upper - JOINT_LIMIT_MARGIN
+        self._low_edge, self._high_edge = self.lower + SOFT_LIMIT_DELTA, self.upper - SOFT_LIMIT_DELTA
+        self._no_joint = np.zeros(self.num_joints, dtype=bool)   # shared by every frame that flags no joint
+        self._no_joint.flags.writeable = False
+        self._band_bits_mask = 0
+        for bit in ERR_BAND_BITS:
+            self._band_bits_mask |= bit
         self.reset()
 
     def reset(self, activated: bool = False) -> None:
@@ -109,62 +118,77 @@ class MotorFirmware:
 
     # ------------------------------------------------------------------------------ FsmStateMotorCtrl::Run()
     def _motor_ctrl(self, frame: MotorCommand, gap_ms: float, q: np.ndarray) -> MotorCommand:
-        n = self.num_joints
-        q_des = np.array(frame.q_des, dtype=np.float64)
-        qd_des = np.array(frame.qd_des, dtype=np.float64)
-        kp = np.array(frame.kp, dtype=np.float64)
-        kd = np.array(frame.kd, dtype=np.float64)
-        tau = np.array(frame.tau, dtype=np.float64)
-        clear = is_all_zero(frame)
+        """Runs every simulated 2 ms, so the arrays are copied only where a rule changes them."""
+        q_des = np.asarray(frame.q_des, dtype=np.float64)
+        qd_des = np.asarray(frame.qd_des, dtype=np.float64)
+        kp = np.asarray(frame.kp, dtype=np.float64)
+        kd = np.asarray(frame.kd, dtype=np.float64)
+        tau = np.asarray(frame.tau, dtype=np.float64)
         self.frames += 1
         # gap rules (the same for every leg, so applied to all joints at once)
         if gap_ms > GAP_WARNING_MS:
             divisor = gap_ms / GAP_WARNING_MS
-            qd_des /= divisor
-            tau /= divisor
+            qd_des = qd_des / divisor
+            tau = tau / divisor
             self.err_flag |= ERR_GAP_WARNING
             if gap_ms > GAP_ERROR_MS:
                 self.err_flag |= ERR_GAP_DAMPING
         else:
             self.err_flag &= ~ERR_GAP_WARNING
         if self.err_flag & ERR_GAP_DAMPING:
-            # leg by leg: zeros, kd 4 while the counter is under 5000; at 5000 an all-zero frame with a gap under
-            # 500 ms clears bit 1 (the legs after that in this frame get the zeros too, counter reset)
-            q_des, qd_des, kp, tau = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-            kd = np.zeros(n)
-            for leg in range(n // 3):
-                joints = slice(3 * leg, 3 * leg + 3)
-                if self.err_flag & ERR_GAP_DAMPING:
-                    self.wait_reconnect += 1
-                    if self.wait_reconnect < RECONNECT_COUNTS:
-                        kd[joints] = FALLBACK_KD
-                    elif clear and gap_ms < GAP_ERROR_MS:
-                        self.err_flag &= ~ERR_GAP_DAMPING
-                else:
-                    self.wait_reconnect = 0
+            q_des, qd_des, kp, kd, tau = self._damping(is_all_zero(frame), gap_ms)
         else:
             self.wait_reconnect = 0
-        q_des = np.clip(q_des, self.lower + JOINT_LIMIT_MARGIN, self.upper - JOINT_LIMIT_MARGIN)
-        self._last_clamped = np.zeros(n, dtype=bool)
+        q_des = clip(q_des, self._q_des_low, self._q_des_high)
+        self._last_clamped = self._no_joint
         if self.position_band:
-            diff = q_des - q
-            over = np.abs(diff) > self.band
-            q_des = np.where(over, q + np.sign(diff) * self.band, q_des)
-            for joint, bit in enumerate(ERR_BAND_BITS):   # each leg sets or clears: the last leg's bits remain
-                if over[n - 3 + joint]:
-                    self.err_flag |= bit
-                else:
-                    self.err_flag &= ~bit
-            effective = over & (kp > 0)
-            self._last_clamped = effective
-            self.clamp_counts += effective
-            self.clamped_frames += int(effective.any())
+            q_des = self._position_band(q_des, q, kp)
         return MotorCommand(q_des, qd_des, kp, kd, tau)
+
+    def _damping(self, clear: bool, gap_ms: float) -> tuple[np.ndarray, ...]:
+        """Leg by leg: zeros, kd 4 while the counter is under 5000; at 5000 an all-zero frame with a gap under
+        500 ms clears bit 1 (the legs after that in this frame get the zeros too, counter reset)."""
+        n = self.num_joints
+        kd = np.zeros(n)
+        for leg in range(n // 3):
+            joints = slice(3 * leg, 3 * leg + 3)
+            if self.err_flag & ERR_GAP_DAMPING:
+                self.wait_reconnect += 1
+                if self.wait_reconnect < RECONNECT_COUNTS:
+                    kd[joints] = FALLBACK_KD
+                elif clear and gap_ms < GAP_ERROR_MS:
+                    self.err_flag &= ~ERR_GAP_DAMPING
+            else:
+                self.wait_reconnect = 0
+        return np.zeros(n), np.zeros(n), np.zeros(n), kd, np.zeros(n)
+
+    def _position_band(self, q_des: np.ndarray, q: np.ndarray, kp: np.ndarray) -> np.ndarray:
+        """q_des kept within the band around the measured angle; each leg sets or clears the band's err_flag bits,
+        so the last leg's (RL) remain."""
+        n = self.num_joints
+        diff = q_des - q
+        over = np.abs(diff) > self.band
+        if not over.any():   # the usual frame: nothing to pull back, every band bit cleared
+            self.err_flag &= ~self._band_bits_mask
+            return q_des
+        q_des = np.where(over, q + np.sign(diff) * self.band, q_des)
+        for joint, bit in enumerate(ERR_BAND_BITS):
+            if over[n - 3 + joint]:
+                self.err_flag |= bit
+            else:
+                self.err_flag &= ~bit
+        effective = over & (kp > 0)
+        self._last_clamped = effective
+        self.clamp_counts += effective
+        self.clamped_frames += int(effective.any())
+        return q_des
 
     # ---------------------------------------------------------------------- LegController::UpdateCommand
     def _soft_limits(self, cmd: MotorCommand, q: np.ndarray, qd: np.ndarray) -> tuple[MotorCommand, np.ndarray]:
+        low_edge, high_edge = self._low_edge, self._high_edge
+        if not ((q < low_edge) | (q > high_edge)).any():   # the usual frame: no joint near a bound
+            return cmd, self._no_joint
         tau_estimate = cmd.tau + cmd.kp * (cmd.q_des - q) + cmd.kd * (cmd.qd_des - qd)
-        low_edge, high_edge = self.lower + SOFT_LIMIT_DELTA, self.upper - SOFT_LIMIT_DELTA
         at_low = (q < low_edge) & (tau_estimate < -self._soft_tau)
         at_high = (q > high_edge) & (tau_estimate > self._soft_tau)
         soft = at_low | at_high

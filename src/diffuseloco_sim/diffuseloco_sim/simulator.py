@@ -93,7 +93,7 @@ class CyberDogSim:
         self.torque_limit = float(config.robot.torque_limit)
         self._trunk = self.model.body("trunk").id
         self._foot_geoms = np.array([self.model.geom(n).id for n in FOOT_GEOMS])
-        self._trunk_geom = self.model.geom("trunk").id
+        self._trunk_geoms = np.array([self.model.geom("trunk").id])
         self._floor = self.model.geom("floor").id
         self._nominal_mass = float(self.model.body_mass[self._trunk])
         self._nominal_ipos = self.model.body_ipos[self._trunk].copy()
@@ -101,6 +101,12 @@ class CyberDogSim:
         self._nominal_armature = self.model.dof_armature[6:18].copy()
         self._nominal_frictionloss = self.model.dof_frictionloss[6:18].copy()
         self._sensor_adr = {n: int(self.model.sensor(n).adr[0]) for n in ("imu_quat", "imu_gyro", "imu_acc")}
+        # views into MuJoCo's arrays, fetched once: every physics step reads them (each attribute access and
+        # slice builds a new numpy view)
+        self._q, self._qd = self.data.qpos[7:19], self.data.qvel[6:18]
+        sensors, a = self.data.sensordata, self._sensor_adr
+        self._imu_views = (sensors[a["imu_quat"]:a["imu_quat"] + 4], sensors[a["imu_gyro"]:a["imu_gyro"] + 3],
+                           sensors[a["imu_acc"]:a["imu_acc"] + 3])
         self._sensor_delay = int(round(self.sim_config.sensor_latency_s / self.physics_dt))
         self._actuation_delay = int(round(self.sim_config.actuation_latency_s / self.physics_dt))
         self.steps_per_frame = max(1, int(round(FRAME_S / self.physics_dt)))
@@ -253,9 +259,8 @@ class CyberDogSim:
     def _physics_step(self) -> None:
         while self._pending and self._pending[0][0] <= self.step_count:
             self._frame, self._frame_step = self._pending.popleft()[1], self.step_count
-        q, qd = self.data.qpos[7:19], self.data.qvel[6:18]
         if self.step_count % self.steps_per_frame == 0:
-            self._motors = self.firmware.run(self._relayed_frame(), self._gap_ms(), q, qd)
+            self._motors = self.firmware.run(self._relayed_frame(), self._gap_ms(), self._q, self._qd)
             self.boards.hold(self._motors)
         if self.sim_config.pushes.enabled and self.time >= self._next_push:
             self._push()
@@ -267,10 +272,9 @@ class CyberDogSim:
             self._history.append(self._snapshot())
 
     def _snapshot(self) -> _Snapshot:
-        s, a = self.data.sensordata, self._sensor_adr
-        return _Snapshot(self.data.qpos[7:19].copy(), self.data.qvel[6:18].copy(), self.applied_torque.copy(),
-                         s[a["imu_quat"]:a["imu_quat"] + 4].copy(), s[a["imu_gyro"]:a["imu_gyro"] + 3].copy(),
-                         s[a["imu_acc"]:a["imu_acc"] + 3].copy())
+        quat, gyro, acc = self._imu_views
+        return _Snapshot(self._q.copy(), self._qd.copy(), self.applied_torque.copy(), quat.copy(), gyro.copy(),
+                         acc.copy())
 
     # --------------------------------------------------------------------------------------------------- pushes
     def _draw_push_time(self) -> float:
@@ -375,13 +379,15 @@ class CyberDogSim:
 
     def foot_contacts(self) -> np.ndarray:
         """Which feet (FR, FL, RR, RL) touch the floor now."""
-        contact = np.zeros(4, dtype=bool)
-        for i in range(self.data.ncon):
-            c = self.data.contact[i]
-            for leg, geom in enumerate(self._foot_geoms):
-                if geom in (c.geom1, c.geom2):
-                    contact[leg] = True
-        return contact
+        return self._touching(self._foot_geoms)
+
+    def _touching(self, geoms: np.ndarray) -> np.ndarray:
+        """For each geom, whether some contact involves it: MuJoCo's contact list read as arrays, in one pass
+        (it is asked every tick, and a Python loop over contact structs costs more than the rest of the tick's
+        sensor readout)."""
+        contact = self.data.contact
+        in_contact = np.concatenate((contact.geom1, contact.geom2))
+        return (geoms[:, None] == in_contact[None, :]).any(axis=1)
 
     def foot_forces(self) -> np.ndarray:
         """Ground reaction force on each foot (FR, FL, RR, RL) in the world frame, N, shape (4, 3): what the
@@ -398,11 +404,7 @@ class CyberDogSim:
         return forces
 
     def trunk_on_ground(self) -> bool:
-        for i in range(self.data.ncon):
-            c = self.data.contact[i]
-            if self._trunk_geom in (c.geom1, c.geom2):
-                return True
-        return False
+        return bool(self._touching(self._trunk_geoms)[0])
 
     def fallen(self) -> bool:
         """Trunk too low, too tilted, or touching the ground: the episode failed."""

@@ -37,7 +37,8 @@ class LegOdometry:
         """(4, 3): the trunk velocity each leg implies if its foot is planted (model-convention joints)."""
         q, qd = np.asarray(q, dtype=np.float64).reshape(4, 3), np.asarray(qd, dtype=np.float64).reshape(4, 3)
         gyro = np.asarray(gyro, dtype=np.float64)
-        foot_velocity = kin.foot_velocity(q, qd) + _cross(gyro, kin.forward(q))
+        feet, relative = kin.feet_and_velocity(q, qd)
+        foot_velocity = relative + _cross(gyro, feet)
         # Hip and knee turn about -y, so the shank pitches at w_y - (hip rate + knee rate); a sphere rolling
         # without slip moves its centre by that rate times its radius, forward for a positive pitch rate.
         rolling = np.zeros((4, 3))
