@@ -235,14 +235,14 @@ def test_malformed_input_is_refused_and_the_server_goes_on(web):
 
 
 def test_a_driver_that_disconnects_is_stopped_at_once(web):
-    ws = connect(f"ws://127.0.0.1:{web.port}/ws", open_timeout=10)
-    send(ws, type="drive", deadman=True, vx=0.0, vy=0.0, yaw=0.0)
-    send(ws, type="skill", skill=SkillCommand.SKILL_TROT)
-    t0 = time.monotonic()
-    send(ws, type="drive", deadman=True, vx=0.5, vy=0.0, yaw=0.0)
-    web.wait_command(t0, lambda m: m.vx > 0.0, "half stick forward")
-    t0 = time.monotonic()
-    ws.close()
+    with connect(f"ws://127.0.0.1:{web.port}/ws", open_timeout=10) as ws:
+        send(ws, type="drive", deadman=True, vx=0.0, vy=0.0, yaw=0.0)
+        send(ws, type="skill", skill=SkillCommand.SKILL_TROT)
+        t0 = time.monotonic()
+        send(ws, type="drive", deadman=True, vx=0.5, vy=0.0, yaw=0.0)
+        web.wait_command(t0, lambda m: m.vx > 0.0, "half stick forward")
+        t0 = time.monotonic()
+        ws.close()   # the dead-man still held: only the disconnection stops it
     web.wait_command(t0, lambda m: m.vx == 0.0, "driver gone")
 
 
