@@ -27,7 +27,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 # Python dependencies rosdep does not know: onnx and onnxruntime (aarch64 wheels on PyPI; the model file's
-# metadata and the sampler), lcm (the bridge), rosbags (recorder). numpy stays ROS's own (1.26, same ABI as rclpy).
+# metadata and the sampler), lcm (the bridge), rosbags (recorder), foxglove-sdk (live view), websockets (web
+# teleop). numpy stays ROS's own (1.26, same ABI as rclpy).
 # tests/test_robot_install.py checks that these and package.xml provide every import of the robot's nodes.
 COPY docker/requirements-robot.txt /tmp/requirements-robot.txt
 RUN python3 -m pip install -r /tmp/requirements-robot.txt "numpy<2"

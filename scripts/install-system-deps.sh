@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the set-up needs on Debian 12: a Python 3.11 with venv, cmake and g++ (to build our rosidl
-# message packages) and the EGL/GL libraries MuJoCo uses for headless rendering. Installs only what is missing,
-# and only as root; otherwise it says what to install and stops.
+# message packages), the EGL/GL libraries MuJoCo uses for headless rendering, and Debian's Chromium with its
+# WebDriver (the web teleop's page is tested in headless Chromium). Installs only what is missing, and only as
+# root; otherwise it says what to install and stops.
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,8 @@ command -v make >/dev/null || missing+=(make)
 if ! { command -v python3.11 || command -v python3; } >/dev/null; then missing+=(python3 python3-venv python3-dev); fi
 py=$(command -v python3.11 || command -v python3 || true)
 if [ -n "$py" ] && ! "$py" -c "import ensurepip, venv" 2>/dev/null; then missing+=(python3-venv); fi
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 for lib in libEGL.so.1 libOpenGL.so.0 libGL.so.1; do
   ldconfig -p | grep -q "$lib" || missing+=(libegl1 libopengl0 libgl1)
 done

@@ -49,7 +49,8 @@ def test_launch_description_module_compiles():
 @pytest.mark.parametrize("target,teleop,record", COMBINATIONS)
 def test_every_node_of_the_graph_exists(target, teleop, record):
     params = yaml.safe_load(graph_module.params_file(target).read_text())
-    for spec in graph_module.graph(target, teleop=teleop, record=record):
+    web_host = "127.0.0.1" if teleop == "web" else None
+    for spec in graph_module.graph(target, teleop=teleop, record=record, web_teleop_host=web_host):
         if spec.package == "joy":  # ROS's joystick driver: a dependency; the runner starts our stand-in for it
             assert "<exec_depend>joy</exec_depend>" in (ROOT / "src" / "diffuseloco_policy" / "package.xml").read_text()
             assert console_scripts("diffuseloco_policy")["joy_driver"] == f"{spec.module}:main"
@@ -93,3 +94,20 @@ def test_the_live_view_is_off_by_default_and_listens_where_it_is_told():
     assert cmd[-2:] == ["-p", "host:=192.0.2.7"]
     with pytest.raises(ValueError, match="address"):
         graph_module.live_view_spec(" ")
+
+
+def test_the_web_teleop_is_off_by_default_and_needs_a_named_address():
+    for target in ("sim", "robot"):
+        assert "web_teleop" not in [s.executable for s in graph_module.graph(target)]
+        params = yaml.safe_load(graph_module.params_file(target).read_text())
+        assert params["teleop"]["ros__parameters"]["web_host"] == ""
+    web = graph_module.graph("robot", teleop="web", web_teleop_host="192.0.2.7")
+    teleops = [s for s in web if s.name == "teleop"]
+    assert [(s.executable, s.params) for s in teleops] == [("web_teleop", {"web_host": "192.0.2.7"})]
+    for teleop, host in (("web", None), ("web", " "), ("joy", "0.0.0.0")):
+        with pytest.raises(ValueError, match="address"):
+            graph_module.graph("sim", teleop=teleop, web_teleop_host=host)
+    assert parse_args(["sim", "--teleop", "web", "--web-teleop-host", "0.0.0.0"]).web_teleop_host == "0.0.0.0"
+    assert parse_args(["sim"]).web_teleop_host is None
+    cmd = node_command(teleops[0], Path("/p.yaml"))
+    assert cmd[2] == "diffuseloco_policy.nodes.web_teleop" and cmd[-2:] == ["-p", "web_host:=192.0.2.7"]

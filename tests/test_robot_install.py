@@ -39,7 +39,7 @@ ON_REQUEST = {"diffuseloco_learning": "the torch runtime and the expert stand-in
               "matplotlib": "the simulated demo's plot (bringup's demo.py, dev machines)"}
 ROSDEP_PYTHON = {"python3-numpy": "numpy", "python3-yaml": "yaml"}
 PIP_IMPORT_NAMES = {"onnxruntime": "onnxruntime", "onnx": "onnx", "lcm": "lcm", "rosbags": "rosbags",
-                    "foxglove-sdk": "foxglove"}
+                    "foxglove-sdk": "foxglove", "websockets": "websockets"}
 NAMESPACE_SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
 
 
@@ -140,8 +140,8 @@ def run_installed(prefix: Path, code: str, cwd: Path) -> str:
 
 def test_installed_nodes_find_every_run_time_file_through_the_ament_index(prefix, tmp_path):
     """From a neutral directory, with only the prefix on the paths: the modules are the installed copies, and the
-    model, the robot config, the parameter files, the teleop script and mapping, the MJCF and the presets are
-    read from share/."""
+    model, the robot config, the parameter files, the teleop script and mappings, the web teleop's page, the MJCF
+    and the presets are read from share/."""
     out = run_installed(prefix, """
 import json
 import diffuseloco_policy, diffuseloco_sim, diffuseloco_bringup, diffuseloco_learning
@@ -150,6 +150,7 @@ from diffuseloco_policy.package_files import share_dir, package_file
 from diffuseloco_policy.model_file import default_model_path
 from diffuseloco_policy.nodes.script_teleop import DEFAULT_SCRIPT
 from diffuseloco_policy.nodes.teleop_node import DEFAULT_MAPPING
+from diffuseloco_policy.nodes.web_teleop import DEFAULT_SETTINGS, PAGE
 from diffuseloco_bringup.graph import params_file
 from diffuseloco_sim.simulator import MJCF
 from diffuseloco_learning.presets import presets_dir
@@ -157,6 +158,7 @@ print(json.dumps({
     "modules": [m.__file__ for m in (diffuseloco_policy, diffuseloco_sim, diffuseloco_bringup, diffuseloco_learning)],
     "files": [str(p) for p in (default_robot_config(), default_model_path(),
               package_file("diffuseloco_bringup", DEFAULT_SCRIPT), package_file("diffuseloco_bringup", DEFAULT_MAPPING),
+              package_file("diffuseloco_bringup", DEFAULT_SETTINGS), package_file("diffuseloco_policy", PAGE),
               params_file("robot"), params_file("sim"), package_file("diffuseloco_sim", MJCF),
               presets_dir() / "eval_default.yaml", presets_dir() / "train_small.yaml")]}))
 """, tmp_path)

@@ -69,6 +69,8 @@ def test_each_node_may_use_the_topics_its_parameters_name():
     recorded = set(PARAMS["recorder"]["ros__parameters"]["topics"])
     assert recorded <= permissions("/diffuseloco/recorder")["topics subscribe"]
     assert "/joy" in permissions("/diffuseloco/teleop")["topics subscribe"]
+    web = PARAMS["teleop"]["ros__parameters"]   # the web teleop (teleop:=web) shows these on its page
+    assert {web["status_topic"], web["body_velocity_topic"]} <= permissions("/diffuseloco/teleop")["topics subscribe"]
     assert "/joy" in permissions("/diffuseloco/joy")["topics publish"]
 
 

@@ -21,6 +21,8 @@ setup(
         (f"share/{PACKAGE}/configs", glob("configs/*.yaml")),
         # models/ links to the repository's models/: the shipped policies and their cards
         (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.md")),
+        # the web teleop's page (nodes/web_teleop.py serves it)
+        (f"share/{PACKAGE}/web", glob("web/*.html")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,
@@ -39,6 +41,7 @@ setup(
             "lcm_bridge = diffuseloco_policy.nodes.lcm_bridge_node:main",
             "robot_state = diffuseloco_policy.nodes.robot_state:main",
             "live_view = diffuseloco_policy.nodes.live_view:main",
+            "web_teleop = diffuseloco_policy.nodes.web_teleop:main",
             "bag_timing = diffuseloco_policy.bag_timing:main",
         ],
     },

@@ -28,10 +28,11 @@ from diffuseloco_policy.model_file import default_model_path
 from diffuseloco_policy.nodes.spin import BackgroundNode
 from diffuseloco_policy.package_files import PackageFileNotFound
 
-from .graph import LOCALHOST, NodeSpec, live_view_spec, params_file
+from .graph import LOCALHOST, NodeSpec, live_view_spec, params_file, web_teleop_spec
 from .run import Graph
 
 SETTLE_S = 1.0  # seconds of each segment left out of the achieved-velocity mean (gait transition)
+WEB_TELEOP_PORT = 8080   # the teleop section's web_port in config/sim.yaml
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def plot(monitor: Monitor, path: Path, label: str) -> None:
         axes[k].set_ylabel(name)
     axes[0].legend(loc="upper right")
     axes[-1].set_xlabel("time [s]")
-    fig.suptitle(f"Simulated CyberDog 2, scripted teleop through the ROS graph; policy: {label}")
+    fig.suptitle(f"Simulated CyberDog 2, teleop through the ROS graph; policy: {label}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -139,18 +140,25 @@ class DemoRun:
     timing: Optional[RecordedTiming] = None   # the control ticks' regularity, from the bag (None: unreadable)
 
 
-def run_demo(out: Path, model: str = "", config: Optional[Path] = None, live_view: Optional[str] = None) -> DemoRun:
+def run_demo(out: Path, model: str = "", config: Optional[Path] = None, live_view: Optional[str] = None,
+             web_teleop: Optional[str] = None) -> DemoRun:
     """Start the graph, let the script teleop drive it to the end, and read back what the dog did. live_view:
-    also start robot_state and the Foxglove live view on this address (None: neither)."""
+    also start robot_state and the Foxglove live view on this address (None: neither). web_teleop: a phone drives
+    instead of the script, through the web teleop's page on this address; the run then lasts until Ctrl-C."""
     out.mkdir(parents=True, exist_ok=True)
     model = model or _shipped_model()
     label = "EXPERT STAND-IN, not a learned policy" if model == "expert" else Path(model).name
     bag = out / time.strftime("bag-%Y%m%d-%H%M%S")
-    print(f"DiffuseLoco-ROS demo: simulator + policy node ({label}) + script teleop + recorder", flush=True)
+    teleop = "script teleop" if web_teleop is None else "web teleop"
+    print(f"DiffuseLoco-ROS demo: simulator + policy node ({label}) + {teleop} + recorder", flush=True)
     specs = [NodeSpec("diffuseloco_policy", "sim_node", "cyberdog_sim"),
              NodeSpec("diffuseloco_policy", "policy_node", "diffuseloco_policy"),
              NodeSpec("diffuseloco_policy", "recorder", "recorder"),
-             NodeSpec("diffuseloco_policy", "script_teleop", "teleop")]
+             NodeSpec("diffuseloco_policy", "script_teleop", "teleop") if web_teleop is None
+             else web_teleop_spec(web_teleop)]
+    if web_teleop is not None:
+        print(f"web teleop: open http://{web_teleop}:{WEB_TELEOP_PORT}/ on a phone (or this machine's address "
+              "there); Ctrl-C ends the run", flush=True)
     if live_view is not None:
         specs += [NodeSpec("diffuseloco_policy", "robot_state", "robot_state"), live_view_spec(live_view)]
         print(f"live view: connect Foxglove to ws://{live_view}:8765 (layout: the bringup's "
@@ -159,7 +167,7 @@ def run_demo(out: Path, model: str = "", config: Optional[Path] = None, live_vie
     graph = Graph(specs, write_params(out, model, bag, config))
     try:
         graph.start()
-        code = graph.wait()  # the script teleop exits when its sequence ends; then everything stops
+        code = graph.wait()  # the script teleop exits when its sequence ends (the web teleop at Ctrl-C)
     finally:
         graph.stop()
         monitor.close()
@@ -215,8 +223,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--live-view", nargs="?", const=LOCALHOST, default=None, metavar="ADDRESS",
                         help="watch the run in Foxglove (ws://ADDRESS:8765): listens on 127.0.0.1 unless you name "
                              "another address of this machine")
+    parser.add_argument("--web-teleop", default=None, metavar="ADDRESS",
+                        help="drive from a phone instead of the script: the web teleop's page on "
+                             f"http://ADDRESS:{WEB_TELEOP_PORT}/ (0.0.0.0 for every interface); ends with Ctrl-C")
     args = parser.parse_args(argv)
-    run = run_demo(args.out, args.model, args.config, args.live_view)
+    run = run_demo(args.out, args.model, args.config, args.live_view, args.web_teleop)
     print(f"\nCommanded vs achieved velocity per segment (policy: {run.label}; achieved = simulator ground truth, "
           f"mean after {SETTLE_S:.0f} s of each segment):")
     print(table(run.rows))

@@ -24,12 +24,15 @@ def _actions(context: LaunchContext, target: str) -> list:
     secure = LaunchConfiguration("secure").perform(context).lower() in ("true", "1")
     live_view = LaunchConfiguration("live_view").perform(context).lower() in ("true", "1")
     host = LaunchConfiguration("live_view_host").perform(context) if live_view else None
+    web_host = LaunchConfiguration("web_teleop_host").perform(context)
+    web_host = web_host if teleop == "web" or web_host else None   # named without teleop:=web: graph() says so
     params = str(params_file(target))
     actions = [
         Node(package=spec.package, executable=spec.executable, name=spec.name,
              parameters=[params, spec.params], output="screen", emulate_tty=True,
              ros_arguments=["--enclave", spec.enclave] if secure else None)
-        for spec in graph(target, model=model, teleop=teleop, record=record == "recorder", live_view=host)
+        for spec in graph(target, model=model, teleop=teleop, record=record == "recorder", live_view=host,
+                          web_teleop_host=web_host)
     ]
     if record == "ros2bag":
         actions.append(ExecuteProcess(cmd=["ros2", "bag", "record", "-s", "mcap", *RECORDED_TOPICS], output="screen"))
@@ -52,5 +55,8 @@ def describe(target: str) -> LaunchDescription:
         DeclareLaunchArgument("live_view_host", default_value=LOCALHOST,
                               description="the address the live view listens on: this machine only unless you "
                                           "name another of its addresses"),
+        DeclareLaunchArgument("web_teleop_host", default_value="",
+                              description="teleop:=web serves its page on this address (port 8080): 0.0.0.0 for "
+                                          "every interface, or one of this machine's; no default, it must be named"),
         OpaqueFunction(function=_actions, kwargs={"target": target}),
     ])

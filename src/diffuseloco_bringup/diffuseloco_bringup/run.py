@@ -4,6 +4,7 @@ separate processes, with a clean Ctrl-C shutdown (SIGINT to every node, then SIG
     python -m diffuseloco_bringup.run sim --teleop keyboard
     python -m diffuseloco_bringup.run robot --model models/diffuseloco_cyberdog2.onnx --record
     python -m diffuseloco_bringup.run sim --live-view            # Foxglove on ws://127.0.0.1:8765
+    python -m diffuseloco_bringup.run sim --teleop web --web-teleop-host 0.0.0.0   # a phone: http://HOST:8080/
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--live-view", nargs="?", const=LOCALHOST, default=None, metavar="ADDRESS",
                         help="start the Foxglove live view (ws://ADDRESS:8765); it listens on 127.0.0.1 unless "
                              "you name another address of this machine")
+    parser.add_argument("--web-teleop-host", default=None, metavar="ADDRESS",
+                        help="with --teleop web: the address its page is served on (http://ADDRESS:8080/); "
+                             "0.0.0.0 for every interface. No default: you choose which network may drive")
     parser.add_argument("--secure", action="store_true",
                         help="each node in its SROS2 enclave (docs/deployment.md, 'Who may command the robot')")
     return parser.parse_args(argv)
@@ -93,7 +97,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    specs = graph(args.target, model=args.model, teleop=args.teleop, record=args.record, live_view=args.live_view)
+    try:
+        specs = graph(args.target, model=args.model, teleop=args.teleop, record=args.record, live_view=args.live_view,
+                      web_teleop_host=args.web_teleop_host)
+    except ValueError as exc:
+        print(f"[run] {exc}", file=sys.stderr)
+        return 2
     running = Graph(specs, args.params or params_file(args.target), secure=args.secure)
     running.start()
     return running.wait()

@@ -213,7 +213,7 @@ class GamepadTeleop:
             return stopped
         if not state.deadman:
             return stopped
-        vx, vy, yaw = (_scale(s, r) for s, r in zip(state.sticks, (self._skill.vx, self._skill.vy, self._skill.yaw_rate)))
+        vx, vy, yaw = (scale_stick(s, r) for s, r in zip(state.sticks, (self._skill.vx, self._skill.vy, self._skill.yaw_rate)))
         return TeleopCommand(self._skill.id, *self._skill.clamp_command(vx, vy, yaw), source=self.mapping.source)
 
     # ----------------------------------------------------------------------------------------- internals
@@ -230,11 +230,7 @@ class GamepadTeleop:
         if not is_finite_number(value):
             warnings.append(f"axis {axis.index} is not finite: treated as centred")
             return 0.0
-        value = max(-1.0, min(1.0, float(value))) * (-1.0 if axis.invert else 1.0)
-        dz = self.mapping.deadzone
-        if abs(value) <= dz:
-            return 0.0
-        return math.copysign((abs(value) - dz) / (1.0 - dz), value)
+        return apply_deadzone(float(value) * (-1.0 if axis.invert else 1.0), self.mapping.deadzone)
 
     def _edges(self, complete: frozenset, fresh: bool) -> list[int]:
         """Actions whose chord became held now and is not shadowed by a larger held chord."""
@@ -265,7 +261,17 @@ class GamepadTeleop:
         return JoyResult(tuple(requests), skill_changed, tuple(warnings))
 
 
-def _scale(stick: float, bounds: tuple[float, float]) -> float:
+def apply_deadzone(value: float, deadzone: float) -> float:
+    """A stick reading clipped to [-1, 1], 0 inside the dead zone, the rest rescaled so the output still starts at
+    0 (no jump to `deadzone` speed when the stick leaves it). Shared by every stick-like input (gamepad, web page)
+    so they feel and stop alike."""
+    value = max(-1.0, min(1.0, value))
+    if abs(value) <= deadzone:
+        return 0.0
+    return math.copysign((abs(value) - deadzone) / (1.0 - deadzone), value)
+
+
+def scale_stick(stick: float, bounds: tuple[float, float]) -> float:
     """Stick in [-1, 1] -> velocity: full forward reaches the range's top, full back its bottom, centre 0."""
     low, high = bounds
     return stick * max(high, 0.0) if stick >= 0.0 else -stick * min(low, 0.0)
