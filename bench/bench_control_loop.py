@@ -61,7 +61,7 @@ class DiagnosticsReader(BackgroundNode):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.client.wait_for_service(timeout_sec=1.0):
-                future = self.client.call_async(SetControllerState.Request(request=request))
+                future = self.client.call_async(SetControllerState.Request(request=request, source="script"))
                 while not future.done() and time.monotonic() < deadline:
                     time.sleep(0.01)
                 if future.done() and future.result().accepted:
