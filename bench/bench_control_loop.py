@@ -7,7 +7,7 @@ and the age of the newest joint sample when the command that uses it is publishe
 preset's size and real sampler graphs; its weights are untrained and its action range is +-0.02, so the dog
 stands while the sampler does its full work every tick.
 
-Usage: .venv/bin/python bench/bench_control_loop.py [--preset small] [--seconds 30] [--warm-start 2]
+Usage: .venv/bin/python bench/bench_control_loop.py [--preset small] [--seconds 30] [--warm-start 2] [--precision int8]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from diffuseloco_bringup.run import Graph
 from diffuseloco_policy.config import load_config
 from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, SchedulerConfig, build_policy
 from diffuseloco_learning.export import export_onnx
+from diffuseloco_learning.quantize import write_int8_model
 from diffuseloco_policy.nodes.spin import BackgroundNode
 from diffuseloco_policy.normalizer import PolicyNormalizer
 
@@ -60,7 +61,7 @@ class DiagnosticsReader(BackgroundNode):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.client.wait_for_service(timeout_sec=1.0):
-                future = self.client.call_async(SetControllerState.Request(request=request))
+                future = self.client.call_async(SetControllerState.Request(request=request, source="script"))
                 while not future.done() and time.monotonic() < deadline:
                     time.sleep(0.01)
                 if future.done() and future.result().accepted:
@@ -75,12 +76,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warm-start", type=int, default=2, help="warm-start steps (0 = full sampler every tick)")
     parser.add_argument("--providers", default="cpu", help="the policy node's execution providers (tensorrt,cuda,cpu)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                        help="int8: the node runs the model's int8 file (export --precision int8)")
     args = parser.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         model = standing_model(args.preset, Path(tmp) / "policy.onnx")
+        if args.precision == "int8":
+            model = write_int8_model(model, Path(tmp) / "policy_int8.onnx")[0]
         params = yaml.safe_load(params_file("sim").read_text())
         params["diffuseloco_policy"]["ros__parameters"].update(model=str(model), warm_start_steps=args.warm_start,
                                                           providers=args.providers)
@@ -99,7 +104,7 @@ def main() -> None:
             graph.stop()
             reader.close()
     sampler = f"warm start {args.warm_start} steps" if args.warm_start else "full 10-step sampler"
-    print(f"\npolicy node, {args.preset} preset, {sampler}, 50 Hz, simulator at 500 Hz on the same 2 cores")
+    print(f"\npolicy node, {args.preset} preset ({args.precision}), {sampler}, 50 Hz, simulator at 500 Hz on the same 2 cores")
     for key in ("execution_providers", "state", "ticks", "deadline_misses", "inference_latency_ms", "jitter_p50_ms",
                 "jitter_p99_ms", "tick_compute_p50_ms", "tick_compute_p99_ms", "sensor_to_command_p50_ms",
                 "sensor_to_command_p99_ms"):

@@ -1,14 +1,18 @@
-"""Sampler latency, batch 1, one run: the reference-style loop versus our torch path, ONNX graph and warm starts.
+"""Sampler latency, batch 1, one run: the reference-style loop versus our torch path, ONNX graphs and warm starts.
 
-Not a test. Usage: .venv/bin/python bench/bench_sampler.py [--runs 300] [--presets paper small] [--providers cuda,cpu]
+Not a test. Usage: .venv/bin/python bench/bench_sampler.py [--runs 300] [--models paper shipped small] [--providers cuda,cpu]
+
+Models: the paper-size preset (random weights) and the shipped model file (its weights recovered from the file).
+ONNX paths: the fp32 graphs as exported, and the int8 file written from them (quantize.py; also at the other
+thread count). Speed-ups are against the reference-style loop of the same model in the same run.
 
 "Reference-style" reproduces how the original DiffuseLoco code samples: torch eager, a transformer built from
 nn.TransformerDecoder (TransformerForDiffusion layout, same sizes as ours), and a Python loop over diffusers'
 DDPMScheduler.step that recomputes the whole network (time token, cond encoder, cross-attention memory) every
-step. Random weights: latency does not depend on them. Threads: the ONNX default per model size (2 for width 256,
-1 for smaller, performance.md) and the same count for every torch path of that model. --providers runs the ONNX
-graphs on ONNX Runtime's execution providers (providers.py; default cpu); the header names those in use, and a
-provider this build lacks is skipped with a printed warning (or refused with --providers-required).
+step. Threads: the ONNX default per model size (2 for width 256, 1 for smaller, performance.md) and the same
+count for every torch path of that model. --providers runs the ONNX graphs on ONNX Runtime's execution providers
+(providers.py; default cpu); the header names those in use, and a provider this build lacks is skipped with a
+printed warning (or refused with --providers-required).
 """
 
 from __future__ import annotations
@@ -18,19 +22,24 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
 from diffuseloco_policy.config import load_config
 from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, PolicyDims, build_policy
 from diffuseloco_learning.export import export_onnx
-from diffuseloco_policy.model_file import read_onnx_info
+from diffuseloco_learning.quantize import write_int8_model
+from diffuseloco_learning.training.from_onnx import recover_policy
+from diffuseloco_policy.model_file import default_model_path, read_onnx_info
 from diffuseloco_policy.providers import ProviderChoice, parse_providers
-from diffuseloco_policy.runtime import OnnxRuntime
+from diffuseloco_policy.runtime import OnnxRuntime, default_threads
 from diffuseloco_learning.torch_runtime import TorchRuntime
+
+REFERENCE = "reference-style loop (torch eager + diffusers)"
 
 
 class ReferenceTransformer(nn.Module):
@@ -103,49 +112,82 @@ def measure(fn: Callable[[], object], runs: int, warmup: int = 20) -> tuple[floa
     return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-def bench_preset(preset: str, runs: int, workdir: Path,
-                 providers: ProviderChoice = ProviderChoice()) -> list[tuple[str, float, float]]:
-    config = load_config()
-    torch.manual_seed(0)
-    spec = ModelSpec(denoiser=DenoiserConfig.preset(preset))
-    policy = build_policy(config, spec).eval()
-    path = export_onnx(policy, config, workdir / f"{preset}.onnx", warm_steps=(2, 3))[0]
-    info = read_onnx_info(path, config)
-    threads = 2 if spec.denoiser.width >= 256 else 1
-    torch.set_num_threads(threads)
+def onnx_rows(label: str, path: Path, config: Any, threads: int, providers: ProviderChoice, obs: np.ndarray,
+              goal: np.ndarray, runs: int, in_use: dict[str, tuple[str, ...]]) -> list[tuple[str, float, float]]:
+    """Full sample and 2-/3-step warm starts of one model file (its .warm<k>.onnx graphs beside it)."""
     rng = np.random.default_rng(0)
-    obs = rng.standard_normal((config.observation.history, config.observation.obs_dim)).astype(np.float32)
-    goal = rng.standard_normal((config.observation.history, config.observation.goal_dim)).astype(np.float32)
+
+    def runtime(k: int) -> OnnxRuntime:
+        return OnnxRuntime(path, config, warm_start_steps=k, intra_op_threads=threads, providers=providers)
+
+    rt = runtime(2)
+    in_use[label] = rt.providers_in_use
+    for note in rt.provider_notes:
+        print(f"warning: {note}")
+    rows = [(f"{label}, full 10-step", *measure(lambda: rt.predict(obs, goal, rng, warm=False), runs))]
+    for k in (2, 3):
+        rt = runtime(k)
+        rt.predict(obs, goal, rng, warm=False)
+        rows.append((f"{label}, warm start {k} steps", *measure(lambda: rt.predict(obs, goal, rng, warm=True), runs)))
+    return rows
+
+
+def bench_model(name: str, policy: Optional[nn.Module], path: Path, runs: int,
+                providers: ProviderChoice = ProviderChoice()) -> list[tuple[str, float, float]]:
+    """Every path for one model: the reference-style loop, our torch path (when the torch policy is at hand), the
+    fp32 graph as exported and the int8 file written from it (quantize.py), each at the model's default threads;
+    the int8 file also at the other thread count, whose benefit depends on the machine."""
+    config = load_config()
+    info = read_onnx_info(path, config)
+    threads = default_threads(info)
+    torch.set_num_threads(threads)
+    int8 = write_int8_model(path, path.with_name(path.stem + "_int8.onnx"))[0]
+    rng = np.random.default_rng(0)
+    d = info.dims
+    obs = rng.standard_normal((d.history, d.obs_dim)).astype(np.float32)
+    goal = rng.standard_normal((d.history, d.goal_dim)).astype(np.float32)
 
     rows = []
     in_use: dict[str, tuple[str, ...]] = {}
-    ref = reference_loop(spec.denoiser, policy.dims)
-    rows.append(("reference-style loop (torch eager + diffusers)", *measure(lambda: ref(obs, goal), runs)))
-    for label, runtime in (("torch", lambda k: TorchRuntime(policy, info, warm_start_steps=k)),
-                           ("onnx", lambda k: OnnxRuntime(path, config, warm_start_steps=k, intra_op_threads=threads,
-                                                          providers=providers))):
-        rt = runtime(2)
-        in_use[label] = rt.providers_in_use
-        for note in rt.provider_notes:
-            print(f"warning: {note}")
-        rows.append((f"ours {label}, full 10-step", *measure(lambda: rt.predict(obs, goal, rng, warm=False), runs)))
-        for k in (2, 3):
-            rt = runtime(k)
-            rt.predict(obs, goal, rng, warm=False)
-            rows.append((f"ours {label}, warm start {k} steps", *measure(lambda: rt.predict(obs, goal, rng, warm=True), runs)))
-    print(f"\n{preset} preset ({sum(p.numel() for p in policy.parameters()) / 1e6:.2f} M params), {threads} thread(s), "
-          f"batch 1, {runs} runs; onnx on {', '.join(in_use['onnx'])} (asked {providers.text()})")
+    ref = reference_loop(info.spec.denoiser, d)
+    rows.append((REFERENCE, *measure(lambda: ref(obs, goal), runs)))
+    if policy is not None:
+        rt = TorchRuntime(policy, info, warm_start_steps=2)
+        rows.append(("ours torch, full 10-step", *measure(lambda: rt.predict(obs, goal, rng, warm=False), runs)))
+    rows += onnx_rows("ours onnx fp32", path, config, threads, providers, obs, goal, runs, in_use)
+    rows += onnx_rows("ours onnx int8", int8, config, threads, providers, obs, goal, runs, in_use)
+    other = 3 - threads
+    rows += onnx_rows(f"ours onnx int8 {other} thread(s)", int8, config, other, providers, obs, goal, runs, in_use)[:1]
+    params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer if len(t.dims) == 2)
+    print(f"\n{name} ({params / 1e6:.2f} M weights in matrices), {threads} thread(s) unless named, batch 1, {runs} "
+          f"runs; onnx on {', '.join(in_use['ours onnx fp32'])} (asked {providers.text()})")
     base = rows[0][1]
     print(f"  {'path':48s} {'median ms':>10s} {'p99 ms':>8s} {'speed-up':>9s}")
-    for name, med, p99 in rows:
-        print(f"  {name:48s} {med:10.2f} {p99:8.2f} {base / med:8.1f}x")
+    for label, med, p99 in rows:
+        print(f"  {label:48s} {med:10.2f} {p99:8.2f} {base / med:8.1f}x")
     return rows
+
+
+def random_model(preset: str, workdir: Path) -> tuple[nn.Module, Path]:
+    """A policy of the preset's size with random weights (latency does not depend on them), exported."""
+    config = load_config()
+    torch.manual_seed(0)
+    policy = build_policy(config, ModelSpec(denoiser=DenoiserConfig.preset(preset))).eval()
+    return policy, export_onnx(policy, config, workdir / f"{preset}.onnx", warm_steps=(2, 3))[0]
+
+
+def shipped_model(workdir: Path) -> tuple[nn.Module, Path]:
+    """The shipped model's policy, recovered from its file (and checked against it), exported with 2- and 3-step
+    warm-start graphs: the same computation as the shipped file, plus a warm-start length it does not ship."""
+    policy, info = recover_policy(default_model_path())
+    return policy, export_onnx(policy, info.config, workdir / "shipped.onnx", warm_steps=(2, 3))[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--presets", nargs="+", default=["paper", "small"])
+    parser.add_argument("--models", nargs="+", default=["paper", "shipped"],
+                        help="'shipped' (the shipped file) or a preset name (random weights): paper, small, tiny")
     parser.add_argument("--providers", default="cpu", help="ONNX Runtime execution providers, e.g. tensorrt,cuda,cpu")
     parser.add_argument("--providers-required", action="store_true", help="refuse a provider this build lacks")
     parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache (default ~/.cache/diffuseloco)")
@@ -153,18 +195,28 @@ def main() -> None:
     providers = parse_providers(args.providers, args.providers_required, args.engine_cache)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for preset in args.presets:
-            results[preset] = {name: (med, p99) for name, med, p99 in bench_preset(preset, args.runs, Path(tmp),
-                                                                                   providers)}
+        for name in args.models:
+            policy, path = shipped_model(Path(tmp)) if name == "shipped" else random_model(name, Path(tmp))
+            label = f"shipped model ({default_model_path().name})" if name == "shipped" else f"{name} preset"
+            results[name] = {row[0]: row[1:] for row in bench_model(label, policy, path, args.runs, providers)}
     if "paper" in results:
-        r = results["paper"]
-        ref = r["reference-style loop (torch eager + diffusers)"][0]
-        full_med, full_p99 = r["ours onnx, full 10-step"]
-        warm = max(r[f"ours onnx, warm start {k} steps"][0] for k in (2, 3))
-        print("\ntargets (paper preset, ONNX):")
-        print(f"  full 10-step >= 3x faster than reference: {ref / full_med:.1f}x  {'met' if ref / full_med >= 3 else 'MISSED'}")
-        print(f"  full 10-step p99 < 20 ms: {full_p99:.1f} ms  {'met' if full_p99 < 20 else 'MISSED'}")
-        print(f"  warm start <= 3 steps >= 8x faster: {ref / warm:.1f}x  {'met' if ref / warm >= 8 else 'MISSED'}")
+        print_targets(results["paper"])
+
+
+def print_targets(r: dict[str, tuple[float, float]]) -> None:
+    """The paper-size targets, met by the fastest ONNX path (the int8 file at default threads)."""
+    ref = r[REFERENCE][0]
+    for precision in ("fp32", "int8"):
+        full_med, full_p99 = r[f"ours onnx {precision}, full 10-step"]
+        warm = max(r[f"ours onnx {precision}, warm start {k} steps"][0] for k in (2, 3))
+        print(f"\ntargets (paper preset, ONNX {precision}):")
+        print(f"  full 10-step >= 3x faster than reference: {ref / full_med:.1f}x  {_met(ref / full_med >= 3)}")
+        print(f"  full 10-step p99 <= 10 ms: {full_p99:.1f} ms  {_met(full_p99 <= 10)}")
+        print(f"  warm start <= 3 steps >= 8x faster: {ref / warm:.1f}x  {_met(ref / warm >= 8)}")
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
 
 
 if __name__ == "__main__":

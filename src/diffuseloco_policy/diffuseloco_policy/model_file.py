@@ -35,6 +35,8 @@ PREFIX = "diffuseloco."
 # The exported graphs' input and output names (diffuseloco_learning.export writes them, runtime.py feeds them).
 INPUT_OBS, INPUT_GOAL, INPUT_NOISE, INPUT_PREV = "obs_history", "goal_history", "noise", "prev_clean"
 OUTPUT_ACTIONS, OUTPUT_CLEAN = "actions", "clean"
+# What a graph computes its matrix products in: fp32 as exported, or int8 weights (diffuseloco_learning.quantize).
+PRECISION_FP32, PRECISION_INT8 = "fp32", "int8"
 KEYS = ("format_version", "stack_config", "model", "normalizer", "observation_layout", "joint_order", "rates",
         "scheduler", "graph")
 
@@ -258,6 +260,11 @@ def read_onnx_info(path: Union[str, Path], robot: Optional[StackConfig] = None) 
     if robot is not None:
         check_compatible(info.config, robot, source=str(path))
     return info
+
+
+def graph_precision(graph: Mapping[str, Any]) -> str:
+    """A graph entry's precision: files without the key were exported in fp32."""
+    return str(graph.get("precision", PRECISION_FP32))
 
 
 def warm_path(path: Union[str, Path], steps: int) -> Path:

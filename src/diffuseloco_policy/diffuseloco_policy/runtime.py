@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import StackConfig
 from .model_file import (INPUT_GOAL, INPUT_NOISE, INPUT_OBS, INPUT_PREV, OUTPUT_ACTIONS, OUTPUT_CLEAN, ModelInfo,
-                         ModelMismatchError, read_onnx_info, warm_path)
+                         ModelMismatchError, graph_precision, read_onnx_info, warm_path)
 from .model_spec import inference_timesteps
 from .providers import ProviderChoice, ProviderPlan, check_session, in_use_names, plan_providers, session_entries
 
@@ -144,13 +144,16 @@ class OnnxRuntime(PolicyRuntime):
 
     providers: the execution providers to run them on (providers.py; default the CPU). A provider this build
     lacks is skipped or, when required, refused; `providers_in_use` and `provider_notes` say what happened, and
-    callers report them (the runtime itself logs nothing)."""
+    callers report them (the runtime itself logs nothing). `precision` is what the file's graphs compute their
+    matrix products in ('fp32', or 'int8' for a file from diffuseloco_learning.quantize); a warm-start graph of
+    another precision than its full graph is refused, so one file never mixes them."""
 
     def __init__(self, path: Union[str, Path], robot: Optional[StackConfig] = None,
                  warm_start_steps: Optional[int] = None, intra_op_threads: Optional[int] = None, seed: int = 0,
                  noise_scale: float = 1.0, providers: Optional[ProviderChoice] = None) -> None:
         info = read_onnx_info(path, robot)
         super().__init__(info, warm_start_steps, seed, noise_scale)
+        self.precision = graph_precision(info.graph)
         self.intra_op_threads = intra_op_threads or default_threads(info)
         self.provider_choice = providers or ProviderChoice()
         plan = plan_providers(self.provider_choice)
@@ -165,6 +168,9 @@ class OnnxRuntime(PolicyRuntime):
             winfo = read_onnx_info(wpath, robot)
             if winfo.graph.get("steps") != self.warm_start_steps or winfo.config != info.config:
                 raise ModelMismatchError(f"{wpath}: warm-start graph does not belong to {path}")
+            if graph_precision(winfo.graph) != self.precision:
+                raise ModelMismatchError(f"{wpath}: warm-start graph is {graph_precision(winfo.graph)}, {path} is "
+                                         f"{self.precision}; write both with the same export")
             self.warm_session = self._open(wpath, self.intra_op_threads, plan)
             if self.warm_session.get_providers() != self.session.get_providers():  # the same plan, another outcome
                 warm_notes = check_session(self.provider_choice, plan, self.warm_session.get_providers())

@@ -3,6 +3,7 @@
     python -m diffuseloco_learning.training.export --checkpoint out/train_small/ckpt_latest --out models/policy.onnx
     python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/b.onnx --envelope ...
     python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/b.onnx --gain-scale trot=0.8
+    python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/a_int8.onnx --precision int8
 
 Writes models/policy.onnx and models/policy.warm<k>.onnx for each --warm-steps entry (default: the model's
 warm_start_steps), each checked once in ONNX Runtime against the torch model to 1e-4 by export_onnx.
@@ -17,7 +18,11 @@ envelope enforced, not merely documented. Widening a range is refused: the model
 (SkillConfig.kp_scale, gains.py): the gains the model was validated with travel in the file, like its envelope.
 Scales outside [0.7, 1.3] (config.MIN_KP_SCALE, MAX_KP_SCALE) are refused.
 
---from-model changes the envelope or the gain scales of a file that is already exported (and of its warm-start
+--precision int8 writes the graphs with int8 weights in their matrix products (quantize.py): about 2x faster for the
+paper-size model on a CPU, actions within quantization error of fp32 (docs/research/performance.md). The file is
+checked against the fp32 graphs it comes from and refused if their actions differ by more than the tolerance.
+
+--from-model changes the envelope, the gain scales or the precision of a file that is already exported (and of its warm-start
 graphs) without its checkpoint: the graphs are copied untouched and only the embedded stack config changes, so
 the new file computes exactly what the old one did. Its ranges can only shrink against the source file's, which
 may already carry an envelope.
@@ -28,14 +33,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 from diffuseloco_policy.config import MAX_KP_SCALE, MIN_KP_SCALE, ConfigError, StackConfig
 from ..export import export_onnx
+from ..quantize import write_int8_model
 from diffuseloco_policy.model_file import warm_graphs, warm_path
 from diffuseloco_policy.gains import with_kp_scales
-from diffuseloco_policy.model_file import PREFIX, ModelMismatchError, load_onnx
+from diffuseloco_policy.model_file import PRECISION_FP32, PRECISION_INT8, PREFIX, ModelMismatchError, load_onnx
 from diffuseloco_learning.model_checkpoint import load_checkpoint
 from .checkpoint import ema_weights_path
 
@@ -102,14 +109,29 @@ def deployment_config(config: StackConfig, limits: Mapping[tuple[str, str], tupl
 
 
 def export_checkpoint(checkpoint: Union[str, Path], out: Union[str, Path], warm_steps: Optional[Sequence[int]] = None,
-                      weights: str = "ema", envelope: Sequence[str] = (), gain_scales: Sequence[str] = ()
-                      ) -> list[Path]:
+                      weights: str = "ema", envelope: Sequence[str] = (), gain_scales: Sequence[str] = (),
+                      precision: str = PRECISION_FP32) -> list[Path]:
     limits, scales = parse_envelope(envelope), parse_gain_scales(gain_scales)  # malformed: fails before the load
     policy, info = load_checkpoint(ema_weights_path(checkpoint, weights))
     if warm_steps is None:
         warm_steps = (info.spec.warm_start_steps,) if info.spec.kind == "diffusion" else ()
     config = deployment_config(info.config, limits, scales)
-    return export_onnx(policy, config, out, warm_steps=tuple(warm_steps), verify=True)
+    if precision == PRECISION_FP32:
+        return export_onnx(policy, config, out, warm_steps=tuple(warm_steps), verify=True)
+    with tempfile.TemporaryDirectory() as tmp:  # the fp32 graphs, verified against torch, are the int8 file's source
+        fp32 = export_onnx(policy, config, Path(tmp) / Path(out).name, warm_steps=tuple(warm_steps), verify=True)
+        return write_int8_model(fp32[0], out)
+
+
+def requantize_model_file(source: Union[str, Path], out: Union[str, Path], envelope: Sequence[str] = (),
+                          gain_scales: Sequence[str] = ()) -> list[Path]:
+    """An fp32 model file (and its warm-start graphs) as an int8 file at `out`, with the deployment changes of
+    redeploy_model_file applied first when any are given."""
+    if not envelope and not gain_scales:
+        return write_int8_model(source, out)
+    with tempfile.TemporaryDirectory() as tmp:
+        narrowed = redeploy_model_file(source, Path(tmp) / Path(out).name, envelope, gain_scales)
+        return write_int8_model(narrowed[0], out)
 
 
 def redeploy_model_file(source: Union[str, Path], out: Union[str, Path], envelope: Sequence[str] = (),
@@ -156,6 +178,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--warm-steps", type=int, nargs="*", default=None,
                         help="warm-start graphs to write (default: the model's warm_start_steps)")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema")
+    parser.add_argument("--precision", choices=(PRECISION_FP32, PRECISION_INT8), default=PRECISION_FP32,
+                        help="int8: int8 weights in the matrix products, checked against fp32 (default fp32)")
     parser.add_argument("--envelope", action="append", default=[], metavar="SKILL.FIELD=LOW:HIGH",
                         help="narrow a skill's command range in the file (repeatable), e.g. trot.vx=-0.25:0.5")
     parser.add_argument("--gain-scale", action="append", default=[], metavar="SKILL=SCALE",
@@ -165,11 +189,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.from_model and (args.warm_steps is not None or args.weights != "ema"):
         parser.error("--from-model copies the file's graphs as they are: --warm-steps and --weights do not apply")
     try:
-        if args.from_model:
+        if args.from_model and args.precision == PRECISION_INT8:
+            written = requantize_model_file(args.from_model, args.out, args.envelope, args.gain_scale)
+        elif args.from_model:
             written = redeploy_model_file(args.from_model, args.out, args.envelope, args.gain_scale)
         else:
             written = export_checkpoint(args.checkpoint, args.out, args.warm_steps, args.weights, args.envelope,
-                                        args.gain_scale)
+                                        args.gain_scale, args.precision)
     except (ConfigError, ModelMismatchError) as error:
         parser.error(str(error))   # a refusal, not a crash: exit 2 with the reason, nothing written
     for path in written:
