@@ -9,11 +9,12 @@ and the node can compare it with the robot it is about to drive.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import yaml
@@ -213,6 +214,47 @@ class SkillConfig:
         return vx, vy, yaw_rate
 
 
+@dataclass(frozen=True)
+class CommandClassConfig:
+    """Skills commanded as one, as DiffuseLoco's reference data shares one command token between trot and pace and
+    one between bound and hop. A class model's goal names the class, never the gait: its data is unlabelled, the
+    same goal maps to several gaits, and the policy has to pick one from its observation history and keep it
+    (docs/research/multimodality.md). A class is commanded by the id of any of its skills; its own id is its
+    first skill's (class_command)."""
+
+    name: str
+    skills: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.skills) < 2:
+            raise ConfigError(f"command class {self.name}: a class merges at least two skills, got {list(self.skills)}")
+        if len(set(self.skills)) != len(self.skills):
+            raise ConfigError(f"command class {self.name}: a skill is listed twice in {list(self.skills)}")
+
+
+def class_command(command_class: CommandClassConfig, members: Sequence[SkillConfig]) -> SkillConfig:
+    """A class as one command entry: its first skill's id, and the command range every member was demonstrated at
+    (the intersection of their ranges, the strictest strafe/turn budget). Why the intersection: whichever gait the
+    policy picks, the command is one that gait's expert walked, and the command alone does not give the gait away
+    (with the union, a fast walk command would only ever have been a trot). The members must share one kp scale:
+    the node cannot know which gait's gain to use."""
+    def common(field_name: str) -> tuple[float, float]:
+        low = max(getattr(m, field_name)[0] for m in members)
+        high = min(getattr(m, field_name)[1] for m in members)
+        if low > high:
+            raise ConfigError(f"command class {command_class.name}: the {field_name} ranges of "
+                              f"{[m.name for m in members]} do not overlap, so no command fits every gait")
+        return low, high
+
+    scales = {m.kp_scale for m in members}
+    if len(scales) > 1:
+        raise ConfigError(f"command class {command_class.name}: its skills have different kp_scale "
+                          f"{sorted(scales)}; a class is driven with one gain")
+    budgets = [m.strafe_turn_budget for m in members if m.strafe_turn_budget > 0]
+    return SkillConfig(command_class.name, min(m.id for m in members), common("vx"), common("vy"),
+                       common("yaw_rate"), min(budgets, default=0.0), scales.pop())
+
+
 def _share(value: float, bounds: tuple[float, float]) -> float:
     """|value| as a fraction of the range's reach on its side (0 where the range has none)."""
     reach = bounds[1] if value > 0 else -bounds[0]
@@ -400,6 +442,9 @@ class StackConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     command_feedback: CommandFeedbackConfig = field(default_factory=CommandFeedbackConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    # Empty: every skill is its own command (a labelled model). Otherwise the goal's skill one-hot runs over the
+    # classes and the skills in none (`commands`): a class model (CommandClassConfig, command_classes.py).
+    command_classes: tuple[CommandClassConfig, ...] = ()
 
     def __post_init__(self) -> None:
         self._check_lying_pose()
@@ -407,11 +452,37 @@ class StackConfig:
         ids = [s.id for s in self.skills]
         if ids != list(range(len(ids))):
             raise ConfigError(f"skill ids must be 0..{len(ids) - 1} in order, got {ids}")
+        self._check_command_classes()
         skill_term = self.observation.goal_slices().get("skill")
-        if skill_term is not None and skill_term.stop - skill_term.start != len(self.skills):
-            raise ConfigError(
-                f"goal term 'skill' has size {skill_term.stop - skill_term.start} but {len(self.skills)} skills are listed"
-            )
+        if skill_term is not None and skill_term.stop - skill_term.start != len(self.commands):
+            listed = (f"{len(self.skills)} skills are listed" if not self.command_classes else
+                      f"the command classes leave {len(self.commands)} commands ({[c.name for c in self.commands]})")
+            raise ConfigError(f"goal term 'skill' has size {skill_term.stop - skill_term.start} but {listed}")
+
+    def _check_command_classes(self) -> None:
+        """Each class merges known skills, none twice, never stand: the command watchdog and the stale-sensor
+        reaction command stand itself, which must stay stand. A class model cannot have the gait clock (the
+        gait_phase goal term): it would tell the model the gait its goal must not name."""
+        names = {s.name for s in self.skills}
+        seen: set[str] = set()
+        for command_class in self.command_classes:
+            where = f"command class {command_class.name}"
+            if command_class.name in names or command_class.name in seen:
+                raise ConfigError(f"{where}: the name is taken by a skill or another class")
+            unknown = [s for s in command_class.skills if s not in names]
+            if unknown:
+                raise ConfigError(f"{where}: unknown skills {unknown}; known: {sorted(names)}")
+            if "stand" in command_class.skills:
+                raise ConfigError(f"{where}: stand cannot be in a class (the command watchdog and the stale-sensor "
+                                  "reaction command stand, which must stay a stand)")
+            taken = [s for s in command_class.skills if s in seen]
+            if taken:
+                raise ConfigError(f"{where}: skills {taken} are in another class too")
+            seen.update(command_class.skills)
+            seen.add(command_class.name)
+        if self.command_classes and any(t.name == "gait_phase" for t in self.observation.goal_terms):
+            raise ConfigError("command classes and the gait_phase goal term exclude each other: the gait clock "
+                              "tells the model which gait its class goal leaves open")
 
     def _check_lying_pose(self) -> None:
         pose, robot = self.controller.lying_pose, self.robot
@@ -445,6 +516,33 @@ class StackConfig:
                 return s
         raise ConfigError(f"unknown skill {key!r}; known: {[s.name for s in self.skills]}")
 
+    @functools.cached_property
+    def commands(self) -> tuple[SkillConfig, ...]:
+        """What a command names and the goal's skill one-hot runs over, in id order: each skill in no class as
+        itself, each command class as one entry (class_command). Without classes: the skills."""
+        classed = {name for c in self.command_classes for name in c.skills}
+        entries = [s for s in self.skills if s.name not in classed]
+        entries += [class_command(c, [self.skill(name) for name in c.skills]) for c in self.command_classes]
+        return tuple(sorted(entries, key=lambda entry: entry.id))
+
+    def command(self, key: Union[int, str]) -> SkillConfig:
+        """The command entry a skill or class id or name stands for: a skill in no class is its own entry, a skill
+        in a class stands for the class (a class model asked for pace walks, and picks the gait itself)."""
+        for entry in self.commands:
+            if entry.id == key or entry.name == key:
+                return entry
+        name = self.skill(key).name   # a ConfigError for an unknown key
+        return self.command(next(c.name for c in self.command_classes if name in c.skills))
+
+    def command_index(self, key: Union[int, str]) -> int:
+        """Where the command entry of a skill or class sits in the goal's one-hot."""
+        return self.commands.index(self.command(key))
+
+    def command_class(self, key: Union[int, str]) -> Union[CommandClassConfig, None]:
+        """The class a skill or class id or name belongs to, None for a skill in no class."""
+        name = self.command(key).name
+        return next((c for c in self.command_classes if c.name == name), None)
+
     def describe_command_ranges(self) -> str:
         """The moving skills' command ranges in one line, for reports that must say which ranges they ran with
         (a model file's envelope can narrow them)."""
@@ -454,8 +552,12 @@ class StackConfig:
                          if any(r != (0.0, 0.0) for r in (s.vx, s.vy, s.yaw_rate)))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain lists and dicts, as YAML or JSON would hold them (for model metadata and checkpoints)."""
-        return plain(dataclasses.asdict(self))
+        """Plain lists and dicts, as YAML or JSON would hold them (for model metadata and checkpoints). A labelled
+        config has no command_classes key, so its files and datasets read as before the classes existed."""
+        data = plain(dataclasses.asdict(self))
+        if not self.command_classes:
+            del data["command_classes"]
+        return data
 
 
 def plain(value: Any) -> Any:

@@ -11,6 +11,10 @@ a model trained on it), and the models already in use must keep running. A model
 first ones (same ids and names, in order), with its skill one-hot over exactly those, loads; it runs over its own
 skills (model_view) and a command for a skill it lacks is refused by the policy loop (skills_lacking). Training
 needs the exact set (exact_skills): a dataset's goals are stored with their one-hot.
+
+Command classes (config.CommandClassConfig) are the model's too: a class model (trained on data whose goals name
+'walk', not trot or pace) runs on a robot config without classes over its own class map (model_view), and a robot
+config with a map of its own runs only models with that map (class_problems).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 
+from .command_classes import class_map, describe_command_classes
 from .config import ConfigError, StackConfig, TermConfig, config_from_dict
 from .model_spec import ModelSpec, PolicyDims
 from .normalizer import PolicyNormalizer
@@ -66,8 +71,11 @@ def observation_layout(config: StackConfig) -> dict[str, Any]:
         return [{"name": t.name, "size": t.size, "scale": t.scale} for t in ts]
 
     obs = config.observation
-    return {"history": obs.history, "obs_dim": obs.obs_dim, "goal_dim": obs.goal_dim, "terms": terms(obs.terms),
-            "goal_terms": terms(obs.goal_terms)}
+    layout = {"history": obs.history, "obs_dim": obs.obs_dim, "goal_dim": obs.goal_dim, "terms": terms(obs.terms),
+              "goal_terms": terms(obs.goal_terms)}
+    if config.command_classes:   # what the skill one-hot names: the classes (files without classes read as before)
+        layout["command_classes"] = class_map(config)
+    return layout
 
 
 def build_metadata(policy: Any, config: StackConfig, graph: Optional[dict[str, Any]] = None) -> dict[str, str]:
@@ -151,21 +159,41 @@ def skill_problems(model: StackConfig, robot: StackConfig, exact: bool = False) 
             "be the robot's first ones, with the same ids and names in the same order"]
 
 
-def _over_skills(config: StackConfig, count: int) -> StackConfig:
-    """The config over its first `count` skills, with the skill one-hot (if any) sized to them."""
-    if count == len(config.skills):
-        return config
-    goal = tuple(dataclasses.replace(t, size=count) if t.name == "skill" else t for t in config.observation.goal_terms)
-    return dataclasses.replace(config, skills=config.skills[:count],
-                               observation=dataclasses.replace(config.observation, goal_terms=goal))
+def class_problems(model: StackConfig, robot: StackConfig, exact: bool = False) -> list[str]:
+    """Why the model's command classes do not fit the robot config ([] when they do): equal maps, or (exact
+    False) a robot config without classes, which runs the model over the model's map (model_view)."""
+    if model.command_classes == robot.command_classes or not (exact or robot.command_classes):
+        return []
+    why = ("data and training need the same class map" if exact else
+           "a robot config with a class map runs only models with that map")
+    return [f"command classes differ: model {describe_command_classes(model)} vs robot "
+            f"{describe_command_classes(robot)} ({why})"]
+
+
+def _as_model(robot: StackConfig, model: StackConfig) -> StackConfig:
+    """The robot config over the model's skills and command classes, the skill one-hot (if any) sized to the
+    commands they leave; a ModelMismatchError where the robot's ranges leave a class no common command."""
+    if len(model.skills) == len(robot.skills) and model.command_classes == robot.command_classes:
+        return robot
+    size = len(model.commands)
+    goal = tuple(dataclasses.replace(t, size=size) if t.name == "skill" else t for t in robot.observation.goal_terms)
+    try:
+        return dataclasses.replace(robot, skills=robot.skills[:len(model.skills)],
+                                   command_classes=model.command_classes,
+                                   observation=dataclasses.replace(robot.observation, goal_terms=goal))
+    except ConfigError as exc:
+        raise ModelMismatchError(f"the model's command classes ({describe_command_classes(model)}) cannot run on "
+                                 f"this robot config: {exc}") from exc
 
 
 def model_view(robot: StackConfig, model: StackConfig) -> StackConfig:
     """The robot config as this model runs it: over the model's skills (the robot's first ones; check with
-    skill_problems first), the goal's skill one-hot sized to them, so the goal it is fed has its layout."""
-    if skill_problems(model, robot):
-        raise ModelMismatchError("; ".join(skill_problems(model, robot)))
-    return _over_skills(robot, len(model.skills))
+    skill_problems first) and command classes, the goal's skill one-hot sized to its commands, so the goal it is
+    fed has its layout."""
+    problems = skill_problems(model, robot) + class_problems(model, robot)
+    if problems:
+        raise ModelMismatchError("; ".join(problems))
+    return _as_model(robot, model)
 
 
 def skills_lacking(robot: StackConfig, model: StackConfig) -> dict[int, str]:
@@ -176,10 +204,14 @@ def skills_lacking(robot: StackConfig, model: StackConfig) -> dict[int, str]:
 
 def compatibility_problems(model: StackConfig, robot: StackConfig, exact_skills: bool = False) -> list[str]:
     """Every way the model's training setup differs from the robot's in something the policy depends on. A model
-    over the robot's first skills fits unless exact_skills (training: datasets and a fine-tune's start)."""
-    problems = skill_problems(model, robot, exact_skills)
-    if not skill_problems(model, robot):   # a prefix: the goal layout is compared over the model's skills
-        robot = _over_skills(robot, len(model.skills))
+    over the robot's first skills, or with a class map the robot config lacks, fits unless exact_skills (training:
+    datasets and a fine-tune's start)."""
+    problems = skill_problems(model, robot, exact_skills) + class_problems(model, robot, exact_skills)
+    if not skill_problems(model, robot) and not class_problems(model, robot):
+        try:   # a prefix, maybe with classes: the goal layout is compared over the model's commands
+            robot = _as_model(robot, model)
+        except ModelMismatchError as exc:
+            problems.append(str(exc))
     mr, rr = model.robot, robot.robot
     if mr.joint_names != rr.joint_names:
         problems.append(f"joint order/names differ: model {list(mr.joint_names)} vs robot {list(rr.joint_names)}")

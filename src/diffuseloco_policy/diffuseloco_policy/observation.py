@@ -98,6 +98,9 @@ class ObservationBuilder:
         self.config = config
         self.default_pose = np.asarray(config.robot.default_pose, dtype=np.float64)
         self.num_skills = len(config.skills)
+        # skill id -> its place in the one-hot: its own, or its command class's (config.commands)
+        self._one_hot_index = {s.id: config.command_index(s.id) for s in config.skills}
+        self._one_hot_size = len(config.commands)
         self._obs_terms = [(t, self._state_term(t)) for t in config.observation.terms]
         self._goal_names = [t.name for t in config.observation.goal_terms]
         unknown = set(self._goal_names) - {"command", "skill", GAIT_PHASE_TERM}
@@ -137,7 +140,8 @@ class ObservationBuilder:
 
     def goal(self, command: np.ndarray, skill_id: int, gait_phase: Optional[np.ndarray] = None) -> np.ndarray:
         """The goal vector (float32): scaled (vx, vy, yaw rate), a one-hot skill and, where the config has the
-        term, the gait phase (gaits.py GaitSchedule.phase_features) of the same tick."""
+        term, the gait phase (gaits.py GaitSchedule.phase_features) of the same tick. With command classes the
+        one-hot names the skill's class, not the skill: trot and pace give the same goal (the data is unlabelled)."""
         if not 0 <= int(skill_id) < self.num_skills:
             raise ConfigError(f"skill id {skill_id} outside 0..{self.num_skills - 1}")
         parts = []
@@ -145,7 +149,7 @@ class ObservationBuilder:
             if name == "command":
                 parts.append(np.asarray(command, dtype=np.float64).reshape(3) * self._goal_scales[name])
             elif name == "skill":
-                parts.append(np.eye(self.num_skills)[int(skill_id)])
+                parts.append(np.eye(self._one_hot_size)[self._one_hot_index[int(skill_id)]])
             else:
                 parts.append(_gait_phase(gait_phase) * self._goal_scales[name])
         return np.concatenate(parts).astype(np.float32)

@@ -18,6 +18,10 @@ model_view); a command for one of the others is refused: the skill in effect sta
 source asked for something else; stepping in place is the gentlest stop), and `skill_refusal` says why until a
 command is accepted again. The source counts as alive, so the watchdog does not stand the robot.
 
+Command classes: a class model (config.CommandClassConfig: its goal names 'walk', not trot or pace) runs over
+its classes; a command for any skill of a class is one for the class, clamped to the class's range, the class's
+id (its first skill's) is the skill in effect, and `command_class` says so (the node puts it in /diagnostics).
+
 Watchdogs (config.WatchdogConfig): with command_watchdog=True (the node) a command source that falls silent gets
 its velocity zeroed, then the skill set to stand (command_watchdog.py). A sampler that fails (an exception,
 non-finite actions) leaves the previous plan in use, like a deadline miss; WatchdogConfig.sampler_failures
@@ -38,6 +42,7 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
+from .command_classes import describe_command
 from .command_feedback import CommandFeedback, Measured
 from .command_watchdog import CommandTimeout, CommandWatchdog
 from .config import StackConfig
@@ -126,6 +131,7 @@ class PolicyLoop:
         if overlap:
             raise ValueError(f"lacking_skills {sorted(overlap)} are skills of the config the loop runs")
         self.skill_refusal = ""          # why the last skill command was refused for a skill the model lacks
+        self.command_class = ""          # which command class the command in effect runs ("" for a plain skill)
         self.command_watchdog = CommandWatchdog(config.watchdog) if command_watchdog else None
         self.command_timeout = ""        # why the command in effect was reduced by the watchdog ("" if it is not)
         self._command_fresh = False      # set_skill_command accepted a command since the last tick
@@ -162,7 +168,8 @@ class PolicyLoop:
 
     # ------------------------------------------------------------------------------------------------ inputs
     def set_skill_command(self, skill: int, vx: float, vy: float, yaw_rate: float) -> SkillCommandState:
-        """Accept a teleop command: unknown skills are refused (the previous one stays), speeds clamped."""
+        """Accept a teleop command: unknown skills are refused (the previous one stays), speeds clamped. A skill of
+        a command class commands the class (the class's id is then the skill in effect)."""
         values = np.array([vx, vy, yaw_rate], dtype=np.float64)
         if not np.all(np.isfinite(values)):
             self.skill.note = "refused a command with non-finite velocity"
@@ -173,16 +180,18 @@ class PolicyLoop:
         if skill not in ids:
             self.skill.note = f"refused unknown skill id {skill}"
             return self.skill
-        clamped = np.array(self.config.skill(skill).clamp_command(*values))
+        command = self.config.command(skill)
+        clamped = np.array(command.clamp_command(*values))
         note = "velocity clamped to the skill's range" if not np.allclose(clamped, values) else ""
-        self.skill = SkillCommandState(skill, clamped, note)
+        self.skill = SkillCommandState(command.id, clamped, note)
+        self.command_class = describe_command(self.config, skill)
         self.skill_refusal = ""
         self._command_fresh = True
         return self.skill
 
     def _refuse_lacking(self, skill: int) -> SkillCommandState:
         """A skill of the robot that the model was not trained on: keep the skill in effect at zero velocity."""
-        kept = self.config.skill(self.skill.skill).name
+        kept = self.config.command(self.skill.skill).name
         self.skill_refusal = (f"refused skill {self.lacking_skills[skill]} (id {skill}): the model was not trained "
                               f"on it (its skills: {', '.join(s.name for s in self.config.skills)}); {kept} kept, "
                               "velocity zeroed")
@@ -285,6 +294,8 @@ class PolicyLoop:
         if not self.command_timeout or (timeout == CommandTimeout.STAND and self.skill.skill != self._stand_id):
             self.command_timeout = self.command_watchdog.describe(now)
         skill = self._stand_id if timeout == CommandTimeout.STAND else self.skill.skill
+        if skill == self._stand_id:
+            self.command_class = ""
         self.skill = SkillCommandState(skill, np.zeros(3), self.command_timeout)
 
     def _update_model_command(self, sensors: "_Sensors", running: bool) -> None:
@@ -296,7 +307,7 @@ class PolicyLoop:
             velocity = sensors.velocity if self.monitor.velocity_fault is None else None
             planar = None if velocity is None else np.asarray(velocity.linear_velocity, dtype=np.float64)[:2]
             measured = Measured(planar, float(np.asarray(sensors.imu.angular_velocity, dtype=np.float64)[2]))
-        self.model_command = self.feedback.update(self.config.skill(self.skill.skill), self.skill.command, measured,
+        self.model_command = self.feedback.update(self.config.command(self.skill.skill), self.skill.command, measured,
                                                   running)
 
     def _collect_plan(self) -> tuple[float, bool, float]:

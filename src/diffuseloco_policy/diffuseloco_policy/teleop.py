@@ -11,6 +11,10 @@ Safety habits of real robot teleops, all built in:
 - when one button chord is part of another that is fully held, only the larger one acts (so "RB + B" is the
   e-stop and does not also select skill B), and the e-stop never needs the dead-man;
 - velocities are scaled to, and clamped into, the active skill's trained range from the stack config.
+
+Command classes (config.CommandClassConfig, for a class model): with a class map in the stack config a skill name
+selects its class (trot and pace both select 'walk'), the class's own name does too, and the command carries the
+class's id (its first skill's) and its range.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def make_command(stack: StackConfig, skill: Union[int, str], vx: float, vy: floa
     Unknown skills and non-numeric or non-finite velocities are refused; out-of-range velocities are clamped.
     """
     try:
-        spec = stack.skill(skill)
+        spec = stack.command(skill)
     except ConfigError as exc:
         return None, str(exc)
     values = (vx, vy, yaw_rate)
@@ -61,6 +65,13 @@ def make_command(stack: StackConfig, skill: Union[int, str], vx: float, vy: floa
         note = f"velocity clamped to the {spec.name} range: {tuple(round(c, 3) for c in clamped)}"
     return TeleopCommand(spec.id, *clamped, source=source), note
 
+
+
+def describe_selection(stack: StackConfig, skill: int) -> str:
+    """'trot', or for a command class 'walk (trot or pace)': what the operator just selected."""
+    command_class = stack.command_class(skill)
+    name = stack.command(skill).name
+    return name if command_class is None else f"{name} ({' or '.join(command_class.skills)})"
 
 
 def _request(name: str, where: str) -> ControllerRequest:
@@ -170,8 +181,8 @@ class GamepadTeleop:
     def __init__(self, mapping: GamepadMapping, stack: StackConfig, skill: Union[int, str] = 0) -> None:
         self.mapping = mapping
         self.stack = stack
-        self._skill: SkillConfig = stack.skill(skill)
-        self._action_skill = {i: stack.skill(a.skill).id for i, a in enumerate(mapping.actions) if a.skill}
+        self._skill: SkillConfig = stack.command(skill)
+        self._action_skill = {i: stack.command(a.skill).id for i, a in enumerate(mapping.actions) if a.skill}
         self._action_request = {i: _request(a.request, a.label) for i, a in enumerate(mapping.actions) if a.request}
         chords = [frozenset(a.buttons) for a in mapping.actions]
         # An action is shadowed while any strictly larger chord containing it is held.
@@ -254,7 +265,7 @@ class GamepadTeleop:
                 continue
             if i in self._action_skill:
                 skill_changed |= self._action_skill[i] != self._skill.id
-                self._skill = self.stack.skill(self._action_skill[i])
+                self._skill = self.stack.command(self._action_skill[i])
             else:
                 requests.append(self._action_request[i])
         requests.sort(key=lambda r: r != ControllerRequest.ESTOP)  # e-stop first, order otherwise kept
@@ -369,7 +380,7 @@ def apply_key(command: TeleopCommand, key: str, mapping: KeyboardMapping, stack:
         new, note = make_command(stack, arg, command.vx, command.vy, command.yaw_rate, mapping.source)
         if new is None:
             return KeyResult(command, message=f"skill {arg!r} refused: {note}")
-        return KeyResult(new, message=f"skill {stack.skill(new.skill).name}" + (f"; {note}" if note else ""))
+        return KeyResult(new, message=f"skill {describe_selection(stack, new.skill)}" + (f"; {note}" if note else ""))
     index, sign = VELOCITY_ACTIONS[action]
     values = [command.vx, command.vy, command.yaw_rate]
     values[index] = round(values[index] + sign * mapping.steps[index], 6)

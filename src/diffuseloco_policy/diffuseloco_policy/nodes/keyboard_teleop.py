@@ -12,6 +12,7 @@ import tty
 from pathlib import Path
 from typing import Optional
 
+from ..config import ConfigError
 from ..teleop import KeyboardMapping, TeleopCommand, apply_key, load_keyboard_mapping
 from .spin import run_node
 from .teleop_common import TeleopNode
@@ -59,7 +60,7 @@ class KeyboardTeleopNode(TeleopNode):
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    run_node(KeyboardTeleopNode, args, refuse=(RuntimeError,))
+    run_node(KeyboardTeleopNode, args, refuse=(RuntimeError, ConfigError))
 
 
 if __name__ == "__main__":

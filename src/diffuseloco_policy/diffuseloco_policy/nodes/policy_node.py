@@ -27,6 +27,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu
 
 from ..cmd_vel import VelocityInput, velocity_from_twist
+from ..command_classes import describe_command_classes
 from ..command_feedback import describe as describe_feedback
 from ..config import ConfigError, StackConfig, load_config
 from ..controller import ControllerRequest, ControllerState
@@ -89,6 +90,7 @@ class PolicyNode(Node):
         if setup.trained is not None:
             narrowed = model_view(self._within_trained_ranges(setup.trained), setup.trained)
             self.config = self._with_model_gains(narrowed, setup.trained)
+            self._log_command_classes()
         self.loop = PolicyLoop(self.config, setup.sampler, inference_wait_s=p["inference_wait_ms"] / 1000.0,
                                reset_sampler=setup.reset, current_frame=setup.current_frame, command_watchdog=True,
                                lacking_skills=lacking)
@@ -181,6 +183,15 @@ class PolicyNode(Node):
                 f"{', '.join(s.name for s in trained.skills)}): commands for it are refused, the skill in effect "
                 "stays")
         return lacking
+
+    def _log_command_classes(self) -> None:
+        """A class model picks the gait itself: say which commands it takes and that a gait's id commands its
+        class, since every SkillCommand source still names gaits."""
+        if self.config.command_classes:
+            ranges = "; ".join(f"{c.name} vx {c.vx} vy {c.vy} yaw {c.yaw_rate}" for c in self.config.commands)
+            self.get_logger().info(f"the model was trained on command classes {describe_command_classes(self.config)}: "
+                                   f"a command for a gait of a class commands the class, and the model picks the "
+                                   f"gait ({ranges})")
 
     def _within_trained_ranges(self, trained: StackConfig) -> StackConfig:
         """The robot config with commands clamped to the ranges the model file accepts (its training ranges, or an
@@ -352,8 +363,11 @@ class PolicyNode(Node):
         loop = self.loop
         velocity = loop.monitor.velocity_fault if loop.monitor.checks_velocity and not loop.monitor.needs_velocity \
             else None
-        now = _Reported(loop.command_timeout, loop.sampler_fault, velocity, loop.stale_reaction, loop.skill_refusal)
+        now = _Reported(loop.command_timeout, loop.sampler_fault, velocity, loop.stale_reaction, loop.skill_refusal,
+                        loop.command_class)
         before, self._reported = self._reported, now
+        if now.command_class != before.command_class:
+            self._log_change(False, "skill command: " + (now.command_class or "a skill of its own"))
         if now.skill_refusal != before.skill_refusal:
             self._log_change(bool(now.skill_refusal), "skill command: " + (
                 now.skill_refusal or "accepted again"))
@@ -450,6 +464,7 @@ class PolicyNode(Node):
             ("cmd_vel_messages", self.velocity_input.received), ("cmd_vel_ignored", self.velocity_input.ignored),
             ("command_watchdog", self.loop.command_timeout or "ok"), ("stale_sensors", self.loop.stale or "fresh"),
             ("skill_command", self.loop.skill_refusal or "ok"),
+            ("command_class", self.loop.command_class or "none"),
             ("foreign_publishers", "; ".join(s.problem for s in self.sensor_sources if s.problem) or "none"),
             ("sampler_failures", self.loop.sampler_failures), ("sampler_fault", self.loop.sampler_fault or "none"),
             ("body_velocity", self._reported.body_velocity or "ok"), ("qos", self.qos.summary() or "ok"),
@@ -488,13 +503,14 @@ class _Reported:
     body_velocity: Optional[str] = None
     stale: str = ""           # "", "ride" or "stand"
     skill_refusal: str = ""   # a command for a skill the model lacks, refused
+    command_class: str = ""   # the command class a command ran (a class model)
 
 
 # Diagnostics keys whose values are words; every other value is one number, so that plotting tools
 # (PlotJuggler, Foxglove) read each as a series.
 TEXT_DIAGNOSTICS = frozenset({"state", "model", "command_watchdog", "stale_sensors", "foreign_publishers",
                               "sampler_fault", "body_velocity", "qos", "cmd_vel", "skill_command",
-                              "execution_providers"})
+                              "execution_providers", "command_class"})
 
 
 def _components(name: str, values: np.ndarray) -> list[tuple[str, str]]:

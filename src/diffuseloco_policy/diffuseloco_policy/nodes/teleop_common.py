@@ -9,6 +9,7 @@ from diffuseloco_msgs.msg import SkillCommand
 from diffuseloco_msgs.srv import SetControllerState
 from rclpy.node import Node
 
+from ..command_classes import describe_command_classes, parse_command_classes, with_command_classes
 from ..config import StackConfig, load_config
 from ..controller import ControllerRequest
 from ..teleop import TeleopCommand
@@ -20,10 +21,15 @@ class TeleopNode(Node):
 
     def __init__(self, name: str, extra_parameters: Optional[dict] = None) -> None:
         super().__init__(name)
-        defaults = {"config": "", "skill_command_topic": "/diffuseloco/skill_cmd",
+        # command_classes: the class map of a class model ("walk=trot+pace,jump=bound+hop"): skills then select
+        # their class, and the class's name is a skill to bind (command_classes.py); "" = the config's own
+        defaults = {"config": "", "skill_command_topic": "/diffuseloco/skill_cmd", "command_classes": "",
                     "state_service": "/diffuseloco/set_state", "publish_rate_hz": 20.0, **(extra_parameters or {})}
         self.params = declare_parameters(self, defaults)
         self.stack: StackConfig = load_config(self.params["config"] or None)
+        if self.params["command_classes"]:
+            self.stack = with_command_classes(self.stack, parse_command_classes(self.params["command_classes"]))
+            self.get_logger().info(f"command classes: {describe_command_classes(self.stack)}")
         self.command_pub = self.create_publisher(SkillCommand, self.params["skill_command_topic"], 10)
         self.state_client = self.create_client(SetControllerState, self.params["state_service"])
         self.request_source = "teleop"   # how this teleop names itself to the policy node (subclasses: their source)

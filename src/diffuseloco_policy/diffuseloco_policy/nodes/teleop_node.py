@@ -7,6 +7,7 @@ from typing import Optional
 
 from sensor_msgs.msg import Joy
 
+from ..config import ConfigError
 from ..package_files import package_file
 from ..teleop import GamepadTeleop, load_gamepad_mapping
 from .spin import run_node
@@ -34,7 +35,7 @@ class JoyTeleopNode(TeleopNode):
 
 
 def main(args: Optional[list[str]] = None) -> None:
-    run_node(JoyTeleopNode, args)
+    run_node(JoyTeleopNode, args, refuse=(ConfigError,))   # a bad mapping or class map: its reason, no traceback
 
 
 if __name__ == "__main__":
