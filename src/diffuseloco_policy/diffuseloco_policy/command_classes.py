@@ -51,7 +51,12 @@ def class_map(config: StackConfig) -> dict[str, list[str]]:
 
 def describe_command_classes(config: StackConfig) -> str:
     """'walk = trot + pace, jump = bound + hop', or 'none' for a labelled config (reports, logs)."""
-    return ", ".join(f"{c.name} = {' + '.join(c.skills)}" for c in config.command_classes) or "none"
+    return describe_classes(config.command_classes)
+
+
+def describe_classes(classes: tuple[CommandClassConfig, ...]) -> str:
+    """describe_command_classes for a class map alone."""
+    return ", ".join(f"{c.name} = {' + '.join(c.skills)}" for c in classes) or "none"
 
 
 def describe_command(config: StackConfig, skill_id: int) -> str:

@@ -9,6 +9,12 @@ before the fall: the expert's last second of losing balance is not a demonstrati
 
 DAgger data: `--learner models/x.onnx --learner-share 0.5` lets that policy drive half of the ticks, in short
 stretches, while the expert labels every tick (experts/dagger.py). Each worker process opens the model once.
+
+Unlabelled-gait data: `--command-classes walk=trot+pace,jump=bound+hop` merges skills into command classes
+(config.CommandClassConfig): the experts are unchanged, but each goal names the class, not the gait, and commands
+are drawn from the class's range, so the same goal maps to several gaits (docs/research/multimodality.md). The
+class map is part of the config stored in the attrs; training takes it from there. data/skill keeps the gait the
+expert walked (for analysis; no model input reads it).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
+from diffuseloco_policy.command_classes import EXAMPLE, parse_command_classes, with_command_classes
 from diffuseloco_policy.config import ConfigError, StackConfig, load_config, plain
 from ..experts.controller import ExpertParams
 from ..experts.dagger import LearnerInTheLoop, LearnerShare, learner_rng
@@ -193,6 +200,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--episode-seconds", type=float, default=20.0)
     parser.add_argument("--no-randomize", action="store_true", help="ideal robot: no noise, latency, DR, pushes")
     parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--command-classes", default="", metavar="CLASSES",
+                        help=f"merge skills into command classes, e.g. {EXAMPLE}: the goals name the class, not the "
+                             "gait (unlabelled-gait data)")
     parser.add_argument("--trim-before-fall", type=float, default=1.0,
                         help="seconds dropped before a fall (the expert losing balance is not a demonstration)")
     # Options that reproduce the datasets of docs/research (investigations that were not shipped); the shipped
@@ -237,6 +247,11 @@ def main(argv: Optional[list[str]] = None) -> None:
                                 learner_stretch_s=args.learner_stretch, tick_jitter_steps=args.tick_jitter,
                                 top_speed_share=args.top_speed_share, kp_scale=args.kp_scale)
     config = load_config(args.config)
+    if args.command_classes:   # else the config's own (a YAML with a command_classes section works as well)
+        try:
+            config = with_command_classes(config, parse_command_classes(args.command_classes))
+        except ConfigError as error:
+            parser.error(f"--command-classes {args.command_classes!r}: {error}")
     if settings.learner is not None:   # what the workers will build, built once here: a bad share, a model for
         try:                           # another robot or a current-frame model fails before any worker starts
             _learner(config, settings, settings.seed)

@@ -109,8 +109,11 @@ def sample_command(config: StackConfig, skill: int, rng: np.random.Generator,
     top_speed_share: the fraction of commands whose forward speed is drawn from the outer quarter of the range
     instead (see top_speed). Uniform draws leave the ends of the range, where the experts and the clones fall
     first, with a few percent of the data (docs/research/policy_eval/tracking.md, "The envelope"). At 0 the draws are
-    exactly the uniform ones, so datasets generated before the option are reproduced."""
-    s = config.skill(skill)
+    exactly the uniform ones, so datasets generated before the option are reproduced.
+
+    With command classes the range is the class's (config.class_command: where every gait of the class was
+    demonstrated), so a class model's command never tells it which gait the expert walked."""
+    s = config.command(skill)
     cmd = np.array([rng.uniform(*s.vx), rng.uniform(*s.vy), rng.uniform(*s.yaw_rate)])
     if top_speed_share > 0.0 and rng.random() < top_speed_share:
         cmd[0] = top_speed(s.vx, rng)
@@ -139,18 +142,29 @@ def top_speed(vx_range: tuple[float, float], rng: np.random.Generator, quarter: 
 def random_schedule(config: StackConfig, rng: np.random.Generator, total_ticks: int,
                     skills: Optional[Sequence[int]] = None, segment_s: tuple[float, float] = (2.0, 6.0),
                     lead_in_s: float = 0.5, top_speed_share: float = 0.0) -> list[Segment]:
-    """Segments of random skill and command filling an episode; starts standing for lead_in_s."""
+    """Segments of random skill and command filling an episode; starts standing for lead_in_s.
+
+    With command classes a segment of the class the previous one had keeps its gait (only its command changes):
+    the data then never switches gait under an unchanged class goal, so a class model learns to pick a gait when
+    its class is commanded and to keep it, not to change gait unbidden. Without classes the draws are the same as
+    before the classes existed."""
     skills = list(range(len(config.skills))) if skills is None else list(skills)
     hz = config.rates.control_hz
     stand = config.skill("stand").id
     segments = [Segment(stand, (0.0, 0.0, 0.0), int(lead_in_s * hz))]
     used = segments[0].ticks
     while used < total_ticks:
-        skill = int(rng.choice(skills))
+        skill = _keep_gait_in_class(config, int(rng.choice(skills)), segments[-1].skill)
         ticks = min(int(rng.uniform(*segment_s) * hz), total_ticks - used)
         segments.append(Segment(skill, sample_command(config, skill, rng, top_speed_share), ticks))
         used += ticks
     return segments
+
+
+def _keep_gait_in_class(config: StackConfig, drawn: int, previous: int) -> int:
+    """The previous segment's gait where the drawn skill is in the same command class, else the drawn skill."""
+    same_class = config.command_class(drawn) is not None and config.command(drawn) == config.command(previous)
+    return previous if same_class else drawn
 
 
 def without_step_limit(config: StackConfig) -> StackConfig:

@@ -31,6 +31,7 @@ import yaml
 
 from ..diffusion.policy import build_policy
 from ..evaluation.report import markdown as evaluation_markdown
+from diffuseloco_policy.command_classes import describe_command_classes
 from diffuseloco_policy.model_file import warm_graphs
 from diffuseloco_policy.gains import describe_scales, kp_scales
 from diffuseloco_policy.model_file import read_onnx_info
@@ -84,6 +85,11 @@ def model_section(model: Path) -> list[str]:
             f"- robot: {config.robot.name}, joints {', '.join(config.robot.joint_names)}; control "
             f"{config.rates.control_hz:.0f} Hz, joint loop {config.rates.joint_loop_hz:.0f} Hz",
             f"- command ranges the file accepts (the policy node clamps to them): {config.describe_command_ranges()}",
+            *([f"- command classes (unlabelled gaits: the goal names the class, the model picks the gait): "
+               f"{describe_command_classes(config)}; a class commands "
+               + ", ".join(f"{c.name} vx {list(c.vx)} vy {list(c.vy)} yaw {list(c.yaw_rate)}"
+                           for c in config.commands if config.command_class(c.id) is not None)]
+              if config.command_classes else []),
             f"- position gains the node drives each skill with: kp {config.robot.kp:g}, "
             f"{describe_scales(kp_scales(config))} (the data: kp {config.robot.kp:g} on motors randomized about it)",
             "- the file embeds its stack config and normalizer; the loader refuses a robot config that differs in "

@@ -40,7 +40,8 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from diffuseloco_policy.config import ConfigError, config_from_dict, load_config
+from diffuseloco_policy.command_classes import describe_classes, with_command_classes
+from diffuseloco_policy.config import CommandClassConfig, ConfigError, StackConfig, config_from_dict, load_config
 from ..data.dataset import dataset_attrs
 from ..diffusion import ModelSpec, build_policy
 from ..diffusion.policy import Policy
@@ -155,6 +156,29 @@ def check_datasets(cfg: TrainConfig, stack) -> None:
                           stacklevel=2)
 
 
+def dataset_command_classes(paths: list[str]) -> tuple[CommandClassConfig, ...]:
+    """The class map the datasets were made with (their config attrs; none for data without one). They must
+    agree: a model has one goal layout."""
+    maps = {}
+    for path in paths:
+        attrs = dataset_attrs(path)
+        maps[str(path)] = config_from_dict(attrs["config"]).command_classes if "config" in attrs else ()
+    if len(set(maps.values())) > 1:
+        described = "; ".join(f"{path}: {describe_classes(classes)}" for path, classes in maps.items())
+        raise ConfigError(f"the datasets were made with different command classes ({described}); a model is "
+                          "trained on one class map")
+    return next(iter(maps.values()), ())
+
+
+def training_stack(cfg: TrainConfig) -> StackConfig:
+    """The config the model is trained for: the robot config with the datasets' command classes, so unlabelled-gait
+    data trains a class model without a flag (the model file then carries the class map). A robot config with a
+    class map of its own must match the data's (check_datasets)."""
+    stack = load_config(cfg.robot_config)
+    classes = dataset_command_classes(cfg.datasets)
+    return with_command_classes(stack, classes) if classes and not stack.command_classes else stack
+
+
 def record_initial_file(source: Path, record: Path) -> None:
     """Which file a fine-tune started from, by content: the path alone may later hold another model (a shipped
     file replaced by the one trained from it), and the model card names the source by this hash."""
@@ -193,7 +217,7 @@ class Trainer:
             raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by world size {dist_info.world_size}")
         self.local_batch = cfg.batch_size // dist_info.world_size
         self.out_dir = Path(cfg.out_dir)
-        self.stack = load_config(cfg.robot_config)
+        self.stack = training_stack(cfg)
         if cfg.check_dataset_config:
             check_datasets(cfg, self.stack)
         self.data = EpisodeWindows.for_config(cfg.datasets, self.stack, delayed=cfg.delayed,
