@@ -35,7 +35,7 @@ def synthetic_episodes(lengths, seed: int = 0, config: StackConfig | None = None
         obs[0, 30:42] = 0.0
         goal = np.zeros((length, goal_dim), np.float32)
         goal[:, :3] = command * np.array([2.0, 2.0, 0.25], np.float32)
-        goal[:, 3 + skill] = 1.0
+        goal[:, 3 + config.command_index(skill)] = 1.0   # the skill's one-hot, or its command class's
         goal[:, 0] += 1e-3 * (tick0 + np.arange(length))   # goal frames are distinguishable too
         episodes.append({"obs": obs, "goal": goal, "action": action,
                          "skill": np.full(length, skill, np.int8), "command": np.tile(command, (length, 1))})

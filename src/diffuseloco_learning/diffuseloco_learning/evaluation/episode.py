@@ -15,6 +15,8 @@ Metrics (all from the simulator's ground truth, never from the policy's inputs):
   pattern (experts.evaluate.contact_pattern) in (switch + pattern_from_s, switch + window_s];
 - contact pattern per segment (diagonal / lateral / front_rear shares of two-feet-down ticks, four-feet share, and
   the share of ticks with the four feet together, all down or all up: a hop's in_step);
+- gait modes (modes.py) per segment and, per command (a class, or a skill of its own), per episode: which gait
+  the policy walked, how purely, and how often it changed gait unbidden;
 - sampler latency (per call) and PolicyLoop deadline misses;
 - the episode's physics draw (the simulator's EpisodeParams: friction, payload, gain and strength scales, ...).
 """
@@ -33,6 +35,7 @@ from diffuseloco_policy.policy_loop import PolicyLoop
 from diffuseloco_policy.safety import ImuSample, JointSample, VelocitySample
 from diffuseloco_sim import CyberDogSim
 from diffuseloco_sim.tick_clock import TickClock
+from .modes import episode_modes, stretch_modes
 from .policies import EvalPolicy
 from .scenarios import Scenario, ScenarioMatrix
 
@@ -88,9 +91,10 @@ def run_episode(config: StackConfig, sim: CyberDogSim, policy: EvalPolicy, scena
         misses = loop.deadline_misses
     finally:
         loop.close()
+    segments = _segments(config, scenario, matrix, trace)
     result = {"scenario": scenario.name, "group": scenario.group, "seed": seed, "physics": physics, "run_at_s": t_run,
               **fall, "survival_s": fall["fall_time_s"] if fall["fell"] else scenario.duration_s,
-              "segments": _segments(config, scenario, matrix, trace),
+              "segments": segments, "modes": episode_modes(segments),
               "transitions": _transitions(config, scenario, matrix, trace, fall),
               "latency": latency_stats(policy.latencies, dt), "sampler_errors": policy.errors,
               "deadline_misses": misses}
@@ -188,15 +192,21 @@ def _segments(config: StackConfig, scenario: Scenario, matrix: ScenarioMatrix, t
             continue
         start, end = segment.start_s, scenario.end_of(i)
         mask = (trace.t > start + matrix.settle_s) & (trace.t <= end + 1e-9)
-        entry = {"skill": config.skill(segment.skill).name, "command": list(segment.command), "start_s": start,
+        # what PolicyLoop put in effect: for a class model the class's command (its range is the class's)
+        entry_of = config.command(segment.skill)
+        in_effect = entry_of.clamp_command(*segment.command)
+        entry = {"skill": config.skill(segment.skill).name, "command": list(in_effect), "start_s": start,
                  "end_s": end, "ticks": int(mask.sum())}
+        if config.command_classes:
+            entry["command_class"] = entry_of.name
         if mask.any():
             achieved = trace.achieved[mask]
-            command = np.asarray(segment.command)
+            command = np.asarray(in_effect)
             entry.update(mean_achieved=achieved.mean(axis=0).tolist(),
                          abs_error=np.abs(achieved - command).mean(axis=0).tolist(),
                          mean_error=np.abs(achieved.mean(axis=0) - command).tolist(),
-                         gait=gait_stats(trace.contacts[mask]))
+                         gait=gait_stats(trace.contacts[mask]),
+                         modes=stretch_modes(trace.contacts[mask], config.rates.control_hz))
         out.append(entry)
     return out
 

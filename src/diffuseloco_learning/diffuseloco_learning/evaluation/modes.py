@@ -114,7 +114,7 @@ def episode_modes(segments: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     by_command: dict[str, list[dict[str, Any]]] = {}
     for segment in segments:
         if "modes" in segment:
-            by_command.setdefault(segment.get("command", segment["skill"]), []).append(segment["modes"])
+            by_command.setdefault(segment.get("command_class", segment["skill"]), []).append(segment["modes"])
     return {command: pooled_modes(stretches) for command, stretches in by_command.items()}
 
 

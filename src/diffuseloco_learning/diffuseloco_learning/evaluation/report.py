@@ -16,6 +16,7 @@ import numpy as np
 from diffuseloco_policy.gains import describe_scales
 from . import seeding
 from .episode import Trace, pattern_share
+from .modes import mode_summary
 from .stats import percent, upper_bound
 
 PATTERNS = ("diagonal", "lateral", "front_rear")
@@ -136,6 +137,7 @@ def summarize_policy(episodes: list[dict], gaits: dict[str, str], min_two_feet: 
     return {"overall": summarize(episodes),
             "groups": {g: summarize([e for e in episodes if e["group"] == g]) for g in groups},
             "skills": skill_summaries(episodes, gaits, min_two_feet),
+            "modes": mode_summary(episodes),
             "scenarios": {s: summarize([e for e in episodes if e["scenario"] == s]) for s in scenarios}}
 
 
@@ -261,6 +263,31 @@ def _skill_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _shares(shares: dict[str, float]) -> str:
+    """'trot 0.60, pace 0.40' (largest first)."""
+    return ", ".join(f"{mode} {share:.2f}" for mode, share in sorted(shares.items(), key=lambda i: -i[1])) or "-"
+
+
+def _mode_table(summary: dict[str, Any]) -> list[str]:
+    """Which gait each policy walked per command, across the episodes (modes.py); [] for reports without modes."""
+    rows = [(label, command, m) for label, s in summary.items() for command, m in (s.get("modes") or {}).items()]
+    if not rows:
+        return []
+    lines = ["## Gait modes per policy and command", "",
+             "The gait of every 0.5 s window of a scored segment, from the foot contacts (stand, trot, pace, bound, "
+             "hop or unclear; evaluation/modes.py). Chosen: the share of episodes whose most frequent gait under the "
+             "command was each gait (for a command class: which gait the policy picked); time: the share of all "
+             "windows; purity: the chosen gait's share of an episode's windows under the command; flips: changes "
+             "between gaits held for 1 s or more, in total and the episodes with any.", "",
+             "| policy | command | episodes | chosen | time | purity mean | purity min | flips (episodes) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, command, m in rows:
+        lines.append(f"| {label} | {command} | {m['episodes']} | {_shares(m['chosen_share'])} | "
+                     f"{_shares(m['time_share'])} | {fmt(m['purity_mean'], '.2f')} | {fmt(m['purity_min'], '.2f')} | "
+                     f"{m['flips']} ({m['episodes_with_flips']}) |")
+    return lines
+
+
 def relative(value: Optional[float], reference: Optional[float]) -> str:
     """'+37 %': value against the reference's; '-' where either is missing or the reference is 0."""
     if value is None or reference is None or reference == 0.0:
@@ -290,6 +317,9 @@ def _reference_table(summary: dict[str, Any], reference: str, skipped: bool = Fa
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [*_header(meta), *_group_table(summary), "", *_skill_table(summary)]
+    modes = _mode_table(summary)
+    if modes:
+        lines += ["", *modes]
     reference = meta.get("reference")
     if reference in summary and len(summary) > 1 and meta.get("same_episodes", True):
         lines += ["", *_reference_table(summary, reference, bool(meta.get("skipped")))]
