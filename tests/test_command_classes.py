@@ -249,3 +249,12 @@ def test_a_class_model_trains_on_class_data_and_its_checkpoint_keeps_the_map(cla
     assert np.all(np.isfinite(losses)) and trainer.stack == CLASSES
     _, info = load_checkpoint(tmp_path / "run" / "ckpt_latest" / "ema.safetensors", ROBOT)
     assert info.config.command_classes == CLASSES.command_classes and info.dims.goal_dim == 6
+
+
+def test_the_web_teleop_offers_the_classes():
+    from diffuseloco_policy.web_teleop import WebTeleop, WebTeleopSettings
+
+    hello = json.loads(WebTeleop(WebTeleopSettings(), CLASSES).hello())
+    assert hello["skills"] == [{"id": 0, "name": "stand"}, {"id": 1, "name": "walk"}, {"id": 3, "name": "jump"}]
+    assert [s["name"] for s in json.loads(WebTeleop(WebTeleopSettings(), ROBOT).hello())["skills"]] == \
+        [s.name for s in ROBOT.skills]

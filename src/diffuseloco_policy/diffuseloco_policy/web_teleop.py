@@ -114,7 +114,7 @@ class WebTeleop:
     def __init__(self, settings: WebTeleopSettings, stack: StackConfig, skill: Union[int, str] = "stand") -> None:
         self.settings = settings
         self.stack = stack
-        self._skill: SkillConfig = stack.skill(skill)
+        self._skill: SkillConfig = stack.command(skill)   # with command classes a skill selects its class
         self._clients: set[int] = set()
         self._driver: Optional[_Driver] = None
 
@@ -139,7 +139,7 @@ class WebTeleop:
 
     def hello(self) -> str:
         """The first message to a page: the skills and requests to offer, and how often to send."""
-        return json.dumps({"type": "hello", "skills": [{"id": s.id, "name": s.name} for s in self.stack.skills],
+        return json.dumps({"type": "hello", "skills": [{"id": s.id, "name": s.name} for s in self.stack.commands],
                            "requests": [r.name for r in PAGE_REQUESTS], "heartbeat_s": self.settings.heartbeat,
                            "timeout_s": self.settings.timeout})
 
@@ -223,7 +223,7 @@ class WebTeleop:
     def _choose_skill(self, client: int, data: dict, now: float) -> tuple[ControllerRequest, ...]:
         skill_id = _field(data, "skill", int)
         try:
-            skill = self.stack.skill(skill_id)
+            skill = self.stack.command(skill_id)
         except ConfigError as exc:
             raise _Refused(str(exc)) from None
         self._needs_deadman(self._driving(client, now, f"skill {skill.name}"), f"skill {skill.name}")

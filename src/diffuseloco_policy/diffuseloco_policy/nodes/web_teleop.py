@@ -95,7 +95,7 @@ class WebTeleopNode(TeleopNode):
 
     def _on_status(self, msg: PolicyStatus) -> None:
         try:
-            skill = self.stack.skill(int(msg.active_skill)).name
+            skill = self.stack.command(int(msg.active_skill)).name
         except ConfigError:
             skill = f"skill {msg.active_skill}"
         with self.lock:
