@@ -24,6 +24,7 @@ exact for the explicit reference's fine step and costs nothing extra at 2 ms.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import mujoco
 import numpy as np
@@ -62,48 +63,73 @@ def torque_speed_limits(qd: np.ndarray, tau_max: float | np.ndarray) -> tuple[np
 @dataclass(frozen=True)
 class MotorLaw:
     """One frame's joint law in affine form, tau = offset - kp q - kd qd (offset = kp q_des + kd qd_des + tau_ff),
-    so that frames blend linearly and map directly onto a MuJoCo affine actuator. The three terms are rows of one
-    (3, joints) array: a blend is then one array expression, which matters at one blend per physics step."""
+    so that frames blend linearly and map directly onto a MuJoCo affine actuator."""
 
-    terms: np.ndarray     # rows: offset, kp, kd
+    offset: np.ndarray
+    kp: np.ndarray
+    kd: np.ndarray
 
     @staticmethod
-    def of(cmd: MotorCommand, kp_scale: float = 1.0, kd_scale: float = 1.0) -> "MotorLaw":
-        """The law a frame (internal convention) asks for, with the episode's gain error on the boards."""
-        kp = cmd.kp * kp_scale if kp_scale != 1.0 else np.asarray(cmd.kp, dtype=np.float64)
-        kd = cmd.kd * kd_scale if kd_scale != 1.0 else np.asarray(cmd.kd, dtype=np.float64)
-        return MotorLaw(np.array((kp * cmd.q_des + kd * cmd.qd_des + cmd.tau, kp, kd)))
-
-    @property
-    def offset(self) -> np.ndarray:
-        return self.terms[0]
-
-    @property
-    def kp(self) -> np.ndarray:
-        return self.terms[1]
-
-    @property
-    def kd(self) -> np.ndarray:
-        return self.terms[2]
+    def of(cmd: MotorCommand, kp: np.ndarray, kd: np.ndarray) -> "MotorLaw":
+        """The law a frame (internal convention) asks for, with the gains the boards run for it (GainScale)."""
+        return MotorLaw(kp * cmd.q_des + kd * cmd.qd_des + cmd.tau, kp, kd)
 
     def blend(self, new: "MotorLaw", share: float) -> "MotorLaw":
-        """The time average over a step in which `new` is in force for `share` of the step and self for the rest."""
+        """The time average over a step in which `new` is in force for `share` of the step and self for the rest.
+        Gains that are the same objects in both laws blend to the same values every step: GainScale keeps them."""
         if share >= 1.0:
             return new
         if share <= 0.0:
             return self
-        return MotorLaw((1.0 - share) * self.terms + share * new.terms)
+        return MotorLaw(_mix(self.offset, new.offset, share), _mix(self.kp, new.kp, share),
+                        _mix(self.kd, new.kd, share))
 
     def torque(self, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
         return self.offset - self.kp * q - self.kd * qd
+
+
+def _mix(old: np.ndarray, new: np.ndarray, share: float) -> np.ndarray:
+    return (1.0 - share) * old + share * new
+
+
+class GainScale:
+    """A frame's kp or kd times the episode's gain error on the boards, as a read-only array, computed once per
+    read-only frame array.
+
+    Why: the firmware hands the boards a new frame every 2 ms physics step, but the gains of a tick's frames are
+    one read-only array (sim/simulator.py makes them so); scaling it again each step, and rewriting MuJoCo's
+    actuator parameters with the same numbers, was a fair share of a step's cost. Only read-only sources are
+    remembered (a writable one could change in place); what comes out is never writable, so the boards may tell
+    equal gains by identity."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self._source: Optional[np.ndarray] = None
+        self._scaled: Optional[np.ndarray] = None
+
+    def __call__(self, gains: np.ndarray) -> np.ndarray:
+        if gains is self._source:
+            return self._scaled
+        remember = isinstance(gains, np.ndarray) and not gains.flags.writeable
+        if self.scale != 1.0:
+            scaled = gains * self.scale
+        elif remember and gains.dtype == np.float64:
+            scaled = gains
+        else:
+            scaled = np.array(gains, dtype=np.float64)
+        scaled.flags.writeable = False
+        if remember:
+            self._source, self._scaled = gains, scaled
+        return scaled
 
 
 class MotorBoards:
     """The twelve motor drivers: hold the newest frame's law and have MuJoCo apply it each physics step.
 
     The joints are the model's qpos[7:19] / qvel[6:18], one actuator each in the same order. This runs every
-    physics step, so it writes MuJoCo's arrays only when something changed: the law when a frame arrives (or
-    while a late frame blends in), the force range when a joint is fast enough for the torque-speed curve.
+    physics step, so it writes MuJoCo's arrays only when something changed: the gains when a frame with other
+    gains arrives (or while a late frame blends in other gains), the force range when a joint is fast enough for
+    the torque-speed curve.
     """
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, method: str, torque_limit: float) -> None:
@@ -128,16 +154,21 @@ class MotorBoards:
         """Start an episode holding cmd, with the episode's gain error, motor strength and board latency."""
         self.kp_scale, self.kd_scale = kp_scale, kd_scale
         self.strength, self.latency_s = strength, latency_s
-        self._current = MotorLaw.of(cmd, kp_scale, kd_scale)
+        self._scale_kp, self._scale_kd = GainScale(kp_scale), GainScale(kd_scale)
+        self._current = self._law(cmd)
         self._previous = self._current
         self._step_in_frame = 0
         self._law_written = False
+        self._gains_written: tuple = ()           # the (previous, current) gains and share behind the written bias
         self._range_full = False                  # forcerange not yet set to the plain +-limit
         self._qd_before = np.zeros(len(self._qd))
 
+    def _law(self, cmd: MotorCommand) -> MotorLaw:
+        return MotorLaw.of(cmd, self._scale_kp(cmd.kp), self._scale_kd(cmd.kd))
+
     def hold(self, cmd: MotorCommand) -> None:
         """A new firmware frame (internal convention) reaches the boards at this physics step's start."""
-        self._previous, self._current = self._law_at_frame_end(), MotorLaw.of(cmd, self.kp_scale, self.kd_scale)
+        self._previous, self._current = self._law_at_frame_end(), self._law(cmd)
         self._step_in_frame = 0
         self._law_written = False
 
@@ -145,26 +176,39 @@ class MotorBoards:
         """What the boards ran last: the newer frame once its latency has passed (always, for latency < 2 ms)."""
         return self._current if self._step_in_frame * self.dt >= self.latency_s else self._previous
 
-    def _step_law(self) -> MotorLaw:
-        """The law in force over this physics step: the time average of the old and the new frame's."""
+    def _step_share(self) -> float:
+        """The share of this physics step in which the current frame is in force (the rest: the previous)."""
         share = ((self._step_in_frame + 1) * self.dt - self.latency_s) / self.dt
         self._step_in_frame += 1
-        return self._previous.blend(self._current, min(1.0, max(0.0, share)))
+        return min(1.0, max(0.0, share))
 
     def apply(self) -> None:
         """Write this physics step's law and torque limits into the actuators (call right before mj_step)."""
         blending = self._step_in_frame * self.dt < self.latency_s
-        law = self._step_law()
+        share = self._step_share()
         self._write_limits()
         s = self.strength
         if not self.implicit:
+            law = self._previous.blend(self._current, share)
             self._ctrl[:] = s * law.torque(self._q, self._qd)
         elif blending or not self._law_written:
-            self._bias_kp[:] = -s * law.kp
-            self._bias_kd[:] = -s * law.kd
-            self._ctrl[:] = s * law.offset
+            self._write_law(share, s)
             self._law_written = not blending
         self._qd_before[:] = self._qd
+
+    def _write_law(self, share: float, s: float) -> None:
+        """The implicit law into the actuators: ctrl = s x offset, bias = -s x (kp, kd), each blended; the bias
+        only when its inputs differ from last time (the same read-only gains and share give the same numbers)."""
+        old, new = self._previous, self._current
+        gains = (old.kp, new.kp, old.kd, new.kd, share)
+        written = self._gains_written
+        if not written or any(a is not b for a, b in zip(gains[:4], written)) or share != written[4]:
+            law = old.blend(new, share)
+            self._bias_kp[:] = -s * law.kp
+            self._bias_kd[:] = -s * law.kd
+            self._gains_written = gains
+        offset = new.offset if share >= 1.0 else old.offset if share <= 0.0 else _mix(old.offset, new.offset, share)
+        np.multiply(s, offset, out=self._ctrl)
 
     def _write_limits(self) -> None:
         """+-limit x strength, narrowed by the torque-speed curve once any joint passes its full-torque speed."""

@@ -223,10 +223,15 @@ class CyberDogSim:
                                   np.broadcast_to(np.asarray(kd, float), q.shape).copy(), to_sdk(tau)))
 
     def _internal(self, cmd: MotorCommand) -> MotorCommand:
-        """An SDK-convention frame in the firmware's internal (model) convention, as it travels on the LCM wire."""
+        """An SDK-convention frame in the firmware's internal (model) convention, as it travels on the LCM wire.
+        Its arrays are read-only: the frame is re-sent every 2 ms and the motor boards keep what they derive from
+        its gains while the same frame's arrays come back (actuator.GainScale)."""
         to_model = self.convention.to_model
-        return MotorCommand(to_model(cmd.q_des), to_model(cmd.qd_des), np.asarray(cmd.kp, float).copy(),
-                            np.asarray(cmd.kd, float).copy(), to_model(cmd.tau))
+        arrays = (to_model(cmd.q_des), to_model(cmd.qd_des), np.array(cmd.kp, dtype=np.float64),
+                  np.array(cmd.kd, dtype=np.float64), to_model(cmd.tau))
+        for array in arrays:
+            array.flags.writeable = False
+        return MotorCommand(*arrays)
 
     def _gap_ms(self) -> float:
         """Milliseconds since the firmware last received a frame: 0 while the bridge re-sends the newest one."""
@@ -243,9 +248,15 @@ class CyberDogSim:
 
     # ---------------------------------------------------------------------------------------------------- step
     def step(self, n_steps: Optional[int] = None) -> None:
-        """Advance by n physics steps (one 50 Hz control period by default)."""
-        for _ in range(self.steps_per_tick if n_steps is None else n_steps):
-            self._physics_step()
+        """Advance by n physics steps (one 50 Hz control period by default).
+
+        Only the last steps' sensor snapshots and delivered torques are kept: a reading can come only after this
+        returns, and then it sees the snapshot sensor_latency_s old at most, so the earlier steps' would never be
+        read (computing them was a tenth of a step's cost)."""
+        n = self.steps_per_tick if n_steps is None else n_steps
+        observed_from = n - (self._sensor_delay + 1)
+        for index in range(n):
+            self._physics_step(observed=index >= observed_from)
 
     def _relayed_frame(self) -> Optional[MotorCommand]:
         """The newest frame as the bridge re-sends it now (bridge/lcm_bridge.CommandRelay): its q_des moved along
@@ -256,7 +267,7 @@ class CyberDogSim:
         age = (self.step_count - self._frame_step) * self.physics_dt
         return self._frame.advanced(age, self.config.rates.control_dt)
 
-    def _physics_step(self) -> None:
+    def _physics_step(self, observed: bool = True) -> None:
         while self._pending and self._pending[0][0] <= self.step_count:
             self._frame, self._frame_step = self._pending.popleft()[1], self.step_count
         if self.step_count % self.steps_per_frame == 0:
@@ -266,10 +277,11 @@ class CyberDogSim:
             self._push()
         self.boards.apply()
         mujoco.mj_step(self.model, self.data)
-        self.applied_torque = self.boards.applied_torque()
         self.step_count += 1
-        if self._sensor_delay:
-            self._history.append(self._snapshot())
+        if observed:
+            self.applied_torque = self.boards.applied_torque()
+            if self._sensor_delay:
+                self._history.append(self._snapshot())
 
     def _snapshot(self) -> _Snapshot:
         quat, gyro, acc = self._imu_views
