@@ -200,13 +200,13 @@ class MotorBoards:
         """The implicit law into the actuators: ctrl = s x offset, bias = -s x (kp, kd), each blended; the bias
         only when its inputs differ from last time (the same read-only gains and share give the same numbers)."""
         old, new = self._previous, self._current
-        gains = (old.kp, new.kp, old.kd, new.kd, share)
         written = self._gains_written
-        if not written or any(a is not b for a, b in zip(gains[:4], written)) or share != written[4]:
+        if not (written and old.kp is written[0] and new.kp is written[1] and old.kd is written[2]
+                and new.kd is written[3] and share == written[4]):
             law = old.blend(new, share)
             self._bias_kp[:] = -s * law.kp
             self._bias_kd[:] = -s * law.kd
-            self._gains_written = gains
+            self._gains_written = (old.kp, new.kp, old.kd, new.kd, share)
         offset = new.offset if share >= 1.0 else old.offset if share <= 0.0 else _mix(old.offset, new.offset, share)
         np.multiply(s, offset, out=self._ctrl)
 

@@ -89,7 +89,8 @@ class CyberDogSim:
         self.convention = JointConvention(config.robot)
         self.rng = np.random.default_rng(seed)
         self.physics_dt = float(self.model.opt.timestep)
-        self.steps_per_tick = int(round(config.rates.control_dt / self.physics_dt))
+        self._control_dt = config.rates.control_dt
+        self.steps_per_tick = int(round(self._control_dt / self.physics_dt))
         self.torque_limit = float(config.robot.torque_limit)
         self._trunk = self.model.body("trunk").id
         self._foot_geoms = np.array([self.model.geom(n).id for n in FOOT_GEOMS])
@@ -265,7 +266,7 @@ class CyberDogSim:
         if self._frame is None:
             return None
         age = (self.step_count - self._frame_step) * self.physics_dt
-        return self._frame.advanced(age, self.config.rates.control_dt)
+        return self._frame.advanced(age, self._control_dt)
 
     def _physics_step(self, observed: bool = True) -> None:
         while self._pending and self._pending[0][0] <= self.step_count:
@@ -273,7 +274,7 @@ class CyberDogSim:
         if self.step_count % self.steps_per_frame == 0:
             self._motors = self.firmware.run(self._relayed_frame(), self._gap_ms(), self._q, self._qd)
             self.boards.hold(self._motors)
-        if self.sim_config.pushes.enabled and self.time >= self._next_push:
+        if self.step_count * self.physics_dt >= self._next_push:   # self.time; never without pushes (inf)
             self._push()
         self.boards.apply()
         mujoco.mj_step(self.model, self.data)
