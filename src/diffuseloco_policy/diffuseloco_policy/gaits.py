@@ -67,6 +67,17 @@ GAITS: dict[str, GaitParams] = {
 }
 
 
+# np.isclose(x, 0.5)'s test with its default tolerances, written out: isclose's Python layers cost more than the
+# rest of a tick's clock update (it is |x - y| <= atol + rtol |y|, the same comparison, the same result)
+_TIE_TOLERANCE = 1e-8 + 1e-5 * 0.5
+
+
+def _clamp(value: float, limit: float) -> float:
+    """value kept within +-limit (limit > 0), on Python floats: what np.clip gives for them, without a ufunc call
+    per scalar (the clock glides five of them every tick)."""
+    return min(max(value, -limit), limit)
+
+
 class GaitClock:
     """Phase clock whose offsets, period and swing height glide toward the active gait's values."""
 
@@ -99,14 +110,14 @@ class GaitClock:
         """Move the blend one tick toward the target gait, then advance the phase."""
         t = self.target
         delta = (np.array(t.offsets) - self.offsets + 0.5) % 1.0 - 0.5     # shortest way round the circle
-        delta[np.isclose(np.abs(delta), 0.5)] = -0.5                          # ties: slow the leg, never skip
+        delta[np.abs(np.abs(delta) - 0.5) <= _TIE_TOLERANCE] = -0.5          # ties: slow the leg, never skip
         self.offsets = (self.offsets + clip(delta, -self.offset_rate * dt, self.offset_rate * dt)) % 1.0
-        self.period += float(clip(t.period - self.period, -self.period_rate * dt, self.period_rate * dt))
-        self.swing_height += float(clip(t.swing_height - self.swing_height, -0.2 * dt, 0.2 * dt))
-        self.inward += float(clip(t.inward - self.inward, -0.1 * dt, 0.1 * dt))
-        self.gather += float(clip(t.gather - self.gather, -0.1 * dt, 0.1 * dt))
+        self.period += _clamp(t.period - self.period, self.period_rate * dt)
+        self.swing_height += _clamp(t.swing_height - self.swing_height, 0.2 * dt)
+        self.inward += _clamp(t.inward - self.inward, 0.1 * dt)
+        self.gather += _clamp(t.gather - self.gather, 0.1 * dt)
         # duty glides slower than any leg's phase advances (1 / period), so no swing leg falls back into stance
-        self.duty += float(clip(t.duty - self.duty, -self.duty_rate * dt, self.duty_rate * dt))
+        self.duty += _clamp(t.duty - self.duty, self.duty_rate * dt)
         self.phase = (self.phase + dt / self.period) % 1.0
 
     def in_step(self) -> float:
