@@ -31,6 +31,7 @@ import mujoco
 import numpy as np
 
 from diffuseloco_policy.config import StackConfig
+from diffuseloco_policy.fast_clip import clip
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.observation import RobotState
 from diffuseloco_policy.package_files import package_file
@@ -377,7 +378,7 @@ class CyberDogSim:
     def roll_pitch(self) -> tuple[float, float]:
         w, x, y, z = self.data.qpos[3:7]
         roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-        pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+        pitch = np.arcsin(clip(2 * (w * y - z * x), -1.0, 1.0))   # np.clip's ufunc: asked every tick
         return float(roll), float(pitch)
 
     def base_height(self) -> float:
