@@ -37,8 +37,8 @@ class MotorCommand:
         velocity term. Moved along qd_des, the setpoint and its velocity agree, as a trajectory does. Only for
         horizon_s (the plan's tick); after that q_des stays where the plan ended and qd_des is zero, so a late
         command does not carry the legs on."""
-        if age_s <= 0.0 or horizon_s <= 0.0 or not np.count_nonzero(self.qd_des):   # 2 ms relay path (count_nonzero:
-            # a fifth of ndarray.any's cost; the simulator asks this every 2 ms)
+        # (count_nonzero rather than any: a fifth of the cost on 12 values, and the simulator asks every 2 ms)
+        if age_s <= 0.0 or horizon_s <= 0.0 or not np.count_nonzero(self.qd_des):   # the method: 2 ms relay path
             return self
         if age_s <= horizon_s:
             return MotorCommand(self.q_des + self.qd_des * age_s, self.qd_des, self.kp, self.kd, self.tau)
