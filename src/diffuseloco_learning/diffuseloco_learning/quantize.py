@@ -35,6 +35,27 @@ from diffuseloco_policy.model_file import (INPUT_GOAL, INPUT_NOISE, INPUT_OBS, I
 MEAN_ACTION_TOLERANCE = 0.05
 
 
+def inline_shared_weights(model: Any) -> Any:
+    """Let every reader of an Identity of a constant read the constant itself, in place, and drop the Identity.
+
+    Why: when a Linear on (B, T, W) activations is used at every step of the unrolled sampler, the exporter
+    writes its weight once and hands each step an Identity of it, and ONNX Runtime's dynamic quantizer only
+    quantizes a MatMul whose weight is a constant."""
+    graph = model.graph
+    constants = {init.name for init in graph.initializer}
+    outputs = {out.name for out in graph.output}
+    alias = {node.output[0]: node.input[0] for node in graph.node
+             if node.op_type == "Identity" and node.input[0] in constants and node.output[0] not in outputs}
+    kept = [node for node in graph.node if node.output[0] not in alias or node.op_type != "Identity"]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
+
+
 def gemm_to_matmul(model: Any) -> Any:
     """Rewrite each Gemm with a constant weight as MatMul (+ Add of its bias), in place.
 
@@ -82,7 +103,7 @@ def quantize_graph(model: Any) -> Any:
     metadata = [(p.key, p.value) for p in model.metadata_props]
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(gemm_to_matmul(model), str(source))
+        onnx.save(gemm_to_matmul(inline_shared_weights(model)), str(source))
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process does not apply to these graphs

@@ -155,7 +155,10 @@ def _check_shape(key: str, value: torch.Tensor, expected: torch.Tensor) -> None:
 
 
 def _baked_time_table(initializers: dict[str, torch.Tensor], policy: DiffusionPolicy) -> torch.Tensor:
-    """(steps, layers, 2, heads, 1, head_dim): the timestep token's keys and values the full graph holds."""
+    """(steps, layers, 2, heads, 1, head_dim): the timestep token's keys and values the full graph holds, as one
+    table (export.BakedTimeTable) or, in files exported before 2026-12-08, one constant per step and layer."""
+    if TIME_PREFIX + "table" in initializers:
+        return initializers[TIME_PREFIX + "table"][:, :, :, :, :1, :]
     layers = len(policy.denoiser.blocks)
     try:
         table = [[torch.stack([initializers[f"{TIME_PREFIX}k_{j}_{layer}"], initializers[f"{TIME_PREFIX}v_{j}_{layer}"]])

@@ -1,0 +1,85 @@
+"""The exported sampler graph (export.py) since 2026-12-08: the memory of every denoising step is joined once per
+sample, activations stay (B, T, W), and the graph computes what the torch policy and the graph of earlier
+exports (the shipped file) compute, to the export's 1e-4."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from diffuseloco_policy.config import load_config
+from diffuseloco_policy.model_file import INPUT_NOISE, default_model_path, read_onnx_info, warm_path
+from diffuseloco_policy.runtime import OnnxRuntime
+from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, build_policy
+from diffuseloco_learning.export import export_onnx
+from diffuseloco_learning.quantize import check_inputs, compare_actions
+from diffuseloco_learning.torch_runtime import TorchRuntime
+from diffuseloco_learning.training.from_onnx import recover_policy
+
+TOLERANCE = 1e-4   # export.verify_graph's
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    """A random small-preset policy (4 layers) and its full and 2-step warm-start graphs."""
+    config = load_config()
+    torch.manual_seed(3)
+    policy = build_policy(config, ModelSpec(denoiser=DenoiserConfig.preset("small"))).eval()
+    path = export_onnx(policy, config, tmp_path_factory.mktemp("graph") / "small.onnx", warm_steps=(2,))[0]
+    return policy, path
+
+
+def test_the_step_memory_is_joined_once_per_sample(small_export):
+    """One node reads the baked time table (the join for all steps and layers), instead of two additions per
+    layer and step; the per-step path has no reshapes around attention."""
+    policy, path = small_export
+    graph = onnx.load(str(path)).graph
+    readers = [n for n in graph.node if "time.table" in n.input]
+    assert len(readers) == 1 and readers[0].op_type == "Add"
+    ops = Counter(n.op_type for n in graph.node)
+    steps, layers = policy.num_steps, policy.spec.denoiser.layers
+    assert ops["MultiHeadAttention"] == 2 * layers * steps
+    assert ops["Reshape"] < layers * steps   # was 6.5 per layer and step with (B * T, W) rows
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_the_graph_computes_what_torch_computes(small_export, warm):
+    policy, path = small_export
+    config = load_config()
+    onnx_rt = OnnxRuntime(path, config, warm_start_steps=2)
+    torch_rt = TorchRuntime(policy, onnx_rt.info, warm_start_steps=2)
+    d = onnx_rt.dims
+    rng = np.random.default_rng(4)
+    obs, goal = rng.standard_normal((3, d.history, d.obs_dim)), rng.standard_normal((3, d.history, d.goal_dim))
+    noise = rng.standard_normal(onnx_rt.noise_shape(3, False)).astype(np.float32)
+    for rt in (onnx_rt, torch_rt):
+        rt.predict(obs, goal, noise, warm=False)
+    if warm:
+        noise = rng.standard_normal(onnx_rt.noise_shape(3, True)).astype(np.float32)
+    a, b = (rt.predict(obs, goal, noise, warm=warm) for rt in (onnx_rt, torch_rt))
+    assert np.abs(a - b).max() <= TOLERANCE
+    assert np.abs(a).max() > 0.1   # not a trivially equal pair
+
+
+def test_a_new_export_of_the_shipped_model_computes_what_its_file_computes(tmp_path):
+    """The shipped file keeps its graph (MatMul/Gemm rows, one time constant per step and layer); its weights
+    re-exported through today's exporter give the same actions, full sample and warm start."""
+    shipped = tmp_path / "shipped.onnx"
+    shutil.copy(default_model_path(), shipped)
+    shutil.copy(warm_path(default_model_path(), 2), warm_path(shipped, 2))
+    old = onnx.load(str(shipped)).graph
+    assert any(i.name.startswith("time.k_") for i in old.initializer)
+    policy, info = recover_policy(shipped)
+    new = export_onnx(policy, info.config, tmp_path / "new.onnx", warm_steps=(2,))
+    assert any(i.name == "time.table" for i in onnx.load(str(new[0])).graph.initializer)
+    for before, after in zip((shipped, warm_path(shipped, 2)), new):
+        steps = read_onnx_info(before).graph["steps"]
+        inputs = check_inputs(info, steps, batch=32, seed=5)
+        inputs[INPUT_NOISE] = np.random.default_rng(6).standard_normal(inputs[INPUT_NOISE].shape).astype(np.float32)
+        error = compare_actions(before, after, inputs)
+        assert error["max"] <= TOLERANCE
