@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.model_file import INPUT_NOISE, default_model_path, read_onnx_info, warm_path
+from diffuseloco_policy.model_file import (INPUT_NOISE, PRECISION_INT8, default_model_path, graph_precision,
+                                           read_onnx_info, warm_path)
 from diffuseloco_policy.runtime import OnnxRuntime
 from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, build_policy
 from diffuseloco_learning.export import export_onnx
 from diffuseloco_learning.quantize import check_inputs, compare_actions
 from diffuseloco_learning.torch_runtime import TorchRuntime
-from diffuseloco_learning.training.from_onnx import recover_policy
+from diffuseloco_learning.training.export import main as export_main
 
 TOLERANCE = 1e-4   # export.verify_graph's
 
@@ -66,20 +67,37 @@ def test_the_graph_computes_what_torch_computes(small_export, warm):
     assert np.abs(a).max() > 0.1   # not a trivially equal pair
 
 
-def test_a_new_export_of_the_shipped_model_computes_what_its_file_computes(tmp_path):
-    """The shipped file keeps its graph (MatMul/Gemm rows, one time constant per step and layer); its weights
-    re-exported through today's exporter give the same actions, full sample and warm start."""
-    shipped = tmp_path / "shipped.onnx"
+@pytest.fixture(scope="module")
+def shipped_copy(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("shipped")
+    shipped = tmp / "shipped.onnx"
     shutil.copy(default_model_path(), shipped)
     shutil.copy(warm_path(default_model_path(), 2), warm_path(shipped, 2))
-    old = onnx.load(str(shipped)).graph
+    return shipped
+
+
+def test_the_shipped_file_regraphed_computes_what_the_file_computes(shipped_copy, tmp_path, capsys):
+    """The shipped file keeps its graph (Gemm rows, one time constant per step and layer) and keeps loading;
+    `export --from-model --regraph` writes its weights through today's graph, with the same actions (full sample
+    and warm start, random sampler noise)."""
+    old = onnx.load(str(shipped_copy)).graph
     assert any(i.name.startswith("time.k_") for i in old.initializer)
-    policy, info = recover_policy(shipped)
-    new = export_onnx(policy, info.config, tmp_path / "new.onnx", warm_steps=(2,))
-    assert any(i.name == "time.table" for i in onnx.load(str(new[0])).graph.initializer)
-    for before, after in zip((shipped, warm_path(shipped, 2)), new):
-        steps = read_onnx_info(before).graph["steps"]
-        inputs = check_inputs(info, steps, batch=32, seed=5)
+    out = tmp_path / "regraphed.onnx"
+    export_main(["--from-model", str(shipped_copy), "--out", str(out), "--regraph"])
+    assert capsys.readouterr().out.split() == [str(out), str(warm_path(out, 2))]
+    assert any(i.name == "time.table" for i in onnx.load(str(out)).graph.initializer)
+    info = read_onnx_info(out)
+    assert info.config == read_onnx_info(shipped_copy).config
+    for before, after in ((shipped_copy, out), (warm_path(shipped_copy, 2), warm_path(out, 2))):
+        inputs = check_inputs(info, read_onnx_info(before).graph["steps"], batch=32, seed=5)
         inputs[INPUT_NOISE] = np.random.default_rng(6).standard_normal(inputs[INPUT_NOISE].shape).astype(np.float32)
-        error = compare_actions(before, after, inputs)
-        assert error["max"] <= TOLERANCE
+        assert compare_actions(before, after, inputs)["max"] <= TOLERANCE
+
+
+def test_regraph_to_int8_and_of_an_int8_file(shipped_copy, tmp_path):
+    out = tmp_path / "regraphed_int8.onnx"
+    export_main(["--from-model", str(shipped_copy), "--out", str(out), "--regraph", "--precision", "int8"])
+    assert graph_precision(read_onnx_info(out).graph) == PRECISION_INT8
+    assert any(i.name == "time.table" for i in onnx.load(str(out)).graph.initializer)
+    with pytest.raises(SystemExit):   # the weights of an int8 file are not the model's any more
+        export_main(["--from-model", str(out), "--out", str(tmp_path / "again.onnx"), "--regraph"])
