@@ -63,7 +63,9 @@ def test_every_weight_of_a_new_export_is_quantized(tmp_path):
     assert compare_actions(source, inlined.SerializeToString(), check_inputs(info, info.graph["steps"]))["max"] == 0.0
     quantized = quantize_graph(onnx.load(str(source)))
     assert _constant_weight_matmuls(quantized) == 0
-    assert sum(n.op_type == "MatMulInteger" for n in quantized.graph.node) == _constant_weight_matmuls(inlined)
+    ops = [n.op_type for n in quantized.graph.node]
+    assert ops.count("MatMulInteger") == _constant_weight_matmuls(inlined)
+    assert ops.count("QAttention") == [n.op_type for n in model.graph.node].count("Attention") > 0
 
 
 def test_the_shipped_models_int8_actions_stay_within_tolerance_of_fp32(shipped_int8):

@@ -37,14 +37,16 @@ def small_export(tmp_path_factory):
 
 def test_the_step_memory_is_joined_once_per_sample(small_export):
     """One node reads the baked time table (the join for all steps and layers), instead of two additions per
-    layer and step; the per-step path has no reshapes around attention."""
+    layer and step; the per-step path has no reshapes around attention, and each causal self-attention is one
+    fused Attention node (its projection included)."""
     policy, path = small_export
     graph = onnx.load(str(path)).graph
     readers = [n for n in graph.node if "time.table" in n.input]
     assert len(readers) == 1 and readers[0].op_type == "Add"
     ops = Counter(n.op_type for n in graph.node)
     steps, layers = policy.num_steps, policy.spec.denoiser.layers
-    assert ops["MultiHeadAttention"] == 2 * layers * steps
+    assert ops["MultiHeadAttention"] == layers * steps and ops["Attention"] == layers * steps
+    assert ops["Split"] < steps and not ops["Gemm"]   # splits once per sample only
     assert ops["Reshape"] < layers * steps   # was 6.5 per layer and step with (B * T, W) rows
 
 

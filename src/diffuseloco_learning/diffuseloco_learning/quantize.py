@@ -1,6 +1,7 @@
 """Int8 model files: an exported sampler's weight matrices quantized to int8 with ONNX Runtime's dynamic quantizer.
 
-Why: at batch 1 the denoiser's matrix products have 16 rows (the action tokens), and in fp32 they are about
+Why: at batch 1 the denoiser's matrix products (MatMul, and the query/key/value product inside each causal
+self-attention's fused Attention kernel, which becomes QAttention) have 16 rows (the action tokens), and in fp32 they are about
 two thirds of a paper-size sample's time (docs/research/performance.md). Int8 weights, per output channel, with
 the activations quantized on the fly per call, let ONNX Runtime run them as integer dot products (AVX-512 VNNI
 or AMX on x86, the dot-product instructions on ARM) and move a quarter of the bytes. Everything else (layer norms,
@@ -109,7 +110,7 @@ def quantize_graph(model: Any) -> Any:
         root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process does not apply to these graphs
         try:
             quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+                             op_types_to_quantize=["MatMul", "Attention"], extra_options={"MatMulConstBOnly": True})
         finally:
             root.setLevel(level)
         quantized = onnx.load(str(target))
