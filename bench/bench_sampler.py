@@ -121,36 +121,47 @@ def choose_clock(name: str) -> str:
     return "cpu" if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1) else "wall"
 
 
-def measure(fn: Callable[[], object], runs: int, warmup: int = 20) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = np.empty(runs)
+Path_ = tuple[str, Callable[[], object]]  # a row's label and one call of it
+
+
+def measure(paths: list[Path_], runs: int, warmup: int = 20) -> list[tuple[str, float, float]]:
+    """Median and p99 ms of each path, the paths interleaved call by call: a load that changes during the run
+    (another job's phases) then weighs on every path alike, and the ratios between them stay fair."""
+    for _, fn in paths:
+        for _ in range(warmup):
+            fn()
+    times = np.empty((len(paths), runs))
     for i in range(runs):
-        t0 = CLOCK()
-        fn()
-        times[i] = CLOCK() - t0
-    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
+        for j, (_, fn) in enumerate(paths):
+            t0 = CLOCK()
+            fn()
+            times[j, i] = CLOCK() - t0
+    return [(label, float(np.median(t) * 1e3), float(np.percentile(t, 99) * 1e3)) for (label, _), t in
+            zip(paths, times)]
 
 
-def onnx_rows(label: str, path: Path, config: Any, threads: int, providers: ProviderChoice, obs: np.ndarray,
-              goal: np.ndarray, runs: int, in_use: dict[str, tuple[str, ...]], warm_steps: tuple[int, ...] = (2, 3)
-              ) -> list[tuple[str, float, float]]:
-    """Full sample and warm starts of one model file (its .warm<k>.onnx graphs beside it)."""
+def onnx_paths(label: str, path: Path, config: Any, threads: int, providers: ProviderChoice, obs: np.ndarray,
+               goal: np.ndarray, in_use: dict[str, tuple[str, ...]], warm_steps: tuple[int, ...] = (2, 3)
+               ) -> list[Path_]:
+    """Full sample and warm starts of one model file (its .warm<k>.onnx graphs beside it), one runtime each."""
     rng = np.random.default_rng(0)
 
     def runtime(k: int) -> OnnxRuntime:
         return OnnxRuntime(path, config, warm_start_steps=k, intra_op_threads=threads, providers=providers)
 
-    rt = runtime(2)
-    in_use[label] = rt.providers_in_use
-    for note in rt.provider_notes:
+    def call(rt: OnnxRuntime, warm: bool) -> Callable[[], object]:
+        return lambda: rt.predict(obs, goal, rng, warm=warm)
+
+    full = runtime(2)
+    in_use[label] = full.providers_in_use
+    for note in full.provider_notes:
         print(f"warning: {note}")
-    rows = [(f"{label}, full 10-step", *measure(lambda: rt.predict(obs, goal, rng, warm=False), runs))]
+    paths = [(f"{label}, full 10-step", call(full, False))]
     for k in warm_steps:
         rt = runtime(k)
         rt.predict(obs, goal, rng, warm=False)
-        rows.append((f"{label}, warm start {k} steps", *measure(lambda: rt.predict(obs, goal, rng, warm=True), runs)))
-    return rows
+        paths.append((f"{label}, warm start {k} steps", call(rt, True)))
+    return paths
 
 
 def bench_model(name: str, policy: Optional[nn.Module], path: Path, runs: int,
@@ -171,22 +182,22 @@ def bench_model(name: str, policy: Optional[nn.Module], path: Path, runs: int,
     obs = rng.standard_normal((d.history, d.obs_dim)).astype(np.float32)
     goal = rng.standard_normal((d.history, d.goal_dim)).astype(np.float32)
 
-    rows = []
     in_use: dict[str, tuple[str, ...]] = {}
     ref = reference_loop(info.spec.denoiser, d)
-    rows.append((REFERENCE, *measure(lambda: ref(obs, goal), runs)))
+    paths: list[Path_] = [(REFERENCE, lambda: ref(obs, goal))]
     if policy is not None:
         rt = TorchRuntime(policy, info, warm_start_steps=2)
-        rows.append(("ours torch, full 10-step", *measure(lambda: rt.predict(obs, goal, rng, warm=False), runs)))
+        paths.append(("ours torch, full 10-step", lambda: rt.predict(obs, goal, rng, warm=False)))
     if shipped is not None:
-        rows += onnx_rows("shipped file's graph fp32", shipped, config, threads, providers, obs, goal, runs, in_use,
-                          warm_steps=(2,))
-    rows += onnx_rows("ours onnx fp32", path, config, threads, providers, obs, goal, runs, in_use)
-    rows += onnx_rows("ours onnx int8", int8, config, threads, providers, obs, goal, runs, in_use)
+        paths += onnx_paths("shipped file's graph fp32", shipped, config, threads, providers, obs, goal, in_use,
+                            warm_steps=(2,))
+    paths += onnx_paths("ours onnx fp32", path, config, threads, providers, obs, goal, in_use)
+    paths += onnx_paths("ours onnx int8", int8, config, threads, providers, obs, goal, in_use)
     if not cpu_clock:  # the CPU clock counts the calling thread only
         other = 3 - threads
-        rows += onnx_rows(f"ours onnx int8 {other} thread(s)", int8, config, other, providers, obs, goal, runs,
-                          in_use)[:1]
+        paths += onnx_paths(f"ours onnx int8 {other} thread(s)", int8, config, other, providers, obs, goal,
+                            in_use)[:1]
+    rows = measure(paths, runs)
     params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer if len(t.dims) == 2)
     clock = "CPU time of the calling thread" if cpu_clock else "wall time"
     print(f"\n{name} ({params / 1e6:.2f} M weights in matrices), {threads} thread(s) unless named, batch 1, {runs} "
