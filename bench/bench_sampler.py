@@ -124,20 +124,22 @@ def choose_clock(name: str) -> str:
 Path_ = tuple[str, Callable[[], object]]  # a row's label and one call of it
 
 
-def measure(paths: list[Path_], runs: int, warmup: int = 20) -> list[tuple[str, float, float]]:
-    """Median and p99 ms of each path, the paths interleaved call by call: a load that changes during the run
-    (another job's phases) then weighs on every path alike, and the ratios between them stay fair."""
-    for _, fn in paths:
-        for _ in range(warmup):
-            fn()
-    times = np.empty((len(paths), runs))
-    for i in range(runs):
+def measure(paths: list[Path_], runs: int, block: int = 20, settle: int = 3) -> list[tuple[str, float, float]]:
+    """Median and p99 ms of each path over `runs` calls, taken in blocks of `block` calls per path in turn, each
+    after `settle` untimed calls: a load that changes during the run (another job's phases) then weighs on
+    every path alike, and each block times a path in its steady state (its weights in the caches, as when it
+    runs every tick), not just after another path's 100 ms of torch."""
+    times: list[list[float]] = [[] for _ in paths]
+    for _ in range(max(1, -(-runs // block))):
         for j, (_, fn) in enumerate(paths):
-            t0 = CLOCK()
-            fn()
-            times[j, i] = CLOCK() - t0
+            for _ in range(settle):
+                fn()
+            for _ in range(block):
+                t0 = CLOCK()
+                fn()
+                times[j].append(CLOCK() - t0)
     return [(label, float(np.median(t) * 1e3), float(np.percentile(t, 99) * 1e3)) for (label, _), t in
-            zip(paths, times)]
+            zip(paths, (np.asarray(t[:runs]) for t in times))]
 
 
 def onnx_paths(label: str, path: Path, config: Any, threads: int, providers: ProviderChoice, obs: np.ndarray,
