@@ -13,7 +13,7 @@ batched call, and `join_memory` adds them to the cond keys/values for every step
 operation per sample instead of two additions per layer and step. `forward` recomputes everything and is the
 training path.
 
-Export-friendliness (at batch 1 latency is dominated by the number of graph nodes besides the matmuls):
+Export-friendliness (at batch 1 a sample's time is its matrix products plus a cost per graph node):
 activations stay (B, T, W), so attention reads them without reshapes; no tensor shape is read in the per-step
 path; inside an ONNX export the causal self-attention becomes ONNX Runtime's fused Attention kernel (projection
 included) and the cross-attention its MultiHeadAttention kernel (same math as the eager path, tested to 1e-4).
