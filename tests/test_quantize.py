@@ -15,7 +15,7 @@ from diffuseloco_policy.model_file import (PRECISION_FP32, PRECISION_INT8, Model
                                            graph_precision, read_onnx_info, warm_path)
 from diffuseloco_policy.runtime import OnnxRuntime
 from diffuseloco_learning.quantize import (MEAN_ACTION_TOLERANCE, check_inputs, compare_actions, gemm_to_matmul,
-                                           write_int8_model)
+                                           inline_shared_weights, quantize_graph, write_int8_model)
 from diffuseloco_learning.training.export import main as export_main
 
 from tiny_model import export_standing_model
@@ -31,9 +31,10 @@ def shipped_int8(tmp_path_factory):
     return source, write_int8_model(source, tmp / "shipped_int8.onnx")
 
 
-def test_gemm_rewrite_computes_the_same_graph_in_fp32(tmp_path):
-    """The Gemm -> MatMul + Add rewrite alone is exact (up to float rounding): only the int8 step changes values."""
-    source = export_standing_model(tmp_path / "m.onnx", preset="tiny")
+def test_gemm_rewrite_computes_the_same_graph_in_fp32():
+    """The Gemm -> MatMul + Add rewrite alone is exact (up to float rounding): only the int8 step changes values.
+    The shipped file's graph multiplies (B * T, W) rows with Gemm; exports since 2026-12-08 use MatMul."""
+    source = default_model_path()
     model = onnx.load(str(source))
     gemms = sum(n.op_type == "Gemm" for n in model.graph.node)
     rewritten = gemm_to_matmul(model)
@@ -41,6 +42,30 @@ def test_gemm_rewrite_computes_the_same_graph_in_fp32(tmp_path):
     info = read_onnx_info(source)
     error = compare_actions(source, rewritten.SerializeToString(), check_inputs(info, info.graph["steps"]))
     assert error["max"] < 1e-5
+
+
+def _constant_weight_matmuls(model) -> int:
+    constants = {init.name for init in model.graph.initializer}
+    return sum(n.op_type == "MatMul" and n.input[1] in constants for n in model.graph.node)
+
+
+def test_every_weight_of_a_new_export_is_quantized(tmp_path):
+    """The exporter hands each denoising step an Identity of a shared weight; after inlining them every weight
+    product is a MatMul of a constant (which the quantizer needs), and none is left in fp32."""
+    source = export_standing_model(tmp_path / "m.onnx", preset="tiny")
+    model = onnx.load(str(source))
+    before = _constant_weight_matmuls(model)
+    inlined = inline_shared_weights(onnx.load(str(source)))
+    assert not any(n.op_type == "Identity" and n.input[0] in {i.name for i in inlined.graph.initializer}
+                   for n in inlined.graph.node)
+    assert _constant_weight_matmuls(inlined) > before
+    info = read_onnx_info(source)
+    assert compare_actions(source, inlined.SerializeToString(), check_inputs(info, info.graph["steps"]))["max"] == 0.0
+    quantized = quantize_graph(onnx.load(str(source)))
+    assert _constant_weight_matmuls(quantized) == 0
+    ops = [n.op_type for n in quantized.graph.node]
+    assert ops.count("MatMulInteger") == _constant_weight_matmuls(inlined)
+    assert ops.count("QAttention") == [n.op_type for n in model.graph.node].count("Attention") > 0
 
 
 def test_the_shipped_models_int8_actions_stay_within_tolerance_of_fp32(shipped_int8):

@@ -30,22 +30,18 @@ OPSET = 17
 
 
 class BakedTimeTable(nn.Module):
-    """A policy's time table (timestep-token keys/values per step and layer) frozen as buffers, so the traced
-    graph holds it as constants instead of re-running the cond encoder on the timestep every call."""
+    """A policy's time table (timestep-token keys/values per step and layer) frozen as one buffer, so the traced
+    graph holds it as one constant (initializer `time.table`, (steps, layers, 2, heads, 1 + 2 To, head_dim))
+    instead of re-running the cond encoder on the timestep every call. Files exported before 2026-12-08 hold
+    one constant per step and layer instead (`time.k_<step>_<layer>`, `time.v_<step>_<layer>`)."""
 
     def __init__(self, policy: DiffusionPolicy, indices: list[int]) -> None:
         super().__init__()
         with torch.no_grad():
-            table = policy.time_table(indices)
-        self.steps, self.layers = len(table), len(table[0])
-        for j, layers in enumerate(table):
-            for layer, (k, v) in enumerate(layers):
-                self.register_buffer(f"k_{j}_{layer}", k.detach().clone())
-                self.register_buffer(f"v_{j}_{layer}", v.detach().clone())
+            self.register_buffer("table", policy.time_table(indices).detach().clone())
 
-    def get(self) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
-        return [[(getattr(self, f"k_{j}_{layer}"), getattr(self, f"v_{j}_{layer}")) for layer in range(self.layers)]
-                for j in range(self.steps)]
+    def get(self) -> torch.Tensor:
+        return self.table
 
 
 class FullSampler(nn.Module):

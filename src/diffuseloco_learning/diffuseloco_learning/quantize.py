@@ -1,6 +1,7 @@
 """Int8 model files: an exported sampler's weight matrices quantized to int8 with ONNX Runtime's dynamic quantizer.
 
-Why: at batch 1 the denoiser's matrix products have 16 rows (the action tokens), and in fp32 they are about
+Why: at batch 1 the denoiser's matrix products (MatMul, and the query/key/value product inside each causal
+self-attention's fused Attention kernel, which becomes QAttention) have 16 rows (the action tokens), and in fp32 they are about
 two thirds of a paper-size sample's time (docs/research/performance.md). Int8 weights, per output channel, with
 the activations quantized on the fly per call, let ONNX Runtime run them as integer dot products (AVX-512 VNNI
 or AMX on x86, the dot-product instructions on ARM) and move a quarter of the bytes. Everything else (layer norms,
@@ -33,6 +34,27 @@ from diffuseloco_policy.model_file import (INPUT_GOAL, INPUT_NOISE, INPUT_OBS, I
 # for the shipped model, 0.04 for random paper-size weights; on histories recorded in closed loop the shipped
 # model's executed actions differ by 0.006 on average (docs/research/performance.md).
 MEAN_ACTION_TOLERANCE = 0.05
+
+
+def inline_shared_weights(model: Any) -> Any:
+    """Let every reader of an Identity of a constant read the constant itself, in place, and drop the Identity.
+
+    Why: when a Linear on (B, T, W) activations is used at every step of the unrolled sampler, the exporter
+    writes its weight once and hands each step an Identity of it, and ONNX Runtime's dynamic quantizer only
+    quantizes a MatMul whose weight is a constant."""
+    graph = model.graph
+    constants = {init.name for init in graph.initializer}
+    outputs = {out.name for out in graph.output}
+    alias = {node.output[0]: node.input[0] for node in graph.node
+             if node.op_type == "Identity" and node.input[0] in constants and node.output[0] not in outputs}
+    kept = [node for node in graph.node if node.output[0] not in alias or node.op_type != "Identity"]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
 
 
 def gemm_to_matmul(model: Any) -> Any:
@@ -82,13 +104,13 @@ def quantize_graph(model: Any) -> Any:
     metadata = [(p.key, p.value) for p in model.metadata_props]
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(gemm_to_matmul(model), str(source))
+        onnx.save(gemm_to_matmul(inline_shared_weights(model)), str(source))
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process does not apply to these graphs
         try:
             quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+                             op_types_to_quantize=["MatMul", "Attention"], extra_options={"MatMulConstBOnly": True})
         finally:
             root.setLevel(level)
         quantized = onnx.load(str(target))

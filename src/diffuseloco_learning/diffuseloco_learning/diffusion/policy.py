@@ -25,9 +25,11 @@ from diffuseloco_policy.normalizer import PolicyNormalizer
 from .mlp import MLPActor
 from .normalizer_module import NormalizerModule
 from .schedulers import NoiseScheduler
-from .transformer import TransformerDenoiser, select_time
+from .transformer import TransformerDenoiser, select_time, stack_time
 
-TimeTable = list[list[tuple[torch.Tensor, torch.Tensor]]]  # [step][layer] -> (keys, values) of the time token
+# The time token's keys/values of a sampler's steps: (steps, layers, 2, heads, 1 + 2 To, head_dim), see
+# TransformerDenoiser.join_memory.
+TimeTable = torch.Tensor
 
 
 def shift_chunk(chunk: torch.Tensor) -> torch.Tensor:
@@ -110,21 +112,22 @@ class DiffusionPolicy(_PolicyBase):
         return self.scheduler.warm_start_indices(self.spec.warm_start_steps if steps is None else steps)
 
     def time_table(self, indices: list[int]) -> TimeTable:
-        """Per step, per layer, the timestep token's keys/values: depends on weights and schedule only, so a
-        deployed sampler computes it once (export bakes it in as constants)."""
+        """Per step, per layer, the timestep token's keys/values, as one tensor: depends on weights and schedule
+        only, so a deployed sampler computes it once (export bakes it in as a constant)."""
         device = self.denoiser.pos_emb.device
         timesteps = torch.tensor([self.scheduler.timesteps[i] for i in indices], device=device)
         time = self.denoiser.time_kv(timesteps)
-        return [select_time(time, j) for j in range(len(indices))]
+        return stack_time([select_time(time, j) for j in range(len(indices))])
 
     def _run(self, obs: torch.Tensor, goal: torch.Tensor, x: torch.Tensor, noises: Sequence[torch.Tensor],
              indices: list[int], time: Optional[TimeTable]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Denoise x through the given schedule steps, with the cond memory computed once."""
+        """Denoise x through the given schedule steps, with the memory of every step (cond + time token)
+        joined once per sample."""
         obs_n, goal_n = self._inputs(obs, goal)
         cond = self.denoiser.encode_cond(obs_n, goal_n)
-        time = self.time_table(indices) if time is None else time
+        memory = self.denoiser.join_memory(cond, self.time_table(indices) if time is None else time)
         for j, index in enumerate(indices):
-            eps = self.denoiser.denoise(x, cond, time[j])
+            eps = self.denoiser.decode(x, memory[j])
             x, _ = self.scheduler.step(index, eps, x, noises[j])
         return self.action_norm.unnormalize(x), x
 

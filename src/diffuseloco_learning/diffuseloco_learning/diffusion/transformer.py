@@ -5,15 +5,18 @@ Tokens: the noisy action chunk (horizon tokens, Linear action_dim -> width) is t
 (Linear-Mish-Linear) after adding a learned position embedding. Masks are causal like the reference: action
 token i attends to action tokens <= i and to the observation/goal tokens of ticks <= i (the timestep always).
 
-Why the split API (encode_cond / time_kv / denoise): the cond encoder and every layer's cross-attention keys
-and values of the observation and goal tokens do not change between denoising steps of one sample, so a sampler
-computes them once per sample and only re-runs the decoder each step (performance.md). The time token's keys and
-values depend on the step only, so a sampler computes them for all its timesteps in one batched call.
-`forward` recomputes everything and is the training path.
+Why the split API (encode_cond / time_kv / join_memory / decode): the cond encoder and every layer's
+cross-attention keys and values of the observation and goal tokens do not change between denoising steps of one
+sample, so a sampler computes them once per sample and only re-runs the decoder each step (performance.md). The
+time token's keys and values depend on the step only, so a sampler computes them for all its timesteps in one
+batched call, and `join_memory` adds them to the cond keys/values for every step and layer in one tensor
+operation per sample instead of two additions per layer and step. `forward` recomputes everything and is the
+training path.
 
-Export-friendliness (latency is dominated by op count and matmuls at batch 1): activations are (B * T, W) rows
-so each Linear is one Gemm, no tensor shape is read in the per-step path, and inside an ONNX export attention
-becomes ONNX Runtime's fused MultiHeadAttention kernel (same math as the eager path, tested to 1e-4).
+Export-friendliness (at batch 1 a sample's time is its matrix products plus a cost per graph node):
+activations stay (B, T, W), so attention reads them without reshapes; no tensor shape is read in the per-step
+path; inside an ONNX export the causal self-attention becomes ONNX Runtime's fused Attention kernel (projection
+included) and the cross-attention its MultiHeadAttention kernel (same math as the eager path, tested to 1e-4).
 """
 
 from __future__ import annotations
@@ -84,27 +87,52 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
     return _attention_math(q, k, v, bias, heads, scale, drop if drop.p > 0 and drop.training else None)
 
 
-class SelfAttention(nn.Module):
-    """Causal self-attention over the action tokens; activations are (B * T, W) rows (see TransformerDenoiser)."""
+class _FusedCausalSelfAttention(torch.autograd.Function):
+    """Export-only: emits ONNX Runtime's com.microsoft::Attention with `unidirectional` set, which computes the
+    packed query/key/value product and causal attention in one kernel, and which the int8 rewrite turns into
+    QAttention (quantize.py). It replaces a matrix product, a Split and a MultiHeadAttention with an additive mask
+    per layer and step, about 8 % of an int8 paper-size sample (performance.md, 2026-12-08). The weight goes in
+    transposed, (W, 3 W), as the operator reads it. Eager values come from the module's own math."""
 
-    def __init__(self, width: int, heads: int, tokens: int, dropout: float) -> None:
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor,
+                heads: int) -> torch.Tensor:
+        width = x.shape[-1]
+        q, k, v = F.linear(x, weight, bias).split(width, dim=-1)
+        return _attention_math(q, k, v, mask, heads, (width // heads) ** -0.5)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, weight: Any, bias: Any, mask: Any, heads: int) -> Any:
+        out = g.op("com.microsoft::Attention", x, g.op("Transpose", weight, perm_i=[1, 0]), bias, num_heads_i=heads,
+                   unidirectional_i=1)
+        out.setType(x.type())
+        return out
+
+
+class SelfAttention(nn.Module):
+    """Causal self-attention over the action tokens; activations are (B, T, W). The mask is the causal one
+    (TransformerDenoiser.self_mask): inside an ONNX export the fused kernel applies it as `unidirectional`."""
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
         super().__init__()
-        self.width, self.heads, self.tokens = width, heads, tokens
+        self.width, self.heads = width, heads
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q, k, v = (t.reshape(-1, self.tokens, self.width) for t in self.qkv(x).split(self.width, dim=-1))
-        return self.proj(attention(q, k, v, mask, self.heads, self.drop).reshape(-1, self.width))
+        if torch.onnx.is_in_onnx_export():
+            return self.proj(_FusedCausalSelfAttention.apply(x, self.qkv.weight, self.qkv.bias, mask, self.heads))
+        q, k, v = self.qkv(x).split(self.width, dim=-1)
+        return self.proj(attention(q, k, v, mask, self.heads, self.drop))
 
 
 class CrossAttention(nn.Module):
     """Attention from action tokens to the cond memory; keys/values come precomputed per head (see `kv`)."""
 
-    def __init__(self, width: int, heads: int, tokens: int, dropout: float) -> None:
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
         super().__init__()
-        self.width, self.heads, self.head_dim, self.tokens = width, heads, width // heads, tokens
+        self.width, self.heads, self.head_dim = width, heads, width // heads
         self.q = nn.Linear(width, width)
         self.kv_proj = nn.Linear(width, 2 * width)
         self.proj = nn.Linear(width, width)
@@ -117,18 +145,17 @@ class CrossAttention(nn.Module):
         return k.reshape(shape).transpose(1, 2), v.reshape(shape).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q = self.q(x).reshape(-1, self.tokens, self.width)
-        return self.proj(attention(q, k, v, mask, self.heads, self.drop).reshape(-1, self.width))
+        return self.proj(attention(self.q(x), k, v, mask, self.heads, self.drop))
 
 
 class DecoderBlock(nn.Module):
     """Pre-norm block: causal self-attention, cross-attention to the memory, GELU MLP."""
 
-    def __init__(self, width: int, heads: int, tokens: int, dropout: float) -> None:
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.ln1, self.ln2, self.ln3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
-        self.self_attn = SelfAttention(width, heads, tokens, dropout)
-        self.cross_attn = CrossAttention(width, heads, tokens, dropout)
+        self.self_attn = SelfAttention(width, heads, dropout)
+        self.cross_attn = CrossAttention(width, heads, dropout)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
         self.drop = nn.Dropout(dropout)
 
@@ -142,10 +169,10 @@ class DecoderBlock(nn.Module):
 class TransformerDenoiser(nn.Module):
     """Predicts the noise in a normalized action chunk (B, horizon, action_dim) given normalized histories.
 
-    Inside, activations are kept as (B * horizon, width) rows so every Linear exports as one fused Gemm, and
-    no tensor shape is read in the forward pass (constants only), which keeps the exported graph free of
-    shape-arithmetic ops. Memory keys/values live in a 1 + 2 To slot layout: slot 0 is the timestep token and
-    is zero in the cond cache, the cond slots are zero in the time entries, so one broadcast add joins them.
+    Inside, activations are kept as (B, horizon, width), which attention reads without reshapes, and no tensor
+    shape is read in the forward pass (constants only), which keeps the exported graph free of shape-arithmetic
+    ops. Memory keys/values live in a 1 + 2 To slot layout: slot 0 is the timestep token and is zero in the cond
+    cache, the cond slots are zero in the time entries, so one broadcast add joins them.
     """
 
     def __init__(self, config: DenoiserConfig, obs_dim: int, goal_dim: int, action_dim: int, history: int,
@@ -160,7 +187,7 @@ class TransformerDenoiser(nn.Module):
         self.cond_pos_emb = nn.Parameter(torch.zeros(1, 1 + 2 * history, w))
         self.cond_encoder = nn.Sequential(nn.Linear(w, 4 * w), nn.Mish(), nn.Linear(4 * w, w))
         self.drop_emb = nn.Dropout(config.dropout_emb)
-        self.blocks = nn.ModuleList(DecoderBlock(w, config.heads, horizon, config.dropout_attn)
+        self.blocks = nn.ModuleList(DecoderBlock(w, config.heads, config.dropout_attn)
                                     for _ in range(config.layers))
         self.ln_f = nn.LayerNorm(w)
         self.head = nn.Linear(w, action_dim)
@@ -209,14 +236,38 @@ class TransformerDenoiser(nn.Module):
 
     def denoise(self, sample: torch.Tensor, cond: list[KV], time: list[KV]) -> torch.Tensor:
         """Noise prediction from cached cond keys/values; `time` entries have batch 1 or the sample's batch."""
-        x = self.drop_emb(self.input_emb(sample) + self.pos_emb).reshape(-1, self.config.width)
-        for block, (ck, cv), (tk, tv) in zip(self.blocks, cond, time):
-            x = block(x, ck + tk, cv + tv, self.self_mask, self.cross_mask)
-        return self.head(self.ln_f(x)).reshape(-1, self.horizon, self.action_dim)
+        return self.decode(sample, [(ck + tk, cv + tv) for (ck, cv), (tk, tv) in zip(cond, time)])
+
+    def join_memory(self, cond: list[KV], table: torch.Tensor) -> list[list[KV]]:
+        """Per step and layer, the memory keys/values (cond + time token) of a whole sample.
+
+        table: (steps, layers, 2, h, 1 + 2 To, d), the time keys/values of the sample's steps (`stack_time`).
+        Why one broadcast add: the sums are the same numbers as `denoise` forms per step, but a sampler graph
+        then runs one addition per sample instead of two per layer and step (each a graph node at batch 1)."""
+        steps, layers, heads = int(table.shape[0]), len(self.blocks), self.config.heads
+        slots, head_dim = 1 + 2 * self.history, self.config.width // heads
+        stacked = torch.stack([torch.stack(kv, dim=1) for kv in cond], dim=1)  # (B, layers, 2, h, S, d)
+        joined = (stacked[:, None] + table).reshape(-1, steps * layers * 2 * heads, slots, head_dim)
+        parts = joined.split(heads, dim=1)
+        return [[(parts[2 * (j * layers + i)], parts[2 * (j * layers + i) + 1]) for i in range(layers)]
+                for j in range(steps)]
+
+    def decode(self, sample: torch.Tensor, memory: list[KV]) -> torch.Tensor:
+        """Noise prediction from one step's joined memory keys/values (cond + time token) per layer."""
+        x = self.drop_emb(self.input_emb(sample) + self.pos_emb)
+        for block, (k, v) in zip(self.blocks, memory):
+            x = block(x, k, v, self.self_mask, self.cross_mask)
+        return self.head(self.ln_f(x))
 
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """Training path: timesteps (B,) integer, one per sample; recomputes the cond memory."""
         return self.denoise(sample, self.encode_cond(obs, goal), self.time_kv(timesteps))
+
+
+def stack_time(table: list[list[KV]]) -> torch.Tensor:
+    """A [step][layer] -> (keys, values) time table of batch 1 as one (steps, layers, 2, h, S, d) tensor, the
+    layout `join_memory` reads."""
+    return torch.stack([torch.stack([torch.stack(kv, dim=1)[0] for kv in layers]) for layers in table])
 
 
 def select_time(time: list[KV], index: int) -> list[KV]:

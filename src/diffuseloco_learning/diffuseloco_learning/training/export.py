@@ -4,6 +4,7 @@
     python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/b.onnx --envelope ...
     python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/b.onnx --gain-scale trot=0.8
     python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/a_int8.onnx --precision int8
+    python -m diffuseloco_learning.training.export --from-model models/a.onnx --out models/a_new.onnx --regraph
 
 Writes models/policy.onnx and models/policy.warm<k>.onnx for each --warm-steps entry (default: the model's
 warm_start_steps), each checked once in ONNX Runtime against the torch model to 1e-4 by export_onnx.
@@ -26,6 +27,13 @@ checked against the fp32 graphs it comes from and refused if their actions diffe
 graphs) without its checkpoint: the graphs are copied untouched and only the embedded stack config changes, so
 the new file computes exactly what the old one did. Its ranges can only shrink against the source file's, which
 may already carry an envelope.
+
+--regraph (with --from-model) writes the file's weights through today's sampler graph instead of copying its graphs:
+since 2026-12-08 the exporter joins every step's cond and time keys/values once per sample and keeps activations
+(B, T, W), which runs the same math in fewer graph nodes (docs/research/performance.md). The weights are recovered
+from the file (training/from_onnx.py, checked against every graph of it), exported and checked against torch, and
+the new graphs are compared with the source's on check inputs; any difference above REGRAPH_TOLERANCE refuses the
+file. --envelope, --gain-scale and --precision int8 apply as without it.
 """
 
 from __future__ import annotations
@@ -33,20 +41,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
 
 from diffuseloco_policy.config import MAX_KP_SCALE, MIN_KP_SCALE, ConfigError, StackConfig
 from ..export import export_onnx
 from ..quantize import write_int8_model
 from diffuseloco_policy.model_file import warm_graphs, warm_path
 from diffuseloco_policy.gains import with_kp_scales
-from diffuseloco_policy.model_file import PRECISION_FP32, PRECISION_INT8, PREFIX, ModelMismatchError, load_onnx
+from diffuseloco_policy.model_file import (INPUT_NOISE, PRECISION_FP32, PRECISION_INT8, PREFIX, ModelMismatchError,
+                                          graph_precision, load_onnx)
 from diffuseloco_learning.model_checkpoint import load_checkpoint
 from .checkpoint import ema_weights_path
 
 RANGE_FIELDS = ("vx", "vy", "yaw_rate")
+# Largest |new - source| action difference --regraph accepts: the recovery and the export each hold their graphs
+# to the exporter's 1e-4 against torch, so two graphs of the same weights may differ by the sum.
+REGRAPH_TOLERANCE = 2e-4
 
 
 def parse_envelope(entries: Sequence[str]) -> dict[tuple[str, str], tuple[float, float]]:
@@ -134,6 +149,43 @@ def requantize_model_file(source: Union[str, Path], out: Union[str, Path], envel
         return write_int8_model(narrowed[0], out)
 
 
+def regraph_model_file(source: Union[str, Path], out: Union[str, Path], envelope: Sequence[str] = (),
+                       gain_scales: Sequence[str] = (), precision: str = PRECISION_FP32) -> list[Path]:
+    """The weights of an exported file, written through today's exporter (same warm-start graphs), with the
+    deployment changes and the precision asked; refused if the new graphs compute other actions than the file's."""
+    from ..quantize import check_inputs, compare_actions
+    from .from_onnx import recover_policy
+
+    source, out = Path(source), Path(out)
+    if source.resolve() == out.resolve():
+        raise ConfigError(f"--from-model {source}: write the new file under another name (--out)")
+    limits, scales = parse_envelope(envelope), parse_gain_scales(gain_scales)
+    _, info = load_onnx(source)
+    if graph_precision(info.graph) != PRECISION_FP32:
+        raise ModelMismatchError(f"{source}: --regraph reads the weights of an fp32 file, not "
+                                 f"{graph_precision(info.graph)}")
+    policy, info = recover_policy(source)   # checked against every graph of the file
+    steps = tuple(load_onnx(path)[1].graph["steps"] for path in warm_graphs(source))
+    config = deployment_config(info.config, limits, scales)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(policy, config, Path(tmp) / out.name, warm_steps=steps, verify=True)
+        for old, new in zip([source] + [warm_path(source, k) for k in steps], fp32):
+            inputs = check_inputs(info, load_onnx(old)[1].graph.get("steps", 0))
+            inputs[INPUT_NOISE] = np.random.default_rng(0).standard_normal(inputs[INPUT_NOISE].shape, np.float32)
+            error = compare_actions(old, new, inputs)["max"]
+            if not error <= REGRAPH_TOLERANCE:
+                raise ModelMismatchError(f"{old}: the new graph's actions differ by {error:.2e} "
+                                         f"(> {REGRAPH_TOLERANCE:.0e}); keep the file's graphs")
+        if precision == PRECISION_INT8:
+            return write_int8_model(fp32[0], out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = []
+        for path in fp32:
+            written.append(out.parent / path.name)
+            shutil.copyfile(path, written[-1])
+        return written
+
+
 def redeploy_model_file(source: Union[str, Path], out: Union[str, Path], envelope: Sequence[str] = (),
                         gain_scales: Sequence[str] = ()) -> list[Path]:
     """Copy an exported model file and its warm-start graphs to `out` with a narrower envelope or new gain scales
@@ -178,6 +230,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--warm-steps", type=int, nargs="*", default=None,
                         help="warm-start graphs to write (default: the model's warm_start_steps)")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema")
+    parser.add_argument("--regraph", action="store_true",
+                        help="with --from-model: write the file's weights through today's sampler graph (checked "
+                             "against the file) instead of copying its graphs")
     parser.add_argument("--precision", choices=(PRECISION_FP32, PRECISION_INT8), default=PRECISION_FP32,
                         help="int8: int8 weights in the matrix products, checked against fp32 (default fp32)")
     parser.add_argument("--envelope", action="append", default=[], metavar="SKILL.FIELD=LOW:HIGH",
@@ -188,8 +243,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.from_model and (args.warm_steps is not None or args.weights != "ema"):
         parser.error("--from-model copies the file's graphs as they are: --warm-steps and --weights do not apply")
+    if args.regraph and not args.from_model:
+        parser.error("--regraph applies to --from-model; a --checkpoint export always writes today's graph")
     try:
-        if args.from_model and args.precision == PRECISION_INT8:
+        if args.from_model and args.regraph:
+            written = regraph_model_file(args.from_model, args.out, args.envelope, args.gain_scale, args.precision)
+        elif args.from_model and args.precision == PRECISION_INT8:
             written = requantize_model_file(args.from_model, args.out, args.envelope, args.gain_scale)
         elif args.from_model:
             written = redeploy_model_file(args.from_model, args.out, args.envelope, args.gain_scale)

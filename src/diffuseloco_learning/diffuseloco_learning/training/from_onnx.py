@@ -8,7 +8,8 @@ the next stage of training should start from it, not from scratch. Everything th
 file, but not always under its own name:
 - most weights are initializers named after their state-dict key (`policy.<key>`);
 - a Linear applied to (B, T, W) activations exports as MatMul with an anonymous, transposed weight, followed by
-  an Add of its named bias: the bias names the weight;
+  an Add of its named bias: the bias names the weight; the causal self-attention's query/key/value Linear
+  (exports since 2026-12-08) is the transposed weight input of a fused Attention node beside its named bias;
 - the condition tokens' position embedding is folded into one anonymous constant (slots 1..2 To);
 - the exporter bakes the timestep token's keys/values per denoising step into `time.k_<step>_<layer>` /
   `time.v_<step>_<layer>`, which folds away slot 0 of the position embedding. It is the one 'width' vector that
@@ -114,12 +115,20 @@ class GraphIndex:
 
 def _matmul_weights(graph: GraphIndex, initializers: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
                     ) -> dict[str, torch.Tensor]:
-    """Anonymous MatMul weights, named by the bias their product is added to (and transposed back)."""
+    """Anonymous MatMul weights, named by the bias their product is added to (and transposed back); the same
+    for the weight of a fused Attention node, named by its bias input."""
     consumers, out = graph.consumers, {}
     for name, value in initializers.items():
         if name.startswith((WEIGHT_PREFIX, TIME_PREFIX)):
             continue
         for node in consumers.get(name, []):
+            bias = node.input[2] if node.op_type == "Attention" and node.input[1] == name else ""
+            if bias.startswith(WEIGHT_PREFIX) and bias.endswith(".bias"):
+                key = bias[len(WEIGHT_PREFIX):-len("bias")] + "weight"
+                if key in state:
+                    _check_shape(key, value.T, state[key])
+                    out[key] = value.T.contiguous()
+                continue
             if node.op_type != "MatMul" or node.input[1] != name:
                 continue
             for add in consumers.get(node.output[0], []):
@@ -155,7 +164,10 @@ def _check_shape(key: str, value: torch.Tensor, expected: torch.Tensor) -> None:
 
 
 def _baked_time_table(initializers: dict[str, torch.Tensor], policy: DiffusionPolicy) -> torch.Tensor:
-    """(steps, layers, 2, heads, 1, head_dim): the timestep token's keys and values the full graph holds."""
+    """(steps, layers, 2, heads, 1, head_dim): the timestep token's keys and values the full graph holds, as one
+    table (export.BakedTimeTable) or, in files exported before 2026-12-08, one constant per step and layer."""
+    if TIME_PREFIX + "table" in initializers:
+        return initializers[TIME_PREFIX + "table"][:, :, :, :, :1, :]
     layers = len(policy.denoiser.blocks)
     try:
         table = [[torch.stack([initializers[f"{TIME_PREFIX}k_{j}_{layer}"], initializers[f"{TIME_PREFIX}v_{j}_{layer}"]])
