@@ -5,7 +5,7 @@ Not a test. Usage: .venv/bin/python bench/bench_sampler.py [--runs 300] [--model
 
 Models: the paper-size preset (random weights) and the shipped model file (its weights recovered from the file).
 ONNX paths: the fp32 graphs as exported, and the int8 file written from them (quantize.py; also at the other
-thread count); for the shipped model also its file as shipped, whose graph predates the exporter's of 2026-12-08
+thread count); for the shipped model also its file as shipped, whose graph predates the exporter's current one
 (per-step joins of the time token's keys/values, (B * T, W) rows). Speed-ups are against the reference-style loop
 of the same model in the same run.
 

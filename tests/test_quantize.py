@@ -33,7 +33,7 @@ def shipped_int8(tmp_path_factory):
 
 def test_gemm_rewrite_computes_the_same_graph_in_fp32():
     """The Gemm -> MatMul + Add rewrite alone is exact (up to float rounding): only the int8 step changes values.
-    The shipped file's graph multiplies (B * T, W) rows with Gemm; exports since 2026-12-08 use MatMul."""
+    The shipped file's graph multiplies (B * T, W) rows with Gemm; graphs with a baked time table use MatMul."""
     source = default_model_path()
     model = onnx.load(str(source))
     gemms = sum(n.op_type == "Gemm" for n in model.graph.node)

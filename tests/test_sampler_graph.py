@@ -1,4 +1,4 @@
-"""The exported sampler graph (export.py) since 2026-12-08: the memory of every denoising step is joined once per
+"""The exported sampler graph (export.py), with its baked time table: the memory of every denoising step is joined once per
 sample, activations stay (B, T, W), and the graph computes what the torch policy and the graph of earlier
 exports (the shipped file) compute, to the export's 1e-4."""
 

@@ -32,7 +32,7 @@ OPSET = 17
 class BakedTimeTable(nn.Module):
     """A policy's time table (timestep-token keys/values per step and layer) frozen as one buffer, so the traced
     graph holds it as one constant (initializer `time.table`, (steps, layers, 2, heads, 1 + 2 To, head_dim))
-    instead of re-running the cond encoder on the timestep every call. Files exported before 2026-12-08 hold
+    instead of re-running the cond encoder on the timestep every call. Older files (the shipped default among them) hold
     one constant per step and layer instead (`time.k_<step>_<layer>`, `time.v_<step>_<layer>`)."""
 
     def __init__(self, policy: DiffusionPolicy, indices: list[int]) -> None:

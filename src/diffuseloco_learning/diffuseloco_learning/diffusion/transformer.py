@@ -91,7 +91,7 @@ class _FusedCausalSelfAttention(torch.autograd.Function):
     """Export-only: emits ONNX Runtime's com.microsoft::Attention with `unidirectional` set, which computes the
     packed query/key/value product and causal attention in one kernel, and which the int8 rewrite turns into
     QAttention (quantize.py). It replaces a matrix product, a Split and a MultiHeadAttention with an additive mask
-    per layer and step, about 8 % of an int8 paper-size sample (performance.md, 2026-12-08). The weight goes in
+    per layer and step, about 8 % of an int8 paper-size sample (docs/research/performance.md, the leaner sampler graph). The weight goes in
     transposed, (W, 3 W), as the operator reads it. Eager values come from the module's own math."""
 
     @staticmethod

@@ -29,7 +29,7 @@ the new file computes exactly what the old one did. Its ranges can only shrink a
 may already carry an envelope.
 
 --regraph (with --from-model) writes the file's weights through today's sampler graph instead of copying its graphs:
-since 2026-12-08 the exporter joins every step's cond and time keys/values once per sample and keeps activations
+the exporter now joins every step's cond and time keys/values once per sample and keeps activations
 (B, T, W), which runs the same math in fewer graph nodes (docs/research/performance.md). The weights are recovered
 from the file (training/from_onnx.py, checked against every graph of it), exported and checked against torch, and
 the new graphs are compared with the source's on check inputs; any difference above REGRAPH_TOLERANCE refuses the

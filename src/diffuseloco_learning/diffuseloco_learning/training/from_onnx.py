@@ -9,7 +9,7 @@ file, but not always under its own name:
 - most weights are initializers named after their state-dict key (`policy.<key>`);
 - a Linear applied to (B, T, W) activations exports as MatMul with an anonymous, transposed weight, followed by
   an Add of its named bias: the bias names the weight; the causal self-attention's query/key/value Linear
-  (exports since 2026-12-08) is the transposed weight input of a fused Attention node beside its named bias;
+  (graphs with a `time.table`) is the transposed weight input of a fused Attention node beside its named bias;
 - the condition tokens' position embedding is folded into one anonymous constant (slots 1..2 To);
 - the exporter bakes the timestep token's keys/values per denoising step into `time.k_<step>_<layer>` /
   `time.v_<step>_<layer>`, which folds away slot 0 of the position embedding. It is the one 'width' vector that
@@ -165,7 +165,7 @@ def _check_shape(key: str, value: torch.Tensor, expected: torch.Tensor) -> None:
 
 def _baked_time_table(initializers: dict[str, torch.Tensor], policy: DiffusionPolicy) -> torch.Tensor:
     """(steps, layers, 2, heads, 1, head_dim): the timestep token's keys and values the full graph holds, as one
-    table (export.BakedTimeTable) or, in files exported before 2026-12-08, one constant per step and layer."""
+    table (export.BakedTimeTable) or, in older files, one constant per step and layer."""
     if TIME_PREFIX + "table" in initializers:
         return initializers[TIME_PREFIX + "table"][:, :, :, :, :1, :]
     layers = len(policy.denoiser.blocks)
