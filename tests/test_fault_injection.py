@@ -33,7 +33,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from diffuseloco_msgs.srv import SetControllerState
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
-from ros_probe import Probe
+from ros_probe import Probe, running_teleop
 from test_ros_graph import assert_safe, write_params
 from tiny_model import export_standing_model
 
@@ -508,16 +508,8 @@ def test_estop_latches_from_any_state(policy_node):
 @pytest.fixture(scope="module")
 def teleop_node(tmp_path_factory):
     params = write_params(tmp_path_factory.mktemp("params_joy"), Path("unused.onnx"))
-    graph = Graph([NodeSpec("diffuseloco_policy", "teleop_node", "teleop")], params)
-    graph.start()
-    probe = Probe("joy_probe")
-    try:
-        probe.wait_for(lambda: len(probe.skill_commands) > 0, 60.0, "the teleop node's SkillCommand")
-        probe.wait_for(lambda: probe.joy_pub.get_subscription_count() > 0, 10.0, "the teleop node on /joy")
+    with running_teleop(params, "joy_probe") as probe:
         yield probe
-    finally:
-        probe.close()
-        graph.stop()
 
 
 def publish_joy_until(probe, axes: list, buttons: list, reached: Callable, what: str, timeout: float = 5.0):

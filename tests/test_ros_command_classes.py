@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from diffuseloco_bringup.graph import NodeSpec
-from diffuseloco_bringup.run import Graph, node_command
+from diffuseloco_bringup.run import node_command
 from diffuseloco_policy.command_classes import parse_command_classes, with_command_classes
 from diffuseloco_policy.config import load_config
-from ros_probe import Probe
+from ros_probe import running_teleop
 from test_fault_injection import publish_joy_until
 from test_ros_graph import write_params
 from tiny_model import export_standing_model
@@ -30,16 +30,8 @@ def class_teleop(tmp_path_factory):
     values = yaml.safe_load(params.read_text())
     values["teleop"]["ros__parameters"]["command_classes"] = MAP
     params.write_text(yaml.safe_dump(values))
-    graph = Graph([NodeSpec("diffuseloco_policy", "teleop_node", "teleop")], params)
-    graph.start()
-    probe = Probe("class_joy_probe")
-    try:
-        probe.wait_for(lambda: len(probe.skill_commands) > 0, 60.0, "the teleop node's SkillCommand")
-        probe.wait_for(lambda: probe.joy_pub.get_subscription_count() > 0, 10.0, "the teleop node on /joy")
+    with running_teleop(params, "class_joy_probe") as probe:
         yield probe
-    finally:
-        probe.close()
-        graph.stop()
 
 
 def test_the_joystick_teleop_sends_class_commands(class_teleop):

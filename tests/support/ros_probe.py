@@ -4,9 +4,11 @@ simply poll for conditions."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 from cyberdog_msgs.msg import LegState, MotorCommand
@@ -147,3 +149,22 @@ class Probe(BackgroundNode):
         imu.header.stamp = stamp
         imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = (float(v) for v in quaternion_wxyz)
         self.imu_pub.publish(imu)
+
+
+@contextlib.contextmanager
+def running_teleop(params: Path, probe_name: str) -> Iterator[Probe]:
+    """The joystick teleop node alone on `params`, and a probe that has seen its first SkillCommand and is
+    connected to its /joy input (the teleop tests' start-up, shared)."""
+    from diffuseloco_bringup.graph import NodeSpec
+    from diffuseloco_bringup.run import Graph
+
+    graph = Graph([NodeSpec("diffuseloco_policy", "teleop_node", "teleop")], params)
+    graph.start()
+    probe = Probe(probe_name)
+    try:
+        probe.wait_for(lambda: len(probe.skill_commands) > 0, 60.0, "the teleop node's SkillCommand")
+        probe.wait_for(lambda: probe.joy_pub.get_subscription_count() > 0, 10.0, "the teleop node on /joy")
+        yield probe
+    finally:
+        probe.close()
+        graph.stop()
