@@ -22,16 +22,17 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from diffuseloco_policy.command_feedback import describe as describe_feedback, without_feedback
 from diffuseloco_policy.config import StackConfig, load_config
 from diffuseloco_policy.gains import describe_scales, with_kp_scales
 from diffuseloco_policy.model_file import model_view, skills_lacking, within_trained_ranges
-from diffuseloco_sim import CyberDogSim, SimConfig
+from diffuseloco_sim import SimConfig
 from . import seeding
 from .conditions import STUDY, Condition, load_study
-from .episode import LoopOptions, run_episode
+from .episode import LoopOptions
+from .episode_pool import EpisodeJob, Setting, run_episodes
 from .policies import EXPERT, EvalPolicy, make_policy, parse_spec, trained_config
 from .report import markdown, plot_episode, reference_label, summarize_policy
 from .scenarios import Scenario, ScenarioMatrix, load_matrix
@@ -111,64 +112,95 @@ def runnable(policy: EvalPolicy, matrix: ScenarioMatrix, config: StackConfig
         {"skills": sorted(lacking.values()), "scenarios": skipped} if lacking else {})
 
 
+def policy_loop_config(policy: EvalPolicy, policy_config: StackConfig) -> StackConfig:
+    """The config a policy's loop runs with: with or without the outer velocity loop, at its per-skill gains, and a
+    model at its data's joint gains, as the node drives it (gains.py)."""
+    loop_config = with_kp_scales(policy_config if policy.command_feedback else without_feedback(policy_config),
+                                 {**{s.name: 1.0 for s in policy_config.skills}, **policy.kp_scales})
+    if policy.joint_gains is not None:
+        kp, kd = policy.joint_gains
+        loop_config = replace(loop_config, robot=replace(loop_config.robot, kp=kp, kd=kd))
+    return loop_config
+
+
+def jobs_of(policy: EvalPolicy, spec: str, matrix: ScenarioMatrix, config: StackConfig,
+            plan: list[tuple[Any, int, int]], ablations: list[str], options_for: Callable[[str, bool], LoopOptions],
+            traced: set[str], log=print            ) -> tuple[list[dict[str, Any]], list[EpisodeJob], dict[str, Any]]:
+    """A policy's report entries (one per ablation), its episodes of the plan (the first episode of a scenario in
+    `traced` brings its trace back for the plots) and what it skips (runnable)."""
+    for note in policy.notes:
+        log(f"{policy.label}: {note}")
+    policy_config, scenarios, skips = runnable(policy, matrix, config)
+    loop_config = policy_loop_config(policy, policy_config)
+    if skips:
+        log(f"{policy.label}: no skill {', '.join(skips['skills'])} in the model file; skipping "
+            f"{len(skips['scenarios'])} scenario(s): {', '.join(skips['scenarios'])}")
+    runs = {s.name for s in scenarios}
+    entries, jobs = [], []
+    for variant in ablations:
+        options = options_for(variant, policy.delayed_inputs)
+        label = policy.label if variant == "none" else f"{policy.label} ({options.name})"
+        entries.append({**policy.describe(), "label": label, "spec": spec, "ablation": options.name,
+                        "current_frame": options.current_frame, "replan_every": options.replan_every,
+                        "command_feedback": loop_config.command_feedback.enabled})
+        jobs += [EpisodeJob(spec, label, loop_config, options, scenario, i, seed,
+                            keep_trace=i == 0 and scenario.name in traced)
+                 for scenario, i, seed in plan if scenario.name in runs]
+    return entries, jobs, skips
+
+
 def evaluate(policy_specs: list[str], matrix: ScenarioMatrix, config: StackConfig, seeds: int, out: Path,
              ablations: list[str], inference_wait_s: float = 1.0, open_loop_ticks: Optional[int] = None,
              base_seed: int = 0, plots: bool = True, log=print, tick_jitter_steps: float = 0.0,
-             condition: Optional[Condition] = None, ranges_from: str = "the robot config") -> dict[str, Any]:
+             condition: Optional[Condition] = None, ranges_from: str = "the robot config",
+             workers: int = 1) -> dict[str, Any]:
     """Run every policy (and ablation) on the same episodes; write results.json and results.md to `out`.
-    condition: a robustness condition (conditions.py) applied to the matrix's physics, with its own episode draws."""
-    if base_seed < 0 or seeds < 1:
-        raise ValueError(f"base seed must be >= 0 and seeds >= 1, got {base_seed} and {seeds}")
+    condition: a robustness condition (conditions.py) applied to the matrix's physics, with its own episode draws.
+    workers: processes the episodes run in (1: this one); the results do not depend on it (episode_pool.py)."""
+    if base_seed < 0 or seeds < 1 or workers < 1:
+        raise ValueError(f"base seed must be >= 0, seeds >= 1 and workers >= 1, got {base_seed}, {seeds} and "
+                         f"{workers}")
     out.mkdir(parents=True, exist_ok=True)
     physics = sim_config(matrix) if condition is None else condition.apply(sim_config(matrix))
     if condition is not None and condition.tick_jitter_steps:
         tick_jitter_steps = condition.tick_jitter_steps
-    sim = CyberDogSim(config, physics, seed=base_seed)
     for variant in ablations:
         variant_parts(variant)  # an unknown name fails before any run
     plan = episode_plan(matrix, seeds, base_seed, condition.name if condition else "")
-    wanted = {name: stem for stem, name in representative(matrix).items()}
-    policies, episodes, plot_files, skipped = [], {}, [], {}
+    traced = set(representative(matrix).values()) if plots else set()
+
+    def options_for(variant: str, delayed_inputs: bool) -> LoopOptions:
+        return loop_options(variant, config, inference_wait_s, open_loop_ticks, delayed_inputs, tick_jitter_steps)
+
+    policies, jobs, skipped, opened = [], [], {}, {}
     start = time.perf_counter()
-    for spec in policy_specs:
-        policy = make_policy(spec, config, seed=base_seed)
-        for note in policy.notes:
-            log(f"{policy.label}: {note}")
-        policy_config, scenarios, skips = runnable(policy, matrix, config)
-        loop_config = with_kp_scales(policy_config if policy.command_feedback else without_feedback(policy_config),
-                                     {**{s.name: 1.0 for s in policy_config.skills}, **policy.kp_scales})
-        if policy.joint_gains is not None:   # a model runs at its data's gains, as the node drives it (gains.py)
-            kp, kd = policy.joint_gains
-            loop_config = replace(loop_config, robot=replace(loop_config.robot, kp=kp, kd=kd))
-        if skips:
-            log(f"{policy.label}: no skill {', '.join(skips['skills'])} in the model file; skipping "
-                f"{len(skips['scenarios'])} scenario(s): {', '.join(skips['scenarios'])}")
-        try:
-            for variant in ablations:
-                options = loop_options(variant, config, inference_wait_s, open_loop_ticks, policy.delayed_inputs,
-                                       tick_jitter_steps)
-                label = policy.label if variant == "none" else f"{policy.label} ({options.name})"
-                if skips:
-                    skipped[label] = skips
-                policies.append({**policy.describe(), "label": label, "spec": spec, "ablation": options.name,
-                                 "current_frame": options.current_frame, "replan_every": options.replan_every,
-                                 "command_feedback": loop_config.command_feedback.enabled})
-                episodes[label] = []
-                runs = {s.name for s in scenarios}
-                for scenario, i, seed in plan:
-                    if scenario.name not in runs:
-                        continue
-                    result, trace = run_episode(loop_config, sim, policy, scenario, matrix, seed, options)
-                    episodes[label].append(result)
-                    outcome = (f"FELL at {result['fall_time_s']:.2f} s ({result['fall_reason']})"
-                               if result["fell"] else "ok")
-                    log(f"[{time.perf_counter() - start:7.1f} s] {label} | {scenario.name} #{i} seed {seed}: "
-                        f"{outcome}")
-                    if plots and i == 0 and scenario.name in wanted:
-                        title = f"{label}: {scenario.name} (seed {seed})"
-                        plot_files += [str(p.relative_to(out)) for p in
-                                       plot_episode(trace, title, out, f"{label}_{scenario.name}")]
-        finally:
+    try:
+        for spec in policy_specs:
+            policy = make_policy(spec, config, seed=base_seed)
+            if workers == 1:
+                opened[spec] = policy   # the serial run drives this one; worker processes open their own
+            try:
+                entries, policy_jobs, skips = jobs_of(policy, spec, matrix, config, plan, ablations, options_for,
+                                                      traced, log)
+            finally:
+                if workers > 1:
+                    policy.close()
+            policies += entries
+            jobs += policy_jobs
+            skipped.update({entry["label"]: skips for entry in entries if skips})
+        episodes: dict[str, list[dict[str, Any]]] = {entry["label"]: [] for entry in policies}
+        plot_files = []
+        setting = Setting(config, physics, matrix, base_seed)
+        for job, (result, trace) in zip(jobs, run_episodes(jobs, setting, workers, opened)):
+            episodes[job.label].append(result)
+            outcome = f"FELL at {result['fall_time_s']:.2f} s ({result['fall_reason']})" if result["fell"] else "ok"
+            log(f"[{time.perf_counter() - start:7.1f} s] {job.name}: {outcome}")
+            if trace is not None:
+                title = f"{job.label}: {job.scenario.name} (seed {job.seed})"
+                plot_files += [str(p.relative_to(out)) for p in
+                               plot_episode(trace, title, out, f"{job.label}_{job.scenario.name}")]
+    finally:
+        for policy in opened.values():
             policy.close()
     summary = {label: summarize_policy(eps, matrix.gaits, matrix.transition.min_two_feet)
                for label, eps in episodes.items()}
@@ -235,12 +267,17 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the robot config's full command ranges, even beyond a model file's envelope")
     parser.add_argument("--duration", type=float, default=None, help="override the matrix's episode duration (s)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes to run the episodes in (default 1: this one); the results do not depend "
+                             "on it")
 
 
 def run_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[StackConfig, str]:
     """The robot config with the command ranges the run uses, and where they came from (see deployment_config)."""
     if args.seed < 0 or (args.seeds is not None and args.seeds < 1):
         parser.error(f"--seed must be >= 0 and --seeds >= 1 (got {args.seed} and {args.seeds})")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1 (got {args.workers})")
     config = load_config(args.config)
     if args.full_ranges:
         return config, "the robot config (--full-ranges)"
@@ -286,9 +323,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     condition = load_study(args.study).condition(args.condition) if args.condition else None
     if condition is not None and condition.tick_jitter_steps and args.tick_jitter:
         parser.error(f"--tick-jitter: condition {condition.name} sets the tick jitter itself")
-    report = evaluate(args.policy, matrix, config, args.seeds or matrix.seeds, args.out, args.ablation,
-                      args.inference_wait, args.open_loop_ticks, args.seed, plots=not args.no_plots,
-                      tick_jitter_steps=args.tick_jitter, condition=condition, ranges_from=ranges_from)
+    try:
+        report = evaluate(args.policy, matrix, config, args.seeds or matrix.seeds, args.out, args.ablation,
+                          args.inference_wait, args.open_loop_ticks, args.seed, plots=not args.no_plots,
+                          tick_jitter_steps=args.tick_jitter, condition=condition, ranges_from=ranges_from,
+                          workers=args.workers)
+    except KeyboardInterrupt:
+        print("evaluation: interrupted; no results written", file=sys.stderr)
+        return 130
     sys.stdout.write(markdown(report["summary"], report["meta"]))
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'} and {len(report['plots'])} plots")
     return 0

@@ -176,9 +176,11 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return path, parsed
 
 
-def make_policy(spec: str, config: StackConfig, seed: int = 0) -> EvalPolicy:
+def make_policy(spec: str, config: StackConfig, seed: int = 0, threads: Optional[int] = None) -> EvalPolicy:
+    """threads: a model's intra-op threads where the spec names none (None: the runtime's default). The
+    evaluation's worker processes pass 1: the workers between them already use the cores."""
     path, options = parse_spec(spec)
-    policy = _make_policy(path, options, config, seed)
+    policy = _make_policy(path, options, config, seed, threads)
     policy.command_feedback = options.get("feedback", "on") == "on"
     runtime_only = [k for k in ("providers", "providers_required", "engine_cache") if k in options]
     if runtime_only and isinstance(policy, ExpertPolicy):
@@ -204,7 +206,8 @@ def parse_gains(value: str, config: StackConfig) -> dict[str, float]:
     return scales
 
 
-def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: int) -> EvalPolicy:
+def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: int,
+                 default_threads: Optional[int]) -> EvalPolicy:
     if path == EXPERT:
         return ExpertPolicy(config, label=options.get("label", EXPERT))
     file = Path(path)
@@ -212,7 +215,7 @@ def _make_policy(path: str, options: dict[str, str], config: StackConfig, seed: 
         raise FileNotFoundError(f"policy model {file} does not exist (or use 'expert')")
     backend = options.get("backend") or ("onnx" if file.suffix == ".onnx" else "torch")
     warm = _warm_start(file, backend, options.get("warm"))
-    threads = int(options["threads"]) if options.get("threads") else None
+    threads = int(options["threads"]) if options.get("threads") else default_threads
     noise = float(options["noise"]) if options.get("noise") else DEPLOYED_NOISE_SCALE
     providers = parse_providers(options.get("providers") or DEFAULT_PROVIDERS,
                                 options.get("providers_required") == "on", options.get("engine_cache"))

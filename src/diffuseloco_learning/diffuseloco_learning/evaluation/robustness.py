@@ -48,9 +48,10 @@ def _done(out: Path, specs: list[str], matrix: ScenarioMatrix, seeds: int, base_
 
 def run_study(specs: list[str], study: Study, conditions: list[Condition], matrix: ScenarioMatrix,
               config: StackConfig, seeds: int, out: Path, base_seed: int = 0, plots: bool = False, log=print,
-              ranges_from: str = "the robot config") -> dict[str, Any]:
+              ranges_from: str = "the robot config", workers: int = 1) -> dict[str, Any]:
     """Evaluate every policy under each condition (skipping those already done) and write the side-by-side
-    report over every condition of the study found in `out`."""
+    report over every condition of the study found in `out`. workers: processes each condition's episodes run in
+    (evaluate; the results do not depend on it)."""
     for condition in conditions:
         where = out / condition.name
         if _done(where, specs, matrix, seeds, base_seed):
@@ -58,7 +59,7 @@ def run_study(specs: list[str], study: Study, conditions: list[Condition], matri
             continue
         log(f"{condition.name}: {condition.describe()}")
         evaluate(specs, matrix, config, seeds, where, ["none"], base_seed=base_seed, plots=plots, log=log,
-                 condition=condition, ranges_from=ranges_from)
+                 condition=condition, ranges_from=ranges_from, workers=workers)
     return write_report(study, out)
 
 
@@ -181,8 +182,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     conditions = [study.condition(n) for n in args.conditions] if args.conditions else list(study.conditions)
     config, ranges_from = run_config(args, parser)
     matrix = shortened(load_matrix(args.scenarios or study.matrix, config), args.duration)
-    report = run_study(args.policy, study, conditions, matrix, config, args.seeds or study.seeds, args.out,
-                       args.seed, plots=not args.no_plots, ranges_from=ranges_from)
+    try:
+        report = run_study(args.policy, study, conditions, matrix, config, args.seeds or study.seeds, args.out,
+                           args.seed, plots=not args.no_plots, ranges_from=ranges_from, workers=args.workers)
+    except KeyboardInterrupt:
+        print("robustness: interrupted; the conditions finished so far are kept, a rerun resumes after them",
+              file=sys.stderr)
+        return 130
     sys.stdout.write(markdown(report))
     print(f"wrote {args.out / 'robustness.md'}, {args.out / 'robustness.json'} and one folder per condition")
     return 0
