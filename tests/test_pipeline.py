@@ -327,6 +327,15 @@ def test_how_a_step_runs_is_not_a_setting(tmp_path):
     assert cpu == gpu
 
 
+def test_data_and_evaluation_steps_run_on_the_pipelines_workers(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path)))
+    steps = build_steps(recipe, RunOptions(workers=16))
+    harness = [s for s in steps if s.command.startswith("python -m diffuseloco_learning.evaluation ")]
+    assert {s.name for s in harness} >= {f"eval/{recipe.name}", "eval/experts", "eval/open_loop"}
+    assert all(s.command.endswith(" --workers 16") and "--workers" not in s.settings["argv"] for s in harness)
+    assert all(s.command.endswith(" --workers 16") for s in steps if s.name.startswith("data/"))
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda r: r["stages"][0].update(resume=True), "no stage before it"),
     (lambda r: r["stages"][1].update(datasets=["clean", "nope"]), "not among the recipe's"),

@@ -34,7 +34,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                         help="training device (default: the recipe's; auto is cuda when torch sees one)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="data generation processes (the data is the same for any number)")
+                        help="data generation and evaluation processes (the data and the results are the same "
+                             "for any number)")
     parser.add_argument("--no-comparisons", action="store_true", help="stop after the model's card")
     parser.add_argument("--redo", action="append", default=[], metavar="STEP",
                         help="redo these steps (names or patterns, e.g. 'eval/*') and what reads them")
@@ -76,7 +77,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               + describe(plan, {step.name: step for step in steps}))
         return 0
     print(f"[pipeline] recipe {recipe.name}: {len(steps)} steps, work directory {recipe.work_dir}, training on "
-          f"{device}, data generation on {options.workers} worker(s)")
+          f"{device}, data generation and evaluation on {options.workers} worker(s)")
     try:
         outcomes = runner.run(steps, args.redo)
     except KeyboardInterrupt:

@@ -1,8 +1,8 @@
 """A recipe as an ordered list of steps: what each runs, what it reads, what it writes, and what it depends on.
 
 A step's `settings` are everything its outputs depend on besides its inputs (the steps whose outputs it reads);
-the runner redoes a step when they change. How a step runs (device, generator workers, progress bars) is left
-out: the same recipe gives the same model on a laptop and on a GPU server.
+the runner redoes a step when they change. How a step runs (device, the workers of data generation and
+evaluation, progress bars) is left out: the same recipe gives the same model on a laptop and on a GPU server.
 
 Order: experts -> datasets -> training stages -> export (with the deployment settings) -> evaluation of the model
 and of the experts on the same episodes -> card (it reads the evaluation) -> the comparisons (their datasets, stages,
@@ -86,13 +86,13 @@ def build_steps(recipe: Recipe, options: RunOptions, comparisons: bool = True) -
     world = simulated_world()
     steps = [] if recipe.experts is None else [experts_step(recipe, world)]
     steps += model_steps(recipe, options, world, None)
-    steps += evaluation_steps(recipe, world)
+    steps += evaluation_steps(recipe, options, world)
     steps.append(card_step(recipe))
     if comparisons and recipe.comparisons:
         for variant in recipe.comparisons.variants:
             if variant.retrains:
                 steps += model_steps(recipe, options, world, variant)
-            steps.append(eval_step(recipe, variant.name, variant_model(recipe, variant),
+            steps.append(eval_step(recipe, options, variant.name, variant_model(recipe, variant),
                                    export_name(variant if variant.retrains else None), variant.ablation,
                                    variant.policy_options))
         steps.append(table_step(recipe))
@@ -230,34 +230,40 @@ def matrix_digest(recipe: Recipe) -> Optional[str]:
     return file_digest(resolve_matrix_path(recipe.evaluation.scenarios))
 
 
-def eval_step(recipe: Recipe, label: str, model: Path, export: str, ablation: str = "none",
+def with_workers(argv: list[str], options: RunOptions) -> list[str]:
+    """An evaluation's command as this invocation runs it: in options.workers processes. Its results do not depend
+    on them (evaluation/episode_pool.py), so the step's settings keep the argv without."""
+    return [*argv, "--workers", str(options.workers)]
+
+
+def eval_step(recipe: Recipe, options: RunOptions, label: str, model: Path, export: str, ablation: str = "none",
               policy_options: Optional[str] = None) -> Step:
-    options = recipe.evaluation.policy_options if policy_options is None else policy_options
-    spec = ",".join(part for part in (str(model), options) if part)
+    spec_options = recipe.evaluation.policy_options if policy_options is None else policy_options
+    spec = ",".join(part for part in (str(model), spec_options) if part)
     argv = eval_argv(recipe, spec, label, ablation)
     out = eval_dir(recipe, label)
-    return tool_step(f"eval/{label}", "diffuseloco_learning.evaluation", argv,
+    return tool_step(f"eval/{label}", "diffuseloco_learning.evaluation", with_workers(argv, options),
                      {"argv": argv, "matrix": matrix_digest(recipe)}, outputs=(out / "results.json",),
                      inputs=(export,), scratch=(out,))
 
 
-def experts_eval_step(recipe: Recipe, world: dict[str, Any]) -> Step:
+def experts_eval_step(recipe: Recipe, options: RunOptions, world: dict[str, Any]) -> Step:
     """The experts on the model's episodes. The model is not an input: its file only lends its command ranges,
     which the export's envelope and the robot config fix, so retraining the model does not redo this."""
     argv = eval_argv(recipe, recipe.evaluation.experts, EXPERTS_LABEL)
     out = eval_dir(recipe, EXPERTS_LABEL)
     settings = {"argv": argv, "matrix": matrix_digest(recipe), "envelope": list(recipe.export.envelope),
                 "world": world}
-    return tool_step(f"eval/{EXPERTS_LABEL}", "diffuseloco_learning.evaluation", argv, settings,
-                     outputs=(out / "results.json",), scratch=(out,))
+    return tool_step(f"eval/{EXPERTS_LABEL}", "diffuseloco_learning.evaluation", with_workers(argv, options),
+                     settings, outputs=(out / "results.json",), scratch=(out,))
 
 
-def evaluation_steps(recipe: Recipe, world: dict[str, Any]) -> list[Step]:
+def evaluation_steps(recipe: Recipe, options: RunOptions, world: dict[str, Any]) -> list[Step]:
     """The model as deployed, the experts on the same episodes, and both in one report for the card."""
-    steps = [eval_step(recipe, recipe.name, candidate_model(recipe), "export")]
+    steps = [eval_step(recipe, options, recipe.name, candidate_model(recipe), "export")]
     if recipe.evaluation.experts is None:
         return steps
-    steps.append(experts_eval_step(recipe, world))
+    steps.append(experts_eval_step(recipe, options, world))
     out = Path(recipe.work_dir) / "eval" / "card"
     argv = [str(eval_dir(recipe, recipe.name)), str(eval_dir(recipe, EXPERTS_LABEL)), "--out", str(out)]
     steps.append(tool_step("eval/card", "diffuseloco_learning.evaluation.merge", argv, {"argv": argv},
