@@ -11,13 +11,19 @@ import pytest
 from diffuseloco_policy.config import load_config
 from diffuseloco_learning.evaluation import LoopOptions, load_matrix
 from diffuseloco_learning.evaluation.cli import main
-from diffuseloco_learning.evaluation.episode_pool import EpisodeFailed, EpisodeJob, Setting, run_episodes
+from diffuseloco_learning.evaluation.episode_pool import (WORKER_THREADS, EpisodeFailed, EpisodeJob, EpisodeRunner,
+                                                          Setting, run_episodes)
 from diffuseloco_sim import SimConfig
 
 from tiny_model import export_standing_model
 
 CONFIG = load_config()
 TIMING = ("latency", "wall_s")   # wall-clock measurements: they differ between any two runs
+
+
+@pytest.fixture(scope="module")
+def standing_model(tmp_path_factory):
+    return export_standing_model(tmp_path_factory.mktemp("model") / "standing.onnx")
 
 
 def evaluation(out, model, workers: int) -> dict:
@@ -36,10 +42,9 @@ def without_timing(value):
     return value
 
 
-def test_episodes_in_two_workers_give_the_serial_results(tmp_path):
-    model = export_standing_model(tmp_path / "standing.onnx")
-    serial = evaluation(tmp_path / "serial", model, 1)
-    parallel = evaluation(tmp_path / "parallel", model, 2)
+def test_episodes_in_two_workers_give_the_serial_results(standing_model, tmp_path):
+    serial = evaluation(tmp_path / "serial", standing_model, 1)
+    parallel = evaluation(tmp_path / "parallel", standing_model, 2)
     assert list(parallel["episodes"]) == list(serial["episodes"]) == ["standing[onnx]", "expert"]
     for label, episodes in parallel["episodes"].items():
         assert len(episodes) == 4 and len({e["seed"] for e in episodes}) == 4   # two scenarios, two draws each
@@ -69,3 +74,10 @@ def test_workers_must_be_at_least_one(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--policy", "expert", "--scenarios", "eval_tiny", "--workers", "0", "--out", str(tmp_path)])
     assert "--workers must be >= 1" in capsys.readouterr().err
+
+
+def test_a_worker_opens_each_model_once_on_one_thread_unless_the_spec_names_threads(standing_model):
+    runner = EpisodeRunner(Setting(CONFIG, SimConfig(), load_matrix("eval_tiny", CONFIG), 0), threads=WORKER_THREADS)
+    plain, named = runner.policy(str(standing_model)), runner.policy(f"{standing_model},threads=3")
+    assert runner.policy(str(standing_model)) is plain
+    assert plain.runtime.intra_op_threads == WORKER_THREADS == 1 and named.runtime.intra_op_threads == 3
