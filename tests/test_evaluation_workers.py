@@ -81,3 +81,24 @@ def test_a_worker_opens_each_model_once_on_one_thread_unless_the_spec_names_thre
     plain, named = runner.policy(str(standing_model)), runner.policy(f"{standing_model},threads=3")
     assert runner.policy(str(standing_model)) is plain
     assert plain.runtime.intra_op_threads == WORKER_THREADS == 1 and named.runtime.intra_op_threads == 3
+
+
+def test_the_robustness_study_passes_its_workers_on_and_gets_the_serial_results(tmp_path, monkeypatch):
+    from diffuseloco_learning.evaluation import cli, robustness
+
+    asked = []
+
+    def recorded(jobs, setting, workers=1, policies=None):
+        asked.append(workers)
+        return run_episodes(jobs, setting, workers, policies)
+
+    monkeypatch.setattr(cli, "run_episodes", recorded)
+    common = ["--policy", "expert", "--scenarios", "eval_tiny", "--seeds", "2", "--duration", "1.5", "--no-plots"]
+    study_out = tmp_path / "study"
+    assert robustness.main([*common, "--conditions", "payload", "--workers", "2", "--out", str(study_out)]) == 0
+    assert main([*common, "--condition", "payload", "--out", str(tmp_path / "serial")]) == 0
+    assert asked == [2, 1]
+    study = json.loads((study_out / "payload" / "results.json").read_text())
+    serial = json.loads((tmp_path / "serial" / "results.json").read_text())
+    assert len(serial["episodes"]["expert"]) == 4
+    assert without_timing(study["episodes"]) == without_timing(serial["episodes"])
