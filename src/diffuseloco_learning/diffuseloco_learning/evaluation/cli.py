@@ -1,7 +1,8 @@
 """Evaluate policies in the simulator over a scenario matrix.
 
     python -m diffuseloco_learning.evaluation --policy models/x.onnx --policy expert \\
-        --scenarios eval_default --seeds 5 --out out/eval [--ablation none current_frame open_loop_chunk]
+        --scenarios eval_default --seeds 5 --out out/eval [--ablation none current_frame open_loop_chunk] \\
+        [--workers 16]
 
 Every policy runs through the deployed PolicyLoop (stand up, RUN, the scenario's commands), and a bare model
 path runs as the policy node runs that file: its command envelope (the run's ranges are cut to every model's
@@ -11,7 +12,8 @@ stack's velocity loop. Options (spec keys, --full-ranges) are the ablations. Eve
 (tables per policy x group and per policy x skill, falls with a 95 % bound, every policy against the experts)
 and PNG plots (commanded vs achieved velocity and a contact raster for one episode per skill and one switch).
 A model trained on fewer skills than the robot config lists runs over its own (as the policy node runs it); the
-scenarios with a skill it lacks are skipped, and the report names them.
+scenarios with a skill it lacks are skipped, and the report names them. --workers N runs the episodes in N
+processes with the same results (episode_pool.py).
 """
 
 from __future__ import annotations
@@ -268,8 +270,8 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, help="override the matrix's episode duration (s)")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--workers", type=int, default=1,
-                        help="processes to run the episodes in (default 1: this one); the results do not depend "
-                             "on it")
+                        help="processes to run the episodes in (default 1: this one); the results are the same for "
+                             "any number (docs/evaluation.md)")
 
 
 def run_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[StackConfig, str]:

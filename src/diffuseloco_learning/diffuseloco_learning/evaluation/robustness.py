@@ -1,7 +1,8 @@
 """Robustness beyond the training ranges: every policy under each named condition, side by side.
 
     python -m diffuseloco_learning.evaluation.robustness --policy models/x.onnx --policy expert \\
-        --out out/robustness [--study robustness] [--conditions payload weak_motors] [--seeds 7] [--seed 0]
+        --out out/robustness [--study robustness] [--conditions payload weak_motors] [--seeds 7] [--seed 0] \\
+        [--workers 16]
 
 Each condition of the study (configs/robustness.yaml: payload, weak motors, low friction, sensor latency, tick
 jitter) runs the study's matrix through `evaluate` into OUT/<condition>/ (results.json, results.md): every
