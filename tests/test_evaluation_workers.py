@@ -11,6 +11,7 @@ import pytest
 from diffuseloco_policy.config import load_config
 from diffuseloco_learning.evaluation import LoopOptions, load_matrix
 from diffuseloco_learning.evaluation.cli import main
+from diffuseloco_learning.evaluation.policies import make_policy
 from diffuseloco_learning.evaluation.episode_pool import (WORKER_THREADS, EpisodeFailed, EpisodeJob, EpisodeRunner,
                                                           Setting, run_episodes)
 from diffuseloco_sim import SimConfig
@@ -76,11 +77,12 @@ def test_workers_must_be_at_least_one(tmp_path, capsys):
     assert "--workers must be >= 1" in capsys.readouterr().err
 
 
-def test_a_worker_opens_each_model_once_on_one_thread_unless_the_spec_names_threads(standing_model):
+def test_a_worker_opens_each_model_once_with_the_serial_runs_threads_unless_the_spec_names_them(standing_model):
     runner = EpisodeRunner(Setting(CONFIG, SimConfig(), load_matrix("eval_tiny", CONFIG), 0), threads=WORKER_THREADS)
     plain, named = runner.policy(str(standing_model)), runner.policy(f"{standing_model},threads=3")
     assert runner.policy(str(standing_model)) is plain
-    assert plain.runtime.intra_op_threads == WORKER_THREADS == 1 and named.runtime.intra_op_threads == 3
+    serial = make_policy(str(standing_model), CONFIG)
+    assert plain.runtime.intra_op_threads == serial.runtime.intra_op_threads and named.runtime.intra_op_threads == 3
 
 
 def test_the_robustness_study_passes_its_workers_on_and_gets_the_serial_results(tmp_path, monkeypatch):

@@ -21,7 +21,10 @@ from .episode import LoopOptions, Trace, run_episode
 from .policies import EvalPolicy, make_policy
 from .scenarios import Scenario, ScenarioMatrix
 
-WORKER_THREADS = 1   # a model's intra-op threads in a worker process (unless its spec names threads=N)
+# A model's intra-op threads in a worker process unless its spec names threads=N: None, the runtime's default,
+# as in a serial run. Two threads round some sums differently from one (1e-6 per action at width 256), which a
+# closed loop can grow: results must not depend on --workers, even if wide models then use 2 threads a worker.
+WORKER_THREADS: Optional[int] = None
 
 Outcome = tuple[dict[str, Any], Optional[Trace]]
 
