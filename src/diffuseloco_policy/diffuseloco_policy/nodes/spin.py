@@ -31,8 +31,18 @@ def run_node(factory: Callable[[], Node], args: Optional[list[str]] = None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
+        destroy_quietly(node)
         rclpy.try_shutdown()
+
+
+def destroy_quietly(node: Node) -> None:
+    """Destroy the node; a second Ctrl-C while it cleans up (a launcher that forwards SIGINT to a node the terminal
+    already interrupted sends two) ends the clean-up early instead of printing a traceback: the process is exiting
+    and its threads go with it."""
+    try:
+        node.destroy_node()
+    except KeyboardInterrupt:
+        pass
 
 
 def use_realtime_scheduling(node: Node, priority: int) -> None:
