@@ -11,8 +11,8 @@ import onnx
 import pytest
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.model_file import (PRECISION_FP32, PRECISION_INT8, ModelMismatchError, default_model_path,
-                                           graph_precision, read_onnx_info, warm_path)
+from diffuseloco_policy.model_file import (PRECISION_FP32, PRECISION_INT8, ModelMismatchError, copy_model,
+                                           default_model_path, graph_precision, read_onnx_info, warm_path)
 from diffuseloco_policy.runtime import OnnxRuntime
 from diffuseloco_learning.quantize import (MEAN_ACTION_TOLERANCE, check_inputs, compare_actions, gemm_to_matmul,
                                            inline_shared_weights, quantize_graph, write_int8_model)
@@ -25,9 +25,7 @@ from tiny_model import export_standing_model
 def shipped_int8(tmp_path_factory):
     """The shipped model and its warm-start graph, and the int8 file written from them."""
     tmp = tmp_path_factory.mktemp("int8")
-    source = tmp / "shipped.onnx"
-    shutil.copy(default_model_path(), source)
-    shutil.copy(warm_path(default_model_path(), 2), warm_path(source, 2))
+    source = copy_model(default_model_path(), tmp / "shipped.onnx")[0]
     return source, write_int8_model(source, tmp / "shipped_int8.onnx")
 
 

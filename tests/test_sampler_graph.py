@@ -4,7 +4,6 @@ exports (the shipped file) compute, to the export's 1e-4."""
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 
 import numpy as np
@@ -13,8 +12,8 @@ import pytest
 import torch
 
 from diffuseloco_policy.config import load_config
-from diffuseloco_policy.model_file import (INPUT_NOISE, PRECISION_INT8, default_model_path, graph_precision,
-                                           read_onnx_info, warm_path)
+from diffuseloco_policy.model_file import (INPUT_NOISE, PRECISION_INT8, copy_model, default_model_path,
+                                           graph_precision, read_onnx_info, warm_path)
 from diffuseloco_policy.runtime import OnnxRuntime
 from diffuseloco_learning.diffusion import DenoiserConfig, ModelSpec, build_policy
 from diffuseloco_learning.export import export_onnx
@@ -71,11 +70,7 @@ def test_the_graph_computes_what_torch_computes(small_export, warm):
 
 @pytest.fixture(scope="module")
 def shipped_copy(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("shipped")
-    shipped = tmp / "shipped.onnx"
-    shutil.copy(default_model_path(), shipped)
-    shutil.copy(warm_path(default_model_path(), 2), warm_path(shipped, 2))
-    return shipped
+    return copy_model(default_model_path(), tmp_path_factory.mktemp("shipped") / "shipped.onnx")[0]
 
 
 def test_the_shipped_file_regraphed_computes_what_the_file_computes(shipped_copy, tmp_path, capsys):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -309,6 +310,19 @@ def warm_graphs(path: Union[str, Path]) -> list[Path]:
     """The warm-start graphs beside a full graph (name.warm<k>.onnx), in name order."""
     path = Path(path)
     return sorted(path.parent.glob(f"{path.stem}.warm*{path.suffix}"))
+
+
+def copy_model(source: Union[str, Path], out: Union[str, Path]) -> list[Path]:
+    """Copy a model file and every warm-start graph beside it to `out` and its siblings (name.warm<k>.onnx); they
+    travel together because the runtime finds a warm-start graph by its name next to the full graph. Returns the
+    files written, the full graph first."""
+    source, out = Path(source), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in [source, *warm_graphs(source)]:
+        written.append(out.with_name(path.name.replace(source.stem, out.stem, 1)))
+        shutil.copyfile(path, written[-1])
+    return written
 
 
 def default_model_path() -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from diffuseloco_policy.model_file import warm_graphs
+from diffuseloco_policy.model_file import copy_model, warm_graphs
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,6 @@ def gate_problems(report: dict[str, Any], model: str, experts: Optional[str], ga
     return problems
 
 
-def candidate_files(model: Path) -> list[Path]:
-    """The files that make up a model: its graph, its warm-start graphs and its card."""
-    return [model, *warm_graphs(model), model.with_suffix(".md")]
-
-
 def ship(candidate: Path, target: Path, report: Path, model_label: str, experts_label: Optional[str],
          gate: ShipGate) -> list[Path]:
     """Copy the candidate's files over the target's when the report clears the gate; otherwise refuse and touch
@@ -72,12 +67,9 @@ def ship(candidate: Path, target: Path, report: Path, model_label: str, experts_
     if problems:
         raise ShipRefused(f"{candidate} does not replace {target}: " + "; ".join(problems)
                           + f" (see {report.with_suffix('.md')}); the candidate stays where it is")
-    target.parent.mkdir(parents=True, exist_ok=True)
     for stale in warm_graphs(target):   # a candidate with fewer warm-start graphs leaves none of the old ones
         stale.unlink()
-    written = []
-    for source in candidate_files(candidate):
-        destination = target.parent / source.name.replace(candidate.stem, target.stem, 1)
-        shutil.copyfile(source, destination)
-        written.append(destination)
+    written = copy_model(candidate, target)
+    written.append(target.with_suffix(".md"))
+    shutil.copyfile(candidate.with_suffix(".md"), written[-1])
     return written

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -51,7 +50,7 @@ import numpy as np
 from diffuseloco_policy.config import MAX_KP_SCALE, MIN_KP_SCALE, ConfigError, StackConfig
 from ..export import export_onnx
 from ..quantize import write_int8_model
-from diffuseloco_policy.model_file import warm_graphs, warm_path
+from diffuseloco_policy.model_file import copy_model, warm_graphs, warm_path
 from diffuseloco_policy.gains import with_kp_scales
 from diffuseloco_policy.model_file import (INPUT_NOISE, PRECISION_FP32, PRECISION_INT8, PREFIX, ModelMismatchError,
                                           graph_precision, load_onnx)
@@ -178,12 +177,7 @@ def regraph_model_file(source: Union[str, Path], out: Union[str, Path], envelope
                                          f"(> {REGRAPH_TOLERANCE:.0e}); keep the file's graphs")
         if precision == PRECISION_INT8:
             return write_int8_model(fp32[0], out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        written = []
-        for path in fp32:
-            written.append(out.parent / path.name)
-            shutil.copyfile(path, written[-1])
-        return written
+        return copy_model(fp32[0], out)
 
 
 def redeploy_model_file(source: Union[str, Path], out: Union[str, Path], envelope: Sequence[str] = (),
