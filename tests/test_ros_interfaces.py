@@ -36,6 +36,7 @@ from diffuseloco_policy.config import load_config
 from diffuseloco_policy.joints import JointConvention
 from diffuseloco_policy.nodes.policy_node import TEXT_DIAGNOSTICS
 from diffuseloco_policy.robot_description import urdf
+from free_port import free_port
 from ros_probe import Probe
 from tiny_model import export_standing_model
 
@@ -51,12 +52,6 @@ RATE_TOLERANCE = 0.2 * RATE_HZ   # a loaded 2-core machine delays timers; 10 or 
 
 def near_rate(hz: float) -> bool:
     return abs(hz - RATE_HZ) < RATE_TOLERANCE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Watch:

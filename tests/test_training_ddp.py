@@ -4,7 +4,6 @@ finite, and only rank 0 writes logs and checkpoints."""
 
 import csv
 import os
-import socket
 
 import numpy as np
 import torch
@@ -14,14 +13,9 @@ from safetensors.torch import load_file, save_file
 from synthetic_data import write_synthetic
 
 from diffuseloco_learning.training import ModelSection, TrainConfig
+from free_port import free_port
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, port: int, config_path: str, out: str) -> None:
@@ -45,7 +39,7 @@ def test_two_process_gloo_ddp(tmp_path):
                       model=ModelSection(preset="tiny", denoiser={"width": 32, "heads": 2, "dropout_attn": 0.1}))
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))
-    mp.spawn(_worker, args=(_free_port(), str(path), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(path), str(tmp_path)), nprocs=WORLD, join=True)
 
     r0, r1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(WORLD))
     weights = [k for k in r0 if k.startswith("w.")]

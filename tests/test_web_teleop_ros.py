@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -37,6 +35,7 @@ from diffuseloco_bringup.graph import params_file, web_teleop_spec
 from diffuseloco_bringup.run import Graph, node_command
 from diffuseloco_policy.config import load_config
 from diffuseloco_policy.controller import ControllerRequest as R
+from free_port import free_port
 from ros_probe import Probe
 
 STACK = load_config()
@@ -46,12 +45,6 @@ KEEP_ALIVE_S = 600.0          # the teleop's steady publish period in these test
 MARGIN_TICKS = 250            # 5 s at 50 Hz: a browser gesture (moves of 50 ms) reaching ROS on a loaded machine
 WAIT_S = MARGIN_TICKS * CONTROL_TICK_S
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class StateService:

@@ -127,7 +127,7 @@ def policy_loop_config(policy: EvalPolicy, policy_config: StackConfig) -> StackC
 
 def jobs_of(policy: EvalPolicy, spec: str, matrix: ScenarioMatrix, config: StackConfig,
             plan: list[tuple[Any, int, int]], ablations: list[str], options_for: Callable[[str, bool], LoopOptions],
-            traced: set[str], log=print            ) -> tuple[list[dict[str, Any]], list[EpisodeJob], dict[str, Any]]:
+            traced: set[str], log=print) -> tuple[list[dict[str, Any]], list[EpisodeJob], dict[str, Any]]:
     """A policy's report entries (one per ablation), its episodes of the plan (the first episode of a scenario in
     `traced` brings its trace back for the plots) and what it skips (runnable)."""
     for note in policy.notes:

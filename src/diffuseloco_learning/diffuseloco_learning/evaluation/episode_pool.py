@@ -5,7 +5,7 @@ sensor noise, pushes, tick jitter, the sampler's noise) from its own seed (seedi
 nothing it measures: with any number of workers the results come back in the plan's order and equal the serial
 run's; only wall-clock fields (the sampler's latency, the run's wall time) differ. The workers are spawned
 processes (nothing inherited from the parent but what they are handed); each builds one simulator and opens each
-policy once, with one intra-op thread, since the workers between them already use the cores.
+policy once, with the intra-op threads a serial run gives it (WORKER_THREADS).
 """
 
 from __future__ import annotations
